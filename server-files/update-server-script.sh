@@ -1,0 +1,390 @@
+#!/usr/bin/env bash
+# Set up (or upgrade) a silverlining node. Run as root by `silver setup-node`
+# after it has pushed the server files to /usr/local/share/silverlining/server-files.
+#
+#   update-server-script.sh --preflight
+#       check root and the OS, install rsync if missing (the push needs it);
+#       `silver setup-node` feeds the script on stdin for this, before any push.
+#   update-server-script.sh --version HASH --by USER@HOST
+#       bring the node to the state the server files describe.
+#
+# Idempotent: every step goes through an ensure_* helper that looks first and
+# acts (printing "changed: ...") only when the node differs, so a second run
+# prints "0 changes". The last line of output is JSON: {"changes": N, ...}.
+set -Eeuo pipefail
+trap 'die "line $LINENO: $BASH_COMMAND failed (status $?)"' ERR
+umask 022
+export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+# Node paths: keep in step with silverlining/node/paths.py (a unit test compares them).
+SHARE=/usr/local/share/silverlining
+LIB=$SHARE/lib
+SERVER_FILES=$SHARE/server-files
+VAR=/var/lib/silverlining
+APPS=$VAR/apps
+DATA=$VAR/data
+ENV_DIR=$VAR/env
+BACKUPS=$VAR/backups
+UPLOADS=$VAR/uploads
+TMP=$VAR/tmp
+SECRET=$VAR/secret.txt
+ETC=/etc/silverlining
+SERVER_VERSION=$ETC/server-version
+LOGS=/var/log/silverlining
+APP_LOGS=$LOGS/apps
+SETUP_LOG=$LOGS/setup-node.log
+LOCKS=/run/silverlining/locks
+NGINX_ROUTES=/etc/nginx/silverlining
+DEPLOY_USER=silver
+
+MANIFEST=$ETC/installed-files        # what install_serverroot put in place last time
+FIREWALL_RULES=$ETC/nftables.conf
+
+CHANGES=0
+CHANGED_FILES=()
+VERSION=""
+BY=""
+
+changed() {
+    CHANGES=$((CHANGES + 1))
+    echo "changed: $*"
+}
+
+die() {
+    echo "error: $*" >&2
+    exit 1
+}
+
+# --- checks ------------------------------------------------------------------
+
+check_root() {
+    [ "$(id -u)" = 0 ] || die "setup must run as root (running as $(id -un))"
+}
+
+# Sets NGINX_PKG for the OS; anything but Debian 12 / Ubuntu 24.04 is refused.
+check_os() {
+    [ -r /etc/os-release ] || die "unsupported OS: no /etc/os-release (silverlining nodes run Debian 12 or Ubuntu 24.04)"
+    local id version pretty
+    id=$(. /etc/os-release && echo "${ID:-unknown}")
+    version=$(. /etc/os-release && echo "${VERSION_ID:-unknown}")
+    pretty=$(. /etc/os-release && echo "${PRETTY_NAME:-$id $version}")
+    case "$id $version" in
+        "debian 12") NGINX_PKG=nginx-light ;;
+        "ubuntu 24.04") NGINX_PKG=nginx ;;
+        *) die "unsupported OS: $pretty (ID=$id VERSION_ID=$version); silverlining nodes run Debian 12 or Ubuntu 24.04" ;;
+    esac
+}
+
+# --- ensure_* helpers: look, act only on a difference, report the change -----
+
+apt_get() {
+    local out
+    if ! out=$(apt-get -q -y -o Dpkg::Use-Pty=0 -o Acquire::Languages=none \
+            -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+            "$@" 2>&1 </dev/null); then
+        printf '%s\n' "$out" | tail -n 15 >&2
+        die "apt-get $1 failed (output above)"
+    fi
+}
+
+# Installs the packages that are missing; `apt-get update` only when some are,
+# which is what keeps a second run at about a second.
+ensure_packages() {
+    local pkg missing=()
+    for pkg in "$@"; do
+        if [ "$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null)" != installed ]; then
+            missing+=("$pkg")
+        fi
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "installing ${missing[*]}"
+    apt_get update
+    apt_get install --no-install-recommends "${missing[@]}"
+    changed "packages installed: ${missing[*]}"
+}
+
+# fix_attrs PATH MODE [USER:GROUP]
+fix_attrs() {
+    local path=$1 mode=$2 owner=${3:-root:root} have want
+    have=$(stat -c '%a %U:%G' "$path")
+    want="$(printf '%o' "$((8#$mode))") $owner"
+    if [ "$have" != "$want" ]; then
+        chown "$owner" "$path"
+        chmod "$mode" "$path"
+        changed "$path: mode/owner $have -> $want"
+    fi
+}
+
+# ensure_dir PATH MODE [USER:GROUP]
+ensure_dir() {
+    local path=$1 mode=$2 owner=${3:-root:root}
+    if [ ! -d "$path" ]; then
+        install -d -m "$mode" -o "${owner%%:*}" -g "${owner#*:}" "$path"
+        changed "directory $path"
+    else
+        fix_attrs "$path" "$mode" "$owner"
+    fi
+}
+
+# ensure_file SRC DEST MODE [USER:GROUP]: DEST gets SRC's content, replaced atomically.
+ensure_file() {
+    local src=$1 dest=$2 mode=$3 owner=${4:-root:root}
+    if [ -f "$dest" ] && [ ! -L "$dest" ] && cmp -s "$src" "$dest"; then
+        fix_attrs "$dest" "$mode" "$owner"
+        return 0
+    fi
+    mkdir -p "$(dirname "$dest")"
+    install -m "$mode" -o "${owner%%:*}" -g "${owner#*:}" "$src" "$dest.silverlining-new"
+    mv -f "$dest.silverlining-new" "$dest"
+    CHANGED_FILES+=("$dest")
+    changed "file $dest"
+}
+
+# ensure_text DEST MODE USER:GROUP TEXT
+ensure_text() {
+    local tmp
+    tmp=$(mktemp)
+    printf '%s\n' "$4" >"$tmp"
+    ensure_file "$tmp" "$1" "$2" "$3"
+    rm -f "$tmp"
+}
+
+ensure_user() {
+    local user=$1
+    if ! id -u "$user" >/dev/null 2>&1; then
+        useradd --create-home --user-group --shell /bin/bash "$user"
+        changed "user $user created"
+    fi
+}
+
+ensure_enabled() {
+    if ! systemctl is-enabled --quiet "$1" 2>/dev/null; then
+        systemctl enable --quiet "$1"
+        changed "service $1 enabled"
+    fi
+}
+
+file_changed_under() {
+    local prefix=$1 f
+    for f in "${CHANGED_FILES[@]+"${CHANGED_FILES[@]}"}"; do
+        case "$f" in "$prefix"*) return 0 ;; esac
+    done
+    return 1
+}
+
+# --- the steps ---------------------------------------------------------------
+
+# Every file under serverroot/ goes to the same path under /, owned by root.
+# Files an earlier version installed and this one dropped are removed.
+install_serverroot() {
+    local root=$SERVER_FILES/serverroot rel mode now
+    [ -d "$root" ] || die "$root is missing: run this through silver setup-node"
+    now=$(mktemp)
+    while IFS= read -r -d '' rel; do
+        rel=${rel#./}
+        case "$rel" in
+            usr/local/sbin/* | usr/local/bin/*) mode=0755 ;;
+            etc/sudoers.d/*)
+                mode=0440
+                visudo -c -q -f "$root/$rel" >/dev/null || die "$rel: sudoers syntax error"
+                ;;
+            *) mode=0644 ;;
+        esac
+        ensure_file "$root/$rel" "/$rel" "$mode"
+        echo "/$rel" >>"$now"
+    done < <(cd "$root" && find . -type f -print0 | sort -z)
+    if [ -f "$MANIFEST" ]; then
+        local old
+        while IFS= read -r old; do
+            if [ -n "$old" ] && ! grep -qxF -- "$old" "$now"; then
+                rm -f -- "$old"
+                CHANGED_FILES+=("$old")
+                changed "removed $old"
+            fi
+        done <"$MANIFEST"
+    fi
+    cmp -s "$now" "$MANIFEST" 2>/dev/null || install -m 0644 "$now" "$MANIFEST"
+    rm -f "$now"
+}
+
+# The node-side Python package, mirrored from the pushed copy.
+install_lib() {
+    local out count
+    out=$(rsync -rlpc --delete --chmod=D755,F644 --exclude=__pycache__ \
+        --itemize-changes "$SERVER_FILES/lib/" "$LIB/")
+    count=$(printf '%s\n' "$out" | grep -c . || true)
+    if [ "$count" -gt 0 ]; then
+        changed "node code in $LIB: $count paths updated"
+    fi
+}
+
+install_deploy_user() {
+    local home keys=/root/.ssh/authorized_keys
+    ensure_user "$DEPLOY_USER"
+    home=$(getent passwd "$DEPLOY_USER" | cut -d: -f6)
+    ensure_dir "$home/.ssh" 0700 "$DEPLOY_USER:$DEPLOY_USER"
+    if [ -s "$keys" ]; then
+        ensure_file "$keys" "$home/.ssh/authorized_keys" 0600 "$DEPLOY_USER:$DEPLOY_USER"
+    else
+        echo "warning: root has no $keys, so nobody can log in as $DEPLOY_USER" >&2
+    fi
+}
+
+install_dirs() {
+    ensure_dir "$ETC" 0755
+    ensure_dir "$VAR" 0755
+    ensure_dir "$APPS" 0755
+    ensure_dir "$DATA" 0755
+    ensure_dir "$ENV_DIR" 0711
+    ensure_dir "$BACKUPS" 0700
+    ensure_dir "$TMP" 0755
+    ensure_dir "$UPLOADS" 0755 "$DEPLOY_USER:$DEPLOY_USER"
+    ensure_dir "$LOGS" 0755
+    ensure_dir "$APP_LOGS" 0755
+    ensure_dir "$NGINX_ROUTES" 0755
+}
+
+# /run is emptied at boot: systemd-tmpfiles makes these again from our tmpfiles.d file.
+install_run_dirs() {
+    if [ ! -d "$LOCKS" ]; then
+        systemd-tmpfiles --create silverlining.conf
+        changed "run-time directories (/etc/tmpfiles.d/silverlining.conf)"
+    fi
+}
+
+# sudo looks up the node's own name on every call and complains when it cannot
+# resolve it; Debian's convention is a 127.0.1.1 line in /etc/hosts (minimal
+# images may have no /etc/hosts at all, so localhost is added the same way).
+# Looked up in the file itself: a resolver lookup would wait for DNS timeouts.
+ensure_hostname_resolves() {
+    local name
+    name=$(hostname)
+    if ! grep -qsE '^[^#]*[[:space:]]localhost([[:space:]]|$)' /etc/hosts; then
+        printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >>/etc/hosts
+        changed "/etc/hosts: localhost"
+    fi
+    if ! awk -v n="$name" '{sub(/#.*/, ""); for (i = 2; i <= NF; i++) if ($i == n) f = 1} END {exit !f}' /etc/hosts; then
+        printf '127.0.1.1\t%s\n' "$name" >>/etc/hosts
+        changed "/etc/hosts: $name -> 127.0.1.1"
+    fi
+}
+
+# A random secret made once per node and never regenerated (apps derive keys from it).
+install_secret() {
+    if [ ! -s "$SECRET" ]; then
+        local tmp
+        tmp=$(mktemp "$VAR/.secret.XXXXXX")
+        head -c 48 /dev/urandom | base64 -w0 | tr '+/' '-_' >"$tmp"
+        echo >>"$tmp"
+        mv "$tmp" "$SECRET"
+        changed "server secret created in $SECRET"
+    fi
+    fix_attrs "$SECRET" 0600 root:root
+}
+
+install_firewall() {
+    if file_changed_under /etc/systemd/system/; then
+        systemctl daemon-reload
+    fi
+    ensure_enabled silverlining-firewall.service
+    if file_changed_under "$FIREWALL_RULES" || ! nft list table inet silverlining >/dev/null 2>&1; then
+        local out
+        if ! out=$(nft -c -f "$FIREWALL_RULES" 2>&1); then
+            case "$out" in
+                *"Operation not permitted"*)
+                    die "cannot set the firewall: nft: Operation not permitted (a container node needs CAP_NET_ADMIN)" ;;
+                *) die "firewall rules rejected by nft: ${out//$'\n'/ }" ;;
+            esac
+        fi
+        systemctl reload-or-restart silverlining-firewall.service
+        changed "firewall applied (in: tcp 22, 80, 443)"
+    fi
+}
+
+install_nginx() {
+    local out
+    if [ -e /etc/nginx/sites-enabled/default ] || [ -L /etc/nginx/sites-enabled/default ]; then
+        rm -f /etc/nginx/sites-enabled/default
+        CHANGED_FILES+=(/etc/nginx/sites-enabled/default)
+        changed "removed the nginx default site"
+    fi
+    ensure_enabled nginx.service
+    if file_changed_under /etc/nginx/ || ! systemctl is-active --quiet nginx; then
+        if ! out=$(nginx -t -q 2>&1); then
+            die "nginx configuration test failed, nginx not reloaded: ${out//$'\n'/ }"
+        fi
+        if systemctl is-active --quiet nginx; then
+            systemctl reload nginx
+        else
+            systemctl start nginx
+            changed "nginx started"
+        fi
+    fi
+}
+
+log_run() {
+    local status=$?
+    if [ -n "$VERSION" ]; then
+        mkdir -p "$LOGS"
+        printf '%s by=%s version=%s changes=%d status=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+            "$BY" "$VERSION" "$CHANGES" "$([ "$status" = 0 ] && echo ok || echo "failed")" \
+            >>"$SETUP_LOG"
+    fi
+}
+
+preflight() {
+    check_root
+    check_os
+    ensure_packages rsync
+    mkdir -p "$SERVER_FILES"
+    echo "preflight ok: $(. /etc/os-release && echo "$PRETTY_NAME")"
+}
+
+setup() {
+    check_root
+    check_os
+    [[ "$VERSION" =~ ^[0-9a-f]{8,64}$ ]] || die "--version must be a hex hash, got '$VERSION'"
+    mkdir -p /run/silverlining
+    exec 9>/run/silverlining/setup-node.lock
+    flock -w 600 9 || die "another setup-node is still running on this node"
+    trap log_run EXIT
+
+    ensure_packages python3 python3-gunicorn python3-uvicorn rsync sudo nftables "$NGINX_PKG"
+    ensure_hostname_resolves
+    install_deploy_user
+    install_dirs
+    install_serverroot
+    install_run_dirs
+    install_lib
+    install_secret
+    install_firewall
+    install_nginx
+    ensure_text "$SERVER_VERSION" 0644 root:root "$VERSION"
+
+    if [ "$CHANGES" = 0 ]; then
+        echo "0 changes: the node was already up to date"
+    else
+        echo "$CHANGES changes"
+    fi
+    printf '{"changes": %d, "version": "%s"}\n' "$CHANGES" "$VERSION"
+}
+
+main() {
+    case "${1:-}" in
+        --preflight) preflight ;;
+        --version)
+            while [ $# -gt 0 ]; do
+                case "$1" in
+                    --version) VERSION=${2:-}; shift 2 ;;
+                    --by) BY=${2:-}; BY=${BY//[^A-Za-z0-9@._+-]/_}; shift 2 ;;
+                    *) die "unknown argument: $1" ;;
+                esac
+            done
+            setup
+            ;;
+        *) die "usage: $0 --preflight | --version HASH --by USER@HOST" ;;
+    esac
+}
+
+main "$@"

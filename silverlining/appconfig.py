@@ -1,0 +1,180 @@
+"""``app.ini`` as a validated ``AppConfig``.
+
+Used on the developer's machine and on the node (stdlib only), so an app that
+validates locally is read the same way where it runs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from silverlining.inifile import IniFile, read_ini, split_lines, suggest
+
+SECTION = "production"
+# Apps run as node user ``sl-<app_name>``; Linux user names stop at 32 characters.
+MAX_NAME_LEN = 28
+NAME_RE = re.compile(rf"^[a-z0-9][a-z0-9_-]{{0,{MAX_NAME_LEN - 1}}}$")
+_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
+_MODULE_RUNNER = re.compile(rf"^{_DOTTED}:{_DOTTED}$")
+_FILE_RUNNER = re.compile(r"^([^#\s]+\.py)(?:#([A-Za-z_][A-Za-z0-9_]*))?$")
+_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
+_PATH_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*$")
+INTERFACES = ("wsgi", "asgi")
+KEYS = ("app_name", "runner", "interface", "update_fetch", "default_location",
+        "packages", "health_check", "config.required", "config.default",
+        "config.checker")
+
+
+@dataclass(frozen=True)
+class Runner:
+    """Where the app object lives: a file (relative to the app) or a module."""
+
+    spec: str
+    path: str | None = None     # for file runners, relative to the app dir
+    module: str | None = None   # for module runners
+    attr: str = "application"
+
+
+@dataclass(frozen=True)
+class FetchEntry:
+    """One ``update_fetch`` line: a URL path, or a script with arguments."""
+
+    url: str | None = None
+    script: str | None = None
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Everything ``app.ini`` says about an app, checked."""
+
+    app_dir: Path
+    app_name: str
+    runner: Runner
+    interface: str = "wsgi"
+    update_fetch: tuple[FetchEntry, ...] = ()
+    default_location: str | None = None
+    services: dict[str, str] = field(default_factory=dict)
+    packages: tuple[str, ...] = ()
+    health_check: str | None = None
+    config_required: bool = False
+    config_default: str | None = None
+    config_checker: str | None = None
+
+    @property
+    def ini_path(self) -> Path:
+        return self.app_dir / "app.ini"
+
+    @classmethod
+    def load(cls, app_dir: Path | str, check_files: bool = True) -> "AppConfig":
+        """Read and validate ``APP_DIR/app.ini``; raises ``ConfigError``."""
+        app_dir = Path(app_dir).resolve()
+        ini = read_ini(app_dir / "app.ini")
+        return parse_app_ini(ini, app_dir, check_files)
+
+
+def parse_runner(ini: IniFile, value: str, app_dir: Path, check_files: bool) -> Runner:
+    if not value:
+        raise ini.error("is empty; give path/file.py, path/file.py#name or "
+                        "package.module:name", SECTION, "runner")
+    if m := _FILE_RUNNER.match(value):
+        rel = m.group(1)
+        if rel.startswith("/") or ".." in Path(rel).parts:
+            raise ini.error(f"{rel!r} must be a path inside the app directory",
+                            SECTION, "runner")
+        if check_files and not (app_dir / rel).is_file():
+            raise ini.error(f"file {rel!r} not found in {app_dir}", SECTION, "runner")
+        return Runner(value, path=rel, attr=m.group(2) or "application")
+    if _MODULE_RUNNER.match(value):
+        module, attr = value.split(":")
+        return Runner(value, module=module, attr=attr)
+    raise ini.error(f"{value!r} is not path/file.py, path/file.py#name or "
+                    "package.module:name", SECTION, "runner")
+
+
+def parse_fetch(ini: IniFile, value: str) -> tuple[FetchEntry, ...]:
+    entries = []
+    for line in split_lines(value):
+        if line.startswith("script:"):
+            words = line[len("script:"):].split()
+            if not words:
+                raise ini.error("'script:' needs a script path", SECTION, "update_fetch")
+            entries.append(FetchEntry(script=words[0], args=tuple(words[1:])))
+        elif _PATH_RE.match(line):
+            entries.append(FetchEntry(url=line))
+        else:
+            raise ini.error(f"{line!r} is neither a URL path starting with '/' "
+                            "nor 'script:PATH ARGS'", SECTION, "update_fetch")
+    return tuple(entries)
+
+
+def parse_app_ini(ini: IniFile, app_dir: Path, check_files: bool = True) -> AppConfig:
+    """Validate the parsed file; every error names the file, line and key."""
+    from silverlining.services import SERVICE_NAMES
+
+    if SECTION not in ini.sections:
+        others = ", ".join(f"[{s}]" for s in ini.sections) or "none"
+        raise ini.error(f"no [{SECTION}] section (found: {others})")
+    values = ini.sections[SECTION]
+    services: dict[str, str] = {}
+    for key, value in values.items():
+        if key.startswith("service."):
+            name = key[len("service."):]
+            if name not in SERVICE_NAMES:
+                raise ini.error(f"unknown service {name!r}{suggest(name, list(SERVICE_NAMES))}; "
+                                f"known: {', '.join(SERVICE_NAMES)}", SECTION, key)
+            services[name] = value
+        elif key not in KEYS:
+            raise ini.error(f"unknown key{suggest(key, list(KEYS) + ['service.NAME'])}",
+                            SECTION, key)
+    for required in ("app_name", "runner"):
+        if required not in values:
+            raise ini.error(f"missing required key {required!r}", SECTION)
+    name = values["app_name"]
+    if not NAME_RE.match(name):
+        raise ini.error(f"{name!r} is not a safe name: use lowercase letters, digits, "
+                        f"'-' and '_', starting with a letter or digit, at most {MAX_NAME_LEN} "
+                        "characters", SECTION, "app_name")
+    interface = values.get("interface", "wsgi").lower() or "wsgi"
+    if interface not in INTERFACES:
+        raise ini.error(f"{interface!r} must be one of: {', '.join(INTERFACES)}",
+                        SECTION, "interface")
+    packages = tuple(values.get("packages", "").replace(",", " ").split())
+    for pkg in packages:
+        if not _PACKAGE_RE.match(pkg):
+            raise ini.error(f"{pkg!r} is not a valid package name", SECTION, "packages")
+    health = values.get("health_check") or None
+    if health and not _PATH_RE.match(health):
+        raise ini.error(f"{health!r} must be a URL path starting with '/'",
+                        SECTION, "health_check")
+    config_required = values.get("config.required", "").lower() in ("1", "true", "yes", "on")
+    if values.get("config.required", "").lower() not in ("", "0", "1", "true", "false",
+                                                        "yes", "no", "on", "off"):
+        raise ini.error("expected true or false", SECTION, "config.required")
+    checker = values.get("config.checker") or None
+    if checker and not _MODULE_RUNNER.match(checker):
+        raise ini.error(f"{checker!r} must be module:function", SECTION, "config.checker")
+    location = values.get("default_location") or None
+    if location:
+        from silverlining.locations import parse_location
+        from silverlining.errors import UsageError
+        try:
+            parse_location(location)
+        except UsageError as exc:
+            raise ini.error(exc.message, SECTION, "default_location") from None
+    return AppConfig(
+        app_dir=app_dir,
+        app_name=name,
+        runner=parse_runner(ini, values["runner"], app_dir, check_files),
+        interface=interface,
+        update_fetch=parse_fetch(ini, values.get("update_fetch", "")),
+        default_location=location,
+        services=services,
+        packages=packages,
+        health_check=health,
+        config_required=config_required,
+        config_default=values.get("config.default") or None,
+        config_checker=checker,
+    )

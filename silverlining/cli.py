@@ -1,0 +1,194 @@
+"""The ``silver`` command: options and dispatch only.
+
+Each command's work lives in ``silverlining.commands.<name>``, imported when
+the command runs so ``silver --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from silverlining import __version__
+from silverlining.console import Console
+from silverlining.errors import SilverError
+
+
+class SilverGroup(click.Group):
+    """Turns ``SilverError`` into one line on stderr and its exit status."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SilverError as exc:
+            click.echo(f"silver: error: {exc.message}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("silver: interrupted", err=True)
+            ctx.exit(130)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)  # in the order declared: workflow order
+
+
+def dispatch(ctx: click.Context, module: str, **kwargs) -> None:
+    """Run ``silverlining.commands.<module>.run(console, **kwargs)``."""
+    mod = importlib.import_module(f"silverlining.commands.{module}")
+    code = mod.run(ctx.find_object(Console), **kwargs)
+    if code:
+        ctx.exit(code)
+
+
+@click.group(cls=SilverGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="silver")
+@click.option("-p", "--provider", metavar="NAME", help="Use [provider:NAME] from the user config.")
+@click.option("-y", "--yes", is_flag=True, help="Answer yes to every question.")
+@click.option("-v", "--verbose", is_flag=True, help="Show more detail.")
+@click.option("-q", "--quiet", is_flag=True, help="Show only results and errors.")
+@click.pass_context
+def silver(ctx: click.Context, provider: str | None, yes: bool, verbose: bool, quiet: bool) -> None:
+    """Deploy Python web apps to your own servers."""
+    ctx.obj = Console(provider=provider, yes=yes, verbose=verbose, quiet=quiet)
+
+
+# --- the app on your machine -------------------------------------------------
+
+@silver.command("init")
+@click.argument("app_dir", type=click.Path(file_okay=False))
+@click.option("-f", "--force", is_flag=True, help="Overwrite files made by init (never app.ini).")
+@click.option("--main", "main_py", is_flag=True, help="Write a sample WSGI main.py and use it as runner.")
+@click.pass_context
+def init_cmd(ctx, app_dir, force, main_py):
+    """Create an app layout with app.ini and a virtualenv."""
+    dispatch(ctx, "init", app_dir=app_dir, force=force, main_py=main_py)
+
+
+@silver.command("serve")
+@click.argument("app_dir", type=click.Path(file_okay=False), default=".")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
+@click.option("--config", "config_dir", type=click.Path(file_okay=False), help="Deployment config directory.")
+@click.pass_context
+def serve_cmd(ctx, app_dir, host, port, config_dir):
+    """Serve the app locally for development, reloading on changes."""
+    dispatch(ctx, "serve", app_dir=app_dir, host=host, port=port, config_dir=config_dir)
+
+
+# --- nodes -------------------------------------------------------------------
+
+@silver.command("create-node")
+@click.argument("hostname")
+@click.option("--image", metavar="MATCH", help="Image matcher: 'id X', 'name GLOB', bare name; add 'first'.")
+@click.option("--size", metavar="MATCH", help="Size matcher: 'id X', 'name GLOB', 'ram N'; add 'first'.")
+@click.option("--location", metavar="MATCH", help="Location matcher: 'id X', 'name GLOB'; add 'first'.")
+@click.option("--wait", is_flag=True, help="Wait until the node answers SSH and record its host key.")
+@click.option("--setup-node", is_flag=True, help="Go on with setup-node (implies --wait).")
+@click.option("--if-not-exists", is_flag=True, help="Succeed quietly if a node of this name exists.")
+@click.option("--etc-hosts/--no-etc-hosts", default=None, help="Add the node's name to /etc/hosts (asks if not given).")
+@click.pass_context
+def create_node_cmd(ctx, hostname, image, size, location, wait, setup_node, if_not_exists, etc_hosts):
+    """Create a server with the provider."""
+    dispatch(ctx, "create_node", hostname=hostname, image=image, size=size, location=location,
+             wait=wait, setup_node=setup_node, if_not_exists=if_not_exists, etc_hosts=etc_hosts)
+
+
+@silver.command("list-nodes")
+@click.pass_context
+def list_nodes_cmd(ctx):
+    """List the provider's nodes: name, state, address."""
+    dispatch(ctx, "list_nodes")
+
+
+@silver.command("list-images")
+@click.pass_context
+def list_images_cmd(ctx):
+    """List the images the provider offers."""
+    dispatch(ctx, "list_images")
+
+
+@silver.command("list-sizes")
+@click.pass_context
+def list_sizes_cmd(ctx):
+    """List the provider's server sizes, the default marked."""
+    dispatch(ctx, "list_sizes")
+
+
+@silver.command("destroy-node")
+@click.argument("hostnames", nargs=-1, required=True)
+@click.pass_context
+def destroy_node_cmd(ctx, hostnames):
+    """Destroy servers (asks unless --yes)."""
+    dispatch(ctx, "destroy_node", hostnames=hostnames)
+
+
+@silver.command("setup-node")
+@click.argument("hosts", nargs=-1, required=True)
+@click.pass_context
+def setup_node_cmd(ctx, hosts):
+    """Install or upgrade the server software on nodes (idempotent)."""
+    dispatch(ctx, "setup_node", hosts=hosts)
+
+
+# --- apps on nodes -------------------------------------------------------------
+
+@silver.command("update")
+@click.argument("app_dir", type=click.Path(file_okay=False, exists=True))
+@click.argument("location", required=False)
+@click.option("--host", metavar="HOST[/PATH]", help="The location, as an option (instead of LOCATION).")
+@click.option("--node", "nodes", multiple=True, metavar="NODE",
+              help="Deploy to this node (repeat for several, in parallel). Default: the location's host.")
+@click.option("--name", metavar="NAME", help="App name to deploy as (default: app_name in app.ini).")
+@click.option("--config", "config_dir", type=click.Path(file_okay=False, exists=True),
+              help="Deployment config directory (SILVER_APP_CONFIG on the node).")
+@click.option("--clear", is_flag=True, help="Empty the app's service data first.")
+@click.option("--noetchosts", is_flag=True, help="Do not offer to map the host in /etc/hosts.")
+@click.option("--lock-wait", type=float, hidden=True, help="Seconds to wait for the app's deploy lock.")
+@click.pass_context
+def update_cmd(ctx, app_dir, location, host, nodes, name, config_dir, clear, noetchosts, lock_wait):
+    """Deploy APP_DIR to LOCATION (HOST[/PATH]) with zero downtime."""
+    dispatch(ctx, "update", app_dir=app_dir, location=location, host=host, nodes=nodes, name=name,
+             config_dir=config_dir, clear=clear, noetchosts=noetchosts, lock_wait=lock_wait)
+
+
+@silver.command("query")
+@click.argument("node")
+@click.argument("globs", nargs=-1)
+@click.pass_context
+def query_cmd(ctx, node, globs):
+    """List a node's apps, versions, and where each is live."""
+    dispatch(ctx, "query", node=node, globs=globs)
+
+
+@silver.command("activate")
+@click.argument("location")
+@click.argument("version")
+@click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+@click.pass_context
+def activate_cmd(ctx, location, version, node):
+    """Serve LOCATION from a kept VERSION (vN, APP.vN, or prev to roll back)."""
+    dispatch(ctx, "activate", location=location, version=version, node=node)
+
+
+@silver.command("deactivate")
+@click.argument("locations", nargs=-1, required=True)
+@click.option("--keep-prev", is_flag=True, help="Remember the version so 'activate LOCATION prev' brings it back.")
+@click.option("--node", metavar="NODE", help="The node (default: each location's host).")
+@click.pass_context
+def deactivate_cmd(ctx, locations, keep_prev, node):
+    """Stop serving LOCATIONs."""
+    dispatch(ctx, "deactivate", locations=locations, keep_prev=keep_prev, node=node)
+
+
+@silver.command("clean-node")
+@click.argument("node")
+@click.option("-n", "--dry-run", is_flag=True, help="Only show what would be deleted.")
+@click.option("--keep", type=int, default=3, show_default=True, help="Newest versions kept per app.")
+@click.pass_context
+def clean_node_cmd(ctx, node, dry_run, keep):
+    """Delete app versions nothing points to, beyond the newest --keep."""
+    dispatch(ctx, "clean_node", node=node, dry_run=dry_run, keep=keep)
+
+
+def main() -> None:
+    silver(prog_name="silver")

@@ -1,0 +1,1 @@
+"""One module per `silver` command; each has ``run(console, **options)``."""

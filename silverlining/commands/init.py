@@ -1,0 +1,63 @@
+"""``silver init DIR``: an app layout with app.ini and a virtualenv on lib/python."""
+
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+
+from silverlining.appconfig import MAX_NAME_LEN, NAME_RE
+from silverlining.appfiles import IGNORE_FILE, default_silverignore_text
+from silverlining.console import Console
+from silverlining.devserver import venv
+from silverlining.errors import UsageError
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+DIRS = ("src", "static", "lib/python")
+
+
+def app_name_for(app_dir: Path) -> str:
+    """A valid app_name guessed from the directory name."""
+    name = re.sub(r"[^a-z0-9_-]+", "-", app_dir.name.lower()).strip("-_")
+    name = name[:MAX_NAME_LEN].rstrip("-_") or "app"
+    return name if NAME_RE.match(name) else "app"
+
+
+def _write(path: Path, text: str, force: bool, console: Console) -> None:
+    if path.exists() and not force:
+        console.info(f"kept {path.name} (exists; --force rewrites it)")
+        return
+    path.write_text(text, encoding="utf-8")
+    console.info(f"wrote {path}")
+
+
+def run(console: Console, app_dir: str, force: bool, main_py: bool) -> int:
+    root = Path(app_dir).absolute()
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"{app_dir} exists and is not a directory")
+    root.mkdir(parents=True, exist_ok=True)
+    name = app_name_for(root)
+    ini = root / "app.ini"
+    if ini.exists():
+        console.info("kept app.ini (never overwritten)")
+        if main_py:
+            console.info("app.ini kept: point its runner at main.py yourself if needed")
+    else:
+        template = string.Template((TEMPLATES / "app.ini").read_text(encoding="utf-8"))
+        ini.write_text(template.substitute(app_name=name, runner="main.py"), encoding="utf-8")
+        console.info(f"wrote {ini} (app_name = {name})")
+    for sub in DIRS:
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    _write(root / IGNORE_FILE, default_silverignore_text(), force, console)
+    if main_py:
+        _write(root / "main.py", (TEMPLATES / "main.py").read_text(encoding="utf-8"),
+               force, console)
+    if (root / "bin" / "python").exists() and not force:
+        console.info("kept the virtualenv (bin/python exists; --force re-creates it)")
+    else:
+        venv.remove_venv(root)
+        console.info(f"creating the virtualenv in {root} ...")
+        venv.create_venv(root, name)
+        console.info(f"{root}/bin/pip installs into lib/python")
+    console.out(f"app {name} ready in {root}: edit app.ini, then `silver serve {app_dir}`")
+    return 0

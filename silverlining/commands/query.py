@@ -1,0 +1,35 @@
+"""``silver query NODE [GLOB...]``: apps on a node, their versions, where they are live."""
+
+from __future__ import annotations
+
+from silverlining.commands._remote import open_node
+from silverlining.console import Console
+
+
+def format_query(result: dict) -> list[str]:
+    lines = []
+    for app in result["apps"]:
+        lines.append(app["app"] + ("  (disabled)" if app["disabled"] else ""))
+        for v in app["versions"]:
+            where = []
+            if v["live_at"]:
+                where.append("live at " + ", ".join(v["live_at"]))
+            if v["prev_at"]:
+                where.append("prev at " + ", ".join(v["prev_at"]))
+            state = "running" if v["running"] else v.get("status", "?")
+            lines.append(f"  {v['version']:<5} {v.get('time', '?'):<20}  {v.get('who') or '?':<24} "
+                         f"{state:<8} {'; '.join(where)}".rstrip())
+    if not result["apps"]:
+        lines.append("no apps")
+    return lines
+
+
+def run(console: Console, node: str, globs: tuple[str, ...]) -> int:
+    session = open_node(console, node)
+    try:
+        result = session.call("query", *globs, quiet=True)
+    finally:
+        session.close()
+    for line in format_query(result):
+        console.out(line)
+    return 0

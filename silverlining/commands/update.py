@@ -1,0 +1,229 @@
+"""``silver update``: deploy an app to one or more nodes with zero downtime.
+
+Locally: validate app.ini, make lib/python relocatable, refuse compiled
+extensions built for another Python. Per node (in parallel): reserve a
+version, rsync only what changed, and let the node build, start, check and
+switch (``silver-node deploy``). A failure on a node leaves its old version
+serving.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from silverlining import appfiles, etchosts
+from silverlining.appconfig import NAME_RE, AppConfig
+from silverlining.commands._remote import NodeSession, node_for, open_node, who
+from silverlining.console import Console
+from silverlining.errors import SilverError, UsageError
+from silverlining.locations import Location, parse_location
+from silverlining.node import paths
+from silverlining.transport import RsyncStats, rsync
+
+_EXT_RE = re.compile(r"\.cpython-(\d)(\d+)[^/]*\.so$")
+
+
+@dataclass
+class Plan:
+    """What is deployed where, decided once before touching any node."""
+
+    app_dir: Path
+    app: str
+    location: Location
+    config_dir: Path | None
+    clear: bool
+    excludes: list[str]
+    extensions: list[tuple[str, str]]   # (app-relative path, "3.X")
+    lock_wait: float | None
+    who: str
+    source: str
+
+
+@dataclass
+class Outcome:
+    node: str
+    version: str
+    previous: str | None
+    sent: int
+    files: int
+    seconds: float
+
+
+def human(size: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size} B"
+
+
+def find_extensions(app_dir: Path) -> list[tuple[str, str]]:
+    """Compiled extensions that name the Python they were built for."""
+    found = []
+    for rel in appfiles.iter_app_files(app_dir):
+        if m := _EXT_RE.search(rel):
+            found.append((rel, f"{m.group(1)}.{m.group(2)}"))
+    return found
+
+
+def check_extensions(plan: Plan, node: str, node_python: str) -> None:
+    for rel, built_for in plan.extensions:
+        if built_for != node_python:
+            raise SilverError(f"{plan.app_dir / rel} is a compiled extension for Python "
+                              f"{built_for}, but {node} runs Python {node_python}: install it "
+                              f"into lib/python with Python {node_python} (or drop it)")
+
+
+def check_config(app_dir: Path, config_dir: Path) -> None:
+    """app.ini's config.checker on the deployment config, in its own process."""
+    proc = subprocess.run([sys.executable, "-m", "silverlining.apploader", "check-config",
+                           str(app_dir), str(config_dir)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"]
+        raise UsageError(lines[-1].removeprefix("silver: error: "))
+
+
+def make_plan(app_dir: str, location: str | None, host: str | None, name: str | None,
+              config_dir: str | None, clear: bool, lock_wait: float | None,
+              console: Console) -> Plan:
+    if location and host:
+        raise UsageError("give the location once: either LOCATION or --host")
+    config = AppConfig.load(app_dir)
+    app = name or config.app_name
+    if not NAME_RE.match(app):
+        raise UsageError(f"bad --name {app!r}: use lowercase letters, digits, '-' and '_'")
+    text = location or host or config.default_location
+    if not text:
+        raise UsageError(f"no location: give LOCATION (HOST[/PATH]) or set default_location "
+                         f"in {config.ini_path}")
+    cfg = None
+    if config_dir:
+        cfg = Path(config_dir).resolve()
+        if not cfg.is_dir():
+            raise UsageError(f"--config {config_dir}: not a directory")
+    elif config.config_required and not config.config_default:
+        raise UsageError(f"{config.ini_path} sets config.required: give --config DIR")
+    if cfg and config.config_checker:
+        check_config(config.app_dir, cfg)
+    fixed = appfiles.make_paths_relative(config.app_dir / "lib" / "python", config.app_dir)
+    for path in fixed.changed:
+        console.info(f"made paths relative in {path}")
+    for path, target in fixed.outside:
+        console.warn(f"{path} points outside the app ({target}); it will be missing on the node")
+    return Plan(app_dir=config.app_dir, app=app, location=parse_location(text), config_dir=cfg,
+                clear=clear, excludes=appfiles.read_silverignore(config.app_dir),
+                extensions=find_extensions(config.app_dir), lock_wait=lock_wait, who=who(),
+                source=f"{socket.gethostname()}:{config.app_dir}")
+
+
+def upload(session: NodeSession, plan: Plan, reserved: dict) -> RsyncStats:
+    """rsync the app (and deployment config) into the version's upload directory."""
+    basis = reserved.get("basis")
+    dest = reserved["upload_dir"]
+
+    def show(_name: str, line: str) -> None:
+        session.console.detail(f"[{session.name}] {line}")
+
+    stats = rsync(f"{plan.app_dir}/", session.address, f"{dest}/app/", user=paths.DEPLOY_USER,
+                  excludes=plan.excludes, link_dest=f"{basis}/app" if basis else None,
+                  label=session.name, stream=show)
+    if plan.config_dir:
+        more = rsync(f"{plan.config_dir}/", session.address, f"{dest}/config/",
+                     user=paths.DEPLOY_USER, link_dest=f"{basis}/config" if basis else None,
+                     label=session.name, stream=show)
+        stats.bytes_sent += more.bytes_sent
+        stats.files_transferred += more.files_transferred
+        stats.changed += [f"config/{p}" for p in more.changed]
+    return stats
+
+
+def deploy_to(console: Console, node: str, plan: Plan) -> Outcome:
+    started = time.monotonic()
+    session = open_node(console, node)
+    try:
+        info = session.call("info", quiet=True)
+        check_extensions(plan, session.name, info["python"])
+        lock = ["--lock-wait", f"{plan.lock_wait:g}"] if plan.lock_wait is not None else []
+        reserved = session.call("reserve", plan.app, "--who", plan.who, "--source",
+                                plan.source, *lock, quiet=True)
+        version = reserved["version"]
+        console.step(session.name, f"uploading {plan.app_dir} as {plan.app}.{version}")
+        stats = upload(session, plan, reserved)
+        console.detail(f"[{session.name}] rsync: {stats.bytes_sent} bytes sent, "
+                       f"{stats.files_transferred} files transferred")
+        console.step(session.name, f"sent {human(stats.bytes_sent)} "
+                     f"({stats.files_transferred} changed files)")
+        args = ["deploy", plan.app, version, "--location", str(plan.location),
+                "--who", plan.who, *lock]
+        if plan.clear:
+            args.append("--clear")
+        result = session.call(*args)
+    finally:
+        session.close()
+    console.step(session.name, f"{plan.app}.{version} is live at {plan.location}")
+    return Outcome(session.name, version, result.get("previous"), stats.bytes_sent,
+                   stats.files_transferred, time.monotonic() - started)
+
+
+def offer_etc_hosts(console: Console, location: Location, node: str) -> None:
+    """Offer to map the location's host to the node in /etc/hosts (unless it already is)."""
+    from silverlining.nodes import resolve
+
+    if not location.is_exact_host:
+        return
+    address = resolve(node, start=False).address
+    if etchosts.lookup(location.host) == address:
+        return
+    if not (console.yes or sys.stdin.isatty()):
+        console.info(f"{location.host} does not point to {address}: pass -y to add it to "
+                     f"{etchosts.hosts_path()}, or --noetchosts")
+        return
+    if console.confirm(f"Map {location.host} to {address} in {etchosts.hosts_path()}?",
+                       default=True):
+        status = etchosts.add(location.host, address)
+        if status == "foreign":
+            console.warn(f"{etchosts.hosts_path()} already has a line for {location.host} "
+                         "that silver did not write: left alone")
+
+
+def run(console: Console, app_dir: str, location: str | None, host: str | None,
+        nodes: tuple[str, ...], name: str | None, config_dir: str | None, clear: bool,
+        noetchosts: bool, lock_wait: float | None = None) -> int:
+    plan = make_plan(app_dir, location, host, name, config_dir, clear, lock_wait, console)
+    targets = list(dict.fromkeys(nodes)) or [node_for(plan.location, None)]
+    if len(targets) == 1:
+        outcome = deploy_to(console, targets[0], plan)
+        report(console, plan, [outcome], {})
+        if not noetchosts:
+            offer_etc_hosts(console, plan.location, targets[0])
+        return 0
+    outcomes: list[Outcome] = []
+    failures: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=min(8, len(targets))) as pool:
+        futures = {node: pool.submit(deploy_to, console, node, plan) for node in targets}
+        for node, future in futures.items():
+            try:
+                outcomes.append(future.result())
+            except SilverError as exc:
+                failures[node] = exc.message
+    report(console, plan, outcomes, failures)
+    return 1 if failures else 0
+
+
+def report(console: Console, plan: Plan, outcomes: list[Outcome], failures: dict[str, str]) -> None:
+    for o in outcomes:
+        was = f"was {o.previous}" if o.previous else "first version there"
+        console.out(f"{o.node}: {plan.app}.{o.version} live at {plan.location} ({was}; "
+                    f"sent {human(o.sent)}, {o.seconds:.1f}s)")
+    for node, message in failures.items():
+        console.out(f"{node}: FAILED: {message}")
+    if failures:
+        console.out(f"{len(outcomes)} of {len(outcomes) + len(failures)} nodes updated; "
+                    "the others keep their old version")

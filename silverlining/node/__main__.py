@@ -1,0 +1,45 @@
+"""Entry point of the node side: ``silver-node SUBCOMMAND ...``.
+
+Subcommands are found in the modules of this package that define
+``register(subparsers)`` (modules starting with '_' are helpers);
+each handler returns a JSON-able dict that is
+printed as the last line of stdout. Errors print ``{"error": ...}`` and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import pkgutil
+import sys
+
+import silverlining.node as node_pkg
+from silverlining.node._errors import NodeError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="silver-node")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for info in sorted(pkgutil.iter_modules(node_pkg.__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"silverlining.node.{info.name}")
+        if hasattr(module, "register"):
+            module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.handler(args)
+    except NodeError as exc:
+        print(json.dumps({"error": str(exc)}))
+        return 1
+    print(json.dumps(result if result is not None else {}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""The object gunicorn (WSGI) or uvicorn (ASGI) serves for an instance.
+
+Loaded inside the app's own process (as the app's user, cwd = the instance
+directory) through ``silverlining.apploader``, so ``path/file.py#name`` and
+``module:name`` runners start exactly as under ``silver serve``. The wrapper
+turns nginx's ``X-Script-Name`` into SCRIPT_NAME / root_path (one instance
+can serve several path prefixes) and marks internal update requests.
+"""
+
+from __future__ import annotations
+
+import os
+
+from silverlining.apploader import load_app
+from silverlining.node.routing import SCRIPT_NAME_HEADER, UPDATE_HEADER
+
+_PREFIX_KEY = SCRIPT_NAME_HEADER.lower().encode()
+_UPDATE_KEY = UPDATE_HEADER.lower().encode()
+_PREFIX_ENV = "HTTP_" + SCRIPT_NAME_HEADER.upper().replace("-", "_")
+_UPDATE_ENV = "HTTP_" + UPDATE_HEADER.upper().replace("-", "_")
+
+
+def wrap_wsgi(app):
+    def application(environ, start_response):
+        prefix = environ.pop(_PREFIX_ENV, "")
+        path = environ.get("PATH_INFO", "")
+        if prefix and (path == prefix or path.startswith(prefix + "/")):
+            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
+            environ["PATH_INFO"] = path[len(prefix):]
+        if environ.pop(_UPDATE_ENV, None):
+            environ["silverlining.update"] = True
+        return app(environ, start_response)
+    return application
+
+
+def wrap_asgi(app):
+    async def application(scope, receive, send):
+        if scope.get("type") in ("http", "websocket"):
+            prefix, update, headers = "", False, []
+            for name, value in scope.get("headers", []):
+                if name == _PREFIX_KEY:
+                    prefix = value.decode("latin-1")
+                elif name == _UPDATE_KEY:
+                    update = True
+                else:
+                    headers.append((name, value))
+            scope = dict(scope, headers=headers)
+            if prefix:
+                scope["root_path"] = scope.get("root_path", "") + prefix
+            if update:
+                scope["silverlining.update"] = True
+        await app(scope, receive, send)
+    return application
+
+
+def _load():
+    config, app = load_app(os.getcwd())
+    return wrap_asgi(app) if config.interface == "asgi" else wrap_wsgi(app)
+
+
+application = _load()

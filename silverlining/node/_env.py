@@ -1,0 +1,67 @@
+"""Instance environment files: what an app sees in ``os.environ``.
+
+Written in systemd's ``EnvironmentFile=`` syntax (so the unit reads it
+directly) and read back by the node for update_fetch scripts and ``silver
+run``. 0600, owned by the app user: other apps cannot read secrets in it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from silverlining.node._errors import NodeError
+
+_SAFE = re.compile(r"^[A-Za-z0-9_./:@%+,=-]*$")
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ESCAPE = re.compile(r'([\\"$`])')
+
+
+def _quote(value: str) -> str:
+    if _SAFE.match(value):
+        return value
+    return '"' + _ESCAPE.sub(r"\\\1", value) + '"'
+
+
+def format_env(env: dict[str, str]) -> str:
+    lines = []
+    for key in sorted(env):
+        value = str(env[key])
+        if not _KEY.match(key):
+            raise NodeError(f"bad environment variable name {key!r}")
+        if "\n" in value or "\r" in value or "\0" in value:
+            raise NodeError(f"environment variable {key} holds a newline or NUL")
+        lines.append(f"{key}={_quote(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def parse_env(text: str) -> dict[str, str]:
+    env = {}
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, _, raw = line.partition("=")
+        if raw.startswith('"') and raw.endswith('"') and len(raw) >= 2:
+            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+        env[key.strip()] = raw
+    return env
+
+
+def write_env(path: Path, env: dict[str, str], uid: int, gid: int) -> None:
+    """Write atomically, 0600 and owned by the app user from the first byte."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchown(fd, uid, gid)
+        os.write(fd, format_env(env).encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def read_env(path: Path) -> dict[str, str]:
+    try:
+        return parse_env(path.read_text())
+    except FileNotFoundError:
+        raise NodeError(f"{path} is missing: redeploy the app") from None

@@ -1,0 +1,58 @@
+"""``ExecStart`` of an instance unit: gunicorn or uvicorn on the instance's socket.
+
+Their output (the app's prints and tracebacks included) goes both to the
+journal (our stdout) and to the instance's log file in SILVER_LOGS, which is
+what ``silver update`` shows when a new version fails. SIGTERM from systemd
+is passed on, so the server shuts down gracefully and requests in flight
+finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+
+APP_OBJECT = "silverlining.node._app:application"
+
+
+def server_command(interface: str, socket: str, workers: int) -> list[str]:
+    if interface == "asgi":
+        return [sys.executable, "-m", "uvicorn", "--uds", socket, "--workers", str(workers),
+                "--proxy-headers", "--forwarded-allow-ips", "*", "--no-access-log",
+                APP_OBJECT]
+    return [sys.executable, "-m", "gunicorn", "--bind", f"unix:{socket}",
+            "--workers", str(workers), "--graceful-timeout", "20", "--timeout", "120",
+            "--forwarded-allow-ips", "*", "--error-logfile", "-", APP_OBJECT]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="silverlining.node._serve")
+    parser.add_argument("--interface", choices=("wsgi", "asgi"), default="wsgi")
+    parser.add_argument("--socket", required=True)
+    parser.add_argument("--log", required=True)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    child = subprocess.Popen(server_command(args.interface, args.socket, args.workers),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL)
+
+    def forward(signum, frame):
+        child.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
+    out = sys.stdout.buffer
+    assert child.stdout is not None
+    with open(args.log, "ab", buffering=0) as log:
+        for line in child.stdout:
+            out.write(line)
+            out.flush()
+            log.write(line)
+    status = child.wait()
+    return 128 - status if status < 0 else status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

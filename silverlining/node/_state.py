@@ -1,0 +1,168 @@
+"""The node's records: per-app version history, the routing table, and locks.
+
+``APPS/APP/app.json`` lists an app's versions (number, time, user, source,
+status) and whether it is disabled; ``ROUTES`` maps each location to the
+app version it serves (and the one it served before, for ``activate prev``).
+Writers hold the app's lock; the routing table has its own short lock, so
+different apps never wait for each other except while nginx reloads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from silverlining.node import paths
+from silverlining.node._errors import NodeError
+from silverlining.node._util import check_app, say, version_number
+
+DEFAULT_LOCK_WAIT = 300.0
+
+
+@contextlib.contextmanager
+def flock(name: str, wait: float, what: str) -> Iterator[None]:
+    """Hold ``LOCKS/NAME.lock``; wait up to ``wait`` seconds, then fail clearly."""
+    paths.LOCKS.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(paths.LOCKS / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + wait
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+            if time.monotonic() >= deadline:
+                raise NodeError(f"{what} is busy (another deploy holds its lock); gave up "
+                                f"after {wait:g}s")
+            if not told:
+                say(f"waiting for {what}: another deploy holds its lock")
+                told = True
+            time.sleep(0.2)
+        yield
+    finally:
+        os.close(fd)
+
+
+def app_lock(app: str, wait: float = DEFAULT_LOCK_WAIT):
+    return flock(f"app-{check_app(app)}", wait, f"app {app}")
+
+
+def routing_lock(wait: float = DEFAULT_LOCK_WAIT):
+    return flock("routing", wait, "the node's routing")
+
+
+def _read_json(path: Path, default: object) -> object:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return default
+    except ValueError as exc:
+        raise NodeError(f"{path} is corrupt: {exc}") from None
+
+
+def _write_json(path: Path, data: object, mode: int = 0o644) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass
+class AppState:
+    """One app's record on this node (``APPS/APP/app.json``)."""
+
+    app: str
+    versions: dict[str, dict] = field(default_factory=dict)
+    disabled: bool = False
+    last: int = 0
+
+    @property
+    def path(self) -> Path:
+        return paths.APPS / self.app / "app.json"
+
+    @classmethod
+    def load(cls, app: str) -> "AppState":
+        data = _read_json(paths.APPS / check_app(app) / "app.json", {})
+        assert isinstance(data, dict)
+        return cls(app, data.get("versions", {}), bool(data.get("disabled")),
+                   int(data.get("last", 0)))
+
+    @classmethod
+    def exists(cls, app: str) -> bool:
+        return (paths.APPS / check_app(app) / "app.json").exists()
+
+    def save(self) -> None:
+        _write_json(self.path, {"app": self.app, "versions": self.versions,
+                                "disabled": self.disabled, "last": self.last})
+
+    def get(self, version: str) -> dict:
+        if version not in self.versions:
+            raise NodeError(f"app {self.app} has no version {version} on this node "
+                            f"(has: {', '.join(self.ordered()) or 'none'})")
+        return self.versions[version]
+
+    def ordered(self) -> list[str]:
+        """Version names, oldest first."""
+        return sorted(self.versions, key=version_number)
+
+    def newest_built(self, before: str | None = None) -> str | None:
+        """The newest version whose instance directory exists (the hard-link basis)."""
+        limit = version_number(before) if before else None
+        for version in reversed(self.ordered()):
+            if limit is not None and version_number(version) >= limit:
+                continue
+            if self.versions[version].get("status") in ("ok", "failed") and \
+                    instance_dir(self.app, version).is_dir():
+                return version
+        return None
+
+
+def instance_dir(app: str, version: str) -> Path:
+    return paths.APPS / app / version
+
+
+def instance_name(app: str, version: str) -> str:
+    return f"{app}.{version}"
+
+
+def load_routes() -> dict[str, dict]:
+    """``{location: {"app", "version" (None when deactivated), "prev"}}``."""
+    data = _read_json(paths.ROUTES, {})
+    assert isinstance(data, dict)
+    return data
+
+
+def save_routes(routes: dict[str, dict]) -> None:
+    _write_json(paths.ROUTES, routes)
+
+
+def referenced(routes: dict[str, dict], app: str, include_prev: bool = False) -> set[str]:
+    """Versions of ``app`` that some location serves (and, optionally, keeps as prev)."""
+    used = set()
+    for entry in routes.values():
+        if entry.get("app") != app:
+            continue
+        if entry.get("version"):
+            used.add(entry["version"])
+        if include_prev and entry.get("prev"):
+            used.add(entry["prev"])
+    return used
+
+
+def all_apps() -> list[str]:
+    if not paths.APPS.is_dir():
+        return []
+    return sorted(p.name for p in paths.APPS.iterdir() if (p / "app.json").is_file())

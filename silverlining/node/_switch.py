@@ -1,0 +1,95 @@
+"""Pointing locations at instances: the routing table, nginx, and retiring old instances.
+
+Shared by ``deploy``, ``activate`` and ``deactivate``. The table is only
+saved once nginx accepted the new routing; an instance nothing serves any
+more is disabled at once and stopped after the drain period, so requests
+nginx already sent to it finish.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from silverlining.errors import SilverError
+from silverlining.locations import parse_location
+from silverlining.node import instances, routing
+from silverlining.node._errors import NodeError
+from silverlining.node._state import load_routes, referenced, routing_lock, save_routes
+from silverlining.node._util import say
+
+
+def location_key(text: str) -> str:
+    """The canonical form of a location (``Host/path``, lowercased host)."""
+    try:
+        return str(parse_location(text))
+    except SilverError as exc:
+        raise NodeError(exc.message) from None
+
+
+def canonical_hostname(app: str, extra_location: str | None = None) -> str:
+    """The shortest exact hostname mapped to ``app`` (SILVER_CANONICAL_HOSTNAME)."""
+    locations = [loc for loc, e in load_routes().items()
+                 if e.get("app") == app and e.get("version")]
+    if extra_location:
+        locations.append(extra_location)
+    hosts = {loc.partition("/")[0] for loc in locations}
+    exact = [h for h in hosts if h not in ("*", "not-found", "disabled")
+             and not h.startswith(".")]
+    if exact:
+        return min(exact, key=lambda h: (len(h), h))
+    suffixes = [h[1:] for h in hosts if h.startswith(".")]
+    if suffixes:
+        return min(suffixes, key=lambda h: (len(h), h))
+    return socket.getfqdn()
+
+
+def retire(table: dict[str, dict], candidates: set[tuple[str, str]]) -> None:
+    """Stop (after draining) the candidate instances no location serves any more."""
+    for app, version in sorted(candidates):
+        if version not in referenced(table, app):
+            say(f"stopping {app}.{version} in {instances.DRAIN_SECONDS}s "
+                "(after requests in flight finish)")
+            instances.stop_later(app, version)
+
+
+def switch(app: str, version: str, location: str) -> str | None:
+    """Serve ``location`` from ``app`` ``version``; returns the version it served before."""
+    with routing_lock():
+        table = load_routes()
+        old = dict(table.get(location) or {})
+        old_app, old_version = old.get("app"), old.get("version")
+        if old_app and old_app != app and old_version:
+            say(f"{location} was served by {old_app}.{old_version}; it now serves {app}")
+        if old_app == app:
+            prev = old_version if old_version and old_version != version else old.get("prev")
+        else:
+            prev = None
+        table[location] = {"app": app, "version": version, "prev": prev}
+        say(f"switching {location} to {app}.{version}")
+        routing.apply(table)
+        save_routes(table)
+        instances.enable(app, version)
+        if old_app and old_version and (old_app, old_version) != (app, version):
+            retire(table, {(old_app, old_version)})
+    return old_version if old_app == app else None
+
+
+def unroute(locations: list[str], keep_prev: bool) -> list[tuple[str, dict]]:
+    """Take locations out of the routing; returns what each served."""
+    with routing_lock():
+        table = load_routes()
+        removed = []
+        for location in locations:
+            entry = table.get(location)
+            if not entry or not entry.get("version"):
+                raise NodeError(f"nothing is served at {location} on this node")
+            removed.append((location, dict(entry)))
+            if keep_prev:
+                table[location] = {"app": entry["app"], "version": None,
+                                   "prev": entry["version"]}
+            else:
+                del table[location]
+        routing.apply(table)
+        save_routes(table)
+        retire(table, {(e["app"], e["version"]) for _, e in removed})
+    return removed

@@ -1,0 +1,91 @@
+"""``activate`` (point a location at a kept version, e.g. rollback) and ``deactivate``.
+
+Activation starts the kept instance if needed and puts it through the same
+health gate as a deploy before any request is routed to it: rollback takes
+seconds and uploads nothing.
+"""
+
+from __future__ import annotations
+
+import re
+
+from silverlining.node import audit, instances
+from silverlining.node._errors import NodeError
+from silverlining.node._state import AppState, app_lock, instance_dir, load_routes
+from silverlining.node._switch import canonical_hostname, location_key, switch, unroute
+
+_SPEC = re.compile(r"^(?:(?P<app>[a-z0-9][a-z0-9_-]*)\.)?v?(?P<number>[1-9][0-9]*)$")
+
+
+def resolve(location: str, spec: str) -> tuple[str, str]:
+    """(app, version) for ``prev``, ``vN``, ``N`` or ``APP.vN`` at ``location``."""
+    entry = load_routes().get(location) or {}
+    if spec == "prev":
+        if not entry.get("prev"):
+            raise NodeError(f"no previous version is recorded for {location}")
+        return entry["app"], entry["prev"]
+    m = _SPEC.match(spec)
+    if not m:
+        raise NodeError(f"bad version {spec!r}: use prev, vN or APP.vN")
+    app = m.group("app") or entry.get("app")
+    if not app:
+        raise NodeError(f"nothing is served at {location}: name the version as APP.vN")
+    return app, f"v{m.group('number')}"
+
+
+def activate(args) -> dict:
+    location = location_key(args.location)
+    app, version = resolve(location, args.version)
+    with app_lock(app, args.lock_wait):
+        meta = AppState.load(app).get(version)
+        if meta.get("status") != "ok":
+            raise NodeError(f"{app}.{version} cannot be activated: its deploy did not "
+                            f"succeed (status {meta.get('status')})")
+        if not instance_dir(app, version).is_dir():
+            raise NodeError(f"{app}.{version} cannot be activated: its files were removed")
+        current = (load_routes().get(location) or {})
+        if current.get("app") == app and current.get("version") == version:
+            return {"app": app, "version": version, "location": location, "previous": version,
+                    "unchanged": True}
+        host = canonical_hostname(app, location)
+        was_running = instances.is_active(app, version)
+        try:
+            instances.start(app, version)
+            _, slash, rest = location.partition("/")
+            prefix = slash + rest
+            instances.wait_ready(app, version, host, prefix)
+            instances.health_gate(app, version, host, meta.get("health_check"), prefix)
+        except BaseException as exc:
+            if not was_running:
+                instances.stop_now(app, version)
+            audit.record("activate", app, who=args.who, result="failed", version=version,
+                         location=location, error=str(exc))
+            raise
+        previous = switch(app, version, location)
+        audit.record("activate", app, who=args.who, version=version, location=location,
+                     previous=previous)
+    return {"app": app, "version": version, "location": location, "previous": previous}
+
+
+def deactivate(args) -> dict:
+    locations = [location_key(loc) for loc in args.locations]
+    removed = unroute(locations, args.keep_prev)
+    for location, entry in removed:
+        audit.record("deactivate", entry["app"], who=args.who, version=entry["version"],
+                     location=location, keep_prev=args.keep_prev)
+    return {"removed": [{"location": loc, "app": e["app"], "version": e["version"]}
+                        for loc, e in removed]}
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("activate", help="point a location at a kept version")
+    p.add_argument("location")
+    p.add_argument("version", help="prev, vN, N or APP.vN")
+    p.add_argument("--who")
+    p.add_argument("--lock-wait", type=float, default=300.0)
+    p.set_defaults(handler=activate)
+    p = subparsers.add_parser("deactivate", help="stop serving locations")
+    p.add_argument("locations", nargs="+")
+    p.add_argument("--keep-prev", action="store_true")
+    p.add_argument("--who")
+    p.set_defaults(handler=deactivate)

@@ -1,0 +1,124 @@
+"""Facts about the node and its apps: ``info``, ``reserve`` and ``query``.
+
+``reserve`` allocates the next version number of an app (under the app's
+lock) and an upload directory owned by the deploy user, pre-seeded by
+``--link-dest`` from the previous upload so only changed files cross the
+network. Each upload has its own directory, so two uploads never collide.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import platform
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+from silverlining import __version__
+from silverlining.node import paths
+from silverlining.node._errors import NodeError
+from silverlining.node._state import AppState, all_apps, app_lock, load_routes
+from silverlining.node._util import check_app, make_dir, version_number
+
+
+def info() -> dict:
+    return {"python": f"{sys.version_info.major}.{sys.version_info.minor}",
+            "python_full": platform.python_version(), "machine": platform.machine(),
+            "hostname": socket.getfqdn(), "silverlining": __version__}
+
+
+def upload_root(app: str):
+    return paths.UPLOADS / app
+
+
+def reserve(app: str, who: str | None, source: str | None, lock_wait: float) -> dict:
+    check_app(app)
+    try:
+        deploy = pwd.getpwnam(paths.DEPLOY_USER)
+    except KeyError:
+        raise NodeError(f"no user {paths.DEPLOY_USER!r} on this node: run silver setup-node") \
+            from None
+    with app_lock(app, lock_wait):
+        if not (paths.APPS / app).is_dir():
+            make_dir(paths.APPS / app, 0, 0, 0o700)
+        state = AppState.load(app)
+        state.last += 1
+        version = f"v{state.last}"
+        state.versions[version] = {
+            "number": state.last, "status": "reserved", "who": who, "source": source,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        state.save()
+        root = make_dir(upload_root(app), deploy.pw_uid, deploy.pw_gid, 0o700)
+        earlier = sorted((p for p in root.iterdir() if p.is_dir() and _is_version(p.name)),
+                         key=lambda p: version_number(p.name))
+        upload = make_dir(root / version, deploy.pw_uid, deploy.pw_gid, 0o700)
+    basis = earlier[-1] if earlier else None
+    return {"version": version, "upload_dir": str(upload),
+            "basis": str(basis) if basis else None}
+
+
+def prune_uploads(app: str, below: str) -> None:
+    """Drop upload dirs older than ``below`` (kept: it is the next upload's basis)."""
+    root = upload_root(app)
+    if not root.is_dir():
+        return
+    for path in root.iterdir():
+        if _is_version(path.name) and version_number(path.name) < version_number(below):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _is_version(name: str) -> bool:
+    try:
+        version_number(name)
+    except NodeError:
+        return False
+    return True
+
+
+def running_units() -> set[str]:
+    proc = subprocess.run(["systemctl", "list-units", "silver-*.service", "--state=active",
+                           "--plain", "--no-legend"], capture_output=True, text=True)
+    return {line.split()[0] for line in proc.stdout.splitlines() if line.strip()}
+
+
+def query(globs: list[str]) -> dict:
+    from silverlining.node.instances import unit_name
+
+    routes = load_routes()
+    running = running_units()
+    apps = []
+    for app in all_apps():
+        if globs and not any(fnmatch.fnmatch(app, g) for g in globs):
+            continue
+        state = AppState.load(app)
+        versions = []
+        for version in state.ordered():
+            meta = dict(state.versions[version])
+            meta["version"] = version
+            meta["live_at"] = sorted(loc for loc, e in routes.items()
+                                     if e.get("app") == app and e.get("version") == version)
+            meta["prev_at"] = sorted(loc for loc, e in routes.items()
+                                     if e.get("app") == app and e.get("prev") == version)
+            meta["running"] = unit_name(app, version) in running
+            versions.append(meta)
+        apps.append({"app": app, "disabled": state.disabled, "versions": versions})
+    return {"node": socket.getfqdn(), "apps": apps,
+            "routes": {loc: e for loc, e in sorted(routes.items())
+                       if any(a["app"] == e.get("app") for a in apps)}}
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("info", help="the node's Python and platform")
+    p.set_defaults(handler=lambda args: info())
+    p = subparsers.add_parser("reserve", help="allocate an app's next version and upload dir")
+    p.add_argument("app")
+    p.add_argument("--who")
+    p.add_argument("--source")
+    p.add_argument("--lock-wait", type=float, default=300.0)
+    p.set_defaults(handler=lambda a: reserve(a.app, a.who, a.source, a.lock_wait))
+    p = subparsers.add_parser("query", help="apps, versions and where they are live")
+    p.add_argument("globs", nargs="*")
+    p.set_defaults(handler=lambda args: query(args.globs))

@@ -1,0 +1,35 @@
+"""Where things live on a node. One place, so the setup script, the node code
+and the CLI agree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SHARE = Path("/usr/local/share/silverlining")       # our code and static pages
+LIB = SHARE / "lib"                                  # silverlining package copy (PYTHONPATH)
+PAGES = SHARE / "pages"                              # not-found.html, disabled.html
+SERVER_FILES = SHARE / "server-files"               # setup-node's pushed copy: serverroot/, script, lib/
+SETUP_SCRIPT = SERVER_FILES / "update-server-script.sh"
+ENTRY = Path("/usr/local/sbin/silver-node")          # the node entry point
+VAR = Path("/var/lib/silverlining")
+APPS = VAR / "apps"                                  # APPS/APP/vN: uploaded instances
+DATA = VAR / "data"                                  # DATA/APP/<service>: persistent data
+ENV = VAR / "env"                                    # ENV/APP/...: instance environments (0600, app user)
+BACKUPS = VAR / "backups"
+TMP = VAR / "tmp"                                    # TMP/APP: the app's TEMP, emptied on update
+LOCKS = Path("/run/silverlining/locks")              # one flock file per app
+SECRET = VAR / "secret.txt"                          # server secret, 0600 root
+SERVER_VERSION = Path("/etc/silverlining/server-version")  # hash of server-files + node code
+ETC = Path("/etc/silverlining")
+LOGS = Path("/var/log/silverlining")                 # setup-node.log, audit.log, apps/APP/
+APP_LOGS = LOGS / "apps"
+SETUP_LOG = LOGS / "setup-node.log"
+AUDIT_LOG = LOGS / "audit.log"
+NGINX_ROUTES = Path("/etc/nginx/silverlining")       # generated routing, included by nginx
+DEPLOY_USER = "silver"                               # the account `silver update` logs in as
+APP_USER_PREFIX = "sl-"                              # each app runs as sl-<app_name>
+UPLOADS = VAR / "uploads"                            # UPLOADS/APP/vN: rsync staging, owned by DEPLOY_USER
+ROUTES = VAR / "routes.json"                         # location -> app version: the node's routing table
+RUN = Path("/run/silverlining")                      # RUN/APP/vN.sock: instance sockets (nginx + app only)
+SYSTEMD_UNITS = Path("/etc/systemd/system")          # silver-APP-vN.service per instance
+NGINX_USER = "www-data"

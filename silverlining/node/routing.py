@@ -1,0 +1,273 @@
+"""The node's nginx routing, generated from the routing table.
+
+``generate`` is pure (locations in, nginx text out) so it is unit-tested;
+``apply`` writes it next to the live file, checks it with ``nginx -t``, puts
+it in place and reloads nginx gracefully (in-flight requests finish on the
+old workers). A broken config is never left in place.
+
+Matching: exact hosts beat ``.example.com`` suffix wildcards, which beat
+``*``; within a host the longest path prefix wins and the app sees it as
+SCRIPT_NAME (``X-Script-Name``). ``static/`` of the instance, then the
+``writable_root`` service's files (per-host subdirectory first), are served
+by nginx; everything else goes to the app's unix socket. ``www.HOST``
+redirects to ``HOST``. The special location ``not-found`` serves unknown
+hosts and unmatched paths; ``disabled`` serves disabled apps' requests
+(only localhost still reaches a disabled app).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from silverlining.node import paths
+from silverlining.node._errors import NodeError
+from silverlining.node._util import say
+
+CONF_NAME = "routes.conf"
+UPDATE_HEADER = "X-Silverlining-Update"
+SCRIPT_NAME_HEADER = "X-Script-Name"
+_CATCH_ALL = "~^.+$"
+LISTEN = ("    listen 80;", "    listen [::]:80;")
+
+
+@dataclass(frozen=True)
+class Route:
+    """One location served by one app instance."""
+
+    host: str                 # example.com, .example.com, *, not-found, disabled
+    path: str                 # '' or '/prefix'
+    app: str
+    version: str
+    socket: str
+    static_dir: str | None = None
+    writable_root: str | None = None
+    disabled: bool = False
+
+    @property
+    def location(self) -> str:
+        return self.host + self.path
+
+
+def _regex_path(path: str) -> str:
+    return path.replace(".", r"\.")
+
+
+def _proxy(route: Route, indent: str) -> list[str]:
+    lines = [
+        f"proxy_pass http://unix:{route.socket}:;",
+        "proxy_http_version 1.1;",
+        "proxy_set_header Host $host;",
+        "proxy_set_header X-Real-IP $remote_addr;",
+        "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "proxy_set_header X-Forwarded-Proto $scheme;",
+        "proxy_set_header X-Forwarded-Host $host;",
+        f'proxy_set_header {SCRIPT_NAME_HEADER} "{route.path}";',
+        f'proxy_set_header {UPDATE_HEADER} "";',
+        "proxy_set_header Upgrade $http_upgrade;",
+        "proxy_set_header Connection $silver_connection;",
+        "proxy_redirect off;",
+        "proxy_read_timeout 300s;",
+    ]
+    return [indent + line for line in lines]
+
+
+def _guard(route: Route, indent: str) -> list[str]:
+    if not route.disabled:
+        return []
+    return [f"{indent}if ($silver_from_localhost = 0) {{ return 503; }}"]
+
+
+def _route_locations(route: Route, key: str) -> list[str]:
+    """nginx locations for one route: static/writable_root files first, then the app."""
+    rx = _regex_path(route.path)
+    tries = []
+    if route.static_dir:
+        tries.append(f"{route.static_dir}$silver_rest")
+    if route.writable_root:
+        tries += [f"{route.writable_root}/$host$silver_rest", f"{route.writable_root}$silver_rest"]
+    out = [f"    # {route.location} -> {route.app}.{route.version}"]
+    if not tries:
+        out.append(f"    location ~ ^{rx}(/.*)?$ {{")
+        out += _guard(route, "        ") + _proxy(route, "        ") + ["    }"]
+        return out
+    # URIs ending in '/' are never files: they go straight to the app (try_files
+    # would otherwise serve or refuse a directory).
+    out.append(f"    location ~ ^{rx}(/.*)?/$ {{")
+    out += _guard(route, "        ") + _proxy(route, "        ") + ["    }"]
+    out.append(f"    location ~ ^{rx}(?<silver_rest>/.*)?$ {{")
+    out += _guard(route, "        ")
+    # an app may put symlinks in its writable_root: nginx (in every app's group)
+    # must not follow them to files the app does not own
+    out += ["        root /;", "        disable_symlinks if_not_owner;",
+            f"        try_files {' '.join(tries)} @{key};", "    }"]
+    out.append(f"    location @{key} {{")
+    out += _proxy(route, "        ") + ["    }"]
+    return out
+
+
+def _server(names: str, routes: list[Route], pages: str, specials: dict[str, Route],
+            counter: list[int]) -> list[str]:
+    out = ["server {", *LISTEN, f"    server_name {names};"]
+    if "not-found" in specials:
+        out.append("    error_page 404 = @silver_not_found;")
+    else:
+        out.append("    error_page 404 /.silverlining/not-found.html;")
+    if "disabled" in specials:
+        out.append("    error_page 503 = @silver_disabled;")
+    else:
+        out.append("    error_page 503 /.silverlining/disabled.html;")
+    for page in ("not-found", "disabled"):
+        out += [f"    location = /.silverlining/{page}.html {{",
+                "        internal;", "        default_type text/html;",
+                f"        alias {pages}/{page}.html;", "    }"]
+    for special, route in sorted(specials.items()):
+        key = "silver_" + special.replace("-", "_")
+        out.append(f"    location @{key} {{")
+        out += _proxy(Route(route.host, "", route.app, route.version, route.socket), "        ")
+        out.append("    }")
+    for route in sorted(routes, key=lambda r: (-len(r.path), r.path)):
+        counter[0] += 1
+        out += _route_locations(route, f"silver_app_{counter[0]}")
+    if not any(r.path == "" for r in routes):
+        out += ["    location / {", "        return 404;", "    }"]
+    out.append("}")
+    return out
+
+
+def generate(routes: list[Route], pages: str = str(paths.PAGES)) -> str:
+    """The whole routing file for these routes (deterministic: same input, same text)."""
+    specials = {r.host: r for r in routes if r.host in ("not-found", "disabled")}
+    by_host: dict[str, list[Route]] = {}
+    for route in routes:
+        if route.host not in specials or specials[route.host] is not route:
+            by_host.setdefault(route.host, []).append(route)
+    if "not-found" in specials and "*" not in by_host:
+        nf = specials["not-found"]
+        by_host["*"] = [Route("*", "", nf.app, nf.version, nf.socket, nf.static_dir,
+                              nf.writable_root, nf.disabled)]
+    exact = {h for h in by_host if h != "*" and not h.startswith(".")}
+    out = ["# Generated by silver-node from the routing table: do not edit.",
+           "map $remote_addr $silver_from_localhost {",
+           "    default 0;", "    127.0.0.1 1;", "    ::1 1;", "}",
+           "map $http_upgrade $silver_connection {",
+           "    default upgrade;", "    '' '';", "}"]
+    counter = [0]
+
+    def order(host: str) -> tuple[int, str]:
+        return (2 if host == "*" else 1 if host.startswith(".") else 0, host)
+
+    for host in sorted(by_host, key=order):
+        if host == "*":
+            names = _CATCH_ALL
+        elif host.startswith("."):
+            names = f"*{host}" if host[1:] in exact else host
+        else:
+            names = host
+        out.append("")
+        out += _server(names, by_host[host], pages, specials, counter)
+    for host in sorted(exact):
+        www = f"www.{host}"
+        if host.startswith("www.") or www in exact:
+            continue
+        out += ["", "server {", *LISTEN, f"    server_name {www};",
+                f"    return 301 $scheme://{host}$request_uri;", "}"]
+    return "\n".join(out) + "\n"
+
+
+# --- applying it on the node ---------------------------------------------------
+
+def routes_from_table(table: dict[str, dict]) -> list[Route]:
+    """Routes for every location that serves a version, from the node's records."""
+    from silverlining.node._state import AppState, instance_dir
+
+    states: dict[str, AppState] = {}
+    routes = []
+    for location, entry in sorted(table.items()):
+        app, version = entry.get("app"), entry.get("version")
+        if not app or not version:
+            continue
+        state = states.setdefault(app, AppState.load(app))
+        meta = state.versions.get(version, {})
+        host, slash, rest = location.partition("/")
+        static = instance_dir(app, version) / "static"
+        wr = paths.DATA / app / "writable_root"
+        routes.append(Route(
+            host=host, path=slash + rest, app=app, version=version,
+            socket=str(paths.RUN / app / f"{version}.sock"),
+            static_dir=str(static) if static.is_dir() else None,
+            writable_root=str(wr) if "writable_root" in meta.get("services", ()) else None,
+            disabled=state.disabled))
+    return routes
+
+
+def _worker_pids() -> set[int]:
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").strip()
+        except OSError:
+            continue
+        if title == b"nginx: worker process":
+            pids.add(int(entry.name))
+    return pids
+
+
+def _reload_nginx() -> None:
+    """Reload gracefully and wait until the old workers stopped taking requests."""
+    before = _worker_pids()
+    active = subprocess.run(["systemctl", "is-active", "--quiet", "nginx"]).returncode == 0
+    proc = subprocess.run(["systemctl", "reload" if active else "start", "nginx"],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise NodeError(f"nginx reload failed: {proc.stderr.strip() or proc.stdout.strip()}")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        now = _worker_pids()
+        if now and not (now & before):
+            return
+        time.sleep(0.05)
+    raise NodeError("nginx did not start new workers within 10s after a reload")
+
+
+def apply(table: dict[str, dict]) -> bool:
+    """Regenerate, check and load the routing; returns whether it changed."""
+    text = generate(routes_from_table(table))
+    paths.NGINX_ROUTES.mkdir(parents=True, exist_ok=True)
+    target = paths.NGINX_ROUTES / CONF_NAME
+    old = target.read_text() if target.exists() else None
+    if old == text:
+        return False
+    tmp = paths.NGINX_ROUTES / f".{CONF_NAME}.new"
+    tmp.write_text(text)
+    os.replace(tmp, target)
+    check = subprocess.run(["nginx", "-t", "-q"], capture_output=True, text=True)
+    if check.returncode != 0:
+        if old is None:
+            target.unlink()
+        else:
+            target.write_text(old)
+        message = " | ".join(ln for ln in check.stderr.splitlines() if ln.strip())
+        raise NodeError(f"the new nginx routing was refused by 'nginx -t' (kept the old one): "
+                        f"{message}")
+    say("reloading nginx (requests in flight finish on the old workers)")
+    _reload_nginx()
+    return True
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("routing-apply", help="regenerate nginx routing from the table")
+    p.set_defaults(handler=_cmd_apply)
+
+
+def _cmd_apply(args) -> dict:
+    from silverlining.node._state import load_routes, routing_lock
+
+    with routing_lock():
+        changed = apply(load_routes())
+    return {"changed": changed}

@@ -1,0 +1,119 @@
+"""Which address a node name stands for, and making sure a local node is up.
+
+Nodes made by ``silver create-node`` are in the registry (``nodes.json``);
+any other name must resolve through DNS or /etc/hosts. Stdlib only at import
+time: the provider machinery loads only when a local node must be started.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+import time
+from dataclasses import dataclass
+
+from silverlining.errors import SilverError, UsageError
+from silverlining.state import NodeRegistry
+
+_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class NodeAddress:
+    name: str       # what the user called it (labels progress lines)
+    address: str    # what we connect to
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def resolve(name_or_address: str, start: bool = True) -> NodeAddress:
+    """Registry first, else an IP address as given, else DNS.
+
+    A registered local node is started if it is not running (``start``), so
+    every command can use it right after the host rebooted.
+    """
+    text = name_or_address.strip().lower()
+    registry = NodeRegistry()
+    entry = registry.get(text)
+    if entry is None:
+        for name, info in registry.all().items():
+            if info.get("address") == text:
+                text, entry = name, info
+                break
+    if entry is not None:
+        if start:
+            ensure_running(text)
+            entry = registry.get(text) or entry
+        if not entry.get("address"):
+            raise SilverError(f"node {text!r} has no address yet; run "
+                              f"'silver create-node {text} --if-not-exists --wait'")
+        return NodeAddress(text, entry["address"])
+    if _is_ip(text):
+        return NodeAddress(text, text)
+    if not _NAME_RE.match(text):
+        raise UsageError(f"bad node name {name_or_address!r}: use lowercase letters, "
+                         "digits, '.' and '-'")
+    try:
+        infos = socket.getaddrinfo(text, 22, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise SilverError(f"unknown node {text!r}: not created with 'silver create-node' "
+                          "and its name does not resolve") from None
+    return NodeAddress(text, str(infos[0][4][0]))
+
+
+def ensure_running(name: str, timeout: float = 120) -> None:
+    """Start a registered local node if it is stopped, and wait for its SSH.
+
+    Local nodes do not survive a host reboot (or a reboot from inside); cloud
+    nodes are the provider's business, so this is a no-op for them.
+    """
+    entry = NodeRegistry().get(name)
+    if not entry or entry.get("driver") != "local":
+        return
+    from silverlining import transport
+    from silverlining.providers import call_provider, get_driver
+    from silverlining.userconfig import UserConfig
+
+    driver = get_driver(UserConfig.load().provider(entry.get("provider")))
+    check = getattr(driver, "ex_ensure_running", None)
+    if check is None:
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        # Check again on each round: a node that was shutting down (a reboot from
+        # inside) when we first looked has to be started once it is down.
+        node = call_provider(f"starting node {name}", check, name)
+        address = _follow_address(name, entry, node)
+        if not address:
+            return
+        try:
+            transport.wait_for_ssh(address, min(10.0, max(1.0, deadline - time.monotonic())),
+                                   label=name)
+            return
+        except SilverError:
+            if time.monotonic() > deadline:
+                raise
+
+
+def _follow_address(name: str, entry: dict, node: object) -> str | None:
+    """The node's current address, moving our records if a restart changed it."""
+    from silverlining import etchosts, transport
+    from silverlining.providers import node_address
+
+    address = node_address(node) if node is not None else entry.get("address")
+    old = entry.get("address")
+    if address and old and address != old:
+        # A restarted local node may get a new address: same node, same key.
+        NodeRegistry().put(name, address=address)
+        transport.move_host_key(old, address)
+        if etchosts.lookup(name) == old:
+            etchosts.add(name, address)
+        entry["address"] = address
+    return address

@@ -1,0 +1,132 @@
+"""The server files that ``silver setup-node`` pushes, and their version.
+
+The server files are ``server-files/`` (``serverroot/`` mirrored onto the node
+by the setup script, and the script itself) plus the node-side Python code
+(the ``silverlining`` package without the modules that only run on the
+developer's machine). Their hash is the *server version*: the node records it
+after a successful setup, and commands that use a node compare it with their
+own (``check_node_version``) so a node set up by an older or newer checkout is
+caught before it is used with code that does not match.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import silverlining
+from silverlining.errors import SilverError
+from silverlining.node import paths
+
+PACKAGE_DIR = Path(silverlining.__file__).resolve().parent
+# In a source checkout this is a symlink to ../server-files; in an installed
+# wheel it is the copied directory (package data), so one path serves both.
+SERVER_FILES_LINK = PACKAGE_DIR / "_server_files"
+SCRIPT_NAME = "update-server-script.sh"
+
+# Top-level entries of the package that run only on the developer's machine
+# (and may import more than the stdlib): never shipped, not part of the version.
+CLIENT_ONLY = frozenset({
+    "cli.py", "__main__.py", "console.py", "commands", "providers", "transport.py", "devserver",
+    "devserver.py", "serverfiles.py", "nodes.py", "etchosts.py", "_server_files",
+    "templates",
+})
+_SKIP_NAMES = frozenset({"__pycache__"})
+_SKIP_SUFFIXES = (".pyc", ".pyo", "~", ".swp")
+
+
+def server_files_dir() -> Path:
+    """``server-files/`` of this installation; an error if it was not packaged."""
+    path = SERVER_FILES_LINK.resolve()
+    if not (path / SCRIPT_NAME).is_file() or not (path / "serverroot").is_dir():
+        raise SilverError(f"server files not found at {SERVER_FILES_LINK} (expected "
+                          f"serverroot/ and {SCRIPT_NAME}): broken silverlining installation")
+    return path
+
+
+def script_text() -> str:
+    return (server_files_dir() / SCRIPT_NAME).read_text()
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    """Files under ``root`` in a stable order, editor and bytecode droppings skipped."""
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if any(part in _SKIP_NAMES for part in rel.parts) or path.name.endswith(_SKIP_SUFFIXES):
+            continue
+        if path.is_file():
+            yield path
+
+
+def node_code_files() -> Iterator[tuple[str, Path]]:
+    """(path relative to the lib dir, local file) of the Python code that ships to nodes."""
+    for path in _walk(PACKAGE_DIR):
+        rel = path.relative_to(PACKAGE_DIR)
+        if rel.parts[0] in CLIENT_ONLY:
+            continue
+        yield f"silverlining/{rel.as_posix()}", path
+
+
+def pushed_files() -> Iterator[tuple[str, Path]]:
+    """(path under the node's server-files dir, local file) of everything pushed."""
+    root = server_files_dir()
+    for path in _walk(root):
+        yield path.relative_to(root).as_posix(), path
+    for rel, path in node_code_files():
+        yield f"lib/{rel}", path
+
+
+@functools.lru_cache(maxsize=1)
+def version() -> str:
+    """Hash of every pushed file's path and content (16 hex digits).
+
+    File modes are left out on purpose: the setup script decides them, and a
+    checkout and an installed wheel of the same code must agree. Cached: the
+    files of a running process are taken as fixed.
+    """
+    digest = hashlib.sha256()
+    for rel, path in sorted(pushed_files()):
+        data = path.read_bytes()
+        digest.update(f"{rel}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()[:16]
+
+
+# Every staged path gets this mtime and a fixed mode: rsync (-a, --checksum)
+# then reports only content changes, not a new staging copy's timestamps.
+_STAGED_MTIME = 946684800  # 2000-01-01
+
+
+def stage(dest: Path) -> Path:
+    """Copy the pushed tree into ``dest`` (made fresh), ready for one rsync --delete."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for rel, path in pushed_files():
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    for path in [*dest.rglob("*"), dest]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+        os.utime(path, (_STAGED_MTIME, _STAGED_MTIME), follow_symlinks=False)
+    return dest
+
+
+def check_node_version(ssh, node: str | None = None) -> None:
+    """Refuse a node that was never set up, or was set up with other server files.
+
+    ``ssh`` is a ``transport.SSH`` (root or the deploy user: the version file
+    is world-readable). Later commands call this before touching the node.
+    """
+    node = node or ssh.label
+    result = ssh.run(["cat", str(paths.SERVER_VERSION)], check=False)
+    found = result.stdout.strip() if result.status == 0 else ""
+    if not found:
+        raise SilverError(f"{node} is not set up: run silver setup-node {node}")
+    if found != version():
+        raise SilverError(f"{node} was set up with other server files: "
+                          f"run silver setup-node {node}")

@@ -1,0 +1,124 @@
+"""The one interface every service implements, in development and on a node.
+
+A service turns ``service.NAME =`` in app.ini into something the app can use
+and tells the app about it through ``CONFIG_*`` environment variables.
+
+* ``dev_env`` (developer's machine, ``silver serve`` and ``bin/python``):
+  nothing is installed; values come from the user config's ``[devel]`` and
+  ``[devel:APP]`` sections (keys ``NAME.KEY``), with sensible defaults.
+* ``env`` (node): the variables for a deployed app, computed from
+  ``silverlining.node.paths`` (``DATA/APP/NAME`` for file-like services) or
+  read from the credentials file ``install`` wrote.
+* ``install`` / ``clear`` / ``backup`` / ``restore`` (node, as root): the
+  node-side implementer fills these in for each service; the base class only
+  documents the contract and refuses to pretend.
+
+``app`` is always an ``AppConfig``; ``node_paths`` is the
+``silverlining.node.paths`` module or any object with the same attributes
+(tests pass one rooted in a temporary directory). Stdlib only.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from silverlining.errors import SilverError
+
+
+class Service:
+    """Base class: one instance per service module, exported as ``SERVICE``."""
+
+    name: str = ""
+    #: keys accepted in ``[devel]`` as ``NAME.KEY`` (anything else is an error)
+    dev_keys: tuple[str, ...] = ()
+
+    # --- development ----------------------------------------------------------
+
+    def dev_env(self, app: Any, settings: dict[str, str], state_dir: Path) -> dict[str, str]:
+        """``CONFIG_*`` for ``silver serve``. ``settings`` is ``[devel]`` overlaid
+        with ``[devel:APP]`` (``APP_NAME`` already substituted); ``state_dir`` is
+        the app's development data directory (``SILVER_HOME/devel/APP``), under
+        which a service may keep files in ``state_dir/NAME``."""
+        raise NotImplementedError(f"service {self.name}: dev_env")
+
+    def setting(self, settings: dict[str, str], key: str, default: str = "") -> str:
+        """``NAME.KEY`` from the devel settings, else ``default``."""
+        return settings.get(f"{self.name}.{key}", default)
+
+    # --- node -----------------------------------------------------------------
+
+    def env(self, app: Any, node_paths: Any) -> dict[str, str]:
+        """``CONFIG_*`` for the deployed app on a node."""
+        raise NotImplementedError(f"service {self.name}: env")
+
+    def install(self, app: Any, node_paths: Any) -> None:
+        """Make the service ready for ``app`` on this node, idempotently: install
+        the server package if needed, create the app's database/directory and
+        its credentials (written with ``write_credentials``, mode 0600), so
+        ``env`` can answer. Runs as root on every ``silver update``."""
+        raise NotImplementedError(f"service {self.name}: install is implemented node-side")
+
+    def clear(self, app: Any, node_paths: Any) -> None:
+        """Drop all of the app's data for this service and re-create it empty
+        (``silver update --clear``, ``silver clear``)."""
+        raise NotImplementedError(f"service {self.name}: clear is implemented node-side")
+
+    def backup(self, app: Any, node_paths: Any, dest_dir: Path) -> None:
+        """Write a complete dump of the app's data into ``dest_dir`` (an empty
+        directory the caller owns and later archives)."""
+        raise NotImplementedError(f"service {self.name}: backup is implemented node-side")
+
+    def restore(self, app: Any, node_paths: Any, src_dir: Path) -> None:
+        """Replace the app's data with the dump ``backup`` wrote in ``src_dir``."""
+        raise NotImplementedError(f"service {self.name}: restore is implemented node-side")
+
+    # --- helpers shared by the implementations ---------------------------------
+
+    def data_dir(self, app: Any, node_paths: Any) -> Path:
+        """``DATA/APP/NAME``: this service's persistent directory for the app."""
+        return Path(node_paths.DATA) / app.app_name / self.name
+
+    def credentials_path(self, app: Any, node_paths: Any) -> Path:
+        """Where ``install`` records what ``env`` reports (``DATA/APP/NAME.credentials``)."""
+        return Path(node_paths.DATA) / app.app_name / f"{self.name}.credentials"
+
+    def read_credentials(self, app: Any, node_paths: Any) -> dict[str, str]:
+        path = self.credentials_path(app, node_paths)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise SilverError(f"service {self.name} is not installed for {app.app_name} "
+                              f"({path} missing)") from None
+        values = {}
+        for line in text.splitlines():
+            if line.strip() and not line.startswith("#"):
+                key, _, value = line.partition("=")
+                values[key.strip()] = value.strip()
+        return values
+
+    def write_credentials(self, app: Any, node_paths: Any, values: dict[str, str]) -> Path:
+        """Write ``key=value`` lines readable by the owner only (secrets inside)."""
+        path = self.credentials_path(app, node_paths)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for key, value in values.items():
+                if "\n" in key or "\n" in value or "=" in key:
+                    raise ValueError(f"bad credential {key!r}")
+                fh.write(f"{key}={value}\n")
+        os.replace(tmp, path)
+        return path
+
+
+def sqlalchemy_url(scheme: str, user: str, password: str, host: str, port: str,
+                   dbname: str) -> str:
+    """A database URL; empty host means the local socket, empty port the default."""
+    auth = quote(user, safe="")
+    if password:
+        auth += ":" + quote(password, safe="")
+    netloc = (auth + "@" if auth else "") + host + (f":{port}" if port else "")
+    return f"{scheme}://{netloc}/{quote(dbname, safe='')}"

@@ -1,0 +1,77 @@
+"""Where silverlining keeps its own files on the developer's machine.
+
+``SILVER_HOME`` (default ``~/.silverlining``) holds the node registry, the
+project's own known_hosts and the local provider's images and nodes;
+``SILVER_CONFIG`` (default ``~/.silverlining.conf``) is the user config file.
+Tests set both so they never touch the real home.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def state_dir() -> Path:
+    path = Path(os.environ.get("SILVER_HOME") or Path.home() / ".silverlining")
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def config_path() -> Path:
+    return Path(os.environ.get("SILVER_CONFIG") or Path.home() / ".silverlining.conf")
+
+
+def known_hosts_path() -> Path:
+    return state_dir() / "known_hosts"
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive flock on ``path`` (created), for read-modify-write of state files."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def write_json_atomic(path: Path, data: object) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+class NodeRegistry:
+    """Nodes we created or set up: name -> {address, provider, ...} in ``nodes.json``."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or state_dir() / "nodes.json"
+
+    def all(self) -> dict[str, dict]:
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+
+    def get(self, name: str) -> dict | None:
+        return self.all().get(name)
+
+    def put(self, name: str, **info: object) -> None:
+        with locked(self.path.with_suffix(".lock")):
+            data = self.all()
+            data.setdefault(name, {}).update(info)
+            write_json_atomic(self.path, data)
+
+    def remove(self, name: str) -> bool:
+        with locked(self.path.with_suffix(".lock")):
+            data = self.all()
+            found = data.pop(name, None) is not None
+            write_json_atomic(self.path, data)
+            return found

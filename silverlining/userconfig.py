@@ -1,0 +1,130 @@
+"""``~/.silverlining.conf`` as a validated ``UserConfig``.
+
+Sections: ``[provider:NAME]`` (a libcloud driver or ``local``, its
+credentials and defaults), ``[devel]`` and ``[devel:APPNAME]`` (service
+settings for ``silver serve``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from silverlining import state
+from silverlining.errors import ConfigError
+from silverlining.inifile import IniFile, read_ini, suggest
+
+PROVIDER_KEYS = ("driver", "image", "size", "location", "ssh_public_key")
+_DRIVER_RE = re.compile(r"^[A-Za-z0-9_]+$|^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """One ``[provider:NAME]`` section."""
+
+    name: str
+    driver: str
+    image: str | None = None
+    size: str | None = None
+    location: str | None = None
+    ssh_public_key: str | None = None
+    driver_args: dict[str, str] = field(default_factory=dict)   # constructor arguments
+    create_args: dict[str, str] = field(default_factory=dict)   # create.* keys
+    path: str = ""
+
+    def public_key_path(self) -> Path:
+        """The SSH public key given to new nodes (first that exists of the defaults)."""
+        if self.ssh_public_key:
+            path = Path(self.ssh_public_key).expanduser()
+            if not path.is_file():
+                raise ConfigError(self.path, f"file {str(path)!r} not found",
+                                  key="ssh_public_key", section=f"provider:{self.name}")
+            return path
+        for name in ("id_ed25519.pub", "id_rsa.pub"):
+            path = Path.home() / ".ssh" / name
+            if path.is_file():
+                return path
+        raise ConfigError(self.path, "no SSH public key: set ssh_public_key or create "
+                          "~/.ssh/id_ed25519.pub (ssh-keygen -t ed25519)",
+                          section=f"provider:{self.name}")
+
+
+@dataclass(frozen=True)
+class UserConfig:
+    path: Path
+    providers: dict[str, ProviderConfig] = field(default_factory=dict)
+    devel: dict[str, str] = field(default_factory=dict)
+    devel_apps: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> "UserConfig":
+        """Read the user config; a missing file is an empty config."""
+        path = path or state.config_path()
+        return parse_user_config(read_ini(path, missing_ok=True))
+
+    def provider(self, name: str | None) -> ProviderConfig:
+        """The named provider, else ``default``, else the only one there is."""
+        if name is None:
+            if "default" in self.providers:
+                name = "default"
+            elif len(self.providers) == 1:
+                name = next(iter(self.providers))
+            elif not self.providers:
+                raise ConfigError(str(self.path), "no [provider:NAME] section; add one "
+                                  "(for local nodes: [provider:local] with driver = local)")
+            else:
+                raise ConfigError(str(self.path), "several providers and none named "
+                                  f"'default'; choose one with -p ({', '.join(self.providers)})")
+        if name not in self.providers:
+            known = ", ".join(self.providers) or "none"
+            raise ConfigError(str(self.path), f"no section [provider:{name}] "
+                              f"(providers: {known}){suggest(name, list(self.providers))}")
+        return self.providers[name]
+
+    def devel_settings(self, app_name: str) -> dict[str, str]:
+        """``[devel]`` overlaid with ``[devel:APP]``, ``APP_NAME`` substituted in values."""
+        merged = {**self.devel, **self.devel_apps.get(app_name, {})}
+        return {k: v.replace("APP_NAME", app_name) for k, v in merged.items()}
+
+
+def parse_user_config(ini: IniFile) -> UserConfig:
+    providers: dict[str, ProviderConfig] = {}
+    devel: dict[str, str] = {}
+    devel_apps: dict[str, dict[str, str]] = {}
+    for section, values in ini.sections.items():
+        kind, _, name = section.partition(":")
+        if kind == "provider" and name:
+            providers[name] = _parse_provider(ini, section, name, values)
+        elif kind == "devel" and not name:
+            devel = dict(values)
+        elif kind == "devel" and name:
+            devel_apps[name] = dict(values)
+        else:
+            raise ini.error(f"unknown section [{section}]; expected [provider:NAME], "
+                            "[devel] or [devel:APPNAME]", section)
+    return UserConfig(ini.path, providers, devel, devel_apps)
+
+
+def _parse_provider(ini: IniFile, section: str, name: str,
+                    values: dict[str, str]) -> ProviderConfig:
+    if "driver" not in values or not values["driver"]:
+        raise ini.error("missing key 'driver' (a libcloud provider name such as "
+                        "'digitalocean', 'module:Class', or 'local')", section)
+    driver = values["driver"]
+    if not _DRIVER_RE.match(driver):
+        raise ini.error(f"{driver!r} is not a provider name or module:Class", section, "driver")
+    driver_args: dict[str, str] = {}
+    create_args: dict[str, str] = {}
+    for key, value in values.items():
+        if key.startswith("create."):
+            create_args[key[len("create."):]] = value
+        elif key not in PROVIDER_KEYS:
+            if not re.match(r"^[a-z_][a-z0-9_]*$", key):
+                raise ini.error("not a valid argument name", section, key)
+            driver_args[key] = value
+    return ProviderConfig(
+        name=name, driver=driver, image=values.get("image") or None,
+        size=values.get("size") or None, location=values.get("location") or None,
+        ssh_public_key=values.get("ssh_public_key") or None,
+        driver_args=driver_args, create_args=create_args, path=str(ini.path))

@@ -1,0 +1,48 @@
+"""Shared test set-up: every test gets its own SILVER_HOME and SILVER_CONFIG.
+
+Node tests (marked ``node``) run against real local nodes. They are never
+skipped silently: only ``SILVER_SKIP_NODE_TESTS=1`` turns them off.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def silver_env(tmp_path_factory, monkeypatch):
+    """Point the tool's state and config at fresh temp paths (never the real home)."""
+    if os.environ.get("SILVER_TEST_SESSION_HOME"):
+        return
+    home = tmp_path_factory.mktemp("silver-home")
+    monkeypatch.setenv("SILVER_HOME", str(home / "state"))
+    monkeypatch.setenv("SILVER_CONFIG", str(home / "silverlining.conf"))
+
+
+def run_silver(*args: str, cwd: Path | None = None, env: dict | None = None,
+               input: str | None = None, timeout: float = 600,
+               check: bool = False) -> subprocess.CompletedProcess:
+    """Run the real CLI in a subprocess, as a user would."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "silverlining", *args], cwd=cwd,
+                          env=full_env, input=input, text=True, capture_output=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"silver {' '.join(args)} exited {proc.returncode}\n"
+                             f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("SILVER_SKIP_NODE_TESTS") == "1":
+        skip = pytest.mark.skip(reason="SILVER_SKIP_NODE_TESTS=1")
+        for item in items:
+            if "node" in item.keywords:
+                item.add_marker(skip)

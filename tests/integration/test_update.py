@@ -1,0 +1,435 @@
+"""``silver update`` and friends against real local nodes.
+
+One node is created and set up for the whole module (a second one only for
+the multi-node test); every test deploys real apps to it and checks them
+through the node's nginx with a Host header, the way a browser would.
+Apps: ``examples/hello`` and ``tests/data/probe`` (reports what it sees as
+JSON), copied to temporary directories so tests can change them.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.fixtures_setup import setup_node  # noqa: F401
+
+pytestmark = pytest.mark.node
+
+REPO = Path(__file__).resolve().parents[2]
+HELLO = REPO / "examples" / "hello"
+PROBE = REPO / "tests" / "data" / "probe"
+
+
+# --- helpers ---------------------------------------------------------------------
+
+def http_get(address: str, host: str, path: str = "/", timeout: float = 10) -> tuple[int, bytes, dict]:
+    conn = http.client.HTTPConnection(address, 80, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Host": host})
+        resp = conn.getresponse()
+        return resp.status, resp.read(), dict(resp.getheaders())
+    finally:
+        conn.close()
+
+
+def probe(address: str, host: str, path: str = "/") -> dict:
+    status, body, _ = http_get(address, host, path)
+    assert status == 200, (status, body[:500])
+    return json.loads(body)
+
+
+class Node:
+    """The module's node: its name, address, and the CLI aimed at it."""
+
+    def __init__(self, env, name: str, address: str) -> None:
+        self.env, self.name, self.address = env, name, address
+
+    def silver(self, *args: str, check: bool = False, **kw) -> subprocess.CompletedProcess:
+        return self.env.silver(*args, check=check, **kw)
+
+    def update(self, app_dir: Path, location: str, *extra: str,
+               check: bool = True) -> subprocess.CompletedProcess:
+        return self.silver("-y", "update", str(app_dir), location, "--node", self.name,
+                           "--noetchosts", *extra, check=check)
+
+    def root(self, command: str, check: bool = True) -> str:
+        with self.env.ssh(self.name) as ssh:
+            result = ssh.run(["sh", "-c", command], check=check)
+        return result.stdout
+
+
+@pytest.fixture(scope="module")
+def node(node_env, setup_node) -> Node:  # noqa: F811 (the fixture imported above)
+    return Node(node_env, setup_node.name, setup_node.address)
+
+
+@pytest.fixture
+def hello(tmp_path) -> Path:
+    dest = tmp_path / "hello"
+    shutil.copytree(HELLO, dest)
+    return dest
+
+
+@pytest.fixture
+def probe_app(tmp_path) -> Path:
+    dest = tmp_path / "probe"
+    shutil.copytree(PROBE, dest)
+    return dest
+
+
+def live_version(out: str) -> str:
+    m = re.search(r"\.(v\d+) live at ", out)
+    assert m, out
+    return m.group(1)
+
+
+# --- tests -----------------------------------------------------------------------
+
+def test_deploy_serves_app_static_files_and_environment(node, hello):
+    proc = node.update(hello, "hello.test")
+    version = live_version(proc.stdout)
+    for step in ("uploading", "sent", "building", "service files: ready", "update_fetch: GET /update",
+                 "health check: GET /health answered 200", "switching hello.test"):
+        assert step in proc.stderr, proc.stderr
+    status, body, _ = http_get(node.address, "hello.test")
+    page = body.decode()
+    assert status == 200 and "Hello from hello" in page
+    assert f"<th>SILVER_INSTANCE_NAME</th><td>hello.{version}</td>" in page
+    assert "<th>SILVER_CANONICAL_HOSTNAME</th><td>hello.test</td>" in page
+    assert "<th>CONFIG_FILES</th><td>/var/lib/silverlining/data/hello/files</td>" in page
+    assert "<th>SILVER_VERSION</th><td>silverlining/" in page
+    status, css, headers = http_get(node.address, "hello.test", "/style.css")
+    assert status == 200 and css == (hello / "static" / "style.css").read_bytes()
+    assert headers["Content-Type"] == "text/css"                  # nginx, not the app
+    status, _, headers = http_get(node.address, "www.hello.test", "/x?y=1")
+    assert status == 301 and headers["Location"] == "http://hello.test/x?y=1"
+    status, body, _ = http_get(node.address, "unknown.test")
+    assert status == 404
+    # the update marker cannot be faked from outside
+    status, body, _ = http_get(node.address, "hello.test", "/update")
+    assert status == 403
+    audit = [json.loads(line) for line in node.root(
+        "cat /var/log/silverlining/audit.log").splitlines()]
+    assert {"action": "update", "app": "hello", "version": version, "location": "hello.test",
+            "result": "ok", "login": "silver"}.items() <= audit[-1].items()
+    query = node.silver("query", node.name, "hel*", check=True).stdout
+    assert re.search(rf"^  {version} .* running +live at hello\.test$", query, re.M), query
+
+
+def test_redeploy_sends_only_the_changed_file(node, hello):
+    node.update(hello, "hello.test")
+    same = node.silver("-v", "-y", "update", str(hello), "hello.test", "--node", node.name,
+                       "--noetchosts", check=True)
+    assert "(0 changed files)" in same.stderr, same.stderr
+    css = hello / "static" / "style.css"
+    css.write_text(css.read_text() + "\n/* changed */\n" + "x" * 20000 + "\n")
+    size = css.stat().st_size
+    proc = node.silver("-v", "-y", "update", str(hello), "hello.test", "--node", node.name,
+                       "--noetchosts", check=True)
+    itemized = re.findall(rf"^\[{node.name}\] [<>ch.][fdL]\S* (.+)$", proc.stderr, re.M)
+    assert [p for p in itemized if not p.endswith("/")] == ["static/style.css"], proc.stderr
+    assert "(1 changed files)" in proc.stderr
+    sent = re.search(r"sent ([\d.]+) (B|kB)", proc.stderr)
+    sent_bytes = float(sent.group(1)) * (1000 if sent.group(2) == "kB" else 1)
+    assert sent_bytes < size + 4000, proc.stderr
+    status, body, _ = http_get(node.address, "hello.test", "/style.css")
+    assert status == 200 and body == css.read_bytes()
+    version = live_version(proc.stdout)
+    # unchanged files of the new instance are hard links to the previous one
+    links = node.root(f"stat -c %h /var/lib/silverlining/apps/hello/{version}/main.py")
+    assert int(links) >= 2
+
+
+def test_redeploy_under_load_loses_no_request(node, probe_app):
+    node.update(probe_app, "load.test")
+    seen: dict[str, int] = {}
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        deadline = time.monotonic() + 120
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                status, body, _ = http_get(node.address, "load.test", timeout=10)
+                if status != 200:
+                    errors.append(f"status {status}")
+                    continue
+                name = json.loads(body)["instance"]
+                seen[name] = seen.get(name, 0) + 1
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                errors.append(repr(exc))
+
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1)
+        main = probe_app / "main.py"
+        main.write_text(main.read_text().replace("probe-marker-1", "probe-marker-2"))
+        node.update(probe_app, "load.test")
+        time.sleep(12)      # past the drain period: the old instance has stopped
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors[:10]
+    assert len(seen) == 2, seen                   # both versions answered, nothing else
+    assert sum(seen.values()) > 50, seen
+    assert probe(node.address, "load.test")["mark"] == "probe-marker-2"
+
+
+def test_failed_health_check_keeps_the_old_version(node, probe_app):
+    good = live_version(node.update(probe_app, "gate.test").stdout)
+    main = probe_app / "main.py"
+    main.write_text(main.read_text().replace(
+        '    if path == "/health":\n        body = {"ok": True}',
+        '    if path == "/health":\n        import sys\n'
+        '        print("health-broken-marker", file=sys.stderr, flush=True)\n'
+        '        start_response("500 Internal Server Error", [])\n        return [b"sick"]'))
+    proc = node.update(probe_app, "gate.test", check=False)
+    assert proc.returncode == 1, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"silver: error: [{node.name}] probe.v") and \
+        "failed its health check: GET /health answered 500; the old version keeps serving" in last
+    assert "health-broken-marker" in proc.stderr          # the app's log tail is shown
+    assert "Traceback" not in proc.stderr
+    assert probe(node.address, "gate.test")["instance"] == f"probe.{good}"
+    failed = re.search(r"probe\.(v\d+) failed", last).group(1)
+    assert node.root(f"systemctl is-active silver-probe-{failed} || true").strip() != "active"
+    assert "failed" in node.root("tail -n1 /var/log/silverlining/audit.log")
+
+
+def test_crash_on_import_keeps_the_old_version(node, probe_app):
+    good = live_version(node.update(probe_app, "gate.test").stdout)
+    main = probe_app / "main.py"
+    main.write_text(main.read_text() + "\nraise RuntimeError('boom-on-import')\n")
+    proc = node.update(probe_app, "gate.test", check=False)
+    assert proc.returncode == 1
+    assert "boom-on-import" in proc.stderr, proc.stderr
+    assert "the old version keeps serving" in proc.stderr.strip().splitlines()[-1]
+    assert probe(node.address, "gate.test")["instance"] == f"probe.{good}"
+
+
+def test_service_not_available_on_nodes_fails_clearly(node, probe_app):
+    good = live_version(node.update(probe_app, "svc.test").stdout)
+    ini = probe_app / "app.ini"
+    ini.write_text(ini.read_text() + "service.postgresql =\n")
+    proc = node.update(probe_app, "svc.test", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == \
+        f"silver: error: [{node.name}] service postgresql is not available on nodes yet"
+    assert probe(node.address, "svc.test")["instance"] == f"probe.{good}"
+
+
+def test_activate_prev_rolls_back_without_upload(node, probe_app):
+    first = live_version(node.update(probe_app, "roll.test").stdout)
+    second = live_version(node.update(probe_app, "roll.test").stdout)
+    time.sleep(11)                                    # the first instance has been stopped
+    proc = node.silver("activate", "roll.test", "prev", "--node", node.name, check=True)
+    assert f"roll.test now serves probe.{first} (was {second})" in proc.stdout
+    assert "health check: GET /health answered 200" in proc.stderr
+    assert probe(node.address, "roll.test")["instance"] == f"probe.{first}"
+    proc = node.silver("activate", "roll.test", "prev", "--node", node.name, check=True)
+    assert probe(node.address, "roll.test")["instance"] == f"probe.{second}"
+    proc = node.silver("activate", "roll.test", "v999", "--node", node.name)
+    assert proc.returncode == 1 and "has no version v999" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_two_apps_and_one_app_at_two_prefixes(node, probe_app, hello):
+    node.update(hello, "hello.test")
+    a = live_version(node.update(probe_app, "multi.test/a").stdout)
+    b = live_version(node.update(probe_app, "multi.test/b/c").stdout)
+    other = live_version(node.update(probe_app, "multi.test", "--name", "probe2").stdout)
+    seen = probe(node.address, "multi.test", "/a/x")
+    assert (seen["instance"], seen["script_name"], seen["path_info"]) == (f"probe.{a}", "/a", "/x")
+    assert seen["env"]["SILVER_MATCH_PATH"] == "/a"
+    seen = probe(node.address, "multi.test", "/b/c")
+    assert (seen["instance"], seen["script_name"], seen["path_info"]) == (f"probe.{b}", "/b/c", "/")
+    seen = probe(node.address, "multi.test", "/b/x")                 # not under /b/c
+    assert (seen["instance"], seen["script_name"]) == (f"probe2.{other}", "")
+    assert seen["user"] == "sl-probe2" and seen["env"]["SILVER_APP_NAME"] == "probe2"
+    status, body, _ = http_get(node.address, "multi.test", "/a/probe.txt")
+    assert status == 200 and body == (probe_app / "static" / "probe.txt").read_bytes()
+    assert b"Hello from hello" in http_get(node.address, "hello.test")[1]
+    query = node.silver("query", node.name, check=True).stdout
+    assert "multi.test/a" in query and "multi.test/b/c" in query and "probe2" in query
+
+
+def test_apps_cannot_read_each_others_files(node, probe_app, hello):
+    hv = live_version(node.update(hello, "hello.test").stdout)
+    pv = live_version(node.update(probe_app, "iso.test").stdout)
+    own = [f"/var/lib/silverlining/apps/probe/{pv}/main.py",
+           "/var/lib/silverlining/data/probe/files",
+           f"/var/lib/silverlining/env/probe/{pv}.env"]
+    theirs = [f"/var/lib/silverlining/apps/hello/{hv}/main.py",
+              "/var/lib/silverlining/data/hello/files",
+              f"/var/lib/silverlining/env/hello/{hv}.env",
+              "/var/lib/silverlining/secret.txt",
+              "/var/lib/silverlining/uploads/hello"]
+    for path in own:
+        assert probe(node.address, "iso.test", f"/read?path={path}")["readable"], path
+    for path in theirs:
+        result = probe(node.address, "iso.test", f"/read?path={path}")
+        assert result == {"readable": False, "error": "Permission denied"}, (path, result)
+    mode = node.root(f"stat -c '%a %U' /var/lib/silverlining/env/hello/{hv}.env").split()
+    assert mode == ["600", "sl-hello"]
+
+
+def test_asgi_app_runs_under_uvicorn_and_etc_hosts_is_offered(node, tmp_path):
+    app = tmp_path / "hello-asgi"
+    shutil.copytree(REPO / "examples" / "hello-asgi", app)
+    proc = node.silver("-y", "update", str(app), "asgi.test", "--node", node.name, check=True)
+    assert "(asgi, uvicorn)" in proc.stderr
+    # without --noetchosts, -y maps the host to the node (in the test's private hosts file)
+    assert f"{node.address} asgi.test # silverlining" in node.env.etc_hosts.read_text()
+    status, body, _ = http_get(node.address, "asgi.test")
+    assert status == 200 and b"Hello from ASGI" in body
+    assert f"hello-asgi.{live_version(proc.stdout)}".encode() in body
+    status, body, _ = http_get(node.address, "asgi.test", "/style.css")
+    assert status == 200 and body == (app / "static" / "style.css").read_bytes()
+
+
+def test_config_update_fetch_script_and_writable_root(node, probe_app, tmp_path):
+    ini = probe_app / "app.ini"
+    ini.write_text(ini.read_text() + "service.writable_root =\npackages = tree\n"
+                   "update_fetch =\n    script:setup.py first-arg\n")
+    (probe_app / "setup.py").write_text(
+        "import os, pwd, sys\n"
+        "with open(os.path.join(os.environ['CONFIG_FILES'], 'setup.txt'), 'w') as fh:\n"
+        "    fh.write(' '.join([pwd.getpwuid(os.getuid()).pw_name, *sys.argv[1:],\n"
+        "                       os.environ['SILVER_APP_CONFIG']]))\n"
+        "print('setup script ran')\n")
+    config = tmp_path / "deploy-config"
+    config.mkdir()
+    (config / "settings.ini").write_text("[site]\ncolour = green\n")
+    proc = node.update(probe_app, "wr.test", "--config", str(config), "--name", "probe3")
+    version = live_version(proc.stdout)
+    assert "installing packages: tree" in proc.stderr
+    assert "update_fetch: script setup.py first-arg" in proc.stderr
+    assert "setup script ran" in proc.stderr
+    seen = probe(node.address, "wr.test")
+    assert probe(node.address, "wr.test", "/read?path=/usr/bin/tree")["readable"]
+    cfg = seen["env"]["SILVER_APP_CONFIG"]
+    assert cfg == f"/var/lib/silverlining/env/probe3/{version}.config"
+    assert probe(node.address, "wr.test", f"/read?path={cfg}/settings.ini")["content"] == \
+        "[site]\ncolour = green\n"
+    ran = probe(node.address, "wr.test",
+                "/read?path=/var/lib/silverlining/data/probe3/files/setup.txt")
+    assert ran["content"] == f"sl-probe3 first-arg {cfg}"
+    # writable_root: written by the app, served by nginx, the host's own directory first
+    probe(node.address, "wr.test", "/write?name=shared.txt")
+    probe(node.address, "wr.test", "/write?name=wr.test/mine.txt")
+    status, body, headers = http_get(node.address, "wr.test", "/shared.txt")
+    assert (status, body, headers["Content-Type"]) == (200, b"written shared.txt\n", "text/plain")
+    status, body, _ = http_get(node.address, "wr.test", "/mine.txt")
+    assert (status, body) == (200, b"written wr.test/mine.txt\n")
+    # --clear empties the service data before the new version starts
+    wr = seen["env"]["CONFIG_WRITABLE_ROOT"]
+    proc = node.update(probe_app, "wr.test", "--config", str(config), "--name", "probe3",
+                       "--clear")
+    assert "service writable_root: clearing" in proc.stderr
+    gone = probe(node.address, "wr.test", f"/read?path={wr}/shared.txt")
+    assert gone == {"readable": False, "error": "No such file or directory"}
+
+
+def test_concurrent_updates_of_one_app_are_serialized(node, probe_app, hello):
+    node.update(probe_app, "conc.test")
+    results: list[subprocess.CompletedProcess] = []
+
+    def deploy() -> None:
+        results.append(node.update(probe_app, "conc.test", check=False))
+
+    threads = [threading.Thread(target=deploy) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
+    versions = {live_version(r.stdout) for r in results}
+    assert len(versions) == 2
+    assert probe(node.address, "conc.test")["instance"] in {f"probe.{v}" for v in versions}
+    # a held lock makes a deploy of the same app give up clearly; other apps go on
+    holder = node.root("setsid flock /run/silverlining/locks/app-probe.lock sleep 30 "
+                       "</dev/null >/dev/null 2>&1 & echo $!").strip()
+    time.sleep(0.5)
+    proc = node.update(probe_app, "conc.test", "--lock-wait", "2", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"silver: error: [{node.name}] app probe is busy (another deploy holds its lock); "
+        "gave up after 2s")
+    node.update(hello, "hello.test")
+    node.root(f"kill {holder}")
+
+
+def test_deactivate_and_clean_node(node, probe_app):
+    first = live_version(node.update(probe_app, "gone.test").stdout)
+    last = live_version(node.update(probe_app, "gone.test").stdout)
+    proc = node.silver("deactivate", "gone.test", "--node", node.name, check=True)
+    assert f"gone.test no longer served (was probe.{last})" in proc.stdout
+    assert http_get(node.address, "gone.test")[0] == 404
+    routes = json.loads(node.root("cat /var/lib/silverlining/routes.json"))
+    kept = {f"{e['app']}.{e[k]}" for e in routes.values() for k in ("version", "prev") if e.get(k)}
+    dry = node.silver("clean-node", node.name, "-n", "--keep", "1", check=True).stdout
+    doomed = re.findall(r"^would delete (\S+)$", dry, re.M)
+    assert not set(doomed) & kept
+    assert f"probe.{first}" in doomed and f"probe.{last}" not in doomed   # newest one is kept
+    proc = node.silver("clean-node", node.name, "--keep", "1", check=True)
+    assert re.findall(r"^deleted (\S+)$", proc.stdout, re.M) == doomed
+    for name in doomed:
+        app, version = name.split(".")
+        assert node.root(f"test -e /var/lib/silverlining/apps/{app}/{version} && echo yes "
+                         "|| echo no").strip() == "no"
+    # everything still routed keeps working
+    assert b"Hello from hello" in http_get(node.address, "hello.test")[1]
+    assert probe(node.address, "roll.test")["mark"] == "probe-marker-1"
+
+
+def test_reboot_brings_live_apps_back(node, node_env):
+    routed = json.loads(node.root("cat /var/lib/silverlining/routes.json"))
+    live = {loc: e for loc, e in routed.items() if e.get("version")}
+    assert len(live) >= 3
+    with node_env.environ():
+        from silverlining.providers import get_driver
+        from silverlining.userconfig import UserConfig
+        driver = get_driver(UserConfig.load().provider("local"))
+        driver.reboot_node(driver.ex_get_node(node.name))
+    node.address = node_env.address(node.name)
+    deadline = time.monotonic() + 90
+    pending = dict(live)
+    while pending and time.monotonic() < deadline:
+        for loc, entry in list(pending.items()):
+            host, _, path = loc.partition("/")
+            try:
+                status, body, _ = http_get(node.address, host, "/" + path, timeout=3)
+            except OSError:
+                continue
+            if status == 200:
+                del pending[loc]
+        time.sleep(0.5)
+    assert not pending, pending
+    running = set(node.root("systemctl list-units 'silver-*.service' --state=active "
+                            "--plain --no-legend | cut -d' ' -f1").split())
+    expected = {f"silver-{e['app']}-{e['version']}.service" for e in live.values()}
+    assert running == expected
+
+
+def test_deploy_to_two_nodes_in_parallel(node, node_env, make_module_node, probe_app):
+    second = make_module_node(f"{node.name}-2")
+    node_env.silver("-y", "setup-node", second.name, check=True)
+    proc = node_env.silver("-y", "update", str(probe_app), "pair.test", "--node", node.name,
+                           "--node", second.name, "--noetchosts", check=True)
+    lines = [ln for ln in proc.stdout.splitlines() if " live at pair.test " in ln]
+    assert sorted(ln.split(":")[0] for ln in lines) == sorted([node.name, second.name])
+    assert f"[{second.name}] switching pair.test" in proc.stderr
+    for address in (node.address, second.address):
+        assert probe(address, "pair.test")["env"]["SILVER_APP_NAME"] == "probe"

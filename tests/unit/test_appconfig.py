@@ -1,0 +1,148 @@
+"""app.ini: every broken file gives one line naming the file, the line and
+what is wrong, through the parser and through the real CLI (exit 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from silverlining.appconfig import AppConfig, FetchEntry
+from silverlining.errors import ConfigError
+from tests.conftest import run_silver
+
+GOOD = "[production]\napp_name = shop\nrunner = main.py\n"
+
+# (app.ini text, expected line number or None, fragments the message must hold)
+BROKEN = {
+    "no-production": ("[devel]\napp_name = x\n", None, ["no [production] section", "[devel]"]),
+    "no-sections": ("", None, ["no [production] section", "none"]),
+    "key-before-section": ("app_name = x\n", 1, ["before any [section]"]),
+    "missing-app-name": ("[production]\nrunner = main.py\n", 1,
+                         ["missing required key 'app_name'"]),
+    "missing-runner": ("[production]\napp_name = shop\n", 1,
+                       ["missing required key 'runner'"]),
+    "unknown-key": (GOOD + "runer = main.py\n", 4, ["runer", "unknown key",
+                                                    "did you mean 'runner'"]),
+    "unknown-key-fetch": (GOOD + "update_fetc = /x\n", 4, ["did you mean 'update_fetch'"]),
+    "unknown-service": (GOOD + "service.postgres =\n", 4, ["unknown service 'postgres'",
+                                                           "did you mean 'postgresql'"]),
+    "duplicate-key": (GOOD + "runner = other.py\n", 4, ["duplicate key 'runner'"]),
+    "uppercase-name": (GOOD.replace("shop", "Shop"), 2, ["'Shop' is not a safe name"]),
+    "name-too-long": (GOOD.replace("shop", "a" * 29), 2, ["at most 28 characters"]),
+    "name-with-dot": (GOOD.replace("shop", "my.shop"), 2, ["not a safe name"]),
+    "empty-name": (GOOD.replace("shop", ""), 2, ["'' is not a safe name"]),
+    "runner-missing-file": (GOOD.replace("main.py", "nothere.py"), 3,
+                            ["file 'nothere.py' not found"]),
+    "runner-bad-form": (GOOD.replace("main.py", "main"), 3,
+                        ["'main' is not path/file.py, path/file.py#name or package.module:name"]),
+    "runner-bad-attr": (GOOD.replace("main.py", "main.py#1app"), 3, ["is not path/file.py"]),
+    "runner-outside": (GOOD.replace("main.py", "../main.py"), 3,
+                       ["must be a path inside the app directory"]),
+    "runner-empty": (GOOD.replace("main.py", ""), 3, ["is empty"]),
+    "bad-interface": (GOOD + "interface = wsgi2\n", 4, ["'wsgi2' must be one of: wsgi, asgi"]),
+    "bad-fetch": (GOOD + "update_fetch =\n    /ok\n    setup\n", 4,
+                  ["'setup' is neither a URL path"]),
+    "bad-fetch-script": (GOOD + "update_fetch = script:\n", 4, ["'script:' needs a script path"]),
+    "bad-health": (GOOD + "health_check = health\n", 4, ["must be a URL path starting with '/'"]),
+    "bad-package": (GOOD + "packages = libpq-dev; rm\n", 4, ["'libpq-dev;' is not a valid package"]),
+    "bad-required": (GOOD + "config.required = maybe\n", 4, ["expected true or false"]),
+    "bad-checker": (GOOD + "config.checker = check.py\n", 4, ["must be module:function"]),
+    "bad-location": (GOOD + "default_location = exa mple.com\n", 4, ["bad location"]),
+    "garbage-line": ("[production]\napp_name = shop\nthis is not ini\n", 3, ["cannot parse"]),
+}
+
+
+def write_app(root: Path, text: str) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "app.ini").write_text(text)
+    (root / "main.py").write_text("application = None\n")
+    return root
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_broken_app_ini_parser(tmp_path, case):
+    text, line, fragments = BROKEN[case]
+    app = write_app(tmp_path / "app", text)
+    with pytest.raises(ConfigError) as info:
+        AppConfig.load(app)
+    message = info.value.message
+    where = f"{app / 'app.ini'}:{line}: " if line else f"{app / 'app.ini'}: "
+    assert message.startswith(where), message
+    for fragment in fragments:
+        assert fragment in message, message
+    assert "\n" not in message and info.value.exit_code == 2
+
+
+CLI_CASES = ["unknown-key", "missing-runner", "name-too-long", "runner-bad-form",
+             "bad-interface", "duplicate-key"]
+
+
+@pytest.mark.parametrize("case", CLI_CASES)
+def test_broken_app_ini_through_cli(tmp_path, case):
+    text, line, fragments = BROKEN[case]
+    app = write_app(tmp_path / "app", text)
+    proc = run_silver("serve", str(app), "--port", "0", timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("silver: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_missing_app_dir_or_ini_is_one_line(tmp_path):
+    proc = run_silver("serve", str(tmp_path / "nothing"), timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"silver: error: {tmp_path / 'nothing' / 'app.ini'}: file not found"
+
+
+def test_good_app_ini_all_keys(tmp_path):
+    app = write_app(tmp_path / "app", """
+[production]
+app_name = shop-2_x
+runner = src/shop/wsgi.py#app
+interface = ASGI
+update_fetch =
+    /setup?x=1
+    script:bin/migrate.py --all  now
+default_location = shop.example.com/store
+service.files =
+service.postgis =
+packages = libpq5, gdal-bin
+health_check = /health
+config.required = yes
+config.default = conf
+config.checker = shop.config:check
+""")
+    (app / "src" / "shop").mkdir(parents=True)
+    (app / "src" / "shop" / "wsgi.py").write_text("app = None\n")
+    config = AppConfig.load(app)
+    assert config.app_name == "shop-2_x"
+    assert (config.runner.path, config.runner.attr) == ("src/shop/wsgi.py", "app")
+    assert config.interface == "asgi"
+    assert config.update_fetch == (FetchEntry(url="/setup?x=1"),
+                                   FetchEntry(script="bin/migrate.py", args=("--all", "now")))
+    assert config.default_location == "shop.example.com/store"
+    assert list(config.services) == ["files", "postgis"]
+    assert config.packages == ("libpq5", "gdal-bin")
+    assert config.health_check == "/health"
+    assert config.config_required and config.config_default == "conf"
+    assert config.config_checker == "shop.config:check"
+
+
+@pytest.mark.parametrize("runner,expected", [
+    ("main.py", ("main.py", None, "application")),
+    ("main.py#wsgi_app", ("main.py", None, "wsgi_app")),
+    ("shop.web:application", (None, "shop.web", "application")),
+])
+def test_runner_forms(tmp_path, runner, expected):
+    app = write_app(tmp_path / "app", GOOD.replace("main.py", runner))
+    r = AppConfig.load(app).runner
+    assert (r.path, r.module, r.attr) == expected and r.spec == runner
+
+
+def test_name_length_limit(tmp_path):
+    app = write_app(tmp_path / "app", GOOD.replace("shop", "a" * 28))
+    assert AppConfig.load(app).app_name == "a" * 28

@@ -1,0 +1,151 @@
+"""Routing generation (pure): which nginx text a routing table produces.
+
+When nginx is installed on the test machine the generated files are also
+checked with ``nginx -t`` inside a minimal http block.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from silverlining.node.routing import Route, generate
+
+PAGES = "/usr/local/share/silverlining/pages"
+
+
+def route(location: str, app: str = "hello", version: str = "v1", **kw) -> Route:
+    host, slash, rest = location.partition("/")
+    return Route(host=host, path=slash + rest, app=app, version=version,
+                 socket=f"/run/silverlining/{app}/{version}.sock", **kw)
+
+
+def servers(text: str) -> dict[str, str]:
+    """server_name -> the server block's text."""
+    blocks = {}
+    for block in re.findall(r"^server \{\n.*?^\}", text, flags=re.S | re.M):
+        name = re.search(r"server_name (\S+);", block).group(1)
+        blocks[name] = block
+    return blocks
+
+
+def location_order(block: str) -> list[str]:
+    return re.findall(r"location (~ \S+|= \S+|@\S+|/) \{", block)
+
+
+def test_exact_host_proxies_to_the_instance_socket():
+    text = generate([route("hello.example.com")], PAGES)
+    block = servers(text)["hello.example.com"]
+    assert "proxy_pass http://unix:/run/silverlining/hello/v1.sock:;" in block
+    assert 'proxy_set_header X-Script-Name "";' in block
+    assert 'proxy_set_header X-Silverlining-Update "";' in block   # clients cannot fake it
+    assert "location / {" not in block                              # root is served by the app
+
+
+def test_longest_prefix_comes_first_and_becomes_script_name():
+    text = generate([route("h.example.com", "root"), route("h.example.com/a", "a"),
+                     route("h.example.com/a/b.c", "ab")], PAGES)
+    block = servers(text)["h.example.com"]
+    regexes = [loc for loc in location_order(block) if loc.startswith("~")]
+    assert regexes == [r"~ ^/a/b\.c(/.*)?$", r"~ ^/a(/.*)?$", r"~ ^(/.*)?$"]
+    sections = dict(re.findall(r"# h\.example\.com(\S*) -> (\S+)\n", block))
+    assert sections == {"/a/b.c": "ab.v1", "/a": "a.v1", "": "root.v1"}
+    for part in re.split(r"\n    # ", block)[1:]:
+        prefix = part.split(" ", 1)[0].removeprefix("h.example.com")
+        assert f'X-Script-Name "{prefix}";' in part
+        assert f"/run/silverlining/{part.split('-> ')[1].split('.')[0]}/v1.sock" in part
+
+
+def test_prefix_regex_matches_like_a_path_prefix():
+    text = generate([route("h.example.com/a")], PAGES)
+    rx = re.search(r"location ~ (\S+) \{", servers(text)["h.example.com"]).group(1)
+    pattern = re.compile(rx)
+    assert pattern.match("/a") and pattern.match("/a/") and pattern.match("/a/x/y")
+    assert not pattern.match("/ab") and not pattern.match("/b/a")
+
+
+def test_host_without_root_route_answers_not_found():
+    block = servers(generate([route("h.example.com/a")], PAGES))["h.example.com"]
+    assert "location / {\n        return 404;" in block
+    assert "error_page 404 /.silverlining/not-found.html;" in block
+    assert f"alias {PAGES}/not-found.html;" in block
+
+
+def test_static_then_writable_root_then_app():
+    r = route("h.example.com/p", static_dir="/srv/i/static", writable_root="/srv/d/wr")
+    block = servers(generate([r], PAGES))["h.example.com"]
+    assert ("try_files /srv/i/static$silver_rest /srv/d/wr/$host$silver_rest "
+            "/srv/d/wr$silver_rest @silver_app_1;") in block
+    assert "disable_symlinks if_not_owner;" in block   # no serving other apps' files via links
+    order = location_order(block)
+    # URIs ending in '/' go straight to the app, before the file lookup
+    assert order.index(r"~ ^/p(/.*)?/$") < order.index(r"~ ^/p(?<silver_rest>/.*)?$")
+    assert "@silver_app_1" in order
+
+
+def test_www_redirects_to_the_bare_host_unless_routed():
+    text = generate([route("example.com"), route("other.org"), route("www.other.org", "w")],
+                    PAGES)
+    blocks = servers(text)
+    assert "return 301 $scheme://example.com$request_uri;" in blocks["www.example.com"]
+    assert "return 301" not in blocks["www.other.org"]
+    assert "www.www.other.org" not in blocks
+
+
+def test_suffix_wildcard_and_catch_all():
+    text = generate([route(".example.com", "wild"), route("*", "any")], PAGES)
+    blocks = servers(text)
+    assert ".example.com" in blocks
+    assert "~^.+$" in blocks
+    # exact names are tried by nginx before wildcards before regexes; order in the
+    # file is also exact, suffix, catch-all for readability
+    assert text.index("server_name .example.com") < text.index("server_name ~^.+$")
+
+
+def test_suffix_wildcard_next_to_the_exact_host_does_not_conflict():
+    blocks = servers(generate([route("example.com", "a"), route(".example.com", "b")], PAGES))
+    assert "*.example.com" in blocks and "example.com" in blocks
+
+
+def test_disabled_app_answers_503_except_to_localhost():
+    block = servers(generate([route("h.example.com", disabled=True)], PAGES))["h.example.com"]
+    assert "if ($silver_from_localhost = 0) { return 503; }" in block
+    assert "error_page 503 /.silverlining/disabled.html;" in block
+
+
+def test_special_locations_are_served_by_their_apps():
+    text = generate([route("h.example.com/a"), route("not-found", "nf"),
+                     route("disabled", "dis")], PAGES)
+    blocks = servers(text)
+    h = blocks["h.example.com"]
+    assert "error_page 404 = @silver_not_found;" in h
+    assert "error_page 503 = @silver_disabled;" in h
+    assert "/run/silverlining/nf/v1.sock" in blocks["~^.+$"]   # unknown hosts
+    assert "disabled" not in blocks and "not-found" not in blocks
+
+
+def test_generation_is_deterministic():
+    routes = [route("b.example.com"), route("a.example.com/x", "x"), route("*", "c")]
+    assert generate(routes, PAGES) == generate(list(reversed(routes)), PAGES)
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx not installed on this machine")
+def test_nginx_accepts_the_generated_config(tmp_path):
+    routes = [route("example.com"), route("example.com/a/b", "ab", static_dir=str(tmp_path)),
+              route(".example.com", "wild", writable_root=str(tmp_path)),
+              route("*", "any"), route("not-found", "nf"), route("disabled", "dis"),
+              route("off.example.org", "off", disabled=True)]
+    (tmp_path / "routes.conf").write_text(generate(routes, PAGES))
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n"
+        "events {}\nhttp {\n"
+        f"  access_log off; client_body_temp_path {tmp_path};\n"
+        "  server { listen 80 default_server; server_name _; return 404; }\n"
+        f"  include {tmp_path}/routes.conf;\n}}\n")
+    proc = subprocess.run(["nginx", "-t", "-c", str(tmp_path / "nginx.conf"),
+                           "-p", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "conflicting server name" not in proc.stderr, proc.stderr

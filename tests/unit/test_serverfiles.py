@@ -1,0 +1,104 @@
+"""What setup-node pushes, its version, and that the script agrees with paths.py."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from silverlining import serverfiles
+from silverlining.node import paths
+
+# script variable -> paths.py constant (the script cannot import Python)
+SCRIPT_PATHS = {
+    "SHARE": paths.SHARE, "LIB": paths.LIB, "SERVER_FILES": paths.SERVER_FILES,
+    "VAR": paths.VAR, "APPS": paths.APPS, "DATA": paths.DATA, "ENV_DIR": paths.ENV,
+    "BACKUPS": paths.BACKUPS, "UPLOADS": paths.UPLOADS, "TMP": paths.TMP,
+    "SECRET": paths.SECRET, "ETC": paths.ETC, "SERVER_VERSION": paths.SERVER_VERSION,
+    "LOGS": paths.LOGS, "APP_LOGS": paths.APP_LOGS, "SETUP_LOG": paths.SETUP_LOG,
+    "LOCKS": paths.LOCKS, "NGINX_ROUTES": paths.NGINX_ROUTES, "DEPLOY_USER": paths.DEPLOY_USER,
+}
+
+
+def _script_values() -> dict[str, str]:
+    """The script's top-level path assignments, with $VAR references expanded."""
+    values: dict[str, str] = {}
+    for line in serverfiles.script_text().splitlines():
+        m = re.match(r"^([A-Z_]+)=([^ ]+)$", line)
+        if m:
+            values[m.group(1)] = re.sub(r"\$([A-Z_]+)", lambda v: values[v.group(1)], m.group(2))
+    return values
+
+
+def test_script_paths_match_paths_py():
+    values = _script_values()
+    for name, expected in SCRIPT_PATHS.items():
+        assert values.get(name) == str(expected), name
+    assert str(paths.SETUP_SCRIPT) == f"{values['SERVER_FILES']}/{serverfiles.SCRIPT_NAME}"
+
+
+def test_serverroot_paths_match_paths_py():
+    root = serverfiles.server_files_dir() / "serverroot"
+    assert (root / str(paths.ENTRY).lstrip("/")).is_file()
+    for page in ("not-found.html", "disabled.html"):
+        assert (root / str(paths.PAGES).lstrip("/") / page).is_file()
+    entry = (root / str(paths.ENTRY).lstrip("/")).read_text()
+    assert f'"{paths.LIB}"' in entry
+    nginx = (root / "etc/nginx/conf.d/silverlining.conf").read_text()
+    assert f"include {paths.NGINX_ROUTES}/*.conf;" in nginx
+    assert f"root {paths.PAGES};" in nginx
+    sudoers = (root / "etc/sudoers.d/silverlining").read_text()
+    assert f"{paths.DEPLOY_USER} ALL=(root) NOPASSWD: {paths.ENTRY}" in sudoers
+
+
+def test_script_is_valid_bash():
+    script = serverfiles.server_files_dir() / serverfiles.SCRIPT_NAME
+    subprocess.run(["bash", "-n", str(script)], check=True)
+
+
+def test_node_code_ships_without_client_modules():
+    shipped = {rel for rel, _ in serverfiles.node_code_files()}
+    assert "silverlining/node/__main__.py" in shipped
+    assert "silverlining/node/paths.py" in shipped
+    assert "silverlining/node/setup.py" in shipped
+    for rel in shipped:
+        top = rel.split("/")[1]
+        assert top not in serverfiles.CLIENT_ONLY, rel
+        assert "__pycache__" not in rel and not rel.endswith(".pyc"), rel
+
+
+def test_stage_holds_exactly_the_pushed_files(tmp_path):
+    staged = serverfiles.stage(tmp_path / "stage")
+    on_disk = {p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file()}
+    assert on_disk == {rel for rel, _ in serverfiles.pushed_files()}
+    assert (staged / serverfiles.SCRIPT_NAME).read_text() == serverfiles.script_text()
+    # fixed mtimes and modes: rsync --checksum then reports content changes only
+    assert {p.stat().st_mtime for p in staged.rglob("*")} == {serverfiles._STAGED_MTIME}
+    again = serverfiles.stage(tmp_path / "stage")
+    assert again == staged
+
+
+def test_version_follows_content(tmp_path, monkeypatch):
+    first = serverfiles.version()
+    assert re.fullmatch(r"[0-9a-f]{16}", first)
+    copy = tmp_path / "server-files"
+    subprocess.run(["cp", "-r", str(serverfiles.server_files_dir()), str(copy)], check=True)
+    link = tmp_path / "link"
+    link.symlink_to(copy)
+    monkeypatch.setattr(serverfiles, "SERVER_FILES_LINK", link)
+    serverfiles.version.cache_clear()
+    try:
+        assert serverfiles.version() == first          # same content, other place
+        page = copy / "serverroot" / str(paths.PAGES).lstrip("/") / "not-found.html"
+        page.write_text(page.read_text() + "<!-- changed -->\n")
+        serverfiles.version.cache_clear()
+        assert serverfiles.version() != first
+    finally:
+        serverfiles.version.cache_clear()
+
+
+def test_missing_server_files_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(serverfiles, "SERVER_FILES_LINK", tmp_path / "nowhere")
+    with pytest.raises(serverfiles.SilverError, match="server files not found"):
+        serverfiles.server_files_dir()

@@ -1,0 +1,84 @@
+"""The local checks of ``silver update`` before any node is touched."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from silverlining.commands.update import Plan, check_extensions, find_extensions, make_plan
+from silverlining.console import Console
+from silverlining.errors import SilverError, UsageError
+
+PROBE = Path(__file__).resolve().parents[1] / "data" / "probe"
+
+
+@pytest.fixture
+def app(tmp_path) -> Path:
+    dest = tmp_path / "probe"
+    shutil.copytree(PROBE, dest)
+    return dest
+
+
+def test_extensions_built_for_another_python_are_refused(app):
+    lib = app / "lib" / "python" / "fast"
+    lib.mkdir(parents=True)
+    (lib / "_speed.cpython-312-x86_64-linux-gnu.so").write_bytes(b"\x7fELF")
+    (lib / "_ok.abi3.so").write_bytes(b"\x7fELF")
+    plan = make_plan(str(app), "probe.test", None, None, None, False, None, Console())
+    assert plan.extensions == [("lib/python/fast/_speed.cpython-312-x86_64-linux-gnu.so", "3.12")]
+    check_extensions(plan, "n1", "3.12")
+    with pytest.raises(SilverError) as err:
+        check_extensions(plan, "n1", "3.11")
+    assert "_speed.cpython-312-x86_64-linux-gnu.so is a compiled extension for Python 3.12, " \
+           "but n1 runs Python 3.11" in err.value.message
+
+
+def test_ignored_extensions_do_not_count(app):
+    (app / ".silverignore").write_text("*.so\n")
+    (app / "x.cpython-39-x86_64-linux-gnu.so").write_bytes(b"")
+    assert find_extensions(app) == []
+
+
+def test_location_given_twice_or_not_at_all(app):
+    with pytest.raises(UsageError, match="either LOCATION or --host"):
+        make_plan(str(app), "a.test", "b.test", None, None, False, None, Console())
+    with pytest.raises(UsageError, match="no location"):
+        make_plan(str(app), None, None, None, None, False, None, Console())
+    plan = make_plan(str(app), None, "b.test/x", None, None, False, None, Console())
+    assert str(plan.location) == "b.test/x"
+
+
+def test_name_and_config_are_checked(app, tmp_path):
+    with pytest.raises(UsageError, match="bad --name"):
+        make_plan(str(app), "a.test", None, "Bad Name", None, False, None, Console())
+    with pytest.raises(UsageError, match="not a directory"):
+        make_plan(str(app), "a.test", None, None, str(tmp_path / "nope"), False, None, Console())
+    plan: Plan = make_plan(str(app), "a.test", None, "other", str(tmp_path), False, None,
+                           Console())
+    assert plan.app == "other" and plan.config_dir == tmp_path.resolve()
+
+
+def test_absolute_pth_paths_are_made_relative(app):
+    lib = app / "lib" / "python"
+    lib.mkdir(parents=True)
+    (lib / "src.pth").write_text(f"{app}/src\n")
+    make_plan(str(app), "a.test", None, None, None, False, None, Console())
+    assert (lib / "src.pth").read_text() == "../../src\n"
+
+
+def test_config_checker_rejects_a_bad_config(app, tmp_path):
+    ini = app / "app.ini"
+    ini.write_text(ini.read_text() + "config.checker = checker:check\n")
+    (app / "checker.py").write_text(
+        "import os\n\ndef check(path):\n"
+        "    if not os.path.exists(os.path.join(path, 'settings.ini')):\n"
+        "        raise ValueError('settings.ini is missing')\n")
+    config = tmp_path / "conf"
+    config.mkdir()
+    with pytest.raises(UsageError, match="settings.ini is missing"):
+        make_plan(str(app), "a.test", None, None, str(config), False, None, Console())
+    (config / "settings.ini").write_text("[x]\n")
+    assert make_plan(str(app), "a.test", None, None, str(config), False, None,
+                     Console()).config_dir == config
