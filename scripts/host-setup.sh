@@ -5,7 +5,8 @@
 # local provider runs its own private instance (127.0.0.1:3143) when needed.
 set -eu
 
-PACKAGES="systemd-container mmdebstrap zstd rsync openssh-client iproute2 apt-cacher-ng"
+# Extra packages may be named as arguments (the test command adds nginx-light).
+PACKAGES="systemd-container mmdebstrap zstd rsync openssh-client iproute2 apt-cacher-ng $*"
 
 if [ "$(uname -s)" != "Linux" ]; then
     echo "host-setup: local nodes need Linux (systemd-nspawn)" >&2
@@ -28,7 +29,7 @@ for pkg in $PACKAGES; do
 done
 
 if [ -z "$missing" ]; then
-    echo "host-setup: all packages present ($PACKAGES)"
+    echo "host-setup: all packages present ($(echo $PACKAGES))"
     exit 0
 fi
 

@@ -9,6 +9,7 @@ go through here, so an app starts the same way everywhere.
 Command line (the process environment must already be the app's)::
 
     python3 -m silverlining.apploader run APP_DIR SCRIPT [ARGS...]
+    python3 -m silverlining.apploader python APP_DIR [-c CODE | -m MODULE | FILE] [ARGS...]
     python3 -m silverlining.apploader check APP_DIR
     python3 -m silverlining.apploader check-config APP_DIR CONFIG_DIR
 """
@@ -111,6 +112,26 @@ def run_script(app_dir: Path | str, script: str, args: list[str]) -> None:
     runpy.run_path(str(path), run_name="__main__")
 
 
+def run_python(app_dir: Path | str, args: list[str]) -> None:
+    """``python`` with the app's libraries importable: ``-c CODE``, ``-m MODULE``,
+    a file, or (no arguments) an interactive console, as ``silver run LOC python``."""
+    setup_paths(app_dir)
+    if not args:
+        import code
+        sys.argv = [""]
+        code.interact(banner=f"Python {sys.version.split()[0]} with the app at {app_dir}",
+                      local={"__name__": "__main__"}, exitmsg="")
+    elif args[0] == "-c" and len(args) >= 2:
+        sys.argv = ["-c", *args[2:]]
+        exec(compile(args[1], "<string>", "exec"), {"__name__": "__main__"})
+    elif args[0] == "-m" and len(args) >= 2:
+        sys.argv = [args[1], *args[2:]]
+        runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+    else:
+        sys.argv = list(args)
+        runpy.run_path(args[0], run_name="__main__")
+
+
 def check_config(app_dir: Path | str, config_dir: Path | str) -> None:
     """Call app.ini's ``config.checker`` (``module:function``) on ``config_dir``;
     any exception it raises means the deployment config is wrong."""
@@ -132,6 +153,7 @@ def check_config(app_dir: Path | str, config_dir: Path | str) -> None:
 
 def _main(argv: list[str]) -> int:
     usage = ("usage: python3 -m silverlining.apploader run APP_DIR SCRIPT [ARGS...]\n"
+             "       python3 -m silverlining.apploader python APP_DIR [ARGS...]\n"
              "       python3 -m silverlining.apploader check APP_DIR\n"
              "       python3 -m silverlining.apploader check-config APP_DIR CONFIG_DIR")
     try:
@@ -139,6 +161,11 @@ def _main(argv: list[str]) -> int:
             app_dir = os.path.abspath(argv[1])
             os.chdir(app_dir)
             run_script(app_dir, argv[2], argv[3:])
+            return 0
+        if len(argv) >= 2 and argv[0] == "python":
+            app_dir = os.path.abspath(argv[1])
+            os.chdir(app_dir)
+            run_python(app_dir, argv[2:])
             return 0
         if len(argv) == 2 and argv[0] == "check":
             config, _ = load_app(argv[1])

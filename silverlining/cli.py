@@ -190,5 +190,61 @@ def clean_node_cmd(ctx, node, dry_run, keep):
     dispatch(ctx, "clean_node", node=node, dry_run=dry_run, keep=keep)
 
 
+@silver.command("run", context_settings={"ignore_unknown_options": True,
+                                         "allow_interspersed_args": False})
+@click.argument("location")
+@click.argument("script")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.option("-i", "--interactive", is_flag=True, help="Give the script a terminal (e.g. python).")
+@click.option("--user", type=click.Choice(["app", "root"]), default="app", show_default=True,
+              help="Run as the app's user or as root.")
+@click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+@click.pass_context
+def run_cmd(ctx, location, script, args, interactive, user, node):
+    """Run SCRIPT of the app at LOCATION on its node, in its environment.
+
+    SCRIPT is a file of the app (or of its bin/), or 'python'. Local files and
+    directories named in ARGS are uploaded and replaced by their path on the
+    node. Options go before LOCATION; everything after SCRIPT is the script's.
+    """
+    dispatch(ctx, "run", location=location, script=script, args=args,
+             interactive=interactive, user=user, node=node)
+
+
+@silver.command("logs")
+@click.argument("location")
+@click.option("-f", "--follow", is_flag=True, help="Keep showing new lines until interrupted.")
+@click.option("-n", "--lines", type=int, default=50, show_default=True, help="Lines to show.")
+@click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+@click.pass_context
+def logs_cmd(ctx, location, follow, lines, node):
+    """Show the log of the app version live at LOCATION."""
+    dispatch(ctx, "logs", location=location, follow=follow, lines=lines, node=node)
+
+
+@silver.command("diff")
+@click.argument("app_dir", type=click.Path(file_okay=False, exists=True))
+@click.argument("location", required=False)
+@click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+@click.pass_context
+def diff_cmd(ctx, app_dir, location, node):
+    """Show how APP_DIR differs from the version live at LOCATION."""
+    dispatch(ctx, "diff", app_dir=app_dir, location=location, node=node)
+
+
+def _disable_command(name: str, disable: bool, summary: str) -> None:
+    @silver.command(name, help=summary)
+    @click.argument("location", required=False)
+    @click.option("--app", metavar="NAME", help="The app, by name (with --node).")
+    @click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+    @click.pass_context
+    def command(ctx, location, app, node):
+        dispatch(ctx, "disable", disable=disable, location=location, app=app, node=node)
+
+
+_disable_command("disable", True, "Answer every request to an app with the 503 page.")
+_disable_command("enable", False, "Serve a disabled app again.")
+
+
 def main() -> None:
     silver(prog_name="silver")

@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import BinaryIO
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -306,7 +307,7 @@ class SSH:
             raise SilverError(f"[{self.label}] SSH connection to {self.address} was lost")
         return transport
 
-    def run(self, argv: list[str], *, input: bytes | str | None = None,
+    def run(self, argv: list[str], *, input: bytes | str | BinaryIO | None = None,
             stream: Stream | None = None, timeout: float | None = None,
             check: bool = True, pty: bool = False) -> Result:
         """Run ``argv`` (each element quoted) and collect its output.
@@ -324,7 +325,7 @@ class SSH:
             chan.exec_command(command)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise SilverError(f"[{self.label}] cannot start {argv[0]}: {_reason(exc)}") from None
-        data = input.encode() if isinstance(input, str) else (input or b"")
+        data = input.encode() if isinstance(input, str) else (b"" if input is None else input)
         try:
             status, out, err = self._pump(chan, data, stream, timeout)
         finally:
@@ -336,7 +337,7 @@ class SSH:
             raise RemoteCommandError(self.label, list(map(str, argv)), result)
         return result
 
-    def _pump(self, chan: paramiko.Channel, data: bytes, stream: Stream | None,
+    def _pump(self, chan: paramiko.Channel, data: bytes | BinaryIO, stream: Stream | None,
               timeout: float | None) -> tuple[int | None, str, str]:
         """Feed stdin and drain stdout/stderr until the command exits (None on timeout)."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -457,11 +458,19 @@ class SSH:
             chan.close()
 
 
-def _send_all(chan: paramiko.Channel, data: bytes) -> None:
-    """Feed stdin from a thread so a command that talks before reading cannot deadlock."""
+def _send_all(chan: paramiko.Channel, data: bytes | BinaryIO) -> None:
+    """Feed stdin from a thread so a command that talks before reading cannot deadlock.
+
+    ``data`` may be a stream (our own stdin piped to ``silver run``): it is
+    sent as it arrives, until its end.
+    """
     try:
-        if data:
-            chan.sendall(data)
+        if isinstance(data, bytes):
+            if data:
+                chan.sendall(data)
+        else:
+            while chunk := data.read1(65536):
+                chan.sendall(chunk)
         chan.shutdown_write()
     except (OSError, EOFError, paramiko.SSHException):
         pass  # the command exited without reading all of it; its status says what happened

@@ -1,23 +1,27 @@
 """Talking to the node side of one node: log in as the deploy user, ``sudo silver-node``.
 
 Shared by the commands that manage apps on nodes (update, query, activate,
-deactivate, clean-node, and later run/logs/...). Node progress (stderr)
-streams back as ``[node] ...`` lines; the result is the node's JSON.
+deactivate, clean-node, run, logs, diff, disable/enable). Node progress
+(stderr) streams back as ``[node] ...`` lines; the result is the node's JSON.
 """
 
 from __future__ import annotations
 
 import getpass
 import socket
+import sys
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from silverlining import nodes
 from silverlining.console import Console
-from silverlining.errors import UsageError
+from silverlining.errors import SilverError, UsageError
 from silverlining.locations import Location
 from silverlining.node import paths
 from silverlining.serverfiles import check_node_version
 from silverlining.transport import SSH
+
+NODE_ERROR = "silver-node: error: "
 
 
 def who() -> str:
@@ -45,6 +49,33 @@ class NodeSession:
 
         return self.ssh.run_json(["sudo", "-n", str(paths.ENTRY), sub, *args],
                                  stream=stream, timeout=timeout)
+
+    def raw(self, sub: str, *args: str, pty: bool = False, terminal: bool = False,
+            input: BinaryIO | None = None) -> int:
+        """Run a raw ``silver-node`` subcommand (a script, a log tail) whose output is the
+        user's: streamed to our stdout/stderr as it comes; returns its exit status.
+
+        ``terminal`` wires it to this terminal (``run -i``); ``pty`` gives it one so it
+        ends (SIGHUP) when we disconnect; ``input`` is fed to its stdin. The node's
+        own errors become one line.
+        """
+        argv = ["sudo", "-n", str(paths.ENTRY), sub, *args]
+        if terminal:
+            return self.ssh.interactive(argv)
+        errors: list[str] = []
+
+        def echo(name: str, line: str) -> None:
+            if line.startswith(NODE_ERROR):
+                errors.append(line[len(NODE_ERROR):])
+                return
+            out = sys.stdout if name == "stdout" else sys.stderr
+            out.write(line + "\n")
+            out.flush()
+
+        status = self.ssh.run(argv, input=input, stream=echo, check=False, pty=pty).status
+        if errors and status != 0:
+            raise SilverError(f"[{self.name}] {errors[-1]}")
+        return status
 
     def close(self) -> None:
         self.ssh.close()

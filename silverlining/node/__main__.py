@@ -4,6 +4,9 @@ Subcommands are found in the modules of this package that define
 ``register(subparsers)`` (modules starting with '_' are helpers);
 each handler returns a JSON-able dict that is
 printed as the last line of stdout. Errors print ``{"error": ...}`` and exit 1.
+Raw subcommands (``set_defaults(raw=True)``: ``run``, ``logs``) own stdout and
+return their exit status; their errors are one ``silver-node: error:`` line on
+stderr.
 """
 
 from __future__ import annotations
@@ -32,11 +35,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    raw = getattr(args, "raw", False)
     try:
         result = args.handler(args)
     except NodeError as exc:
-        print(json.dumps({"error": str(exc)}))
+        if raw:
+            print(f"silver-node: error: {exc}", file=sys.stderr)
+        else:
+            print(json.dumps({"error": str(exc)}))
         return 1
+    if raw:
+        return result
     print(json.dumps(result if result is not None else {}))
     return 0
 

@@ -145,6 +145,14 @@ def load_routes() -> dict[str, dict]:
     return data
 
 
+def served(location: str) -> tuple[str, str]:
+    """(app, version) live at ``location`` (a canonical location key)."""
+    entry = load_routes().get(location) or {}
+    if not entry.get("version"):
+        raise NodeError(f"nothing is served at {location} on this node")
+    return entry["app"], entry["version"]
+
+
 def save_routes(routes: dict[str, dict]) -> None:
     _write_json(paths.ROUTES, routes)
 

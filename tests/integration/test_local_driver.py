@@ -240,7 +240,12 @@ def test_two_nodes_at_once(driver, key, make_node):
 
     # Its supervisor (the apt proxy forwarder) is killed: the start-up check restarts it.
     wait_port(b.extra["host_address"], 3142, timeout=1)
-    os.kill(driver._read("lt-b")["supervisor_pid"], signal.SIGKILL)
+    supervisor = driver._read("lt-b")["supervisor_pid"]
+    os.kill(supervisor, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while pid_alive(supervisor):      # SIGKILL is delivered asynchronously
+        assert time.monotonic() < deadline, "killed supervisor still alive"
+        time.sleep(0.05)
     restarted = driver.ex_ensure_running("lt-b")
     assert restarted.extra["pid"] != b.extra["pid"]
     wait_port(b.extra["host_address"], 3142, timeout=5)

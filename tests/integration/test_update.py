@@ -16,80 +16,13 @@ import shutil
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.integration.fixtures_setup import setup_node  # noqa: F401
+from tests.integration.fixtures_apps import (  # noqa: F401 (fixtures)
+    REPO, hello, http_get, live_version, node, probe, probe_app, setup_node)
 
 pytestmark = pytest.mark.node
-
-REPO = Path(__file__).resolve().parents[2]
-HELLO = REPO / "examples" / "hello"
-PROBE = REPO / "tests" / "data" / "probe"
-
-
-# --- helpers ---------------------------------------------------------------------
-
-def http_get(address: str, host: str, path: str = "/", timeout: float = 10) -> tuple[int, bytes, dict]:
-    conn = http.client.HTTPConnection(address, 80, timeout=timeout)
-    try:
-        conn.request("GET", path, headers={"Host": host})
-        resp = conn.getresponse()
-        return resp.status, resp.read(), dict(resp.getheaders())
-    finally:
-        conn.close()
-
-
-def probe(address: str, host: str, path: str = "/") -> dict:
-    status, body, _ = http_get(address, host, path)
-    assert status == 200, (status, body[:500])
-    return json.loads(body)
-
-
-class Node:
-    """The module's node: its name, address, and the CLI aimed at it."""
-
-    def __init__(self, env, name: str, address: str) -> None:
-        self.env, self.name, self.address = env, name, address
-
-    def silver(self, *args: str, check: bool = False, **kw) -> subprocess.CompletedProcess:
-        return self.env.silver(*args, check=check, **kw)
-
-    def update(self, app_dir: Path, location: str, *extra: str,
-               check: bool = True) -> subprocess.CompletedProcess:
-        return self.silver("-y", "update", str(app_dir), location, "--node", self.name,
-                           "--noetchosts", *extra, check=check)
-
-    def root(self, command: str, check: bool = True) -> str:
-        with self.env.ssh(self.name) as ssh:
-            result = ssh.run(["sh", "-c", command], check=check)
-        return result.stdout
-
-
-@pytest.fixture(scope="module")
-def node(node_env, setup_node) -> Node:  # noqa: F811 (the fixture imported above)
-    return Node(node_env, setup_node.name, setup_node.address)
-
-
-@pytest.fixture
-def hello(tmp_path) -> Path:
-    dest = tmp_path / "hello"
-    shutil.copytree(HELLO, dest)
-    return dest
-
-
-@pytest.fixture
-def probe_app(tmp_path) -> Path:
-    dest = tmp_path / "probe"
-    shutil.copytree(PROBE, dest)
-    return dest
-
-
-def live_version(out: str) -> str:
-    m = re.search(r"\.(v\d+) live at ", out)
-    assert m, out
-    return m.group(1)
 
 
 # --- tests -----------------------------------------------------------------------

@@ -1,0 +1,35 @@
+"""``silver disable`` / ``silver enable``: take an app off the air (503 page) and back.
+
+Takes effect at once on every location of the app; requests from the node
+itself still reach it, so it can be checked before it is enabled again.
+"""
+
+from __future__ import annotations
+
+from silverlining.commands._remote import node_for, open_node, who
+from silverlining.console import Console
+from silverlining.errors import UsageError
+from silverlining.locations import parse_location
+
+
+def run(console: Console, disable: bool, location: str | None, app: str | None,
+        node: str | None) -> int:
+    verb = "disable" if disable else "enable"
+    if bool(location) == bool(app):
+        raise UsageError(f"{verb}: give either LOCATION or --app NAME")
+    if app:
+        if not node:
+            raise UsageError(f"{verb} --app {app}: give --node too")
+        target, args = node, ["--app", app]
+    else:
+        loc = parse_location(location or "")
+        target, args = node_for(loc, node), [str(loc)]
+    session = open_node(console, target)
+    try:
+        result = session.call(verb, *args, "--who", who(), quiet=True)
+    finally:
+        session.close()
+    state = "disabled (503 for everyone but the node)" if result["disabled"] else "enabled"
+    already = "" if result["changed"] else "already "
+    console.out(f"{result['app']} on {session.name}: {already}{state}")
+    return 0

@@ -1,0 +1,27 @@
+"""``silver logs LOCATION [-f] [-n N]``: the log of the version live at a location.
+
+It is the instance's log file in ``SILVER_LOGS`` on the node: the app
+server's messages, the app's output and its tracebacks. ``-f`` follows it
+until interrupted.
+"""
+
+from __future__ import annotations
+
+from silverlining.commands._remote import node_for, open_node
+from silverlining.console import Console
+from silverlining.errors import UsageError
+from silverlining.locations import parse_location
+
+
+def run(console: Console, location: str, follow: bool, lines: int, node: str | None) -> int:
+    if lines < 0:
+        raise UsageError(f"-n {lines}: give a number of lines, 0 or more")
+    loc = parse_location(location)
+    session = open_node(console, node_for(loc, node))
+    try:
+        live = session.call("served", str(loc), quiet=True)
+        console.info(f"[{session.name}] log of {live['app']}.{live['version']} at {loc}")
+        return session.raw("logs", live["app"], live["version"], "-n", str(lines),
+                           *(["-f"] if follow else []), pty=follow)
+    finally:
+        session.close()

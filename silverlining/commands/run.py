@@ -1,0 +1,84 @@
+"""``silver run LOCATION SCRIPT [ARGS...]``: a script of the deployed app, on its node.
+
+It runs in the app's environment (``SILVER_*``, ``CONFIG_*``) as the app's
+user; output streams back and the exit status is the script's. Local files
+and directories named in ARGS (also as ``--opt=PATH``) are uploaded first
+and replaced by their path on the node, so ``silver run LOC import.py
+data.csv`` works as it would locally. Piped standard input reaches the script;
+``-i`` gives it this terminal instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+from silverlining.commands._remote import node_for, open_node
+from silverlining.console import Console
+from silverlining.locations import parse_location
+from silverlining.node import paths
+from silverlining.transport import rsync
+
+
+@dataclass(frozen=True)
+class LocalArg:
+    """An argument naming a local path: ``index`` in ARGS, ``prefix`` kept (``--opt=``)."""
+
+    index: int
+    prefix: str
+    path: str
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path)
+
+
+def local_args(args: tuple[str, ...] | list[str]) -> list[LocalArg]:
+    """The arguments that name existing local files or directories."""
+    found = []
+    for i, arg in enumerate(args):
+        prefix, value = "", arg
+        if arg.startswith("-"):
+            if "=" not in arg:
+                continue
+            head, value = arg.split("=", 1)
+            prefix = head + "="
+        if value and os.path.exists(value):
+            found.append(LocalArg(i, prefix, os.path.abspath(value)))
+    return found
+
+
+def remote_args(args: tuple[str, ...] | list[str], uploads: list[LocalArg],
+                run_dir: str) -> list[str]:
+    """ARGS with each uploaded path replaced by where the script finds it on the node."""
+    out = list(args)
+    for up in uploads:
+        out[up.index] = f"{up.prefix}{run_dir}/{up.index}/{up.name}"
+    return out
+
+
+def run(console: Console, location: str, script: str, args: tuple[str, ...],
+        interactive: bool, user: str, node: str | None) -> int:
+    loc = parse_location(location)
+    uploads = local_args(args)
+    session = open_node(console, node_for(loc, node))
+    try:
+        prep = session.call("run-prepare", str(loc), script,
+                            *(["--upload"] if uploads else []), quiet=True)
+        extra = []
+        if uploads:
+            for up in uploads:
+                console.step(session.name, f"uploading {up.path}")
+                rsync(up.path, session.address, f"{prep['upload_dir']}/{up.index}/",
+                      user=paths.DEPLOY_USER, label=session.name)
+            extra = ["--upload", prep["token"]]
+            args = tuple(remote_args(args, uploads, prep["run_dir"]))
+        console.detail(f"[{session.name}] running {script} of {prep['app']}.{prep['version']} "
+                       f"as {'the app user' if user == 'app' else 'root'}")
+        piped = sys.stdin is not None and not sys.stdin.isatty() and not interactive
+        return session.raw("run", "--user", user, *extra, prep["app"], prep["version"],
+                           script, *args, terminal=interactive,
+                           input=sys.stdin.buffer if piped else None)
+    finally:
+        session.close()

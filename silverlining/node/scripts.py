@@ -1,0 +1,121 @@
+"""``run-prepare`` and ``run``: a script of a deployed app, in its environment (``silver run``).
+
+``run-prepare`` (JSON) finds the version live at a location, checks the
+script exists and, when the CLI has local files to pass, makes an upload
+directory the deploy user can rsync into. ``run`` (raw: the script owns
+stdout and its exit status is ours) moves those files into the app's TEMP,
+runs the script as the app's user (or root) with the instance's environment,
+and removes the files afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import secrets
+import shutil
+import subprocess
+from pathlib import Path
+
+from silverlining.node import instances, paths
+from silverlining.node._env import read_env
+from silverlining.node._errors import NodeError
+from silverlining.node._state import instance_dir, served
+from silverlining.node._switch import location_key
+from silverlining.node._util import app_ids, check_app, make_dir, version_number
+
+PYTHON = "/usr/bin/python3"
+_TOKEN = re.compile(r"^[0-9a-f]{16}$")
+
+
+def script_path(inst: Path, script: str) -> Path | None:
+    """The script inside the instance (``SCRIPT`` or ``bin/SCRIPT``); None for ``python``."""
+    if script == "python":
+        return None
+    for candidate in (inst / script, inst / "bin" / script):
+        resolved = candidate.resolve()
+        if resolved.is_file() and resolved.is_relative_to(inst.resolve()):
+            return resolved
+    raise NodeError(f"no script {script!r} in {inst.name} of the app (looked in the app "
+                    "directory and its bin/)")
+
+
+def script_argv(inst: Path, script: str, args: list[str]) -> list[str]:
+    """Python files run through the apploader (the app's paths, no local venv needed);
+    a file whose ``#!`` names another interpreter is executed as it is."""
+    path = script_path(inst, script)
+    if path is None:
+        return [PYTHON, "-m", "silverlining.apploader", "python", str(inst), *args]
+    with open(path, "rb") as fh:
+        first = fh.readline(200)
+    if first.startswith(b"#!") and b"python" not in first and os.access(path, os.X_OK):
+        return [str(path), *args]
+    return [PYTHON, "-m", "silverlining.apploader", "run", str(inst),
+            str(path.relative_to(inst.resolve())), *args]
+
+
+def run_dir(app: str, token: str) -> Path:
+    return paths.TMP / app / f"silver-run-{token}"
+
+
+def prepare(args) -> dict:
+    app, version = served(location_key(args.location))
+    script_path(instance_dir(app, version), args.script)
+    result = {"app": app, "version": version}
+    if args.upload:
+        deploy = pwd.getpwnam(paths.DEPLOY_USER)
+        token = secrets.token_hex(8)
+        root = make_dir(paths.UPLOADS / app, deploy.pw_uid, deploy.pw_gid, 0o700)
+        upload = make_dir(root / f"run-{token}", deploy.pw_uid, deploy.pw_gid, 0o700)
+        result.update(token=token, upload_dir=str(upload), run_dir=str(run_dir(app, token)))
+    return result
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)]:
+            os.chown(name, uid, gid, follow_symlinks=False)
+
+
+def run(args) -> int:
+    app, version = check_app(args.app), args.version
+    version_number(version)
+    inst = instance_dir(app, version)
+    if not inst.is_dir():
+        raise NodeError(f"{app}.{version} is not on this node any more")
+    uid, gid = app_ids(app)
+    env = read_env(instances.env_path(app, version))
+    argv = script_argv(inst, args.script, args.args)
+    files = None
+    if args.upload:
+        if not _TOKEN.match(args.upload):
+            raise NodeError(f"bad upload id {args.upload!r}")
+        files = run_dir(app, args.upload)
+        make_dir(files.parent, uid, gid, 0o700)
+        os.rename(paths.UPLOADS / app / f"run-{args.upload}", files)
+        if args.user == "app":
+            _chown_tree(files, uid, gid)
+    who = {"user": uid, "group": gid, "extra_groups": []} if args.user == "app" else {}
+    try:
+        status = subprocess.run(argv, env=env, cwd=inst, **who).returncode
+    finally:
+        if files is not None:
+            shutil.rmtree(files, ignore_errors=True)
+    return 128 - status if status < 0 else status
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("run-prepare", help="check a script of a live app before running it")
+    p.add_argument("location")
+    p.add_argument("script")
+    p.add_argument("--upload", action="store_true", help="make a directory for local files")
+    p.set_defaults(handler=prepare)
+    p = subparsers.add_parser("run", help="run a script of an app version in its environment")
+    p.add_argument("--user", choices=("app", "root"), default="app")
+    p.add_argument("--upload", metavar="ID", help="files uploaded after run-prepare --upload")
+    p.add_argument("app")
+    p.add_argument("version")
+    p.add_argument("script")
+    p.add_argument("args", nargs="...")
+    p.set_defaults(handler=run, raw=True)

@@ -1,0 +1,191 @@
+"""The commands that work on a deployed app: ``run``, ``logs``, ``diff``, ``disable``/``enable``.
+
+Real CLI, real local node set up by ``silver setup-node``, apps deployed with
+``silver update``; results checked through the node's nginx or on the node.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.integration.fixtures_apps import (  # noqa: F401 (fixtures)
+    hello, http_get, node, probe, probe_app, setup_node)
+
+pytestmark = pytest.mark.node
+
+SCRIPT = '''\
+import json, os, pwd, sys
+if sys.argv[1] == "fail":
+    print("failing on purpose", file=sys.stderr)
+    sys.exit(3)
+path = sys.argv[1]
+opt = [a.split("=", 1)[1] for a in sys.argv[2:] if a.startswith("--dir=")]
+print(json.dumps({
+    "user": pwd.getpwuid(os.getuid()).pw_name,
+    "app": os.environ.get("SILVER_APP_NAME"),
+    "files": os.environ.get("CONFIG_FILES"),
+    "path": path,
+    "content": open(path).read(),
+    "listing": sorted(os.listdir(opt[0])) if opt else None,
+    "args": sys.argv[2:],
+}))
+'''
+
+
+@pytest.fixture(scope="module")
+def deployed(node, tmp_path_factory):
+    """The probe app with a script, live at run.test."""
+    import shutil
+
+    from tests.integration.fixtures_apps import PROBE
+    app = tmp_path_factory.mktemp("run") / "probe"
+    shutil.copytree(PROBE, app)
+    (app / "tools").mkdir()
+    (app / "tools" / "report.py").write_text(SCRIPT)
+    (app / "tools" / "hello.sh").write_text("#!/bin/sh\necho \"sh says $SILVER_APP_NAME $1\"\n")
+    (app / "tools" / "hello.sh").chmod(0o755)
+    node.update(app, "run.test")
+    return app
+
+
+def test_run_uploads_local_files_and_streams_output(node, deployed, tmp_path):
+    data = tmp_path / "data.txt"
+    data.write_text("one\ntwo\n")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.csv").write_text("x")
+    proc = node.silver("run", "--node", node.name, "run.test", "tools/report.py", str(data),
+                       f"--dir={folder}", "--flag", "two words", "--node", "x", check=True)
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["user"] == "sl-probe" and seen["app"] == "probe"
+    assert seen["files"] == "/var/lib/silverlining/data/probe/files"
+    assert seen["content"] == "one\ntwo\n"
+    assert seen["path"].startswith("/var/lib/silverlining/tmp/probe/silver-run-")
+    assert seen["path"].endswith("/0/data.txt")
+    assert seen["listing"] == ["a.csv"]
+    # options of the script after SCRIPT are the script's, even --node
+    assert seen["args"][1:] == ["--flag", "two words", "--node", "x"]
+    # the uploaded files are gone once the script ended
+    assert node.root("ls /var/lib/silverlining/tmp/probe/").strip() == ""
+    assert node.root("ls /var/lib/silverlining/uploads/probe/ | grep run- || true").strip() == ""
+
+
+def test_run_exit_status_root_shell_scripts_and_python(node, deployed, tmp_path):
+    proc = node.silver("run", "--node", node.name, "run.test", "tools/report.py", "fail")
+    assert proc.returncode == 3
+    assert "failing on purpose" in proc.stderr and "silver: error" not in proc.stderr
+    data = tmp_path / "x.txt"
+    data.write_text("root")
+    proc = node.silver("run", "--user", "root", "--node", node.name, "run.test",
+                       "tools/report.py", str(data), check=True)
+    assert json.loads(proc.stdout)["user"] == "root"
+    proc = node.silver("run", "--node", node.name, "run.test", "tools/hello.sh", "a b",
+                       check=True)
+    assert proc.stdout == "sh says probe a b\n"
+    proc = node.silver("run", "--node", node.name, "run.test", "python", "-c",
+                       "import main, os; print(main.MARK, os.environ['SILVER_INSTANCE_NAME'])",
+                       check=True)
+    assert proc.stdout.startswith("probe-marker-1 probe.v")
+    # interactive python reads the app's path too (stdin is not a terminal here)
+    proc = node.silver("run", "--node", node.name, "run.test", "python",
+                       input="import main\nprint('mark', main.MARK)\n", check=True)
+    assert "mark probe-marker-1" in proc.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (("nothing.test", "tools/report.py"), "nothing is served at nothing.test"),
+    (("run.test", "tools/missing.py"), "no script 'tools/missing.py'"),
+    (("run.test", "../../../../etc/passwd"), "no script '../../../../etc/passwd'"),
+    (("bad;host", "x.py"), "bad location"),
+])
+def test_run_errors_are_one_line(node, deployed, args, message):
+    proc = node.silver("run", "--node", node.name, *args)
+    assert proc.returncode != 0
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_logs_show_and_follow_the_live_version(node, deployed):
+    probe(node.address, "run.test")
+    proc = node.silver("logs", "run.test", "-n", "200", "--node", node.name, check=True)
+    assert "Listening at: unix:/run/silverlining/probe/" in proc.stdout
+    assert "log of probe.v" in proc.stderr
+    proc = node.silver("logs", "run.test", "-n", "2", "--node", node.name, check=True)
+    assert len(proc.stdout.splitlines()) == 2
+    # -f: a line the app writes now shows up while following
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "silverlining", "logs", "-f", "-n", "0", "run.test",
+         "--node", node.name], env={**os.environ, **node.env.env},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        time.sleep(2)
+        node.silver("run", "--node", node.name, "run.test", "python", "-c",
+                    "import os; open(os.environ['SILVER_LOGS'] + '/' + "
+                    "os.environ['SILVER_INSTANCE_NAME'].split('.')[1] + '.log', 'a')"
+                    ".write('follow-marker\\n')", check=True)
+        deadline = time.monotonic() + 20
+        line = ""
+        while "follow-marker" not in line:
+            assert time.monotonic() < deadline, "followed log never showed the new line"
+            line = follower.stdout.readline()
+    finally:
+        follower.terminate()
+        follower.wait(10)
+    # the remote tail ends with the connection (it had a terminal)
+    deadline = time.monotonic() + 10
+    while node.root("pgrep -x tail || true").strip():
+        assert time.monotonic() < deadline, "remote tail outlived silver logs -f"
+        time.sleep(0.5)
+
+
+def test_diff_shows_what_an_update_would_change(node, probe_app):
+    node.update(probe_app, "diff.test")
+    proc = node.silver("diff", str(probe_app), "diff.test", "--node", node.name, check=True)
+    assert proc.stdout == "" and "no differences" in proc.stderr
+    main = probe_app / "main.py"
+    main.write_text(main.read_text().replace('MARK = "probe-marker-1"', 'MARK = "probe-marker-2"'))
+    (probe_app / "static" / "new.txt").write_text("new file\n")
+    (probe_app / "static" / "probe.txt").unlink()
+    (probe_app / "static" / "blob.bin").write_bytes(b"\0\1\2")
+    proc = node.silver("diff", str(probe_app), "diff.test", "--node", node.name, check=True)
+    out = proc.stdout
+    assert "--- probe.v" in out and "/main.py\n+++ local/main.py" in out
+    assert '-MARK = "probe-marker-1"\n+MARK = "probe-marker-2"' in out
+    assert "--- /dev/null\n+++ local/static/new.txt\n" in out and "+new file" in out
+    assert "/static/probe.txt\n+++ /dev/null\n" in out
+    assert "Binary files /dev/null and local/static/blob.bin differ" in out
+    assert "1 changed, 2 only here, 1 only on" in proc.stderr
+    # the node's files are untouched: a diff is read-only
+    assert probe(node.address, "diff.test")["mark"] == "probe-marker-1"
+
+
+def test_disable_answers_503_except_on_the_node_and_enable_restores(node, hello):
+    node.update(hello, "off.test")
+    node.update(hello, "off.test/sub", "--name", "hello2")
+    assert http_get(node.address, "off.test")[0] == 200
+    proc = node.silver("disable", "off.test", "--node", node.name, check=True)
+    assert "hello on " in proc.stdout and "disabled" in proc.stdout
+    status, body, _ = http_get(node.address, "off.test")
+    assert status == 503 and b"Hello from" not in body
+    assert http_get(node.address, "off.test", "/style.css")[0] == 503
+    assert http_get(node.address, "off.test", "/sub/")[0] == 200       # another app
+    # the node itself still reaches the app (to check it before enabling it)
+    local = node.root("curl -s -o /dev/null -w '%{http_code}' -H 'Host: off.test' "
+                      "http://127.0.0.1/")
+    assert local == "200"
+    assert "hello  (disabled)" in node.silver("query", node.name, check=True).stdout
+    again = node.silver("disable", "--app", "hello", "--node", node.name, check=True)
+    assert "already disabled" in again.stdout
+    node.silver("enable", "--app", "hello", "--node", node.name, check=True)
+    assert http_get(node.address, "off.test")[0] == 200
+    audit = [json.loads(line) for line in node.root(
+        "grep -h '\"disable\"\\|\"enable\"' /var/log/silverlining/audit.log").splitlines()]
+    assert [e["action"] for e in audit][-2:] == ["disable", "enable"]
+    proc = node.silver("disable", "--app", "hello")
+    assert proc.returncode == 2 and "give --node too" in proc.stderr
