@@ -37,6 +37,7 @@ SETUP_LOG=$LOGS/setup-node.log
 LOCKS=/run/silverlining/locks
 NGINX_ROUTES=/etc/nginx/silverlining
 DEPLOY_USER=silver
+NGINX_FRESH=0                         # 1 when this run installs nginx
 
 MANIFEST=$ETC/installed-files        # what install_serverroot put in place last time
 FIREWALL_RULES=$ETC/nftables.conf
@@ -314,11 +315,14 @@ install_nginx() {
         if ! out=$(nginx -t -q 2>&1); then
             die "nginx configuration test failed, nginx not reloaded: ${out//$'\n'/ }"
         fi
-        if systemctl is-active --quiet nginx; then
-            systemctl reload nginx
-        else
-            systemctl start nginx
+        if [ "$NGINX_FRESH" = 1 ] || ! systemctl is-active --quiet nginx; then
+            # Just installed, the package started it with its default site (and
+            # may still be starting, when a reload can be lost); nothing is
+            # served yet, so a restart is safe and certain.
+            systemctl restart nginx
             changed "nginx started"
+        else
+            systemctl reload nginx
         fi
     fi
 }
@@ -350,6 +354,7 @@ setup() {
     flock -w 600 9 || die "another setup-node is still running on this node"
     trap log_run EXIT
 
+    command -v nginx >/dev/null 2>&1 || NGINX_FRESH=1
     ensure_packages python3 python3-gunicorn python3-uvicorn rsync sudo nftables "$NGINX_PKG"
     ensure_hostname_resolves
     install_deploy_user
