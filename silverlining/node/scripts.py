@@ -37,8 +37,8 @@ def script_path(inst: Path, script: str) -> Path | None:
         resolved = candidate.resolve()
         if resolved.is_file() and resolved.is_relative_to(inst.resolve()):
             return resolved
-    raise NodeError(f"no script {script!r} in {inst.name} of the app (looked in the app "
-                    "directory and its bin/)")
+    raise NodeError(f"no script {script!r} in {inst.parent.name}.{inst.name} (looked in the "
+                    "app directory and its bin/)")
 
 
 def script_argv(inst: Path, script: str, args: list[str]) -> list[str]:
