@@ -67,7 +67,8 @@ def init_cmd(ctx, app_dir, force, main_py):
 @silver.command("serve")
 @click.argument("app_dir", type=click.Path(file_okay=False), default=".")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0: any free port).")
 @click.option("--config", "config_dir", type=click.Path(file_okay=False), help="Deployment config directory.")
 @click.pass_context
 def serve_cmd(ctx, app_dir, host, port, config_dir):

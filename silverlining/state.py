@@ -15,10 +15,16 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from silverlining.errors import SilverError
+
 
 def state_dir() -> Path:
     path = Path(os.environ.get("SILVER_HOME") or Path.home() / ".silverlining")
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise SilverError(f"cannot use {path} as silverlining's state directory "
+                          f"(SILVER_HOME): {exc.strerror}") from None
     return path
 
 
@@ -56,9 +62,16 @@ class NodeRegistry:
 
     def all(self) -> dict[str, dict]:
         try:
-            return json.loads(self.path.read_text())
+            data = json.loads(self.path.read_text())
         except FileNotFoundError:
             return {}
+        except ValueError as exc:
+            raise SilverError(f"{self.path} is corrupt ({exc}): fix it or move it away "
+                              "(it lists the nodes you created)") from None
+        if not isinstance(data, dict):
+            raise SilverError(f"{self.path} is corrupt (not a JSON object): fix it or move "
+                              "it away (it lists the nodes you created)")
+        return data
 
     def get(self, name: str) -> dict | None:
         return self.all().get(name)

@@ -41,6 +41,8 @@ def run(console: Console, hostname: str, image: str | None = None, size: str | N
         if_not_exists: bool = False, etc_hosts: bool | None = None) -> int | None:
     hostname = check_hostname(hostname)
     wait = wait or setup_node
+    if wait:
+        wait_timeout()              # a bad value is refused before a node is paid for
     cfg, driver = open_provider(console.provider)
     registry = NodeRegistry()
     entry = registry.get(hostname)

@@ -35,7 +35,10 @@ def run(console: Console, app_dir: str, force: bool, main_py: bool) -> int:
     root = Path(app_dir).absolute()
     if root.exists() and not root.is_dir():
         raise UsageError(f"{app_dir} exists and is not a directory")
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create {app_dir}: {exc.strerror}") from None
     name = app_name_for(root)
     ini = root / "app.ini"
     if ini.exists():

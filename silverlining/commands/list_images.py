@@ -1,4 +1,8 @@
-"""``silver list-images``: what ``--image`` can choose from; the default marked ``*``."""
+"""``silver list-images``: what ``--image`` can choose from; the default marked ``*``.
+
+For the local provider a STATE column says which images are cached and
+which are built (mmdebstrap) when a node first needs them.
+"""
 
 from __future__ import annotations
 
@@ -16,5 +20,10 @@ def run(console: Console) -> None:
     if not rows:
         console.info(f"provider {cfg.name!r} offers no images")
         return
-    for line in table(("", "ID", "NAME"), rows):
+    header: tuple[str, ...] = ("", "ID", "NAME")
+    if any("cached" in (image.extra or {}) for image in images):
+        header += ("STATE",)
+        rows = [row + ("cached" if (image.extra or {}).get("cached") else "built on first use",)
+                for row, image in zip(rows, images)]
+    for line in table(header, rows):
         console.out(line)

@@ -74,13 +74,15 @@ class LocalNodeDriver(NodeDriver):
     def list_images(self, location: NodeLocation | None = None) -> list[NodeImage]:
         return [NodeImage(spec.id, spec.name, self, extra={
             "cached": local_image.is_cached(self.cache_dir, spec),
+            "default": spec.id == local_image.DEFAULT_IMAGE,
             "path": str(local_image.image_root(self.cache_dir, spec)),
             "suite": spec.suite, "packages": list(spec.packages)})
             for spec in local_image.IMAGES.values()]
 
     def list_sizes(self, location: NodeLocation | None = None) -> list[NodeSize]:
         return [NodeSize(sid, f"{sid} ({mb} MB)", mb, 0, None, 0.0, self,
-                         extra={"enforced": False}) for sid, mb in SIZES.items()]
+                         extra={"enforced": False, "default": sid == DEFAULT_SIZE})
+                for sid, mb in SIZES.items()]
 
     def list_locations(self) -> list[NodeLocation]:
         return [NodeLocation("local", "local", "", self)]

@@ -111,8 +111,15 @@ def select(items: Sequence[Any], text: str | None, what: str,
 
 
 def find_default(items: Sequence[Any], text: str | None) -> Any | None:
-    """The configured default among ``items`` for marking in listings, or None."""
+    """The configured default among ``items`` for marking in listings, or None.
+
+    With nothing configured it is the driver's own (``extra["default"]``, as the
+    local driver marks it), or the only item.
+    """
     if text is None:
+        marked = [i for i in items if (getattr(i, "extra", None) or {}).get("default")]
+        if len(marked) == 1:
+            return marked[0]
         return items[0] if len(items) == 1 else None
     try:
         return select(items, text, "item")

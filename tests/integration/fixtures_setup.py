@@ -5,8 +5,8 @@ Import it into a test module (pytest finds fixtures imported there)::
     from tests.integration.fixtures_setup import setup_node  # noqa: F401
 
 ``setup_node`` (module scope) is a ``NodeAddress`` of a fresh node named after
-the module (``test_update.py`` -> ``update-node``), set up with the real CLI and
-destroyed when the module's tests are done. ``http_get`` asks a node's nginx
+the module (``test_update.py`` -> ``update-node``), made and set up with the real
+``silver create-node --setup-node`` and destroyed when the module's tests are done. ``http_get`` asks a node's nginx
 for a URL with a given Host header.
 """
 
@@ -27,9 +27,7 @@ def node_name_for(module_name: str) -> str:
 
 @pytest.fixture(scope="module")
 def setup_node(request, node_env, make_module_node) -> NodeAddress:
-    node = make_module_node(node_name_for(request.module.__name__))
-    node_env.silver("setup-node", node.name, check=True)
-    return node
+    return make_module_node(node_name_for(request.module.__name__), "--setup-node")
 
 
 def http_get(address: str, host: str, path: str = "/", timeout: float = 10,
