@@ -93,7 +93,11 @@ def run(args) -> int:
             raise NodeError(f"bad upload id {args.upload!r}")
         files = run_dir(app, args.upload)
         make_dir(files.parent, uid, gid, 0o700)
-        os.rename(paths.UPLOADS / app / f"run-{args.upload}", files)
+        try:
+            os.rename(paths.UPLOADS / app / f"run-{args.upload}", files)
+        except OSError as exc:
+            raise NodeError(f"the uploaded files of this run are missing: {exc.strerror}") \
+                from None
         if args.user == "app":
             _chown_tree(files, uid, gid)
     who = {"user": uid, "group": gid, "extra_groups": []} if args.user == "app" else {}
