@@ -121,12 +121,24 @@ def run_python(app_dir: Path | str, args: list[str]) -> None:
         sys.argv = [""]
         code.interact(banner=f"Python {sys.version.split()[0]} with the app at {app_dir}",
                       local={"__name__": "__main__"}, exitmsg="")
-    elif args[0] == "-c" and len(args) >= 2:
+    elif args[0] in ("-c", "-m") and len(args) < 2:
+        raise SilverError(f"python {args[0]}: argument expected")
+    elif args[0] == "-c":
         sys.argv = ["-c", *args[2:]]
         exec(compile(args[1], "<string>", "exec"), {"__name__": "__main__"})
-    elif args[0] == "-m" and len(args) >= 2:
+    elif args[0] == "-m":
+        try:
+            found = importlib.util.find_spec(args[1]) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise SilverError(f"python -m {args[1]}: no module named {args[1]!r}")
         sys.argv = [args[1], *args[2:]]
         runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+    elif args[0].startswith("-"):
+        raise SilverError(f"python {args[0]}: only -c CODE, -m MODULE or a file are supported")
+    elif not os.path.isfile(args[0]):
+        raise SilverError(f"python {args[0]}: no such file in {app_dir}")
     else:
         sys.argv = list(args)
         runpy.run_path(args[0], run_name="__main__")

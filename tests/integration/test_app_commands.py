@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ import time
 import pytest
 
 from tests.integration.fixtures_apps import (  # noqa: F401 (fixtures)
-    hello, http_get, node, probe, probe_app, setup_node)
+    PROBE, hello, http_get, node, probe, probe_app, setup_node)
 
 pytestmark = pytest.mark.node
 
@@ -41,9 +42,6 @@ print(json.dumps({
 @pytest.fixture(scope="module")
 def deployed(node, tmp_path_factory):
     """The probe app with a script, live at run.test."""
-    import shutil
-
-    from tests.integration.fixtures_apps import PROBE
     app = tmp_path_factory.mktemp("run") / "probe"
     shutil.copytree(PROBE, app)
     (app / "tools").mkdir()
@@ -103,6 +101,9 @@ def test_run_exit_status_root_shell_scripts_and_python(node, deployed, tmp_path)
     (("run.test", "tools/missing.py"), "no script 'tools/missing.py'"),
     (("run.test", "../../../../etc/passwd"), "no script '../../../../etc/passwd'"),
     (("bad;host", "x.py"), "bad location"),
+    (("run.test", "python", "-c"), "python -c: argument expected"),
+    (("run.test", "python", "-m", "nosuchmodule"), "no module named 'nosuchmodule'"),
+    (("run.test", "python", "missing.py"), "python missing.py: no such file"),
 ])
 def test_run_errors_are_one_line(node, deployed, args, message):
     proc = node.silver("run", "--node", node.name, *args)
