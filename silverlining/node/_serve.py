@@ -10,7 +10,9 @@ finish.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
+import stat
 import subprocess
 import sys
 
@@ -27,6 +29,16 @@ def server_command(interface: str, socket: str, workers: int) -> list[str]:
             "--forwarded-allow-ips", "*", "--error-logfile", "-", APP_OBJECT]
 
 
+def remove_stale_socket(path: str) -> None:
+    """A socket left by a crash would stop the server from binding (we are the app
+    user here, in the app's own socket directory)."""
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="silverlining.node._serve")
     parser.add_argument("--interface", choices=("wsgi", "asgi"), default="wsgi")
@@ -34,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log", required=True)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
+    remove_stale_socket(args.socket)
     child = subprocess.Popen(server_command(args.interface, args.socket, args.workers),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              stdin=subprocess.DEVNULL)

@@ -92,7 +92,7 @@ def run(args) -> int:
         if not _TOKEN.match(args.upload):
             raise NodeError(f"bad upload id {args.upload!r}")
         files = run_dir(app, args.upload)
-        make_dir(files.parent, uid, gid, 0o700)
+        make_dir(files.parent, 0, gid, 0o750)
         try:
             os.rename(paths.UPLOADS / app / f"run-{args.upload}", files)
         except OSError as exc:
