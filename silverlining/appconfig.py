@@ -27,7 +27,7 @@ _PATH_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*$")
 INTERFACES = ("wsgi", "asgi")
 KEYS = ("app_name", "runner", "interface", "update_fetch", "default_location",
         "packages", "health_check", "config.required", "config.default",
-        "config.checker", "memory_max")
+        "config.checker", "memory_max", "start_timeout")
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,7 @@ class AppConfig:
     config_default: str | None = None
     config_checker: str | None = None
     memory_max: str | None = None
+    start_timeout: int = 60
 
     @property
     def ini_path(self) -> Path:
@@ -151,6 +152,10 @@ def parse_app_ini(ini: IniFile, app_dir: Path, check_files: bool = True) -> AppC
             raise ini.error(f"{pkg!r} is not a valid package name (Debian names: lowercase "
                             "letters, digits, '.', '+', '-', not ending in '-')",
                             SECTION, "packages")
+    start_timeout = values.get("start_timeout") or "60"
+    if not start_timeout.isdigit() or not 1 <= int(start_timeout) <= 900:
+        raise ini.error(f"{start_timeout!r} must be a number of seconds from 1 to 900",
+                        SECTION, "start_timeout")
     memory_max = values.get("memory_max") or None
     if memory_max and not _MEMORY_RE.match(memory_max):
         raise ini.error(f"{memory_max!r} must be a size such as 256M or 1G", SECTION,
@@ -188,4 +193,5 @@ def parse_app_ini(ini: IniFile, app_dir: Path, check_files: bool = True) -> AppC
         config_default=values.get("config.default") or None,
         config_checker=checker,
         memory_max=memory_max,
+        start_timeout=int(start_timeout),
     )

@@ -21,6 +21,7 @@ from silverlining.appconfig import AppConfig
 from silverlining.errors import SilverError
 from silverlining.node import apps, audit, instances, paths
 from silverlining.node._env import read_env, write_env
+from silverlining.node.scripts import script_argv
 from silverlining.node._errors import NodeError
 from silverlining.node._state import (AppState, app_lock, flock, instance_dir, instance_name,
                                       load_routes, referenced)
@@ -47,7 +48,7 @@ def build_instance(app: str, version: str, source: Path, basis: str | None, gid:
     if static.is_symlink() or (static.exists() and not static.is_dir()):
         raise NodeError("static is not a directory in the upload: make it a plain directory")
     base = ["rsync", "-a", "--no-D", "--safe-links", f"--chown=0:{gid}"]
-    passes = [([f"--chmod=go-w,o-rwx", "--exclude=/static"], source, target, "")]
+    passes = [(["--chmod=go-w,o-rwx", "--exclude=/static"], source, target, "")]
     if static.is_dir():
         passes.append((["--chmod=go-w,o+rX"], static, target / "static", "/static"))
     for extra, src, dest, sub in passes:
@@ -172,11 +173,13 @@ def run_update_fetch(config: AppConfig, app: str, version: str, host: str, prefi
             continue
         say(f"update_fetch: script {entry.script} {' '.join(entry.args)}".rstrip())
         env = read_env(instances.env_path(app, version))
-        proc = subprocess.run(
-            ["/usr/bin/python3", "-m", "silverlining.apploader", "run",
-             str(instance_dir(app, version)), entry.script or "", *entry.args],
-            user=uid, group=gid, extra_groups=[], env=env, cwd=instance_dir(app, version),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800)
+        try:
+            proc = subprocess.run(
+                script_argv(instance_dir(app, version), entry.script or "", list(entry.args)),
+                user=uid, group=gid, extra_groups=[], env=env, cwd=instance_dir(app, version),
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800)
+        except OSError as exc:
+            raise NodeError(f"update_fetch script {entry.script}: {exc.strerror}") from None
         for line in proc.stdout.splitlines():
             say(f"  {line}")
         if proc.returncode != 0:
@@ -219,7 +222,8 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState)
     env = instance_env(config, app, version, location, service_env, config_dir)
     write_env(instances.env_path(app, version), env, gid)
     meta.update(services=sorted(config.services), interface=config.interface,
-                runner=config.runner.spec, health_check=config.health_check)
+                runner=config.runner.spec, health_check=config.health_check,
+                start_timeout=config.start_timeout)
     state.save()                     # the routing reads the services from the record
     host, prefix = env["SILVER_CANONICAL_HOSTNAME"], env["SILVER_MATCH_PATH"]
     say(f"starting {instance_name(app, version)} ({config.interface}, "
@@ -227,7 +231,7 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState)
     instances.install_unit(app, version, config.interface, config.memory_max)
     try:
         instances.start(app, version)
-        instances.wait_ready(app, version, host, prefix)
+        instances.wait_ready(app, version, host, prefix, timeout=config.start_timeout)
         run_update_fetch(config, app, version, host, prefix, uid, gid)
         instances.health_gate(app, version, host, config.health_check, prefix)
         if client_gone():

@@ -24,7 +24,7 @@ from silverlining.node._util import app_user, make_dir, run, say, tail
 from silverlining.node.routing import SCRIPT_NAME_HEADER, UPDATE_HEADER
 
 DRAIN_SECONDS = 10
-START_TIMEOUT = 60.0      # until the new socket answers at all
+START_TIMEOUT = 60.0      # until the new socket answers at all (app.ini start_timeout)
 HEALTH_TIMEOUT = 15.0     # then until health_check and / stop answering 5xx
 
 

@@ -50,6 +50,7 @@ BROKEN = {
     "package-removal": (GOOD + "packages = curl-\n", 4, ["'curl-' is not a valid package"]),
     "package-option": (GOOD + "packages = -oAPT::x=1\n", 4, ["'-oAPT::x=1' is not a valid"]),
     "bad-memory": (GOOD + "memory_max = lots\n", 4, ["'lots' must be a size"]),
+    "bad-start-timeout": (GOOD + "start_timeout = 0\n", 4, ["'0' must be a number of seconds"]),
     "bad-required": (GOOD + "config.required = maybe\n", 4, ["expected true or false"]),
     "bad-checker": (GOOD + "config.checker = check.py\n", 4, ["must be module:function"]),
     "bad-location": (GOOD + "default_location = exa mple.com\n", 4, ["bad location"]),
