@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from silverlining.inifile import IniFile, read_ini, split_lines, suggest
+from silverlining.inifile import IniFile, parse_bool, read_ini, split_lines, suggest
 
 SECTION = "production"
 # Apps run as node user ``sl-<app_name>``; Linux user names stop at 32 characters.
@@ -50,6 +50,31 @@ class FetchEntry:
 
 
 @dataclass(frozen=True)
+class Parameter:
+    """A ``[parameter:NAME]`` section: a deploy-time value the app gets as ``NAME``
+    in upper case (``api_token`` -> ``API_TOKEN``)."""
+
+    name: str
+    description: str = ""
+    default: str | None = None
+    hidden: bool = False
+    pattern: str | None = None
+
+    @property
+    def env_name(self) -> str:
+        return self.name.upper()
+
+    def check(self, value: str) -> str | None:
+        """Why ``value`` is not acceptable (never quoting a hidden value), or None."""
+        if "\n" in value or "\0" in value:
+            return f"parameter {self.name}: the value holds a newline or NUL"
+        if self.pattern and not re.fullmatch(self.pattern, value):
+            shown = "the value" if self.hidden else repr(value)
+            return f"parameter {self.name}: {shown} does not match {self.pattern!r}"
+        return None
+
+
+@dataclass(frozen=True)
 class AppConfig:
     """Everything ``app.ini`` says about an app, checked."""
 
@@ -67,6 +92,7 @@ class AppConfig:
     config_checker: str | None = None
     memory_max: str | None = None
     start_timeout: int = 60
+    parameters: dict[str, Parameter] = field(default_factory=dict)
 
     @property
     def ini_path(self) -> Path:
@@ -194,4 +220,44 @@ def parse_app_ini(ini: IniFile, app_dir: Path, check_files: bool = True) -> AppC
         config_checker=checker,
         memory_max=memory_max,
         start_timeout=int(start_timeout),
+        parameters=parse_parameters(ini),
     )
+
+
+PARAM_PREFIX = "parameter:"
+PARAM_KEYS = ("description", "default", "hidden", "pattern")
+_PARAM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# Names the node sets itself: a parameter may not shadow them.
+RESERVED_ENV = re.compile(r"^(SILVER_.*|CONFIG_.*|TEMP|PATH|PYTHON.*|LANG|LC_.*|HOME|USER|"
+                          r"LD_.*)$")
+
+
+def parse_parameters(ini: IniFile) -> dict[str, Parameter]:
+    """``[parameter:NAME]`` sections, checked (names, keys, patterns, defaults)."""
+    found = {}
+    for section, values in ini.sections.items():
+        if not section.startswith(PARAM_PREFIX):
+            continue
+        name = section[len(PARAM_PREFIX):]
+        if not _PARAM_NAME.match(name) or RESERVED_ENV.match(name.upper()):
+            raise ini.error(f"{name!r} is not a parameter name: lowercase letters, digits "
+                            "and '_', starting with a letter, not a name the node sets "
+                            "(SILVER_*, CONFIG_*, PATH, ...)", section)
+        for key in values:
+            if key not in PARAM_KEYS:
+                raise ini.error(f"unknown key{suggest(key, list(PARAM_KEYS))}; valid: "
+                                f"{', '.join(PARAM_KEYS)}", section, key)
+        pattern = values.get("pattern") or None
+        if pattern:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ini.error(f"{pattern!r} is not a regular expression: {exc}",
+                                section, "pattern") from None
+        param = Parameter(name, values.get("description", ""), values.get("default"),
+                          parse_bool(ini, section, "hidden", values.get("hidden", "false")),
+                          pattern)
+        if param.default is not None and (problem := param.check(param.default)):
+            raise ini.error(f"default: {problem}", section, "default")
+        found[name] = param
+    return found
