@@ -27,7 +27,7 @@ _PATH_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*$")
 INTERFACES = ("wsgi", "asgi")
 KEYS = ("app_name", "runner", "interface", "update_fetch", "default_location",
         "packages", "health_check", "config.required", "config.default",
-        "config.checker", "memory_max", "start_timeout")
+        "config.checker", "config.schema", "config.template", "memory_max", "start_timeout")
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,8 @@ class AppConfig:
     config_required: bool = False
     config_default: str | None = None
     config_checker: str | None = None
+    config_schema: str | None = None
+    config_template: str | None = None
     memory_max: str | None = None
     start_timeout: int = 60
     parameters: dict[str, Parameter] = field(default_factory=dict)
@@ -178,6 +180,16 @@ def parse_app_ini(ini: IniFile, app_dir: Path, check_files: bool = True) -> AppC
             raise ini.error(f"{pkg!r} is not a valid package name (Debian names: lowercase "
                             "letters, digits, '.', '+', '-', not ending in '-')",
                             SECTION, "packages")
+    inside = {}
+    for key, kind in (("config.schema", "file"), ("config.template", "directory")):
+        rel = values.get(key) or None
+        if rel and (rel.startswith("/") or ".." in Path(rel).parts):
+            raise ini.error(f"{rel!r} must be a path inside the app directory", SECTION, key)
+        found = rel and (app_dir / rel).is_file() if kind == "file" else \
+            rel and (app_dir / rel).is_dir()
+        if rel and check_files and not found:
+            raise ini.error(f"{kind} {rel!r} not found in {app_dir}", SECTION, key)
+        inside[key] = rel
     start_timeout = values.get("start_timeout") or "60"
     if not start_timeout.isdigit() or not 1 <= int(start_timeout) <= 900:
         raise ini.error(f"{start_timeout!r} must be a number of seconds from 1 to 900",
@@ -218,6 +230,8 @@ def parse_app_ini(ini: IniFile, app_dir: Path, check_files: bool = True) -> AppC
         config_required=config_required,
         config_default=values.get("config.default") or None,
         config_checker=checker,
+        config_schema=inside["config.schema"],
+        config_template=inside["config.template"],
         memory_max=memory_max,
         start_timeout=int(start_timeout),
         parameters=parse_parameters(ini),

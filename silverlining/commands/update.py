@@ -9,6 +9,7 @@ serving.
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import subprocess
@@ -24,6 +25,7 @@ from silverlining.commands._params import (changes_input, check_given, complete,
                                            parse_assignments, read_param_files)
 from silverlining.commands._remote import NodeSession, node_for, open_node, who
 from silverlining.console import Console
+from silverlining.devserver.environ import app_config_dir
 from silverlining.errors import SilverError, UsageError
 from silverlining.locations import Location, parse_location
 from silverlining.node import paths
@@ -106,6 +108,36 @@ def source_of(app_dir: Path) -> str:
         else source
 
 
+def _load_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{path}: not found (config.schema checks config.json)") from None
+    except ValueError as exc:
+        raise UsageError(f"{path}: not valid JSON: {exc}") from None
+
+
+def check_schema(config: AppConfig, config_dir: Path) -> None:
+    """``config.json`` of the deployment config against app.ini's ``config.schema``;
+    the error points at the failing field."""
+    import jsonschema
+
+    schema_path = config.app_dir / (config.config_schema or "")
+    schema, data_path = _load_json(schema_path), config_dir / "config.json"
+    data = _load_json(data_path)
+    validator = jsonschema.validators.validator_for(schema)
+    try:
+        validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise UsageError(f"{schema_path}: not a valid JSON Schema: {exc.message}") from None
+    errors = sorted(validator(schema).iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        pointer = "/" + "/".join(str(p) for p in first.absolute_path)
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise UsageError(f"{data_path}: {pointer}: {first.message}{more}")
+
+
 def make_plan(app_dir: str, location: str | None, host: str | None, name: str | None,
               config_dir: str | None, clear: bool, lock_wait: float | None,
               console: Console, params: dict[str, str] | None = None) -> Plan:
@@ -120,15 +152,12 @@ def make_plan(app_dir: str, location: str | None, host: str | None, name: str | 
     if not text:
         raise UsageError(f"no location: give LOCATION (HOST[/PATH]) or set default_location "
                          f"in {config.ini_path}")
-    cfg = None
-    if config_dir:
-        cfg = Path(config_dir).resolve()
-        if not cfg.is_dir():
-            raise UsageError(f"--config {config_dir}: not a directory")
-    elif config.config_required and not config.config_default:
-        raise UsageError(f"{config.ini_path} sets config.required: give --config DIR")
-    if cfg and config.config_checker:
-        check_config(config.app_dir, cfg)
+    cfg = Path(config_dir).resolve() if config_dir else None
+    checked = app_config_dir(config, config_dir)       # --config, else config.default
+    if checked and config.config_checker:
+        check_config(config.app_dir, checked)
+    if checked and config.config_schema:
+        check_schema(config, checked)
     fixed = appfiles.make_paths_relative(config.app_dir / "lib" / "python", config.app_dir)
     for path in fixed.changed:
         console.info(f"made paths relative in {path}")
