@@ -18,7 +18,7 @@ from silverlining import etchosts, transport
 from silverlining.console import Console
 from silverlining.errors import ConfigError, SilverError, UsageError
 from silverlining.locations import check_hostname
-from silverlining.providers import (call_provider, find_node, node_address, open_provider,
+from silverlining.providers import (call_provider, clouds, dns, find_node, node_address, open_provider,
                                     state_name)
 from silverlining.providers.matchers import select
 from silverlining.state import NodeRegistry
@@ -55,6 +55,9 @@ def run(console: Console, hostname: str, image: str | None = None, size: str | N
         raise UsageError(f"node {hostname!r} already exists ({state_name(existing)}, "
                          f"{node_address(existing) or 'no address'}); use --if-not-exists "
                          "to accept an existing node")
+    if cfg.dns is not None:
+        dns.record_name(hostname, cfg.dns.zone)     # a name outside the zone fails now
+        wait_timeout()                              # the address is waited for
     created = existing is None
     if created:
         node = _create(console, cfg, driver, hostname, image, size, location)
@@ -63,12 +66,20 @@ def run(console: Console, hostname: str, image: str | None = None, size: str | N
         console.step(hostname, f"exists ({state_name(node)}); not creating it")
         if entry is None:
             registry.put(hostname, provider=cfg.name, driver=cfg.driver, node_id=str(node.id))
+    deadline = time.monotonic() + wait_timeout() if wait or cfg.dns else 0.0
+    if wait or cfg.dns:
+        node = _wait_for_address(driver, cfg, hostname, node, deadline)
     address = node_address(node)
     if address:
         registry.put(hostname, address=address)
+        address6 = _ipv6(driver, node)
+        if address6:
+            registry.put(hostname, address6=address6)
+        if cfg.dns is not None:
+            _point_dns(console, cfg, hostname, address, address6)
     if wait:
-        address = _wait(console, driver, cfg, hostname, node, trust=created)
-    if address:
+        _wait(console, hostname, address, deadline, trust=created)
+    if address and (cfg.dns is None or etc_hosts):
         _etc_hosts(console, hostname, address, etc_hosts)
     console.out(f"{hostname} {address or '(no address yet)'}")
     if setup_node:
@@ -78,40 +89,115 @@ def run(console: Console, hostname: str, image: str | None = None, size: str | N
     return None
 
 
+def _ipv6(driver: NodeDriver, node: Node) -> str | None:
+    profile = clouds.profile_for(driver)
+    return profile.ipv6(node) if profile is not None else None
+
+
+def _point_dns(console: Console, cfg: ProviderConfig, hostname: str, address: str,
+               address6: str | None) -> None:
+    """A and AAAA records for the node; what was written is kept to remove it later."""
+    assert cfg.dns is not None
+    target = dns.open_zone(cfg.dns)
+    addresses = {"A": address, **({"AAAA": address6} if address6 else {})}
+    records = dns.point(target, hostname, addresses)
+    NodeRegistry().put(hostname, dns=records)
+    for record in records:
+        console.step(hostname, f"DNS {record['type']} {record['name']} -> {record['data']}")
+
+
 def _create(console: Console, cfg: ProviderConfig, driver: NodeDriver, hostname: str,
             image: str | None, size: str | None, location: str | None) -> Node:
     source = f"[provider:{cfg.name}] in {cfg.path}"
     defaults = _driver_defaults(driver)
+    profile = clouds.profile_for(driver)
+    kwargs: dict[str, object] = {"name": hostname}
+    where = location or cfg.location
+    chosen_location = None
+    if where or _required(driver, "location"):
+        chosen_location = select(call_provider("listing locations", driver.list_locations),
+                                 where, "location", "--location" if location else source)
+        kwargs["location"] = chosen_location
     chosen_image = chosen_size = None
-    if image or cfg.image or "image" not in defaults:
+    if image or cfg.image:
         chosen_image = select(call_provider("listing images", driver.list_images),
                               image or cfg.image, "image", "--image" if image else source)
-    if size or cfg.size or "size" not in defaults:
-        chosen_size = select(call_provider("listing sizes", driver.list_sizes),
-                             size or cfg.size, "size", "--size" if size else source)
-    kwargs: dict[str, object] = {"name": hostname, "image": chosen_image, "size": chosen_size}
-    where = location or cfg.location
-    if where:
-        kwargs["location"] = select(call_provider("listing locations", driver.list_locations),
-                                    where, "location", "--location" if location else source)
-    if "ssh_key" in driver.features.get("create_node", []):
-        kwargs["auth"] = NodeAuthSSHKey(cfg.public_key_path().read_text().strip())
+    elif profile is not None:
+        chosen_image = profile.default_image(call_provider, driver, chosen_location)
+    elif "image" not in defaults:
+        chosen_image = select(call_provider("listing images", driver.list_images), None,
+                              "image")
+    size_text = size or cfg.size or (profile.default_size if profile else None)
+    if size_text or "size" not in defaults:
+        origin = ("--size" if size else source if cfg.size
+                  else f"the default for {profile.label}" if profile else "")
+        chosen_size = select(call_provider("listing sizes", driver.list_sizes), size_text,
+                             "size", origin)
+    kwargs.update(image=chosen_image, size=chosen_size)
+    pubkey = cfg.public_key_path().read_text().strip()
+    _check_create_args(driver, {**kwargs, **cfg.create_args}, cfg)
+    prepared = clouds.Prepared()
+    if profile is not None:
+        prepared = profile.prepare(call_provider, driver, hostname, pubkey, chosen_location)
+        for note in prepared.notes:
+            console.step(hostname, note)
+    elif "ssh_key" in driver.features.get("create_node", []):
+        kwargs["auth"] = NodeAuthSSHKey(pubkey)
     elif not cfg.create_args:
         console.warn(f"driver {cfg.driver!r} cannot install an SSH key at creation; set the "
                      "provider's key option with a create.* key (e.g. create.ex_keyname)")
+    kwargs.update(prepared.kwargs)
     kwargs.update(cfg.create_args)
-    _check_create_args(driver, kwargs, cfg)
     described = [f"{what} {item.name}" for what, item in
                  (("image", chosen_image), ("size", chosen_size),
-                  ("location", kwargs.get("location"))) if item is not None]
+                  ("location", chosen_location)) if item is not None]
     console.step(hostname, "creating node" + (": " + ", ".join(described) if described else ""))
     if hasattr(driver, "progress"):  # the local driver reports image builds and boots
         driver.progress = lambda msg: console.step(hostname, msg)
-    node = call_provider(f"creating node {hostname}", driver.create_node, **kwargs)
+    create = getattr(profile, "create", None)
+    try:
+        if create is not None:
+            node = call_provider(f"creating node {hostname}", create, driver, **kwargs)
+        else:
+            node = call_provider(f"creating node {hostname}", driver.create_node, **kwargs)
+    except SilverError:
+        if profile is not None and prepared.records:
+            _release(console, profile, driver, cfg, hostname, prepared.records)
+        raise
     NodeRegistry().put(hostname, provider=cfg.name, driver=cfg.driver, node_id=str(node.id),
-                       address=node_address(node))
+                       address=node_address(node),
+                       **({"cloud": prepared.records} if prepared.records else {}))
     console.step(hostname, f"created (id {node.id})")
     return node
+
+
+def _release(console: Console, profile: clouds.CloudProfile, driver: NodeDriver,
+             cfg: ProviderConfig, hostname: str, records: dict[str, object]) -> None:
+    """Undo the registrations of a node that was not created after all."""
+    try:
+        for what in profile.release(call_provider, driver, records,
+                                    used_elsewhere(cfg.name, hostname)):
+            console.step(hostname, f"removed {what}")
+    except SilverError as exc:
+        console.warn(exc.message)
+
+
+def used_elsewhere(provider: str, hostname: str):
+    """Whether another registered node of ``provider`` records the same cloud resource."""
+    def check(kind: str, value: object) -> bool:
+        return any(name != hostname and entry.get("provider") == provider
+                   and str((entry.get("cloud") or {}).get(kind)) == str(value)
+                   for name, entry in NodeRegistry().all().items())
+    return check
+
+
+def _required(driver: NodeDriver, name: str) -> bool:
+    """Whether the driver's ``create_node`` cannot do without argument ``name``."""
+    try:
+        params = inspect.signature(driver.create_node).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params and params[name].default is inspect.Parameter.empty
 
 
 def _driver_defaults(driver: NodeDriver) -> set[str]:
@@ -143,16 +229,13 @@ def _check_create_args(driver: NodeDriver, kwargs: dict[str, object],
                           key=f"create.{key}", section=f"provider:{cfg.name}")
 
 
-def _wait(console: Console, driver: NodeDriver, cfg: ProviderConfig, hostname: str,
-          node: Node, trust: bool) -> str:
-    """Wait for an address and SSH; record the host key of a node we just created."""
-    deadline = time.monotonic() + wait_timeout()
-    registry = NodeRegistry()
+def _wait_for_address(driver: NodeDriver, cfg: ProviderConfig, hostname: str, node: Node,
+                      deadline: float) -> Node:
+    """The node once the provider has given it an address (a fresh cloud node has none)."""
     if cfg.driver == "local" and hasattr(driver, "ex_ensure_running"):
         node = call_provider(f"starting node {hostname}", driver.ex_ensure_running,
                              hostname) or node
-    address = node_address(node)
-    while not address:
+    while not node_address(node):
         if time.monotonic() > deadline:
             raise SilverError(f"[{hostname}] the provider gave no address within "
                               f"{wait_timeout():.0f}s")
@@ -161,8 +244,15 @@ def _wait(console: Console, driver: NodeDriver, cfg: ProviderConfig, hostname: s
                           str(node.id))
         if fresh is None:
             raise SilverError(f"[{hostname}] the node disappeared at the provider")
-        address = node_address(fresh)
-    registry.put(hostname, address=address)
+        node = fresh
+    return node
+
+
+def _wait(console: Console, hostname: str, address: str | None, deadline: float,
+          trust: bool) -> None:
+    """Wait for SSH; record the host key of a node we just created."""
+    if not address:
+        raise SilverError(f"[{hostname}] the provider gave no address")
     console.step(hostname, f"waiting for SSH on {address}")
     transport.wait_for_ssh(address, max(1.0, deadline - time.monotonic()),
                            progress=lambda msg: console.step(hostname, msg), label=hostname)
@@ -170,7 +260,6 @@ def _wait(console: Console, driver: NodeDriver, cfg: ProviderConfig, hostname: s
         fp = transport.trust_host_key(address, timeout=30)
         console.step(hostname, f"host key {fp} recorded")
     _wait_for_login(console, hostname, address, deadline)
-    return address
 
 
 def _wait_for_login(console: Console, hostname: str, address: str, deadline: float) -> None:

@@ -75,20 +75,26 @@ def get_driver(cfg: ProviderConfig) -> NodeDriver:
     """An instance of the section's driver, built from its credential keys."""
     cls = driver_class(cfg)
     section = f"provider:{cfg.name}"
-    _check_arguments(cls, cfg)
+    check_constructor(cls, cfg.driver, cfg.driver_args, cfg.path, section)
+    return construct(cls, cfg.driver, cfg.driver_args, cfg.path, section)
+
+
+def construct(cls: type[T], label: str, args: dict[str, str], path: str, section: str) -> T:
+    """``cls(**args)``; refused credentials or a bad argument become a ConfigError."""
     try:
-        return cls(**cfg.driver_args)
+        return cls(**args)
     except SilverError:
         raise
     except InvalidCredsError as exc:
-        raise ConfigError(cfg.path, f"credentials refused by {cfg.driver}: {_message(exc)}",
+        raise ConfigError(path, f"credentials refused by {label}: {_message(exc)}",
                           section=section) from None
     except (TypeError, ValueError, LibcloudError, BaseHTTPError, OSError) as exc:
-        raise ConfigError(cfg.path, f"cannot set up driver {cfg.driver!r}: {_message(exc)}",
+        raise ConfigError(path, f"cannot set up driver {label!r}: {_message(exc)}",
                           section=section) from None
 
 
-def _check_arguments(cls: type[NodeDriver], cfg: ProviderConfig) -> None:
+def check_constructor(cls: type, label: str, args: dict[str, str], path: str,
+                      section: str) -> None:
     """Name missing or unknown constructor keys before libcloud's TypeError would."""
     try:
         params = inspect.signature(cls.__init__).parameters
@@ -98,16 +104,15 @@ def _check_arguments(cls: type[NodeDriver], cfg: ProviderConfig) -> None:
              (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     required = [n for n, p in named.items() if p.default is p.empty]
-    section = f"provider:{cfg.name}"
-    missing = [n for n in required if n not in cfg.driver_args]
+    missing = [n for n in required if n not in args]
     if missing:
-        raise ConfigError(cfg.path, f"driver {cfg.driver!r} needs "
+        raise ConfigError(path, f"driver {label!r} needs "
                           f"{', '.join(repr(m) for m in missing)} (its credentials)",
                           section=section)
     if not takes_any:
-        for key in cfg.driver_args:
+        for key in args:
             if key not in named:
-                raise ConfigError(cfg.path, f"driver {cfg.driver!r} takes no argument "
+                raise ConfigError(path, f"driver {label!r} takes no argument "
                                   f"{key!r} (it takes: {', '.join(named) or 'none'})",
                                   key=key, section=section)
 
@@ -120,7 +125,7 @@ def _message(exc: BaseException) -> str:
 def call_provider(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Call a driver method; libcloud and network failures become one clear line."""
     driver = getattr(fn, "__self__", None)
-    name = getattr(driver, "name", None) or "provider"
+    name = getattr(driver, "name", None) or "provider"   # a driver's, or a CloudProfile's
     try:
         return fn(*args, **kwargs)
     except SilverError:
@@ -157,11 +162,14 @@ def find_node(nodes: list[Node], name: str, node_id: str | None = None) -> Node 
 
 
 def node_address(node: Node) -> str | None:
-    """The address we reach the node on: its first public IP, else a private one."""
-    for ip in list(node.public_ips or []) + list(node.private_ips or []):
-        if ip:
-            return str(ip)
-    return None
+    """The address we reach the node on: its first public IPv4, else any other one.
+
+    Placeholders some providers report before an address is assigned
+    (Vultr's ``0.0.0.0``) do not count.
+    """
+    ips = [str(ip) for ip in list(node.public_ips or []) + list(node.private_ips or [])
+           if ip and str(ip) not in ("0.0.0.0", "::")]
+    return next((ip for ip in ips if ":" not in ip), ips[0] if ips else None)
 
 
 def state_name(node: Node) -> str:
