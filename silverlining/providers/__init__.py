@@ -139,6 +139,8 @@ def call_provider(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) ->
     except OSError as exc:  # includes requests' errors, which libcloud's HTTP uses
         reason = exc.strerror or _message(exc)
         raise SilverError(f"{name}: cannot reach the provider while {what}: {reason}") from None
+    except Exception as exc:  # drivers raise bare Exception/ValueError for API answers
+        raise SilverError(f"{name}: {what} failed: {_message(exc)}") from None
 
 
 def open_provider(name: str | None) -> tuple[ProviderConfig, NodeDriver]:

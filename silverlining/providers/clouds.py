@@ -167,17 +167,23 @@ class CloudProfile(ABC):
 
     # --- helpers for key-id providers ---------------------------------------------
 
+    def import_key(self, call: Call, driver: NodeDriver, name: str, pubkey: str) -> KeyPair:
+        """Register ``pubkey`` with the provider under ``name``."""
+        return call(f"registering SSH key {name}", driver.import_key_pair_from_string,
+                    name, pubkey)
+
     def registered_key(self, call: Call, driver: NodeDriver, pubkey: str) -> Prepared:
         """The provider's id for ``pubkey``: an existing key with it, else a new one."""
         prepared = Prepared()
         for pair in call("listing SSH keys", driver.list_key_pairs):
             if same_key(pair, pubkey):
                 prepared.records["key_id"] = str(pair.extra.get("id", pair.name))
+                if pair.name == key_name(pubkey):   # ours: goes with the last node using it
+                    prepared.records["key_created"] = True
                 prepared.notes.append(f"using the SSH key {pair.name!r} already registered")
                 return prepared
         name = key_name(pubkey)
-        pair = call(f"registering SSH key {name}", driver.import_key_pair_from_string,
-                    name, pubkey.strip())
+        pair = self.import_key(call, driver, name, pubkey.strip())
         prepared.records["key_id"] = str(pair.extra.get("id", pair.name))
         prepared.records["key_created"] = True
         prepared.notes.append(f"registered SSH key {name!r}")
@@ -189,6 +195,18 @@ class DigitalOcean(CloudProfile):
 
     label = "DigitalOcean"
     default_size = "id s-1vcpu-1gb"
+
+    def import_key(self, call, driver, name, pubkey):
+        # this driver registers keys with create_key_pair; import_* is not implemented
+        return call(f"registering SSH key {name}", driver.create_key_pair, name,
+                    public_key=pubkey)
+
+    def default_image(self, call, driver, location):
+        """Debian 12 by its slug: libcloud turns numeric image ids into strings, and
+        the API reads a string image as a slug."""
+        image = super().default_image(call, driver, location)
+        return NodeImage(id=image.extra["slug"], name=image.name, driver=driver,
+                         extra=image.extra)
 
     def is_default_image(self, image: NodeImage) -> bool:
         return (image.extra or {}).get("slug") == "debian-12-x64"
