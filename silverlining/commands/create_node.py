@@ -41,8 +41,6 @@ def run(console: Console, hostname: str, image: str | None = None, size: str | N
         if_not_exists: bool = False, etc_hosts: bool | None = None) -> int | None:
     hostname = check_hostname(hostname)
     wait = wait or setup_node
-    if wait:
-        wait_timeout()              # a bad value is refused before a node is paid for
     cfg, driver = open_provider(console.provider)
     registry = NodeRegistry()
     entry = registry.get(hostname)
@@ -57,7 +55,9 @@ def run(console: Console, hostname: str, image: str | None = None, size: str | N
                          "to accept an existing node")
     if cfg.dns is not None:
         dns.record_name(hostname, cfg.dns.zone)     # a name outside the zone fails now
-        wait_timeout()                              # the address is waited for
+    waits = wait or cfg.dns is not None or clouds.profile_for(driver) is not None
+    if waits:
+        wait_timeout()                  # a bad value is refused before a node is paid for
     created = existing is None
     if created:
         node = _create(console, cfg, driver, hostname, image, size, location)
@@ -66,8 +66,8 @@ def run(console: Console, hostname: str, image: str | None = None, size: str | N
         console.step(hostname, f"exists ({state_name(node)}); not creating it")
         if entry is None:
             registry.put(hostname, provider=cfg.name, driver=cfg.driver, node_id=str(node.id))
-    deadline = time.monotonic() + wait_timeout() if wait or cfg.dns else 0.0
-    if wait or cfg.dns:
+    deadline = time.monotonic() + wait_timeout() if waits else 0.0
+    if waits:       # for SSH, for DNS, or for a cloud's address, which comes in seconds
         node = _wait_for_address(driver, cfg, hostname, node, deadline)
     address = node_address(node)
     if address:

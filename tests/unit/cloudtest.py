@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from silverlining import cli
 from tests.unit.fakecloud import FakeApi, redirect_libcloud
 
-PUBKEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVzdGtleWZvcnRlc3RzMTIzNDU2Nzg5MDEy "
-          "me@laptop")
+PUBKEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJev0+dwLABvcQmnqGvtWL/oVTx09t39hw5zaoqJCxan "
+          "me@laptop")    # a real key (drivers parse it); its private half was discarded
 
 
 @dataclass
