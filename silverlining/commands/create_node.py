@@ -18,8 +18,8 @@ from silverlining import etchosts, transport
 from silverlining.console import Console
 from silverlining.errors import ConfigError, SilverError, UsageError
 from silverlining.locations import check_hostname
-from silverlining.providers import (call_provider, clouds, dns, find_node, node_address, open_provider,
-                                    state_name)
+from silverlining.providers import (call_provider, clouds, dns, find_node, node_address,
+                                    open_provider, state_name)
 from silverlining.providers.matchers import select
 from silverlining.state import NodeRegistry
 from silverlining.userconfig import ProviderConfig
@@ -55,7 +55,8 @@ def run(console: Console, hostname: str, image: str | None = None, size: str | N
                          "to accept an existing node")
     if cfg.dns is not None:
         dns.record_name(hostname, cfg.dns.zone)     # a name outside the zone fails now
-    waits = wait or cfg.dns is not None or clouds.profile_for(driver) is not None
+    cloud = clouds.profile_for(driver) is not None     # reached on a public address
+    waits = wait or cfg.dns is not None or cloud
     if waits:
         wait_timeout()                  # a bad value is refused before a node is paid for
     created = existing is None
@@ -68,8 +69,8 @@ def run(console: Console, hostname: str, image: str | None = None, size: str | N
             registry.put(hostname, provider=cfg.name, driver=cfg.driver, node_id=str(node.id))
     deadline = time.monotonic() + wait_timeout() if waits else 0.0
     if waits:       # for SSH, for DNS, or for a cloud's address, which comes in seconds
-        node = _wait_for_address(driver, cfg, hostname, node, deadline)
-    address = node_address(node)
+        node = _wait_for_address(driver, cfg, hostname, node, deadline, cloud)
+    address = node_address(node, public=cloud)
     if address:
         registry.put(hostname, address=address)
         address6 = _ipv6(driver, node)
@@ -165,7 +166,7 @@ def _create(console: Console, cfg: ProviderConfig, driver: NodeDriver, hostname:
             _release(console, profile, driver, cfg, hostname, prepared.records)
         raise
     NodeRegistry().put(hostname, provider=cfg.name, driver=cfg.driver, node_id=str(node.id),
-                       address=node_address(node),
+                       address=node_address(node, public=profile is not None),
                        **({"cloud": prepared.records} if prepared.records else {}))
     console.step(hostname, f"created (id {node.id})")
     return node
@@ -230,12 +231,12 @@ def _check_create_args(driver: NodeDriver, kwargs: dict[str, object],
 
 
 def _wait_for_address(driver: NodeDriver, cfg: ProviderConfig, hostname: str, node: Node,
-                      deadline: float) -> Node:
+                      deadline: float, public: bool) -> Node:
     """The node once the provider has given it an address (a fresh cloud node has none)."""
     if cfg.driver == "local" and hasattr(driver, "ex_ensure_running"):
         node = call_provider(f"starting node {hostname}", driver.ex_ensure_running,
                              hostname) or node
-    while not node_address(node):
+    while not node_address(node, public):
         if time.monotonic() > deadline:
             raise SilverError(f"[{hostname}] the provider gave no address within "
                               f"{wait_timeout():.0f}s")

@@ -163,13 +163,15 @@ def find_node(nodes: list[Node], name: str, node_id: str | None = None) -> Node 
     return None
 
 
-def node_address(node: Node) -> str | None:
+def node_address(node: Node, public: bool = False) -> str | None:
     """The address we reach the node on: its first public IPv4, else any other one.
 
-    Placeholders some providers report before an address is assigned
+    ``public`` ignores private addresses (a cloud node has one before its public
+    one). Placeholders some providers report before an address is assigned
     (Vultr's ``0.0.0.0``) do not count.
     """
-    ips = [str(ip) for ip in list(node.public_ips or []) + list(node.private_ips or [])
+    private = [] if public else list(node.private_ips or [])
+    ips = [str(ip) for ip in list(node.public_ips or []) + private
            if ip and str(ip) not in ("0.0.0.0", "::")]
     return next((ip for ip in ips if ":" not in ip), ips[0] if ips else None)
 

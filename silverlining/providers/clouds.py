@@ -289,7 +289,8 @@ class EC2(CloudProfile):
                      cidr_ips=["0.0.0.0/0"], protocol="tcp")
             prepared.notes.append(f"created security group {FIREWALL_NAME} ({group_id}) "
                                   f"open on ports {', '.join(map(str, WEB_PORTS))}")
-        prepared.kwargs["ex_security_group_ids"] = [group_id]
+        # by name: ids need a subnet, names work in the default VPC new nodes go to
+        prepared.kwargs["ex_security_groups"] = [FIREWALL_NAME]
         prepared.records["security_group"] = group_id
         return prepared
 
