@@ -116,23 +116,25 @@ def _create(console: Console, cfg: ProviderConfig, driver: NodeDriver, hostname:
     where = location or cfg.location
     chosen_location = None
     if where or _required(driver, "location"):
-        chosen_location = select(call_provider("listing locations", driver.list_locations),
-                                 where, "location", "--location" if location else source)
+        locations = (profile.locations(call_provider, driver) if profile is not None
+                     else call_provider("listing locations", driver.list_locations))
+        chosen_location = select(locations, where, "location",
+                                 "--location" if location else source)
         kwargs["location"] = chosen_location
     chosen_image = chosen_size = None
     if image or cfg.image:
-        chosen_image = select(call_provider("listing images", driver.list_images),
+        chosen_image = select(_listing("images", driver.list_images, chosen_location),
                               image or cfg.image, "image", "--image" if image else source)
     elif profile is not None:
         chosen_image = profile.default_image(call_provider, driver, chosen_location)
     elif "image" not in defaults:
-        chosen_image = select(call_provider("listing images", driver.list_images), None,
+        chosen_image = select(_listing("images", driver.list_images, chosen_location), None,
                               "image")
     size_text = size or cfg.size or (profile.default_size if profile else None)
     if size_text or "size" not in defaults:
         origin = ("--size" if size else source if cfg.size
                   else f"the default for {profile.label}" if profile else "")
-        chosen_size = select(call_provider("listing sizes", driver.list_sizes), size_text,
+        chosen_size = select(_listing("sizes", driver.list_sizes, chosen_location), size_text,
                              "size", origin)
     kwargs.update(image=chosen_image, size=chosen_size)
     pubkey = cfg.public_key_path().read_text().strip()
@@ -190,6 +192,18 @@ def used_elsewhere(provider: str, hostname: str):
                    and str((entry.get("cloud") or {}).get(kind)) == str(value)
                    for name, entry in NodeRegistry().all().items())
     return check
+
+
+def _listing(what: str, method, location: object | None) -> list:
+    """A driver's images or sizes, of the chosen location when the method takes one
+    (OVH lists the same size names once per region, with different ids)."""
+    try:
+        takes = "location" in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        takes = False
+    if location is not None and takes:
+        return call_provider(f"listing {what}", method, location=location)
+    return call_provider(f"listing {what}", method)
 
 
 def _required(driver: NodeDriver, name: str) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import json
 import socket
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -118,7 +119,15 @@ def check_constructor(cls: type, label: str, args: dict[str, str], path: str,
 
 
 def _message(exc: BaseException) -> str:
+    """The reason an exception gives, on one line; a raw JSON error body is unwrapped."""
     text = str(getattr(exc, "value", None) or exc or type(exc).__name__)
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        reason = body.get("message") or body.get("error") or body.get("detail")
+        text = reason if isinstance(reason, str) and reason else text
     return " ".join(text.split())[:300] or type(exc).__name__
 
 

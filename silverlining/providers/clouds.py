@@ -133,6 +133,10 @@ class CloudProfile(ABC):
                              "one with --image or 'image =' (see silver list-images)")
         return found[-1]
 
+    def locations(self, call: Call, driver: NodeDriver) -> list[NodeLocation]:
+        """Where nodes can be created, as ``--location`` matches them."""
+        return call("listing locations", driver.list_locations)
+
     def is_default_image(self, image: NodeImage) -> bool:
         return bool(self.image_matcher) and parse(self.image_matcher, "image").matches(image)
 
@@ -322,20 +326,28 @@ class GCE(CloudProfile):
 
 
 class OVH(CloudProfile):
-    """OVH Public Cloud: cloud-init user-data for root's key.
+    """OVH Public Cloud: cloud-init user-data for root's key; no firewall by default.
 
-    libcloud's ``create_node`` here has no user-data argument, so ``create``
-    posts the same instance request with ``userData`` through the driver's own
-    signed connection.
+    Two gaps in libcloud's driver are bridged through its own signed connection:
+    ``create_node`` has no user-data argument, and ``list_locations`` only knows
+    a fixed table of regions (newer ones such as GRA11 or DE1 make it fail).
     """
 
     label = "OVH"
     default_size = "name d2-2"
     image_matcher = "name Debian 12"
 
+    def locations(self, call, driver):
+        regions = call("listing regions", driver.connection.request,
+                       driver._get_project_action("region")).object
+        known = driver.connectionCls.LOCATIONS
+        return [NodeLocation(id=r, name=known.get(r, {}).get("name", r),
+                             country=known.get(r, {}).get("country", ""), driver=driver)
+                for r in regions]
+
     def default_image(self, call, driver, location):
         images = call("listing images", driver.list_images, location)
-        found = [i for i in images if i.name == "Debian 12"]
+        found = [i for i in images if self.is_default_image(i)]
         if not found:
             raise UsageError(f"{self.label} lists no Debian 12 image in this region; "
                              "choose one with --image")
