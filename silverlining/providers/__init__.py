@@ -120,14 +120,21 @@ def check_constructor(cls: type, label: str, args: dict[str, str], path: str,
 
 def _message(exc: BaseException) -> str:
     """The reason an exception gives, on one line; a raw JSON error body is unwrapped."""
-    text = str(getattr(exc, "value", None) or exc or type(exc).__name__)
-    try:
-        body = json.loads(text)
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
+    value = getattr(exc, "value", None)
+    text = str(value or exc or type(exc).__name__)
+    body = value if isinstance(value, dict) else None
+    if body is None:
+        try:
+            body = json.loads(text)
+        except ValueError:
+            pass
+    for _ in range(2):      # {"message": ...}, or nested: {"error": {"message": ...}}
+        if not isinstance(body, dict):
+            break
         reason = body.get("message") or body.get("error") or body.get("detail")
-        text = reason if isinstance(reason, str) and reason else text
+        if isinstance(reason, str) and reason:
+            text = reason
+        body = reason
     return " ".join(text.split())[:300] or type(exc).__name__
 
 
