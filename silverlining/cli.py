@@ -145,11 +145,12 @@ def setup_node_cmd(ctx, hosts):
 @click.option("--clear", is_flag=True, help="Empty the app's service data first.")
 @click.option("--noetchosts", is_flag=True, help="Do not offer to map the host in /etc/hosts.")
 @click.option("--lock-wait", type=float, hidden=True, help="Seconds to wait for the app's deploy lock.")
+@click.option("--dns/--no-dns", default=None, help="Point the host at the node in the provider's DNS zone (asks if not given).")
 @click.pass_context
-def update_cmd(ctx, app_dir, location, host, nodes, name, config_dir, clear, noetchosts, lock_wait):
+def update_cmd(ctx, app_dir, location, host, nodes, name, config_dir, clear, noetchosts, lock_wait, dns):
     """Deploy APP_DIR to LOCATION (HOST[/PATH]) with zero downtime."""
     dispatch(ctx, "update", app_dir=app_dir, location=location, host=host, nodes=nodes, name=name,
-             config_dir=config_dir, clear=clear, noetchosts=noetchosts, lock_wait=lock_wait)
+             config_dir=config_dir, clear=clear, noetchosts=noetchosts, lock_wait=lock_wait, dns=dns)
 
 
 @silver.command("query")

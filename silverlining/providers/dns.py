@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from libcloud.dns.base import DNSDriver, Record, Zone
 from libcloud.dns.providers import get_driver as libcloud_dns_driver
 from libcloud.dns.types import Provider, RecordType
 
+from silverlining.console import Console
 from silverlining.errors import ConfigError, UsageError
 from silverlining.providers import call_provider, check_constructor, construct
 from silverlining.userconfig import DnsConfig
@@ -155,3 +157,63 @@ def _same_name(record: Record, name: str, zone: str) -> bool:
     elif got.endswith("." + zone):
         got = got[:-len(zone) - 1]
     return got == name
+
+
+def in_zone(host: str, zone: str) -> bool:
+    host = host.rstrip(".").lower()
+    return host == zone or host.endswith("." + zone)
+
+
+def node_dns(node: str) -> DnsConfig | None:
+    """The ``[dns:NAME]`` of the provider the registered ``node`` was created with."""
+    from silverlining.state import NodeRegistry
+    from silverlining.userconfig import UserConfig
+
+    provider = (NodeRegistry().get(node) or {}).get("provider")
+    cfg = UserConfig.load().providers.get(provider) if provider else None
+    return cfg.dns if cfg is not None else None
+
+
+def offer_location(console: Console, host: str, node: str, choice: bool | None) -> bool:
+    """Point an app's exact ``host`` at ``node`` in DNS (``silver update --dns``).
+
+    ``choice`` None asks (yes with -y; only a hint without a terminal).
+    Returns False when the node's provider has no DNS, so the caller offers
+    the /etc/hosts mapping instead.
+    """
+    from silverlining.state import NodeRegistry
+
+    cfg = node_dns(node)
+    if cfg is None:
+        return False
+    if choice is False:
+        return True
+    if not in_zone(host, cfg.zone):
+        console.info(f"{host} is not in the DNS zone {cfg.zone}: no DNS record made")
+        return True
+    entry = NodeRegistry().get(node) or {}
+    if not entry.get("address"):
+        return True
+    addresses = {"A": entry["address"],
+                 **({"AAAA": entry["address6"]} if entry.get("address6") else {})}
+    target = open_zone(cfg)
+    existing = call_provider(f"listing DNS records of {cfg.zone}", target.driver.list_records,
+                             target.zone)
+    name = record_name(host, cfg.zone)
+    current = {r.type: r.data for r in existing if _same_name(r, name, cfg.zone)}
+    if all(current.get(t) == v for t, v in addresses.items()):
+        return True
+    if choice is None:
+        if not (console.yes or sys.stdin.isatty()):
+            console.info(f"{host} does not point to {node} ({entry['address']}) in DNS: "
+                         "pass --dns (or -y) to point it there")
+            return True
+        if not console.confirm(f"Point {host} at {node} ({entry['address']}) in DNS?",
+                               default=True):
+            return True
+    records = point(target, host, addresses)
+    kept = [r for r in entry.get("dns") or [] if r["id"] not in {n["id"] for n in records}]
+    NodeRegistry().put(node, dns=kept + records)
+    for record in records:
+        console.step(node, f"DNS {record['type']} {record['name']} -> {record['data']}")
+    return True

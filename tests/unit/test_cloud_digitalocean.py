@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 
+from silverlining.console import Console
 from silverlining.providers.clouds import key_name
+from silverlining.providers.dns import offer_location
 from silverlining.state import NodeRegistry
 from tests.unit.cloudtest import (PUBKEY, api, assert_one_line_error, key_path,  # noqa: F401
                                   silver, write_config)
@@ -226,3 +228,32 @@ def test_record_outside_our_value_is_left_alone(api):
     assert silver("-y", "destroy-node", "web1").status == 0
     assert [r["data"] for r in state["records"]] == ["198.51.100.9"]
     assert json.dumps(NodeRegistry().all()) == "{}"
+
+
+def test_update_points_an_app_host_at_the_node(api, capsys):
+    """``silver update --dns``: the location's exact host gets A/AAAA records for the node;
+    without a terminal or -y it only says how; destroy-node removes them with the node."""
+    state = do_api(api)
+    config()
+    assert silver("create-node", "web1").status == 0
+    console = Console(provider=None, yes=False, verbose=False, quiet=False)
+    assert offer_location(console, "shop.example.com", "web1", None) is True
+    assert "pass --dns (or -y)" in capsys.readouterr().err
+    assert len(state["records"]) == 2
+    assert offer_location(console, "shop.example.com", "web1", True) is True
+    shop = [(r["type"], r["data"]) for r in state["records"] if r["name"] == "shop"]
+    assert shop == [("A", "203.0.113.2"), ("AAAA", "2001:db8::2")]
+    assert len(NodeRegistry().get("web1")["dns"]) == 4
+    assert offer_location(console, "shop.other.org", "web1", True) is True
+    assert "not in the DNS zone example.com" in capsys.readouterr().err
+    assert silver("-y", "destroy-node", "web1").status == 0
+    assert state["records"] == []
+
+
+def test_update_without_dns_falls_back_to_etc_hosts(api):
+    do_api(api)
+    config(dns=False)
+    assert silver("create-node", "web1", "--no-etc-hosts").status == 0
+    console = Console(provider=None, yes=True, verbose=False, quiet=False)
+    assert offer_location(console, "shop.example.com", "web1", True) is False
+    assert api.sent("POST", "/v2/domains/example.com/records") == []
