@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 from abc import ABC, abstractmethod
 import hashlib
+import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -90,7 +91,7 @@ def cloud_config(pubkey: str) -> str:
             "disable_root: false\n"
             "ssh_pwauth: false\n"
             "ssh_authorized_keys:\n"
-            f"  - {pubkey.strip()}\n")
+            f"  - {json.dumps(pubkey.strip())}\n")   # quoted: a comment may hold ": "
 
 
 def root_key_script(pubkey: str) -> str:
@@ -116,7 +117,6 @@ class CloudProfile(ABC):
     label = "provider"
     default_size: str | None = None
     image_matcher: str | None = None      # used when default_image is not overridden
-    image_description = "Debian 12"
 
     @property
     def name(self) -> str:
@@ -129,7 +129,7 @@ class CloudProfile(ABC):
         images = call("listing images", driver.list_images)
         found = [i for i in images if self.is_default_image(i)]
         if not found:
-            raise UsageError(f"{self.label} lists no {self.image_description} image; choose "
+            raise UsageError(f"{self.label} lists no Debian 12 image; choose "
                              "one with --image or 'image =' (see silver list-images)")
         return found[-1]
 

@@ -257,3 +257,18 @@ def test_update_without_dns_falls_back_to_etc_hosts(api):
     console = Console(provider=None, yes=True, verbose=False, quiet=False)
     assert offer_location(console, "shop.example.com", "web1", True) is False
     assert api.sent("POST", "/v2/domains/example.com/records") == []
+
+
+def test_rate_limit_and_missing_image_are_one_line(api):
+    do_api(api)
+    api.route("GET", "/v2/droplets", (429, {"id": "too_many_requests",
+                                           "message": "API Rate limit exceeded."},
+                                      {"Retry-After": "0"}))
+    config(dns=False)
+    result = silver("create-node", "web1")
+    assert_one_line_error(result, 1, "DigitalOcean: listing nodes failed: ")
+    assert "Rate limit" in result.stderr.splitlines()[-1]
+    do_api(api)
+    api.route("GET", "/v2/images", (200, {"images": [], "links": {}, "meta": {"total": 0}}))
+    assert_one_line_error(silver("create-node", "web1"), 2,
+                          "DigitalOcean lists no Debian 12 image; choose one with --image")
