@@ -53,8 +53,10 @@ def run(console: Console, hostname: str, image: str | None = None, size: str | N
         raise UsageError(f"node {hostname!r} already exists ({state_name(existing)}, "
                          f"{node_address(existing) or 'no address'}); use --if-not-exists "
                          "to accept an existing node")
-    if cfg.dns is not None:
-        dns.record_name(hostname, cfg.dns.zone)     # a name outside the zone fails now
+    zone = None
+    if cfg.dns is not None:     # a name outside the zone, or no such zone, fails now
+        dns.record_name(hostname, cfg.dns.zone)
+        zone = dns.open_zone(cfg.dns)
     cloud = clouds.profile_for(driver) is not None     # reached on a public address
     waits = wait or cfg.dns is not None or cloud
     if waits:
@@ -76,8 +78,8 @@ def run(console: Console, hostname: str, image: str | None = None, size: str | N
         address6 = _ipv6(driver, node)
         if address6:
             registry.put(hostname, address6=address6)
-        if cfg.dns is not None:
-            _point_dns(console, cfg, hostname, address, address6)
+        if zone is not None:
+            _point_dns(console, zone, hostname, address, address6)
     if wait:
         _wait(console, hostname, address, deadline, trust=created)
     if address and (cfg.dns is None or etc_hosts):
@@ -95,13 +97,11 @@ def _ipv6(driver: NodeDriver, node: Node) -> str | None:
     return profile.ipv6(node) if profile is not None else None
 
 
-def _point_dns(console: Console, cfg: ProviderConfig, hostname: str, address: str,
+def _point_dns(console: Console, zone: dns.DnsZone, hostname: str, address: str,
                address6: str | None) -> None:
     """A and AAAA records for the node; what was written is kept to remove it later."""
-    assert cfg.dns is not None
-    target = dns.open_zone(cfg.dns)
     addresses = {"A": address, **({"AAAA": address6} if address6 else {})}
-    records = dns.point(target, hostname, addresses)
+    records = dns.point(zone, hostname, addresses)
     NodeRegistry().put(hostname, dns=records)
     for record in records:
         console.step(hostname, f"DNS {record['type']} {record['name']} -> {record['data']}")

@@ -272,3 +272,14 @@ def test_rate_limit_and_missing_image_are_one_line(api):
     api.route("GET", "/v2/images", (200, {"images": [], "links": {}, "meta": {"total": 0}}))
     assert_one_line_error(silver("create-node", "web1"), 2,
                           "DigitalOcean lists no Debian 12 image; choose one with --image")
+
+
+def test_missing_dns_zone_is_refused_before_creating(api):
+    do_api(api)
+    write_config(f"[provider:do]\ndriver = digitalocean\nkey = {TOKEN}\nlocation = id fra1\n"
+                 f"ssh_public_key = {key_path()}\ndns = zone\n[dns:zone]\n"
+                 f"driver = digitalocean\nkey = {TOKEN}\nzone = example.org\n")
+    assert_one_line_error(silver("create-node", "web1"), 2,
+                          "DigitalOcean: no DNS zone 'example.org' (zones: example.com); fix "
+                          "'zone =' in [dns:zone]")
+    assert api.sent("POST", "/v2/droplets") == []
