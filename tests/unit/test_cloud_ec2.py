@@ -184,3 +184,69 @@ def test_ec2_error_is_one_line(api):
     assert_one_line_error(silver("create-node", "web1"), 1,
                           "Amazon EC2: creating node web1 failed: InstanceLimitExceeded: You "
                           "have requested more instances (1) than your current instance limit")
+
+
+# --- Route 53 (DNS for EC2 nodes), API 2012-02-29 ------------------------------------------
+
+R53 = "https://route53.amazonaws.com/doc/2012-02-29/"
+
+
+def route53_api(api):
+    """One hosted zone; ChangeResourceRecordSets applied to an in-memory record list."""
+    import xml.etree.ElementTree as ET
+
+    records: list[tuple[str, str, str]] = []     # (name, type, value)
+    api.route("GET", "/2012-02-29/hostedzone", (200, (
+        f'<ListHostedZonesResponse xmlns="{R53}"><HostedZones><HostedZone>'
+        "<Id>/hostedzone/Z1D633PJN98FT9</Id><Name>example.com.</Name>"
+        "<CallerReference>ref</CallerReference><Config><Comment>web</Comment></Config>"
+        "<ResourceRecordSetCount>2</ResourceRecordSetCount></HostedZone></HostedZones>"
+        "<IsTruncated>false</IsTruncated><MaxItems>100</MaxItems>"
+        "</ListHostedZonesResponse>")))
+
+    def list_sets(req, m):
+        sets = "".join(f"<ResourceRecordSet><Name>{n}</Name><Type>{t}</Type><TTL>300</TTL>"
+                       f"<ResourceRecords><ResourceRecord><Value>{v}</Value></ResourceRecord>"
+                       "</ResourceRecords></ResourceRecordSet>" for n, t, v in records)
+        return 200, (f'<ListResourceRecordSetsResponse xmlns="{R53}"><ResourceRecordSets>'
+                     f"{sets}</ResourceRecordSets><IsTruncated>false</IsTruncated>"
+                     "<MaxItems>100</MaxItems></ListResourceRecordSetsResponse>")
+
+    def change(req, m):
+        ns = {"r": R53}
+        for c in ET.fromstring(req.body).iterfind(".//r:Change", ns):
+            item = (c.findtext("r:ResourceRecordSet/r:Name", namespaces=ns),
+                    c.findtext("r:ResourceRecordSet/r:Type", namespaces=ns),
+                    c.findtext(".//r:Value", namespaces=ns))
+            if c.findtext("r:Action", namespaces=ns) == "CREATE":
+                records.append(item)
+            else:
+                records.remove(item)
+        return 200, (f'<ChangeResourceRecordSetsResponse xmlns="{R53}"><ChangeInfo>'
+                     "<Id>/change/C2682N5HXP0BZ4</Id><Status>PENDING</Status>"
+                     "<SubmittedAt>2026-11-23T06:00:00.000Z</SubmittedAt></ChangeInfo>"
+                     "</ChangeResourceRecordSetsResponse>")
+
+    api.route("GET", "/2012-02-29/hostedzone/Z1D633PJN98FT9/rrset", list_sets)
+    api.route("POST", "/2012-02-29/hostedzone/Z1D633PJN98FT9/rrset", change)
+    return records
+
+
+def test_ec2_node_with_route53_records(api):
+    ec2_api(api)
+    records = route53_api(api)
+    write_config("[provider:aws]\ndriver = ec2\nkey = AKIAIOSFODNN7EXAMPLE\n"
+                 f"secret = {SECRET}\nregion = eu-central-1\nssh_public_key = {key_path()}\n"
+                 "dns = r53\n[dns:r53]\ndriver = route53\nkey = AKIAIOSFODNN7EXAMPLE\n"
+                 f"secret = {SECRET}\nzone = example.com\nttl = 300\n")
+    result = silver("create-node", "web1.example.com")
+    assert result.status == 0, result.stderr
+    assert records == [("web1.example.com.", "A", "192.0.2.80")]
+    change, = api.sent("POST", "/2012-02-29/hostedzone/Z1D633PJN98FT9/rrset")
+    assert "<Action>CREATE</Action>" in change.body and "<TTL>300</TTL>" in change.body
+    assert change.headers["X-Amzn-Authorization"].startswith("AWS3-HTTPS AWSAccessKeyId=AKIA")
+    assert NodeRegistry().get("web1.example.com")["dns"] == [
+        {"zone": "Z1D633PJN98FT9", "id": "A:web1", "type": "A", "name": "web1.example.com",
+         "data": "192.0.2.80"}]
+    assert silver("-y", "destroy-node", "web1.example.com").status == 0
+    assert records == []
