@@ -2,8 +2,9 @@
 
 Besides the provider's node, the DNS records and SSH key create-node
 registered for it (a key only when no other node uses it), its registry
-entry, recorded host key and our /etc/hosts line go too, so a new node that gets the same name or address
-starts clean instead of tripping over a stale host key.
+entry, recorded host key and our /etc/hosts line go too, so a new node that
+gets the same name or address starts clean instead of tripping over a stale
+host key.
 """
 
 from __future__ import annotations

@@ -200,12 +200,13 @@ class DigitalOcean(CloudProfile):
     label = "DigitalOcean"
     default_size = "id s-1vcpu-1gb"
 
-    def import_key(self, call, driver, name, pubkey):
+    def import_key(self, call: Call, driver: NodeDriver, name: str, pubkey: str) -> KeyPair:
         # this driver registers keys with create_key_pair; import_* is not implemented
         return call(f"registering SSH key {name}", driver.create_key_pair, name,
                     public_key=pubkey)
 
-    def default_image(self, call, driver, location):
+    def default_image(self, call: Call, driver: NodeDriver,
+                      location: NodeLocation | None) -> NodeImage:
         """Debian 12 by its slug: libcloud turns numeric image ids into strings, and
         the API reads a string image as a slug."""
         image = super().default_image(call, driver, location)
@@ -215,13 +216,14 @@ class DigitalOcean(CloudProfile):
     def is_default_image(self, image: NodeImage) -> bool:
         return (image.extra or {}).get("slug") == "debian-12-x64"
 
-    def prepare(self, call, driver, hostname, pubkey, location):
+    def prepare(self, call: Call, driver: NodeDriver, hostname: str, pubkey: str,
+                location: NodeLocation | None) -> Prepared:
         prepared = self.registered_key(call, driver, pubkey)
         prepared.kwargs["ex_create_attr"] = {"ipv6": True,
                                              "ssh_keys": [int(prepared.records["key_id"])]}
         return prepared
 
-    def ipv6(self, node):
+    def ipv6(self, node: Node) -> str | None:
         for net in ((node.extra or {}).get("networks") or {}).get("v6", []):
             if net.get("type") == "public":
                 return str(net["ip_address"])
@@ -236,11 +238,12 @@ class Linode(CloudProfile):
     default_size = "id g6-nanode-1"
     image_matcher = "id linode/debian12"
 
-    def prepare(self, call, driver, hostname, pubkey, location):
+    def prepare(self, call: Call, driver: NodeDriver, hostname: str, pubkey: str,
+                location: NodeLocation | None) -> Prepared:
         return Prepared({"ex_authorized_keys": [pubkey.strip()],
                          "root_pass": secrets.token_urlsafe(32)})
 
-    def ipv6(self, node):
+    def ipv6(self, node: Node) -> str | None:
         value = (node.extra or {}).get("ipv6") or ""
         return str(value).split("/")[0] or None
 
@@ -252,7 +255,8 @@ class Vultr(CloudProfile):
     default_size = "id vc2-1c-1gb"
     image_matcher = "name Debian 12 x64*"
 
-    def prepare(self, call, driver, hostname, pubkey, location):
+    def prepare(self, call: Call, driver: NodeDriver, hostname: str, pubkey: str,
+                location: NodeLocation | None) -> Prepared:
         prepared = self.registered_key(call, driver, pubkey)
         prepared.kwargs.update(ex_ssh_key_ids=[prepared.records["key_id"]],
                                ex_enable_ipv6=True, ex_hostname=hostname)
@@ -268,7 +272,8 @@ class EC2(CloudProfile):
     label = "Amazon EC2"
     default_size = "id t3.small"
 
-    def default_image(self, call, driver, location):
+    def default_image(self, call: Call, driver: NodeDriver,
+                      location: NodeLocation | None) -> NodeImage:
         images = call("listing Debian 12 images", driver.list_images,
                       ex_owner=DEBIAN_AMI_OWNER,
                       ex_filters={"name": "debian-12-amd64-*", "architecture": "x86_64"})
@@ -277,7 +282,8 @@ class EC2(CloudProfile):
                              "choose one with --image 'id ami-...'")
         return sorted(images, key=lambda i: i.name or "")[-1]
 
-    def prepare(self, call, driver, hostname, pubkey, location):
+    def prepare(self, call: Call, driver: NodeDriver, hostname: str, pubkey: str,
+                location: NodeLocation | None) -> Prepared:
         prepared = Prepared({"ex_userdata": cloud_config(pubkey)})
         groups = call(f"looking up security group {FIREWALL_NAME}",
                       driver.ex_get_security_groups, filters={"group-name": FIREWALL_NAME})
@@ -305,12 +311,14 @@ class GCE(CloudProfile):
     label = "Google Compute Engine"
     default_size = "name e2-small"
 
-    def default_image(self, call, driver, location):
+    def default_image(self, call: Call, driver: NodeDriver,
+                      location: NodeLocation | None) -> NodeImage:
         return call("looking up image family debian-12", driver.ex_get_image_from_family,
                     "debian-12", ex_project_list=["debian-cloud"],
                     ex_standard_projects=False)
 
-    def prepare(self, call, driver, hostname, pubkey, location):
+    def prepare(self, call: Call, driver: NodeDriver, hostname: str, pubkey: str,
+                location: NodeLocation | None) -> Prepared:
         prepared = Prepared({"ex_metadata": {"startup-script": root_key_script(pubkey)},
                              "ex_tags": [FIREWALL_NAME]})
         firewalls = call("listing firewall rules", driver.ex_list_firewalls)
@@ -337,7 +345,7 @@ class OVH(CloudProfile):
     default_size = "name d2-2"
     image_matcher = "name Debian 12"
 
-    def locations(self, call, driver):
+    def locations(self, call: Call, driver: NodeDriver) -> list[NodeLocation]:
         regions = call("listing regions", driver.connection.request,
                        driver._get_project_action("region")).object
         known = driver.connectionCls.LOCATIONS
@@ -345,7 +353,8 @@ class OVH(CloudProfile):
                              country=known.get(r, {}).get("country", ""), driver=driver)
                 for r in regions]
 
-    def default_image(self, call, driver, location):
+    def default_image(self, call: Call, driver: NodeDriver,
+                      location: NodeLocation | None) -> NodeImage:
         images = call("listing images", driver.list_images, location)
         found = [i for i in images if self.is_default_image(i)]
         if not found:
@@ -353,7 +362,8 @@ class OVH(CloudProfile):
                              "choose one with --image")
         return found[0]
 
-    def prepare(self, call, driver, hostname, pubkey, location):
+    def prepare(self, call: Call, driver: NodeDriver, hostname: str, pubkey: str,
+                location: NodeLocation | None) -> Prepared:
         return Prepared({"ex_userdata": cloud_config(pubkey)})
 
     def create(self, driver: NodeDriver, name: str, image: NodeImage, size: Any,
