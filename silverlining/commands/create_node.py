@@ -123,19 +123,22 @@ def _create(console: Console, cfg: ProviderConfig, driver: NodeDriver, hostname:
         kwargs["location"] = chosen_location
     chosen_image = chosen_size = None
     if image or cfg.image:
-        chosen_image = select(_listing("images", driver.list_images, chosen_location),
-                              image or cfg.image, "image", "--image" if image else source)
+        text = image or cfg.image
+        images = (profile.images(call_provider, driver, chosen_location, text)
+                  if profile is not None else
+                  clouds.listing(call_provider, "images", driver.list_images, chosen_location))
+        chosen_image = select(images, text, "image", "--image" if image else source)
     elif profile is not None:
         chosen_image = profile.default_image(call_provider, driver, chosen_location)
     elif "image" not in defaults:
-        chosen_image = select(_listing("images", driver.list_images, chosen_location), None,
-                              "image")
+        chosen_image = select(clouds.listing(call_provider, "images", driver.list_images,
+                                             chosen_location), None, "image")
     size_text = size or cfg.size or (profile.default_size if profile else None)
     if size_text or "size" not in defaults:
         origin = ("--size" if size else source if cfg.size
                   else f"the default for {profile.label}" if profile else "")
-        chosen_size = select(_listing("sizes", driver.list_sizes, chosen_location), size_text,
-                             "size", origin)
+        chosen_size = select(clouds.listing(call_provider, "sizes", driver.list_sizes,
+                                            chosen_location), size_text, "size", origin)
     kwargs.update(image=chosen_image, size=chosen_size)
     pubkey = cfg.public_key_path().read_text().strip()
     _check_create_args(driver, {**kwargs, **cfg.create_args}, cfg)
@@ -179,31 +182,10 @@ def _release(console: Console, profile: clouds.CloudProfile, driver: NodeDriver,
     """Undo the registrations of a node that was not created after all."""
     try:
         for what in profile.release(call_provider, driver, records,
-                                    used_elsewhere(cfg.name, hostname)):
+                                    clouds.used_elsewhere(cfg.name, hostname)):
             console.step(hostname, f"removed {what}")
     except SilverError as exc:
         console.warn(exc.message)
-
-
-def used_elsewhere(provider: str, hostname: str):
-    """Whether another registered node of ``provider`` records the same cloud resource."""
-    def check(kind: str, value: object) -> bool:
-        return any(name != hostname and entry.get("provider") == provider
-                   and str((entry.get("cloud") or {}).get(kind)) == str(value)
-                   for name, entry in NodeRegistry().all().items())
-    return check
-
-
-def _listing(what: str, method, location: object | None) -> list:
-    """A driver's images or sizes, of the chosen location when the method takes one
-    (OVH lists the same size names once per region, with different ids)."""
-    try:
-        takes = "location" in inspect.signature(method).parameters
-    except (TypeError, ValueError):
-        takes = False
-    if location is not None and takes:
-        return call_provider(f"listing {what}", method, location=location)
-    return call_provider(f"listing {what}", method)
 
 
 def _required(driver: NodeDriver, name: str) -> bool:

@@ -17,7 +17,6 @@ from silverlining import etchosts, transport
 from silverlining.console import Console
 from silverlining.errors import SilverError, UsageError
 from silverlining.locations import check_hostname
-from silverlining.commands.create_node import used_elsewhere
 from silverlining.providers import (call_provider, clouds, dns, find_node, node_address,
                                     open_provider)
 from silverlining.state import NodeRegistry
@@ -106,5 +105,5 @@ def _release(console: Console, target: Target) -> None:
     if not records or profile is None:
         return
     for what in profile.release(call_provider, target.driver, records,
-                                used_elsewhere(target.cfg.name, target.name)):
+                                clouds.used_elsewhere(target.cfg.name, target.name)):
         console.step(target.name, f"removed {what}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 from abc import ABC, abstractmethod
 import hashlib
+import inspect
 import json
 import secrets
 from collections.abc import Callable
@@ -111,6 +112,18 @@ def root_key_script(pubkey: str) -> str:
             "systemctl reload ssh || systemctl reload sshd || true\n")
 
 
+def listing(call: Call, what: str, method: Callable[..., list], location: Any) -> list:
+    """A driver's images or sizes, of the chosen location when the method takes one
+    (OVH lists the same size names once per region, with different ids)."""
+    try:
+        takes = "location" in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        takes = False
+    if location is not None and takes:
+        return call(f"listing {what}", method, location=location)
+    return call(f"listing {what}", method)
+
+
 class CloudProfile(ABC):
     """The defaults and the set-up one provider needs; subclasses override."""
 
@@ -136,6 +149,11 @@ class CloudProfile(ABC):
     def locations(self, call: Call, driver: NodeDriver) -> list[NodeLocation]:
         """Where nodes can be created, as ``--location`` matches them."""
         return call("listing locations", driver.list_locations)
+
+    def images(self, call: Call, driver: NodeDriver, location: NodeLocation | None,
+               text: str) -> list[NodeImage]:
+        """The images an ``--image`` matcher ``text`` chooses from."""
+        return listing(call, "images", driver.list_images, location)
 
     def is_default_image(self, image: NodeImage) -> bool:
         return bool(self.image_matcher) and parse(self.image_matcher, "image").matches(image)
@@ -282,6 +300,17 @@ class EC2(CloudProfile):
                              "choose one with --image 'id ami-...'")
         return sorted(images, key=lambda i: i.name or "")[-1]
 
+    def images(self, call: Call, driver: NodeDriver, location: NodeLocation | None,
+               text: str) -> list[NodeImage]:
+        """Only the images the matcher can pick: EC2 lists every public AMI otherwise."""
+        matcher = parse(text, "image")
+        if matcher.kind == "id":
+            return call("looking up image", driver.list_images, ex_image_ids=[matcher.value])
+        if matcher.kind == "name":
+            return call("listing images", driver.list_images,
+                        ex_filters={"name": matcher.value})
+        return call("listing images", driver.list_images)
+
     def prepare(self, call: Call, driver: NodeDriver, hostname: str, pubkey: str,
                 location: NodeLocation | None) -> Prepared:
         prepared = Prepared({"ex_userdata": cloud_config(pubkey)})
@@ -374,6 +403,18 @@ class OVH(CloudProfile):
         response = driver.connection.request(driver._get_project_action("instance"),
                                              data=data, method="POST")
         return driver._to_node(response.object)
+
+
+def used_elsewhere(provider: str, hostname: str) -> Callable[[str, Any], bool]:
+    """For ``release``: whether another registered node of ``provider`` records the
+    same cloud resource (the registry is the only list of "our" nodes there is)."""
+    from silverlining.state import NodeRegistry
+
+    def check(kind: str, value: Any) -> bool:
+        return any(name != hostname and entry.get("provider") == provider
+                   and str((entry.get("cloud") or {}).get(kind)) == str(value)
+                   for name, entry in NodeRegistry().all().items())
+    return check
 
 
 def _driver_classes() -> list[tuple[str, str, type[CloudProfile]]]:

@@ -250,3 +250,18 @@ def test_ec2_node_with_route53_records(api):
          "data": "192.0.2.80"}]
     assert silver("-y", "destroy-node", "web1.example.com").status == 0
     assert records == []
+
+
+def test_ec2_image_matchers_ask_for_only_those_images(api):
+    """EC2 lists every public AMI unfiltered: an id or name matcher is sent as a filter."""
+    ec2_api(api)
+    config()
+    assert silver("create-node", "web1", "--image", "id ami-0old", "--no-etc-hosts").status == 0
+    assert silver("create-node", "web2", "--image", "debian-12-amd64-2024* first",
+                  "--no-etc-hosts").status == 0
+    runs = [f["ImageId"] for f in actions(api) if f["Action"] == "RunInstances"]
+    assert runs == ["ami-0old", "ami-0old"]          # "first" of the two the API gave
+    looked = [f for f in actions(api) if f["Action"] == "DescribeImages"]
+    assert looked[0]["ImageId.1"] == "ami-0old" and "Owner.1" not in looked[0]
+    assert (looked[1]["Filter.1.Name"], looked[1]["Filter.1.Value.1"]) == (
+        "name", "debian-12-amd64-2024*")
