@@ -200,3 +200,14 @@ def test_vultr_error_is_one_line(api):
     vultr_config()
     assert_one_line_error(silver("create-node", "web1"), 1,
                           "Vultr: creating node web1 failed: (400) Invalid plan chosen.")
+
+
+def test_listings_mark_the_cloud_defaults(api):
+    vultr_api(api)
+    vultr_config()
+    images = silver("list-images")
+    assert images.status == 0, images.stderr
+    assert [line.split()[:2] for line in images.stdout.splitlines() if line.startswith("*")] \
+        == [["*", "2136"]]
+    sizes = silver("list-sizes").stdout.splitlines()
+    assert [line.split()[:2] for line in sizes if line.startswith("*")] == [["*", "vc2-1c-1gb"]]
