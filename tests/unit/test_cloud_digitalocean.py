@@ -283,3 +283,22 @@ def test_missing_dns_zone_is_refused_before_creating(api):
                           "DigitalOcean: no DNS zone 'example.org' (zones: example.com); fix "
                           "'zone =' in [dns:zone]")
     assert api.sent("POST", "/v2/droplets") == []
+
+
+def test_existing_record_of_the_name_is_changed_not_duplicated(api):
+    state = do_api(api)
+    state["records"].append({"id": 77, "type": "A", "name": "web1", "data": "198.51.100.1",
+                             "port": None, "priority": None, "weight": None, "ttl": 1800})
+
+    def update(req, m):
+        record = next(r for r in state["records"] if str(r["id"]) == m[1])
+        record.update(req.json)
+        return 200, {"domain_record": record}
+
+    api.route("PUT", r"/v2/domains/example.com/records/(\d+)", update)
+    config()
+    assert silver("create-node", "web1").status == 0
+    put, = api.sent("PUT", "/v2/domains/example.com/records/77")
+    assert put.json == {"type": "A", "name": "web1", "data": "203.0.113.2"}
+    assert sorted((r["type"], r["data"]) for r in state["records"]) == [
+        ("A", "203.0.113.2"), ("AAAA", "2001:db8::2")]
