@@ -89,7 +89,7 @@ def construct(cls: type[T], label: str, args: dict[str, str], path: str, section
     except InvalidCredsError as exc:
         raise ConfigError(path, f"credentials refused by {label}: {_message(exc)}",
                           section=section) from None
-    except (TypeError, ValueError, LibcloudError, BaseHTTPError, OSError) as exc:
+    except Exception as exc:  # drivers raise bare exceptions too (OVH: "validate your key")
         raise ConfigError(path, f"cannot set up driver {label!r}: {_message(exc)}",
                           section=section) from None
 

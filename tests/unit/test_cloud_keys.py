@@ -1,17 +1,19 @@
-"""Key fingerprints, key matching, DNS record names and node addresses (no provider)."""
+"""Key fingerprints, key matching, DNS record names, node addresses and driver set-up
+errors (no provider contacted)."""
 
 from __future__ import annotations
 
 import subprocess
 
 import pytest
-from libcloud.compute.base import KeyPair, Node
+from libcloud.compute.base import KeyPair, Node, NodeDriver
 from libcloud.compute.types import NodeState
 
-from silverlining.errors import UsageError
-from silverlining.providers import node_address
+from silverlining.errors import ConfigError, UsageError
+from silverlining.providers import get_driver, node_address
 from silverlining.providers.clouds import fingerprints, key_name, same_key
 from silverlining.providers.dns import record_name
+from silverlining.userconfig import ProviderConfig
 from tests.unit.cloudtest import PUBKEY
 
 
@@ -60,3 +62,21 @@ def test_node_address_skips_placeholders_and_prefers_public_ipv4():
     assert node_address(node, public=True) is None
     node = Node("1", "n", NodeState.RUNNING, ["2001:db8::7", "192.0.2.1"], [], None)
     assert node_address(node) == "192.0.2.1"
+
+
+class ValidateFirstDriver(NodeDriver):
+    """Like OVH's driver without a consumer key: a bare Exception from the constructor."""
+
+    name = "Validate first"
+
+    def __init__(self, key: str) -> None:
+        raise Exception("Your consumer key isn't validated, go to 'https://example/validate'")
+
+
+def test_a_drivers_bare_exception_at_setup_is_one_config_line(tmp_path):
+    cfg = ProviderConfig(name="p", driver=f"{__name__}:ValidateFirstDriver",
+                         driver_args={"key": "k"}, path=str(tmp_path / "conf"))
+    with pytest.raises(ConfigError) as info:
+        get_driver(cfg)
+    assert "cannot set up driver" in info.value.message
+    assert "go to 'https://example/validate'" in info.value.message
