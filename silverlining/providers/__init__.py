@@ -30,11 +30,11 @@ T = TypeVar("T")
 LOCAL_DRIVER = "silverlining.providers.local:LocalNodeDriver"
 
 
-def provider_names() -> dict[str, str]:
-    """Every spelling we accept (lowercase) -> libcloud's provider id."""
+def provider_names(enum: type = Provider) -> dict[str, str]:
+    """Every spelling we accept (lowercase) -> libcloud's provider id (compute or DNS)."""
     names: dict[str, str] = {}
-    for attr in dir(Provider):
-        value = getattr(Provider, attr)
+    for attr in dir(enum):
+        value = getattr(enum, attr)
         if attr.isupper() and isinstance(value, str):
             for spelling in (value, attr, attr.replace("_", "")):
                 names.setdefault(spelling.lower(), value)

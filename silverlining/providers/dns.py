@@ -22,7 +22,8 @@ from libcloud.dns.types import Provider, RecordType
 
 from silverlining.console import Console
 from silverlining.errors import ConfigError, UsageError
-from silverlining.providers import call_provider, check_constructor, construct
+from silverlining.providers import (call_provider, check_constructor, construct,
+                                    provider_names)
 from silverlining.userconfig import DnsConfig
 
 
@@ -49,12 +50,7 @@ def dns_driver(cfg: DnsConfig) -> DNSDriver:
             raise ConfigError(cfg.path, f"{cfg.driver!r} is not a libcloud DNSDriver class",
                               key="driver", section=section)
     else:
-        names = {}
-        for attr in dir(Provider):
-            value = getattr(Provider, attr)
-            if attr.isupper() and isinstance(value, str):
-                for spelling in (value, attr, attr.replace("_", "")):
-                    names.setdefault(spelling.lower(), value)
+        names = provider_names(Provider)
         provider = names.get(cfg.driver.lower())
         if provider is None:
             close = difflib.get_close_matches(cfg.driver.lower(), sorted(set(names.values())),

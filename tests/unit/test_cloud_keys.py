@@ -12,8 +12,8 @@ from libcloud.compute.types import NodeState
 from silverlining.errors import ConfigError, UsageError
 from silverlining.providers import get_driver, node_address
 from silverlining.providers.clouds import fingerprints, key_name, same_key
-from silverlining.providers.dns import record_name
-from silverlining.userconfig import ProviderConfig
+from silverlining.providers.dns import dns_driver, record_name
+from silverlining.userconfig import DnsConfig, ProviderConfig
 from tests.unit.cloudtest import PUBKEY
 
 
@@ -80,3 +80,16 @@ def test_a_drivers_bare_exception_at_setup_is_one_config_line(tmp_path):
         get_driver(cfg)
     assert "cannot set up driver" in info.value.message
     assert "go to 'https://example/validate'" in info.value.message
+
+
+def test_dns_driver_names_and_errors(tmp_path):
+    def cfg(driver: str, **args: str) -> DnsConfig:
+        return DnsConfig(name="z", driver=driver, zone="example.com", driver_args=args,
+                         path=str(tmp_path / "conf"))
+
+    assert type(dns_driver(cfg("Route53", key="AKIA", secret="s"))).__name__ == \
+        "Route53DNSDriver"
+    with pytest.raises(ConfigError, match="unknown libcloud DNS provider 'route35'"):
+        dns_driver(cfg("route35"))
+    with pytest.raises(ConfigError, match="driver 'digitalocean' needs 'key'"):
+        dns_driver(cfg("digitalocean"))
