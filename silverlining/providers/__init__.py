@@ -168,7 +168,11 @@ def open_provider(name: str | None) -> tuple[ProviderConfig, NodeDriver]:
 
 
 def find_node(nodes: list[Node], name: str, node_id: str | None = None) -> Node | None:
-    """Our node among the provider's: by the id we recorded, else by name."""
+    """Our node among the provider's: by the id we recorded, else by name.
+
+    Terminated nodes do not count: EC2 lists them for an hour after destroy-node.
+    """
+    nodes = [n for n in nodes if state_name(n) != "terminated"]
     if node_id is not None:
         for node in nodes:
             if str(node.id) == str(node_id):

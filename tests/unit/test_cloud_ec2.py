@@ -265,3 +265,14 @@ def test_ec2_image_matchers_ask_for_only_those_images(api):
     assert looked[0]["ImageId.1"] == "ami-0old" and "Owner.1" not in looked[0]
     assert (looked[1]["Filter.1.Name"], looked[1]["Filter.1.Value.1"]) == (
         "name", "debian-12-amd64-2024*")
+
+
+def test_ec2_name_free_again_while_the_old_instance_is_listed_terminated(api):
+    state = ec2_api(api)
+    config()
+    assert silver("create-node", "web1", "--no-etc-hosts").status == 0
+    assert silver("-y", "destroy-node", "web1").status == 0
+    assert [d["state"] for d in state["instances"]] == ["terminated"]   # still listed
+    result = silver("create-node", "web1", "--no-etc-hosts")
+    assert result.status == 0, result.stderr
+    assert len([f for f in actions(api) if f["Action"] == "RunInstances"]) == 2
