@@ -53,11 +53,14 @@ def run(console: Console, hostname: str, image: str | None = None, size: str | N
         raise UsageError(f"node {hostname!r} already exists ({state_name(existing)}, "
                          f"{node_address(existing) or 'no address'}); use --if-not-exists "
                          "to accept an existing node")
+    profile = clouds.profile_for(driver)
+    if profile is not None and existing is None:
+        profile.check_name(hostname)
     zone = None
     if cfg.dns is not None:     # a name outside the zone, or no such zone, fails now
         dns.record_name(hostname, cfg.dns.zone)
         zone = dns.open_zone(cfg.dns)
-    cloud = clouds.profile_for(driver) is not None     # reached on a public address
+    cloud = profile is not None         # reached on a public address
     waits = wait or cfg.dns is not None or cloud
     if waits:
         wait_timeout()                  # a bad value is refused before a node is paid for

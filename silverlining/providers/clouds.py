@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 import hashlib
 import inspect
 import json
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -145,6 +146,9 @@ class CloudProfile(ABC):
             raise UsageError(f"{self.label} lists no Debian 12 image; choose "
                              "one with --image or 'image =' (see silver list-images)")
         return found[-1]
+
+    def check_name(self, hostname: str) -> None:
+        """Refuse a node name the provider would refuse, before anything is created."""
 
     def locations(self, call: Call, driver: NodeDriver) -> list[NodeLocation]:
         """Where nodes can be created, as ``--location`` matches them."""
@@ -339,6 +343,12 @@ class GCE(CloudProfile):
 
     label = "Google Compute Engine"
     default_size = "name e2-small"
+
+    def check_name(self, hostname: str) -> None:
+        if not re.fullmatch(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", hostname):
+            raise UsageError(f"{hostname!r} cannot be a {self.label} instance name (a letter, "
+                             "then letters, digits and '-', no dots); name the node e.g. "
+                             "'web1' (with 'dns =' it becomes web1.ZONE)")
 
     def default_image(self, call: Call, driver: NodeDriver,
                       location: NodeLocation | None) -> NodeImage:

@@ -199,3 +199,12 @@ def test_gce_error_is_one_line(api, tmp_path):
     assert_one_line_error(silver("create-node", "web1"), 1,
                           "Google Compute Engine: creating node web1 failed: Quota 'CPUS' "
                           "exceeded. Limit: 0.0 in region europe-west3.")
+
+
+def test_gce_refuses_a_dotted_name_before_creating(api, tmp_path):
+    gce_api(api)
+    config(tmp_path)
+    assert_one_line_error(silver("create-node", "web1.example.com"), 2,
+                          "'web1.example.com' cannot be a Google Compute Engine instance name")
+    assert api.sent("POST", P + f"/zones/{ZONE}/instances") == []
+    assert api.sent("POST", P + "/global/firewalls") == []
