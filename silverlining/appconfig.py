@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from silverlining.inifile import IniFile, read_ini, split_lines, suggest
+from silverlining.inifile import IniFile, parse_bool, read_ini, split_lines, suggest
 
 SECTION = "production"
 # Apps run as node user ``sl-<app_name>``; Linux user names stop at 32 characters.
@@ -19,12 +19,15 @@ NAME_RE = re.compile(rf"^[a-z0-9][a-z0-9_-]{{0,{MAX_NAME_LEN - 1}}}$")
 _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
 _MODULE_RUNNER = re.compile(rf"^{_DOTTED}:{_DOTTED}$")
 _FILE_RUNNER = re.compile(r"^([^#\s]+\.py)(?:#([A-Za-z_][A-Za-z0-9_]*))?$")
-_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
+# Debian package names; a trailing '-' would ask apt to *remove* the package, so
+# a name must end in a letter, digit or '+' (g++), and options never pass.
+_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*[a-z0-9+]$")
+_MEMORY_RE = re.compile(r"^[1-9][0-9]*[KMGT]?$")
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*$")
 INTERFACES = ("wsgi", "asgi")
 KEYS = ("app_name", "runner", "interface", "update_fetch", "default_location",
         "packages", "health_check", "config.required", "config.default",
-        "config.checker")
+        "config.checker", "memory_max", "start_timeout")
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,31 @@ class FetchEntry:
 
 
 @dataclass(frozen=True)
+class Parameter:
+    """A ``[parameter:NAME]`` section: a deploy-time value the app gets as ``NAME``
+    in upper case (``api_token`` -> ``API_TOKEN``)."""
+
+    name: str
+    description: str = ""
+    default: str | None = None
+    hidden: bool = False
+    pattern: str | None = None
+
+    @property
+    def env_name(self) -> str:
+        return self.name.upper()
+
+    def check(self, value: str) -> str | None:
+        """Why ``value`` is not acceptable (never quoting a hidden value), or None."""
+        if "\n" in value or "\0" in value:
+            return f"parameter {self.name}: the value holds a newline or NUL"
+        if self.pattern and not re.fullmatch(self.pattern, value):
+            shown = "the value" if self.hidden else repr(value)
+            return f"parameter {self.name}: {shown} does not match {self.pattern!r}"
+        return None
+
+
+@dataclass(frozen=True)
 class AppConfig:
     """Everything ``app.ini`` says about an app, checked."""
 
@@ -62,6 +90,9 @@ class AppConfig:
     config_required: bool = False
     config_default: str | None = None
     config_checker: str | None = None
+    memory_max: str | None = None
+    start_timeout: int = 60
+    parameters: dict[str, Parameter] = field(default_factory=dict)
 
     @property
     def ini_path(self) -> Path:
@@ -144,7 +175,17 @@ def parse_app_ini(ini: IniFile, app_dir: Path, check_files: bool = True) -> AppC
     packages = tuple(values.get("packages", "").replace(",", " ").split())
     for pkg in packages:
         if not _PACKAGE_RE.match(pkg):
-            raise ini.error(f"{pkg!r} is not a valid package name", SECTION, "packages")
+            raise ini.error(f"{pkg!r} is not a valid package name (Debian names: lowercase "
+                            "letters, digits, '.', '+', '-', not ending in '-')",
+                            SECTION, "packages")
+    start_timeout = values.get("start_timeout") or "60"
+    if not start_timeout.isdigit() or not 1 <= int(start_timeout) <= 900:
+        raise ini.error(f"{start_timeout!r} must be a number of seconds from 1 to 900",
+                        SECTION, "start_timeout")
+    memory_max = values.get("memory_max") or None
+    if memory_max and not _MEMORY_RE.match(memory_max):
+        raise ini.error(f"{memory_max!r} must be a size such as 256M or 1G", SECTION,
+                        "memory_max")
     health = values.get("health_check") or None
     if health and not _PATH_RE.match(health):
         raise ini.error(f"{health!r} must be a URL path starting with '/'",
@@ -177,4 +218,46 @@ def parse_app_ini(ini: IniFile, app_dir: Path, check_files: bool = True) -> AppC
         config_required=config_required,
         config_default=values.get("config.default") or None,
         config_checker=checker,
+        memory_max=memory_max,
+        start_timeout=int(start_timeout),
+        parameters=parse_parameters(ini),
     )
+
+
+PARAM_PREFIX = "parameter:"
+PARAM_KEYS = ("description", "default", "hidden", "pattern")
+_PARAM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# Names the node sets itself: a parameter may not shadow them.
+RESERVED_ENV = re.compile(r"^(SILVER_.*|CONFIG_.*|TEMP|PATH|PYTHON.*|LANG|LC_.*|HOME|USER|"
+                          r"LD_.*)$")
+
+
+def parse_parameters(ini: IniFile) -> dict[str, Parameter]:
+    """``[parameter:NAME]`` sections, checked (names, keys, patterns, defaults)."""
+    found = {}
+    for section, values in ini.sections.items():
+        if not section.startswith(PARAM_PREFIX):
+            continue
+        name = section[len(PARAM_PREFIX):]
+        if not _PARAM_NAME.match(name) or RESERVED_ENV.match(name.upper()):
+            raise ini.error(f"{name!r} is not a parameter name: lowercase letters, digits "
+                            "and '_', starting with a letter, not a name the node sets "
+                            "(SILVER_*, CONFIG_*, PATH, ...)", section)
+        for key in values:
+            if key not in PARAM_KEYS:
+                raise ini.error(f"unknown key{suggest(key, list(PARAM_KEYS))}; valid: "
+                                f"{', '.join(PARAM_KEYS)}", section, key)
+        pattern = values.get("pattern") or None
+        if pattern:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ini.error(f"{pattern!r} is not a regular expression: {exc}",
+                                section, "pattern") from None
+        param = Parameter(name, values.get("description", ""), values.get("default"),
+                          parse_bool(ini, section, "hidden", values.get("hidden", "false")),
+                          pattern)
+        if param.default is not None and (problem := param.check(param.default)):
+            raise ini.error(f"default: {problem}", section, "default")
+        found[name] = param
+    return found

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from silverlining import appfiles, etchosts
 from silverlining.appconfig import NAME_RE, AppConfig
+from silverlining.commands._params import (changes_input, check_given, complete,
+                                           parse_assignments, read_param_files)
 from silverlining.commands._remote import NodeSession, node_for, open_node, who
 from silverlining.console import Console
 from silverlining.errors import SilverError, UsageError
@@ -45,6 +47,8 @@ class Plan:
     lock_wait: float | None
     who: str
     source: str
+    config: AppConfig
+    params: dict[str, str]
 
 
 @dataclass
@@ -65,10 +69,10 @@ def human(size: int) -> str:
     return f"{size} B"
 
 
-def find_extensions(app_dir: Path) -> list[tuple[str, str]]:
+def find_extensions(files: list[str]) -> list[tuple[str, str]]:
     """Compiled extensions that name the Python they were built for."""
     found = []
-    for rel in appfiles.iter_app_files(app_dir):
+    for rel in files:
         if m := _EXT_RE.search(rel):
             found.append((rel, f"{m.group(1)}.{m.group(2)}"))
     return found
@@ -91,12 +95,25 @@ def check_config(app_dir: Path, config_dir: Path) -> None:
         raise UsageError(lines[-1].removeprefix("silver: error: "))
 
 
+def source_of(app_dir: Path) -> str:
+    """Where a deploy came from: host, directory, and the git revision when there is one."""
+    source = f"{socket.gethostname()}:{app_dir}"
+    try:
+        rev = subprocess.run(["git", "-C", str(app_dir), "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return source
+    return f"{source}@{rev.stdout.strip()}" if rev.returncode == 0 and rev.stdout.strip() \
+        else source
+
+
 def make_plan(app_dir: str, location: str | None, host: str | None, name: str | None,
               config_dir: str | None, clear: bool, lock_wait: float | None,
-              console: Console) -> Plan:
+              console: Console, params: dict[str, str] | None = None) -> Plan:
     if location and host:
         raise UsageError("give the location once: either LOCATION or --host")
     config = AppConfig.load(app_dir)
+    check_given(config, params or {})
     app = name or config.app_name
     if not NAME_RE.match(app):
         raise UsageError(f"bad --name {app!r}: use lowercase letters, digits, '-' and '_'")
@@ -118,10 +135,19 @@ def make_plan(app_dir: str, location: str | None, host: str | None, name: str | 
         console.info(f"made paths relative in {path}")
     for path, target in fixed.outside:
         console.warn(f"{path} points outside the app ({target}); it will be missing on the node")
+    scan = appfiles.scan_app_files(config.app_dir)
+    if scan.outside:
+        path, target = scan.outside[0]
+        raise UsageError(f"{config.app_dir / path} is a symlink to {target}, outside the app: "
+                         "links may only point inside the app directory (copy the file in, "
+                         "or list it in .silverignore)")
+    for path in scan.special:
+        console.warn(f"skipping {config.app_dir / path}: not a regular file (FIFO, socket "
+                     "or device)")
     return Plan(app_dir=config.app_dir, app=app, location=parse_location(text), config_dir=cfg,
                 clear=clear, excludes=appfiles.read_silverignore(config.app_dir),
-                extensions=find_extensions(config.app_dir), lock_wait=lock_wait, who=who(),
-                source=f"{socket.gethostname()}:{config.app_dir}")
+                extensions=find_extensions(scan.files), lock_wait=lock_wait, who=who(),
+                source=source_of(config.app_dir), config=config, params=dict(params or {}))
 
 
 def upload(session: NodeSession, plan: Plan, reserved: dict) -> RsyncStats:
@@ -145,12 +171,14 @@ def upload(session: NodeSession, plan: Plan, reserved: dict) -> RsyncStats:
     return stats
 
 
-def deploy_to(console: Console, node: str, plan: Plan) -> Outcome:
+def deploy_to(console: Console, node: str, plan: Plan, ask: bool = False) -> Outcome:
     started = time.monotonic()
     session = open_node(console, node)
     try:
-        info = session.call("info", quiet=True)
+        info = session.call("info", "--app", plan.app, quiet=True)
         check_extensions(plan, session.name, info["python"])
+        values = complete(plan.config, plan.params, set(info.get("params_set", [])),
+                          session.name, ask)
         lock = ["--lock-wait", f"{plan.lock_wait:g}"] if plan.lock_wait is not None else []
         reserved = session.call("reserve", plan.app, "--who", plan.who, "--source",
                                 plan.source, *lock, quiet=True)
@@ -162,10 +190,10 @@ def deploy_to(console: Console, node: str, plan: Plan) -> Outcome:
         console.step(session.name, f"sent {human(stats.bytes_sent)} "
                      f"({stats.files_transferred} changed files)")
         args = ["deploy", plan.app, version, "--location", str(plan.location),
-                "--who", plan.who, *lock]
+                "--who", plan.who, "--params-stdin", *lock]
         if plan.clear:
             args.append("--clear")
-        result = session.call(*args)
+        result = session.call(*args, input=changes_input(values))
     finally:
         session.close()
     console.step(session.name, f"{plan.app}.{version} is live at {plan.location}")
@@ -196,11 +224,14 @@ def offer_etc_hosts(console: Console, location: Location, node: str) -> None:
 
 def run(console: Console, app_dir: str, location: str | None, host: str | None,
         nodes: tuple[str, ...], name: str | None, config_dir: str | None, clear: bool,
-        noetchosts: bool, lock_wait: float | None = None, dns: bool | None = None) -> int:
-    plan = make_plan(app_dir, location, host, name, config_dir, clear, lock_wait, console)
+        noetchosts: bool, lock_wait: float | None = None, params: tuple[str, ...] = (),
+        param_files: tuple[str, ...] = (), dns: bool | None = None) -> int:
+    values = {**parse_assignments(params, "--param"), **read_param_files(param_files)}
+    plan = make_plan(app_dir, location, host, name, config_dir, clear, lock_wait, console,
+                     values)
     targets = list(dict.fromkeys(nodes)) or [node_for(plan.location, None)]
     if len(targets) == 1:
-        outcome = deploy_to(console, targets[0], plan)
+        outcome = deploy_to(console, targets[0], plan, ask=True)
         report(console, plan, [outcome], {})
         on_dns = plan.location.is_exact_host and providers_dns.offer_location(
             console, plan.location.host, targets[0], dns)
