@@ -157,13 +157,14 @@ def setup_node_cmd(ctx, hosts):
 @click.option("--param-file", "param_files", multiple=True, metavar="NAME=PATH",
               help="Set a parameter to a file's content (for secrets).")
 @click.option("--lock-wait", type=float, hidden=True, help="Seconds to wait for the app's deploy lock.")
+@click.option("--dns/--no-dns", default=None, help="Point the host at the node in the provider's DNS zone (asks if not given).")
 @click.pass_context
 def update_cmd(ctx, app_dir, location, host, nodes, name, config_dir, clear, noetchosts, params,
-               param_files, lock_wait):
+               param_files, lock_wait, dns):
     """Deploy APP_DIR to LOCATION (HOST[/PATH]) with zero downtime."""
     dispatch(ctx, "update", app_dir=app_dir, location=location, host=host, nodes=nodes, name=name,
              config_dir=config_dir, clear=clear, noetchosts=noetchosts, lock_wait=lock_wait,
-             params=params, param_files=param_files)
+             params=params, param_files=param_files, dns=dns)
 
 
 @silver.command("params")
