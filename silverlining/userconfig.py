@@ -18,7 +18,7 @@ from silverlining.inifile import IniFile, read_ini, suggest
 
 PROVIDER_KEYS = ("driver", "image", "size", "location", "ssh_public_key", "dns")
 DNS_KEYS = ("driver", "zone", "ttl")
-_DRIVER_RE = re.compile(r"^[A-Za-z0-9_]+$|^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_DRIVER_RE = re.compile(r"^[A-Za-z0-9_]+\Z|^[A-Za-z_][\w.]*:[A-Za-z_]\w*\Z")
 
 
 @dataclass(frozen=True)
