@@ -262,7 +262,7 @@ def parse_app_ini(ini: IniFile, app_dir: Path, check_files: bool = True) -> AppC
     )
 
 
-_JOB_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,30}\Z")
+JOB_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,30}\Z")
 
 
 def _job_sections(ini: IniFile, kind: str, keys: tuple[str, ...]):
@@ -271,7 +271,7 @@ def _job_sections(ini: IniFile, kind: str, keys: tuple[str, ...]):
         if not section.startswith(kind + ":"):
             continue
         name = section[len(kind) + 1:]
-        if not _JOB_NAME.match(name):
+        if not JOB_NAME.match(name):
             raise ini.error(f"{name!r} is not a {kind} name: lowercase letters, digits, '-' "
                             "and '_', at most 31", section)
         for key in values:
