@@ -482,6 +482,7 @@ def test_an_app_without_runner_runs_its_workers_as_at_app(node, tmp_path):
     assert failed.returncode == 1
     assert "failed its health check: GET /ok answered 500; the old version keeps serving" \
         in failed.stderr.strip().splitlines()[-1]
-    assert _beats(node, "batch")["beat-1"][1] == f"batch.{first}"
+    _wait_for(lambda: _beats(node, "batch")["beat-1"][1] == f"batch.{first}",
+              "the old version's worker alone again")
     assert "health of @batch: ok" in node.silver("query", node.name, "batch", "--health",
                                                  check=True).stdout
