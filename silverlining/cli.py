@@ -233,6 +233,40 @@ def diff_cmd(ctx, app_dir, location, node):
     dispatch(ctx, "diff", app_dir=app_dir, location=location, node=node)
 
 
+@silver.command("backup")
+@click.argument("location")
+@click.argument("dest", required=False)
+@click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+@click.pass_context
+def backup_cmd(ctx, location, dest, node):
+    """Dump every service of the app at LOCATION into one checked .tar.gz.
+
+    DEST is a local file or directory (default ./APP-TIME.tar.gz), or
+    remote:NAME to keep the backup on the node.
+    """
+    dispatch(ctx, "backup", location=location, dest=dest, node=node)
+
+
+@silver.command("restore")
+@click.argument("backup")
+@click.argument("location")
+@click.option("--force-app", is_flag=True, help="Restore a backup made of another app.")
+@click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+@click.pass_context
+def restore_cmd(ctx, backup, location, force_app, node):
+    """Replace the data of the app at LOCATION with BACKUP (a file or remote:NAME)."""
+    dispatch(ctx, "restore", backup=backup, location=location, force_app=force_app, node=node)
+
+
+@silver.command("clear")
+@click.argument("location")
+@click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+@click.pass_context
+def clear_cmd(ctx, location, node):
+    """Delete all data of the app at LOCATION (asks unless --yes), then run update_fetch."""
+    dispatch(ctx, "clear", location=location, node=node)
+
+
 def _disable_command(name: str, disable: bool, summary: str) -> None:
     @silver.command(name, help=summary)
     @click.argument("location", required=False)

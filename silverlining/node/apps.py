@@ -85,6 +85,9 @@ def running_units() -> set[str]:
 
 
 def query(globs: list[str]) -> dict:
+    """Every app (or those matching ``globs``): versions, where they are live, the
+    services of the version live (else the newest deployed) and its kept backups."""
+    from silverlining.node.data import list_backups
     from silverlining.node.instances import unit_name
 
     routes = load_routes()
@@ -104,7 +107,11 @@ def query(globs: list[str]) -> dict:
                                      if e.get("app") == app and e.get("prev") == version)
             meta["running"] = unit_name(app, version) in running
             versions.append(meta)
-        apps.append({"app": app, "disabled": state.disabled, "versions": versions})
+        live = [v for v in versions if v["live_at"]] or [v for v in versions
+                                                          if v.get("status") == "ok"]
+        apps.append({"app": app, "disabled": state.disabled, "versions": versions,
+                     "services": live[-1].get("services", []) if live else [],
+                     "backups": list_backups(app)})
     return {"node": socket.getfqdn(), "apps": apps,
             "routes": {loc: e for loc, e in sorted(routes.items())
                        if any(a["app"] == e.get("app") for a in apps)}}

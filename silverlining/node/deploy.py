@@ -27,9 +27,6 @@ from silverlining.node._switch import canonical_hostname, location_key, switch
 from silverlining.node._util import (empty_dir, ensure_app_user, make_dir, run, say,
                                      version_number)
 
-FILE_SERVICES = ("files", "writable_root")
-
-
 def build_instance(app: str, version: str, source: Path, basis: str | None, gid: int) -> Path:
     """Copy the upload into the instance dir, root-owned and group-readable by the app.
 
@@ -62,27 +59,16 @@ def install_packages(packages: tuple[str, ...]) -> None:
         what="apt-get install", timeout=1800)
 
 
-def install_services(config: AppConfig, uid: int, gid: int, clear: bool) -> dict[str, str]:
-    """Each service ready for the app; returns their CONFIG_* variables."""
+def install_services(config: AppConfig, clear: bool) -> dict[str, str]:
+    """Each service ready for the app (emptied first with ``clear``); returns their
+    CONFIG_* variables. A ready service costs a cheap check, nothing more."""
     from silverlining.services import get_service
 
     env: dict[str, str] = {}
     for name in sorted(config.services):
         service = get_service(name)
-        if name in FILE_SERVICES:
-            path = service.data_dir(config, paths)
-            if clear and path.is_dir():
-                say(f"service {name}: clearing {path}")
-                empty_dir(path)
-            make_dir(path, uid, gid, 0o2750)
-        else:
-            try:
-                (service.clear if clear else service.install)(config, paths)
-            except NotImplementedError:
-                raise NodeError(f"service {name} is not available on nodes yet") from None
-            except SilverError as exc:
-                raise NodeError(f"service {name}: {exc.message}") from None
         try:
+            (service.clear if clear else service.install)(config, paths)
             env.update(service.env(config, paths))
         except SilverError as exc:
             raise NodeError(f"service {name}: {exc.message}") from None
@@ -170,7 +156,7 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState)
              f"{upload / 'config'}/", f"{config_dir}/"], what="installing the deployment config")
         os.chmod(config_dir, 0o700)
     install_packages(config.packages)
-    service_env = install_services(config, uid, gid, clear)
+    service_env = install_services(config, clear)
     empty_dir(temp)
     env = instance_env(config, app, version, location, service_env, config_dir)
     write_env(instances.env_path(app, version), env, uid, gid)

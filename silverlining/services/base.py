@@ -20,7 +20,9 @@ and tells the app about it through ``CONFIG_*`` environment variables.
 
 from __future__ import annotations
 
+import grp
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -100,18 +102,39 @@ class Service:
         return values
 
     def write_credentials(self, app: Any, node_paths: Any, values: dict[str, str]) -> Path:
-        """Write ``key=value`` lines readable by the owner only (secrets inside)."""
+        """Write ``key=value`` lines, mode 0640, owned by root with the app's group
+        (``sl-APP``): the app reads its secrets, no other app does.
+
+        Atomic: a fresh temp file (``O_EXCL|O_NOFOLLOW``, so a planted link is never
+        followed) gets owner and mode before any secret is written, then replaces
+        the old file. Without ``APP_USER_PREFIX`` in ``node_paths`` (tests) the
+        file keeps the caller's group.
+        """
+        for key, value in values.items():
+            if "\n" in key or "\n" in value or "=" in key:
+                raise ValueError(f"bad credential {key!r}")
         path = self.credentials_path(app, node_paths)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for key, value in values.items():
-                if "\n" in key or "\n" in value or "=" in key:
-                    raise ValueError(f"bad credential {key!r}")
-                fh.write(f"{key}={value}\n")
-        os.replace(tmp, path)
+        prefix = getattr(node_paths, "APP_USER_PREFIX", None)
+        gid = grp.getgrnam(prefix + app.app_name).gr_gid if prefix else None
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                if gid is not None:
+                    os.fchown(fh.fileno(), 0, gid)
+                os.fchmod(fh.fileno(), 0o640)
+                fh.write("".join(f"{key}={value}\n" for key, value in values.items()))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return path
+
+    def remove_credentials(self, app: Any, node_paths: Any) -> None:
+        self.credentials_path(app, node_paths).unlink(missing_ok=True)
 
 
 def sqlalchemy_url(scheme: str, user: str, password: str, host: str, port: str,
