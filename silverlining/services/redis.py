@@ -123,15 +123,18 @@ class RedisService(Service):
         say(f"redis: {len(keys)} keys of {app.app_name} deleted")
 
     def backup(self, app: Any, node_paths: Any, dest_dir: Path) -> None:
-        """One JSON line per key: name, remaining time to live, DUMP payload."""
+        """One JSON line per key: its name without the app's prefix (so the backup
+        can go back into another app with ``--force-app``), its remaining time
+        to live, and the DUMP payload."""
         self.install(app, node_paths)
+        prefix = len(f"{app.app_name}:")
         with admin(node_paths) as r, open(dest_dir / "keys.jsonl", "w") as out:
             for key in app_keys(r, app.app_name):
                 payload = r.call("DUMP", key)
                 if payload is None:          # expired meanwhile
                     continue
                 ttl = r.call("PTTL", key)
-                out.write(json.dumps({"key": b64(key), "ttl": max(int(ttl), 0),
+                out.write(json.dumps({"key": b64(key[prefix:]), "ttl": max(int(ttl), 0),
                                       "dump": b64(payload)}) + "\n")
 
     def restore(self, app: Any, node_paths: Any, src_dir: Path) -> None:
@@ -140,11 +143,8 @@ class RedisService(Service):
         with admin(node_paths) as r, open(src_dir / "keys.jsonl") as dump:
             for line in dump:
                 item = json.loads(line)
-                key = base64.b64decode(item["key"])
-                if not key.startswith(prefix):
-                    raise SilverError(f"redis backup holds a key outside {prefix.decode()}*")
-                r.call("RESTORE", key, str(int(item["ttl"])), base64.b64decode(item["dump"]),
-                       "REPLACE")
+                r.call("RESTORE", prefix + base64.b64decode(item["key"]),
+                       str(int(item["ttl"])), base64.b64decode(item["dump"]), "REPLACE")
 
 
 def app_user(app: str) -> str:

@@ -8,6 +8,7 @@ happens once). The app is ``tests/data/dbprobe``, copied and renamed per test.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -46,15 +47,43 @@ def rows(node, host: str) -> list[str]:  # noqa: F811
 
 @pytest.fixture(scope="module")
 def shop(node, tmp_path_factory) -> Path:  # noqa: F811
-    """App ``shop`` (postgresql + files) deployed at shop.test with two rows and a file."""
-    app = make_app(tmp_path_factory.mktemp("shop"), "shop", ("postgresql", "files"),
-                   ("python3-psycopg2",))
+    """App ``shop`` (postgresql, files, redis) deployed at shop.test with two rows, a
+    file and a Redis key."""
+    app = make_app(tmp_path_factory.mktemp("shop"), "shop", ("postgresql", "files", "redis"),
+                   ("python3-psycopg2", "python3-redis"))
     proc = node.update(app, "shop.test")
     assert "service postgresql: ready" in proc.stderr + proc.stdout
     get(node, "shop.test", "/pg/add", v="one")
     get(node, "shop.test", "/pg/add", v="two")
     get(node, "shop.test", "/files/write", name="a.txt", v="alpha")
+    assert get(node, "shop.test", "/redis/set", k="shop:secret", v="s3")["value"] == "s3"
     return app
+
+
+@pytest.fixture(scope="module")
+def other(node, tmp_path_factory) -> Path:  # noqa: F811
+    """App ``other`` (postgis, mysql, redis, files) deployed at other.test."""
+    app = make_app(tmp_path_factory.mktemp("other"), "other",
+                   ("postgis", "mysql", "redis", "files"),
+                   ("python3-psycopg2", "python3-pymysql", "python3-redis"))
+    node.update(app, "other.test")
+    return app
+
+
+def snapshot(node, host: str) -> tuple:  # noqa: F811
+    """Everything of shop's data the tests compare: rows, files, a Redis key."""
+    return (rows(node, host), get(node, host, "/files/list"),
+            get(node, host, "/redis/get", k="shop:secret"))
+
+
+def corrupt_copy(src: Path, dest: Path, member: str) -> None:
+    """The same archive with one byte of ``member`` changed (manifest untouched)."""
+    with tarfile.open(src, "r:gz") as tin, tarfile.open(dest, "w:gz") as tout:
+        for info in tin.getmembers():
+            data = tin.extractfile(info).read()
+            if info.name == member:
+                data = bytes([data[0] ^ 1]) + data[1:]
+            tout.addfile(info, io.BytesIO(data))
 
 
 def test_postgresql_and_files_survive_redeploy_and_rollback(node, shop):  # noqa: F811
@@ -80,5 +109,122 @@ def test_postgresql_and_files_survive_redeploy_and_rollback(node, shop):  # noqa
 
     mode = node.root("stat -c '%a %U %G' /var/lib/silverlining/data/shop/postgresql.credentials")
     assert mode.split() == ["640", "root", "sl-shop"]
-    hba = node.root("cat /etc/postgresql/*/main/pg_hba.conf")
+    hba = node.root("grep -v '^#' /etc/postgresql/*/main/pg_hba.conf")
     assert "trust" not in hba and "scram-sha-256" in hba
+
+
+def test_backup_clear_restore_returns_exactly_the_data(node, shop, tmp_path):  # noqa: F811
+    before = snapshot(node, "shop.test")
+    assert before[0] and before[1]["files"] and before[2] == {"value": "s3"}
+    dest = tmp_path / "shop.tar.gz"
+    proc = node.silver("backup", "shop.test", str(dest), "--node", node.name, check=True)
+    assert f"backup written to {dest}" in proc.stdout
+    assert oct(dest.stat().st_mode & 0o777) == "0o600"
+    with tarfile.open(dest) as tar:
+        names = tar.getnames()
+        manifest = json.loads(tar.extractfile("manifest.json").read())
+    assert names[0] == "manifest.json" and set(names[1:]) == set(manifest["parts"])
+    assert manifest["app"] == "shop" and manifest["services"] == ["files", "postgresql", "redis"]
+    assert all(len(p["sha256"]) == 64 for p in manifest["parts"].values())
+
+    refused = node.silver("clear", "shop.test", "--node", node.name)    # no terminal, no -y
+    assert refused.returncode == 2 and "pass -y" in refused.stderr
+    assert snapshot(node, "shop.test") == before
+    node.silver("-y", "clear", "shop.test", "--node", node.name, check=True)
+    assert snapshot(node, "shop.test") == ([], {"files": {}}, {"value": None})
+
+    proc = node.silver("restore", str(dest), "shop.test", "--node", node.name, check=True)
+    assert "restored files, postgresql, redis" in proc.stdout
+    assert snapshot(node, "shop.test") == before
+    status, _, _ = http_get(node.address, "shop.test", "/health")
+    assert status == 200                                               # enabled again
+
+
+def test_corrupted_archive_is_refused_before_touching_data(node, shop, tmp_path):  # noqa: F811
+    before = snapshot(node, "shop.test")
+    good = tmp_path / "good.tar.gz"
+    node.silver("backup", "shop.test", str(good), "--node", node.name, check=True)
+    get(node, "shop.test", "/pg/add", v="after-backup")
+    before = snapshot(node, "shop.test")
+    bad = tmp_path / "bad.tar.gz"
+    corrupt_copy(good, bad, "postgresql/database.dump")
+    proc = node.silver("restore", str(bad), "shop.test", "--node", node.name)
+    assert proc.returncode == 1 and "postgresql/database.dump is corrupted" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(good.read_bytes()[:-200])
+    proc = node.silver("restore", str(truncated), "shop.test", "--node", node.name)
+    assert proc.returncode == 1 and "damaged archive" in proc.stderr
+
+    # the node checks too: a remote backup damaged on the node
+    node.silver("backup", "shop.test", "remote:damaged", "--node", node.name, check=True)
+    node.root("cd /var/lib/silverlining/backups/shop && python3 -c \"import sys, tarfile, io; "
+              "t = tarfile.open('damaged.tar.gz'); m = [(i, t.extractfile(i).read()) "
+              "for i in t.getmembers()]; o = tarfile.open('damaged.tar.gz', 'w:gz'); "
+              "[o.addfile(i, io.BytesIO(d if i.name != 'files/files.tar' else b'x' + d[1:])) "
+              "for i, d in m]; o.close()\"")
+    proc = node.silver("restore", "remote:damaged", "shop.test", "--node", node.name)
+    assert proc.returncode == 1 and "files/files.tar is corrupted" in proc.stderr, proc.stderr
+    assert snapshot(node, "shop.test") == before
+    status, _, _ = http_get(node.address, "shop.test", "/health")
+    assert status == 200                                             # never disabled
+
+
+def test_another_apps_backup_needs_force_app(node, shop, tmp_path):  # noqa: F811
+    dest = tmp_path / "shop.tar.gz"
+    node.silver("backup", "shop.test", str(dest), "--node", node.name, check=True)
+    copy = make_app(tmp_path, "shopcopy", ("postgresql", "files", "redis"),
+                    ("python3-psycopg2", "python3-redis"))
+    node.update(copy, "shopcopy.test")
+    proc = node.silver("restore", str(dest), "shopcopy.test", "--node", node.name)
+    assert proc.returncode != 0 and "backup of shop, not of shopcopy" in proc.stderr
+    assert rows(node, "shopcopy.test") == []
+    node.silver("restore", str(dest), "shopcopy.test", "--force-app", "--node", node.name,
+                check=True)
+    assert rows(node, "shopcopy.test") == rows(node, "shop.test")
+    assert get(node, "shopcopy.test", "/files/list") == get(node, "shop.test", "/files/list")
+    # the Redis keys move to the new app's prefix
+    assert get(node, "shopcopy.test", "/redis/get", k="shopcopy:secret") == {"value": "s3"}
+
+
+def test_second_app_cannot_reach_the_first_ones_data(node, shop, other):  # noqa: F811
+    denied = get(node, "other.test", "/pg/other", dbname="sl_shop")
+    assert not denied["connected"] and "CONNECT privilege" in denied["error"]
+    assert not get(node, "other.test", "/pg/other", dbname="postgres")["connected"]
+    assert "no permissions" in get(node, "other.test", "/redis/get", k="shop:secret")["error"]
+    assert "no permissions" in get(node, "other.test", "/redis/set", k="x", v="1")["error"]
+    env = get(node, "other.test", "/env")
+    assert env["CONFIG_REDIS_USER"] == "sl-other" and env["CONFIG_REDIS_PREFIX"] == "other:"
+    assert env["CONFIG_REDIS_URL"].startswith("redis://sl-other:")
+    for path in ("postgresql", "mysql", "redis"):
+        listing = node.root(f"stat -c '%a %U %G' /var/lib/silverlining/data/other/{path}"
+                            ".credentials")
+        assert listing.split() == ["640", "root", "sl-other"], (path, listing)
+
+
+def test_postgis_mysql_and_redis_round_trip(node, other):  # noqa: F811
+    gis = get(node, "other.test", "/pg/postgis")
+    assert gis["postgis"] and gis["point"] == "POINT(1 2)"
+    assert get(node, "other.test", "/mysql/set", k="greeting", v="hello")["value"] == "hello"
+    assert get(node, "other.test", "/mysql/get", k="greeting")["value"] == "hello"
+    assert get(node, "other.test", "/redis/set", k="other:n", v="42")["value"] == "42"
+    env = get(node, "other.test", "/env")
+    assert env["CONFIG_MYSQL_SQLALCHEMY"] == (
+        f"mysql://sl_other:{env['CONFIG_MYSQL_PASSWORD']}@127.0.0.1:3306/sl_other")
+    proc = node.update(other, "other.test")                              # data kept
+    assert get(node, "other.test", "/mysql/get", k="greeting")["value"] == "hello"
+    assert get(node, "other.test", "/redis/get", k="other:n")["value"] == "42"
+    for secret in (env["CONFIG_MYSQL_PASSWORD"], env["CONFIG_REDIS_PASSWORD"],
+                   env["CONFIG_PG_PASSWORD"]):
+        assert secret not in proc.stdout + proc.stderr
+        assert secret not in node.root("ps -eo args")
+
+
+def test_query_lists_services_without_secrets(node, shop, other):  # noqa: F811
+    node.silver("backup", "shop.test", "remote:kept", "--node", node.name, check=True)
+    out = node.silver("query", node.name, check=True).stdout
+    assert re.search(r"^shop\n  services: files, postgresql, redis$", out, re.M), out
+    assert re.search(r"^other\n  services: files, mysql, postgis, redis$", out, re.M), out
+    assert re.search(r"^  backup remote:kept  ", out, re.M), out
+    password = get(node, "shop.test", "/env")["CONFIG_PG_PASSWORD"]
+    assert password not in out
