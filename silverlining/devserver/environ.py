@@ -12,6 +12,7 @@ from silverlining import __version__, state
 from silverlining.appconfig import AppConfig
 from silverlining.errors import ConfigError, UsageError
 from silverlining.inifile import suggest
+from silverlining.secret import ENV_VAR, dev_secret_file
 from silverlining.services import SERVICE_NAMES, get_service
 from silverlining.userconfig import UserConfig
 
@@ -76,6 +77,7 @@ def app_environ(app: AppConfig, user: UserConfig | None = None,
         "SILVER_MATCH_PATH": "",
         "SILVER_LOGS": str(logs),
         "TEMP": str(temp),
+        ENV_VAR: str(dev_secret_file(base)),
     }
     conf = app_config_dir(app, config_dir)
     if conf is not None:

@@ -26,6 +26,9 @@ from silverlining.node._state import (AppState, app_lock, instance_dir, instance
 from silverlining.node._switch import canonical_hostname, location_key, switch
 from silverlining.node._util import (empty_dir, ensure_app_user, make_dir, run, say,
                                      version_number)
+from silverlining.secret import ENV_VAR as SECRET_ENV
+from silverlining.secret import derive
+
 
 def build_instance(app: str, version: str, source: Path, basis: str | None, gid: int) -> Path:
     """Copy the upload into the instance dir, root-owned and group-readable by the app.
@@ -74,6 +77,22 @@ def install_services(config: AppConfig, clear: bool) -> dict[str, str]:
             raise NodeError(f"service {name}: {exc.message}") from None
         say(f"service {name}: ready")
     return env
+
+
+def write_app_secret(app: str, gid: int) -> Path:
+    """``DATA/APP/secret``, derived from the node's secret (same for every version),
+    readable by the app's group: what ``silverlining.secret.get_secret`` reads."""
+    from silverlining.services.base import write_group_file
+
+    path = paths.DATA / app / "secret"
+    try:
+        master = paths.SECRET.read_bytes().strip()
+    except FileNotFoundError:
+        raise NodeError(f"{paths.SECRET} is missing: run silver setup-node") from None
+    text = derive(master, app) + "\n"
+    if not path.is_file() or path.read_text() != text:
+        write_group_file(path, text, gid)
+    return path
 
 
 def instance_env(config: AppConfig, app: str, version: str, location: str,
@@ -157,6 +176,7 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState)
         os.chmod(config_dir, 0o700)
     install_packages(config.packages)
     service_env = install_services(config, clear)
+    service_env[SECRET_ENV] = str(write_app_secret(app, gid))
     empty_dir(temp)
     env = instance_env(config, app, version, location, service_env, config_dir)
     write_env(instances.env_path(app, version), env, uid, gid)

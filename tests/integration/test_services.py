@@ -12,6 +12,7 @@ import io
 import json
 import re
 import shutil
+import sys
 import tarfile
 from pathlib import Path
 from urllib.parse import urlencode
@@ -228,3 +229,23 @@ def test_query_lists_services_without_secrets(node, shop, other):  # noqa: F811
     assert re.search(r"^  backup remote:kept  ", out, re.M), out
     password = get(node, "shop.test", "/env")["CONFIG_PG_PASSWORD"]
     assert password not in out
+
+
+def test_own_bin_scripts_upload_and_the_app_secret_is_stable(node, shop, other):  # noqa: F811
+    venv_bin = shop / "bin"
+    (venv_bin / "python").symlink_to(sys.executable)
+    (venv_bin / "activate").write_text("# virtualenv\n")
+    (venv_bin / "pip").write_text(f"#!{venv_bin.resolve()}/python\n")
+    node.update(shop, "shop.test")
+    newest = "$(ls /var/lib/silverlining/apps/shop | grep '^v' | sort -V | tail -1)"
+    listing = node.root(f"ls /var/lib/silverlining/apps/shop/{newest}/bin")
+    assert listing.split() == ["report.py"]
+    secret = get(node, "shop.test", "/secret")
+    assert len(secret["default"]) == 64 and secret["default"] != secret["other"]
+    proc = node.silver("run", "--node", node.name, "shop.test", "report.py", check=True)
+    assert proc.stdout.splitlines() == ["db sl_shop", f"secret {secret['default']}"]
+    node.update(shop, "shop.test")
+    assert get(node, "shop.test", "/secret") == secret                  # same for every version
+    assert get(node, "other.test", "/secret")["default"] != secret["default"]
+    mode = node.root("stat -c '%a %U %G' /var/lib/silverlining/data/shop/secret")
+    assert mode.split() == ["640", "root", "sl-shop"]

@@ -144,3 +144,17 @@ def test_a_service_value_is_refused_in_one_line(tmp_path):
                                       "service.postgresql = 15\n")
     with pytest.raises(ConfigError, match=r"service.postgresql takes no value \(got '15'\)"):
         AppConfig.load(tmp_path, check_files=False)
+
+
+def test_get_secret_per_purpose_from_the_file_named_in_the_environment(tmp_path, monkeypatch):
+    from silverlining.secret import ENV_VAR, derive, dev_secret_file, get_secret
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    with pytest.raises(RuntimeError, match=ENV_VAR):
+        get_secret()
+    path = dev_secret_file(tmp_path / "devel")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert dev_secret_file(tmp_path / "devel").read_text() == path.read_text()     # made once
+    monkeypatch.setenv(ENV_VAR, str(path))
+    assert get_secret() == get_secret("default") != get_secret("sessions")
+    assert len(get_secret()) == 64
+    assert derive(b"node", "a") != derive(b"node", "b") and len(derive(b"node", "a")) == 64

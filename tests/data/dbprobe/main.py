@@ -91,6 +91,9 @@ def application(environ, start_response):
     q = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
     if path == "/health":
         body = {"ok": True}
+    elif path == "/secret":
+        from silverlining.secret import get_secret
+        body = {"default": get_secret(), "other": get_secret("other")}
     elif path == "/env":
         body = {k: v for k, v in os.environ.items() if k.startswith("CONFIG_")}
     elif path.startswith("/pg/"):
