@@ -143,13 +143,17 @@ def setup_node_cmd(ctx, hosts):
 @click.option("--config", "config_dir", type=click.Path(file_okay=False, exists=True),
               help="Deployment config directory (SILVER_APP_CONFIG on the node).")
 @click.option("--clear", is_flag=True, help="Empty the app's service data first.")
+@click.option("--backup", is_flag=True,
+              help="First keep the live version's data on the node (remote:before-vN).")
 @click.option("--noetchosts", is_flag=True, help="Do not offer to map the host in /etc/hosts.")
 @click.option("--lock-wait", type=float, hidden=True, help="Seconds to wait for the app's deploy lock.")
 @click.pass_context
-def update_cmd(ctx, app_dir, location, host, nodes, name, config_dir, clear, noetchosts, lock_wait):
+def update_cmd(ctx, app_dir, location, host, nodes, name, config_dir, clear, backup, noetchosts,
+               lock_wait):
     """Deploy APP_DIR to LOCATION (HOST[/PATH]) with zero downtime."""
     dispatch(ctx, "update", app_dir=app_dir, location=location, host=host, nodes=nodes, name=name,
-             config_dir=config_dir, clear=clear, noetchosts=noetchosts, lock_wait=lock_wait)
+             config_dir=config_dir, clear=clear, backup=backup, noetchosts=noetchosts,
+             lock_wait=lock_wait)
 
 
 @silver.command("query")
@@ -165,10 +169,13 @@ def query_cmd(ctx, node, globs):
 @click.argument("location")
 @click.argument("version")
 @click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+@click.option("--restore-data", is_flag=True,
+              help="Also bring back that version's data (saved by update --backup).")
 @click.pass_context
-def activate_cmd(ctx, location, version, node):
+def activate_cmd(ctx, location, version, node, restore_data):
     """Serve LOCATION from a kept VERSION (vN, APP.vN, or prev to roll back)."""
-    dispatch(ctx, "activate", location=location, version=version, node=node)
+    dispatch(ctx, "activate", location=location, version=version, node=node,
+             restore_data=restore_data)
 
 
 @silver.command("deactivate")

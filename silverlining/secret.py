@@ -10,7 +10,8 @@ in the file named by ``SILVER_SECRET_FILE``. On a node that file is
 ``/var/lib/silverlining/data/APP/secret`` (root-owned, 0640, group ``sl-APP``),
 itself derived from the node's secret, so it is the same for every version
 of the app on that node and different for every app. In development it is
-``SILVER_HOME/devel/APP/secret``, random, made on first use. Stdlib only.
+``SILVER_HOME/devel/APP/secret``, random, made on first use (``silver serve``;
+the local ``bin/python`` does not import silverlining). Stdlib only.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def get_secret(purpose: str = "default") -> str:
     path = os.environ.get(ENV_VAR)
     if not path:
         raise RuntimeError(f"{ENV_VAR} is not set: get_secret works in an app deployed by "
-                           "silver update, under silver serve, or with the app's bin/python")
+                           "silver update or under silver serve")
     key = Path(path).read_text(encoding="ascii").strip()
     if not key:
         raise RuntimeError(f"{path} is empty")

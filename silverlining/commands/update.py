@@ -44,6 +44,7 @@ class Plan:
     lock_wait: float | None
     who: str
     source: str
+    backup: bool = False          # keep the live version's data (remote:before-vN) first
 
 
 @dataclass
@@ -164,6 +165,8 @@ def deploy_to(console: Console, node: str, plan: Plan) -> Outcome:
                 "--who", plan.who, *lock]
         if plan.clear:
             args.append("--clear")
+        if plan.backup:
+            args.append("--backup")
         result = session.call(*args)
     finally:
         session.close()
@@ -195,8 +198,9 @@ def offer_etc_hosts(console: Console, location: Location, node: str) -> None:
 
 def run(console: Console, app_dir: str, location: str | None, host: str | None,
         nodes: tuple[str, ...], name: str | None, config_dir: str | None, clear: bool,
-        noetchosts: bool, lock_wait: float | None = None) -> int:
+        noetchosts: bool, lock_wait: float | None = None, backup: bool = False) -> int:
     plan = make_plan(app_dir, location, host, name, config_dir, clear, lock_wait, console)
+    plan.backup = backup
     targets = list(dict.fromkeys(nodes)) or [node_for(plan.location, None)]
     if len(targets) == 1:
         outcome = deploy_to(console, targets[0], plan)

@@ -27,7 +27,7 @@ from silverlining.errors import SilverError
 from silverlining.node import audit, instances, paths
 from silverlining.node._env import read_env
 from silverlining.node._errors import NodeError
-from silverlining.node._state import AppState, app_lock, instance_dir, served
+from silverlining.node._state import AppState, app_lock, instance_dir, load_routes, served
 from silverlining.node._switch import location_key
 from silverlining.node._util import app_ids, check_app, make_dir, say
 
@@ -77,47 +77,82 @@ def _backup_name(name: str) -> str:
         raise NodeError(exc.message) from None
 
 
-def backup(args: Namespace) -> dict:
-    app, version = served(location_key(args.location))
-    name = _backup_name(args.remote) if args.remote else default_name(app)
-    if args.remote and (paths.BACKUPS / app / f"{name}.tar.gz").exists():
+def make_backup(app: str, version: str, config: AppConfig, services: list[str],
+                dest: Path) -> dict:
+    """Dump ``services`` of the app into the archive ``dest``; the caller holds the
+    app's lock (no deploy changes the data meanwhile)."""
+    staging = staging_dir(app)
+    try:
+        for service in services:
+            started = time.monotonic()
+            say(f"{service}: dumping")
+            part = staging / service
+            part.mkdir(mode=0o700)
+            _call(service, "backup", config, paths, part)
+            say(f"{service}: {_size(part)} in {time.monotonic() - started:.1f}s")
+        say("packing the archive")
+        archive = staging / "archive.tar.gz"
+        manifest = write_archive(staging, archive, app, version, services)
+        os.replace(archive, dest)
+    finally:
+        remove_tree(staging)
+    return {"app": app, "version": version, "services": services, "time": manifest.time,
+            "size": dest.stat().st_size, "path": str(dest)}
+
+
+def remote_backup(app: str, version: str, name: str) -> dict:
+    """``make_backup`` kept on the node as ``remote:NAME`` (caller holds the lock)."""
+    final = backup_dir(app) / f"{name}.tar.gz"
+    if final.exists():
         raise NodeError(f"backup remote:{name} of {app} already exists")
     config, services = app_services(app, version)
     if not services:
         raise NodeError(f"{app} has no services: nothing to back up")
-    staging = staging_dir(app)
+    return {**make_backup(app, version, config, services, final), "name": name}
+
+
+def backup_before(app: str, version: str, location: str) -> dict | None:
+    """``silver update --backup``: the data as the version live at ``location`` left
+    it, kept as ``remote:before-VERSION`` (caller holds the lock). None when no
+    version of the app is live there or it has no services."""
+    entry = load_routes().get(location) or {}
+    if entry.get("app") != app or not entry.get("version"):
+        say(f"backup: no version of {app} is live at {location}: nothing to back up")
+        return None
+    config, services = app_services(app, entry["version"])
+    if not services:
+        say(f"backup: {app}.{entry['version']} has no services: nothing to back up")
+        return None
+    name = f"before-{version}"
+    make_backup(app, entry["version"], config, services, backup_dir(app) / f"{name}.tar.gz")
+    say(f"backup: remote:{name} (the data of {app}.{entry['version']})")
+    return {"name": name, "of": entry["version"]}
+
+
+def backup(args: Namespace) -> dict:
+    app, version = served(location_key(args.location))
+    if args.remote:
+        with app_lock(app, args.lock_wait):
+            result = remote_backup(app, version, _backup_name(args.remote))
+        audit.record("backup", app, who=args.who, version=version, name=f"remote:{args.remote}")
+        return result
+    config, services = app_services(app, version)
+    if not services:
+        raise NodeError(f"{app} has no services: nothing to back up")
+    deploy = pwd.getpwnam(paths.DEPLOY_USER)
+    token = secrets.token_hex(_TOKEN_LEN // 2)
+    root = make_dir(paths.UPLOADS / app, deploy.pw_uid, deploy.pw_gid, 0o700)
+    out = make_dir(root / f"backup-{token}", deploy.pw_uid, deploy.pw_gid, 0o700)
+    name = default_name(app)
     try:
         with app_lock(app, args.lock_wait):
-            for service in services:
-                started = time.monotonic()
-                say(f"{service}: dumping")
-                part = staging / service
-                part.mkdir(mode=0o700)
-                _call(service, "backup", config, paths, part)
-                say(f"{service}: {_size(part)} in {time.monotonic() - started:.1f}s")
-        archive = staging / "archive.tar.gz"
-        say("packing the archive")
-        manifest = write_archive(staging, archive, app, version, services)
-        size = archive.stat().st_size
-        if args.remote:
-            final = paths.BACKUPS / app / f"{name}.tar.gz"
-            os.replace(archive, final)
-            audit.record("backup", app, who=args.who, version=version, name=f"remote:{name}")
-            return {"app": app, "version": version, "name": name, "size": size,
-                    "path": str(final), "services": services, "time": manifest.time}
-        deploy = pwd.getpwnam(paths.DEPLOY_USER)
-        token = secrets.token_hex(_TOKEN_LEN // 2)
-        root = make_dir(paths.UPLOADS / app, deploy.pw_uid, deploy.pw_gid, 0o700)
-        out = make_dir(root / f"backup-{token}", deploy.pw_uid, deploy.pw_gid, 0o700)
-        final = out / f"{name}.tar.gz"
-        os.replace(archive, final)
-        os.chown(final, deploy.pw_uid, deploy.pw_gid)
-        audit.record("backup", app, who=args.who, version=version, name="download")
-        return {"app": app, "version": version, "name": name, "size": size,
-                "path": str(final), "token": token, "services": services,
-                "time": manifest.time}
-    finally:
-        remove_tree(staging)
+            result = make_backup(app, version, config, services, out / f"{name}.tar.gz")
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    os.chown(result["path"], deploy.pw_uid, deploy.pw_gid)
+    audit.record("backup", app, who=args.who, version=version, name="download")
+    return {**result, "name": name, "token": token}
 
 
 def _token_dir(app: str, kind: str, token: str) -> Path:
@@ -142,9 +177,42 @@ def restore_prepare(args: Namespace) -> dict:
     return {"app": app, "token": token, "upload_dir": str(upload)}
 
 
-def _set_disabled(app: str, disabled: bool, who: str | None, lock_wait: float) -> None:
-    from silverlining.node.disable import set_disabled
-    set_disabled(Namespace(app=app, location=None, who=who, lock_wait=lock_wait), disabled)
+def check_archive(app: str, archive: Path, services: list[str], force_app: bool,
+                  staging: Path):
+    """The archive verified and unpacked into ``staging``, and fit for this app:
+    nothing has been touched yet if this raises."""
+    say("checking the archive")
+    try:
+        manifest = verify(archive, extract_to=staging)
+    except BackupError as exc:
+        raise NodeError(exc.message.replace(str(archive), "backup")) from None
+    if manifest.app != app and not force_app:
+        raise NodeError(f"this is a backup of {manifest.app}, not of {app} "
+                        "(--force-app to restore it anyway)")
+    missing = [s for s in services if s not in manifest.services]
+    if missing:
+        raise NodeError(f"the backup has no data for {', '.join(missing)} "
+                        f"(it holds {', '.join(manifest.services) or 'nothing'})")
+    for extra in sorted(set(manifest.services) - set(services)):
+        say(f"{extra}: in the backup but not used by {app}: skipped")
+    return manifest
+
+
+def restore_services(app: str, config: AppConfig, services: list[str], staging: Path) -> None:
+    """Replace each service's data with the checked parts (caller holds the lock and
+    has disabled the app); a failure leaves the app disabled, and says so."""
+    for service in services:
+        say(f"{service}: restoring")
+        try:
+            _call(service, "restore", config, paths, staging / service)
+        except NodeError as exc:
+            raise NodeError(f"{exc}; {app} is left disabled: fix this and restore "
+                            f"again, or 'silver enable'") from None
+
+
+def set_disabled(app: str, disabled: bool, who: str | None, lock_wait: float) -> None:
+    from silverlining.node.disable import set_disabled as apply
+    apply(Namespace(app=app, location=None, who=who, lock_wait=lock_wait), disabled)
 
 
 def restore(args: Namespace) -> dict:
@@ -163,33 +231,14 @@ def restore(args: Namespace) -> dict:
     config, services = app_services(app, version)
     staging = staging_dir(app)
     try:
-        say("checking the archive")
-        try:
-            manifest = verify(archive, extract_to=staging)
-        except BackupError as exc:
-            raise NodeError(exc.message.replace(str(archive), "backup")) from None
-        if manifest.app != app and not args.force_app:
-            raise NodeError(f"this is a backup of {manifest.app}, not of {app} "
-                            "(--force-app to restore it anyway)")
-        missing = [s for s in services if s not in manifest.services]
-        if missing:
-            raise NodeError(f"the backup has no data for {', '.join(missing)} "
-                            f"(it holds {', '.join(manifest.services) or 'nothing'})")
-        for extra in sorted(set(manifest.services) - set(services)):
-            say(f"{extra}: in the backup but not used by {app}.{version}: skipped")
+        manifest = check_archive(app, archive, services, args.force_app, staging)
         was_disabled = AppState.load(app).disabled
         if not was_disabled:
-            _set_disabled(app, True, args.who, args.lock_wait)
+            set_disabled(app, True, args.who, args.lock_wait)
         with app_lock(app, args.lock_wait):
-            for service in services:
-                say(f"{service}: restoring")
-                try:
-                    _call(service, "restore", config, paths, staging / service)
-                except NodeError as exc:
-                    raise NodeError(f"{exc}; {app} is left disabled: fix this and restore "
-                                    f"again, or 'silver enable'") from None
+            restore_services(app, config, services, staging)
         if not was_disabled:
-            _set_disabled(app, False, args.who, args.lock_wait)
+            set_disabled(app, False, args.who, args.lock_wait)
         audit.record("restore", app, who=args.who, version=version,
                      backup_app=manifest.app, backup_time=manifest.time)
     finally:

@@ -149,7 +149,8 @@ def run_update_fetch(config: AppConfig, app: str, version: str, host: str, prefi
                             f"{proc.returncode}")
 
 
-def _deploy(app: str, version: str, location: str, clear: bool, state: AppState) -> dict:
+def _deploy(app: str, version: str, location: str, clear: bool, backup: bool,
+            state: AppState) -> dict:
     meta = state.get(version)
     upload = apps.upload_root(app) / version
     if not (upload / "app" / "app.ini").is_file():
@@ -175,6 +176,10 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState)
              f"{upload / 'config'}/", f"{config_dir}/"], what="installing the deployment config")
         os.chmod(config_dir, 0o700)
     install_packages(config.packages)
+    if backup:
+        from silverlining.node.data import backup_before
+        meta["backup"] = backup_before(app, version, location)
+        state.save()
     service_env = install_services(config, clear)
     service_env[SECRET_ENV] = str(write_app_secret(app, gid))
     empty_dir(temp)
@@ -212,7 +217,7 @@ def deploy(args) -> dict:
             raise NodeError(f"{instance_name(app, version)} was already deployed "
                             f"(status {meta.get('status')}); run silver update again")
         try:
-            result = _deploy(app, version, location, args.clear, state)
+            result = _deploy(app, version, location, args.clear, args.backup, state)
         except BaseException as exc:
             message = str(exc) if isinstance(exc, NodeError) else \
                 f"internal error: {type(exc).__name__}: {exc}"
@@ -239,6 +244,8 @@ def register(subparsers) -> None:
     p.add_argument("version")
     p.add_argument("--location", required=True)
     p.add_argument("--clear", action="store_true")
+    p.add_argument("--backup", action="store_true",
+                   help="keep the live version's data as remote:before-VERSION first")
     p.add_argument("--who")
     p.add_argument("--lock-wait", type=float, default=300.0)
     p.set_defaults(handler=deploy)

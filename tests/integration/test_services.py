@@ -249,3 +249,24 @@ def test_own_bin_scripts_upload_and_the_app_secret_is_stable(node, shop, other):
     assert get(node, "other.test", "/secret")["default"] != secret["default"]
     mode = node.root("stat -c '%a %U %G' /var/lib/silverlining/data/shop/secret")
     assert mode.split() == ["640", "root", "sl-shop"]
+
+
+def test_update_backup_then_activate_prev_restore_data(node, tmp_path):  # noqa: F811
+    app = make_app(tmp_path, "journal", ("postgresql",), ("python3-psycopg2",))
+    first = live_version(node.update(app, "journal.test").stdout)
+    get(node, "journal.test", "/pg/add", v="before")
+    proc = node.update(app, "journal.test", "--backup")
+    second = live_version(proc.stdout)
+    assert f"backup: remote:before-{second} (the data of journal.{first})" in proc.stderr
+    get(node, "journal.test", "/pg/add", v="after")
+    assert rows(node, "journal.test") == ["before", "after"]
+    proc = node.silver("activate", "journal.test", "prev", "--restore-data", "--node", node.name,
+                       check=True)
+    assert f"now serves journal.{first}" in proc.stdout
+    assert f"data restored from remote:before-{second}" in proc.stdout
+    assert rows(node, "journal.test") == ["before"]
+    refused = node.silver("activate", "journal.test", second, "--restore-data",
+                          "--node", node.name)
+    assert refused.returncode == 1 and f"no backup holds the data of journal.{second}" \
+        in refused.stderr
+    assert rows(node, "journal.test") == ["before"]
