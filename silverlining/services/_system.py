@@ -109,6 +109,13 @@ def command(argv: list[str], *, input: str | bytes | None = None, user: str | No
     return out if isinstance(out, str) else out.decode(errors="replace")
 
 
+def server_lock(service: str):
+    """One set-up of a server at a time: deploys of different apps (each under its
+    own app lock) may install packages or edit a shared ACL file together."""
+    from silverlining.node._state import flock
+    return flock(f"service-{service}", 1800, f"the {service} server set-up")
+
+
 def systemctl_start(unit: str) -> None:
     command(["systemctl", "enable", "--now", "--quiet", unit], what=f"starting {unit}")
 

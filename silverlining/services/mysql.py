@@ -44,6 +44,11 @@ class MysqlService(Service):
     def install(self, app: Any, node_paths: Any) -> None:
         if self._ready(app, node_paths):
             return
+        from silverlining.services._system import server_lock
+        with server_lock("mysql"):
+            self._install(app, node_paths)
+
+    def _install(self, app: Any, node_paths: Any) -> None:
         from silverlining.services._system import (apt_install, db_name, mysql_native_hash,
                                                    new_password, systemctl_start, wait_until)
         apt_install(self.packages)

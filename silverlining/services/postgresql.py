@@ -70,6 +70,11 @@ class PostgresqlService(Service):
     def install(self, app: Any, node_paths: Any) -> None:
         if self._ready(app, node_paths):
             return
+        from silverlining.services._system import server_lock
+        with server_lock("postgresql"):
+            self._install(app, node_paths)
+
+    def _install(self, app: Any, node_paths: Any) -> None:
         from silverlining.services._system import (apt_install, db_name, new_password,
                                                    scram_verifier)
         apt_install(self.packages)

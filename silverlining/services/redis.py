@@ -69,8 +69,14 @@ class RedisService(Service):
                         return
             except (OSError, SilverError):
                 pass
-        self._setup_server(node_paths)
+        from silverlining.services._system import server_lock
+        with server_lock("redis"):
+            self._install(app, node_paths)
+
+    def _install(self, app: Any, node_paths: Any) -> None:
         from silverlining.services._system import new_password
+        self._setup_server(node_paths)
+        path = self.credentials_path(app, node_paths)
         creds = self.read_credentials(app, node_paths) if path.is_file() else {}
         # an existing password stays: kept versions (rollback) were started with it
         password = creds.get("password") or new_password()
