@@ -413,3 +413,20 @@ def test_examples_serve(tmp_path, served, example):
         while "update_fetch /update -> 200" not in server.err:
             assert time.monotonic() < deadline, server.err
             time.sleep(0.1)
+
+
+def test_unreachable_service_is_a_clear_warning(tmp_path, served):
+    import socket
+    with socket.socket() as probe:                  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    conf = Path(os.environ["SILVER_CONFIG"])
+    conf.write_text(f"[devel]\nredis.port = {port}\n")
+    app = make_app(tmp_path / "unreach", "service.redis =\nservice.files =\n", name="unreach")
+    server = served(app)
+    expected = f"service redis: nothing answers at 127.0.0.1:{port}; start the server"
+    deadline = time.monotonic() + 10
+    while expected not in server.err and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert expected in server.err and "service files" not in server.err
+    assert json.loads(server.get("/env"))["CONFIG_REDIS_PORT"] == str(port)

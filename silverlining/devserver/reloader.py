@@ -21,7 +21,7 @@ from silverlining.appfiles import make_paths_relative
 from silverlining.console import Console
 from silverlining.devserver import fetch, watch
 from silverlining.devserver.child import TOKEN_VAR
-from silverlining.devserver.environ import app_environ
+from silverlining.devserver.environ import app_environ, unreachable_services
 from silverlining.errors import SilverError
 from silverlining.userconfig import UserConfig
 
@@ -143,6 +143,8 @@ def serve(app_dir: Path | str, host: str, port: int, config_dir: str | None,
     """Check the app, then serve it until interrupted."""
     config = AppConfig.load(app_dir)
     env = app_environ(config, UserConfig.load(), config_dir)
+    for warning in unreachable_services(config, env):
+        console.warn(warning)
     make_paths_relative(config.app_dir / "lib" / "python", config.app_dir)
     if config.config_checker and "SILVER_APP_CONFIG" in env:
         check_config(config, env)
