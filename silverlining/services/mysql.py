@@ -72,8 +72,8 @@ class MysqlService(Service):
             "host": "127.0.0.1", "port": "3306"})
 
     def _ready(self, app: Any, node_paths: Any) -> bool:
-        from silverlining.services._system import installed
-        if not self.credentials_path(app, node_paths).is_file() or not installed(self.packages):
+        """Cheap check (the credentials, one query) that nothing needs doing."""
+        if not self.credentials_path(app, node_paths).is_file():
             return False
         name = self.read_credentials(app, node_paths).get("user", "")
         try:

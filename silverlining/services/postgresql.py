@@ -98,10 +98,9 @@ class PostgresqlService(Service):
         self.write_credentials(app, node_paths, {**creds, **values})
 
     def _ready(self, app: Any, node_paths: Any) -> bool:
-        """Cheap check (dpkg, the credentials, one query) that nothing needs doing."""
-        from silverlining.services._system import installed
-        path = self.credentials_path(app, node_paths)
-        if not path.is_file() or not installed(self.packages):
+        """Cheap check (the credentials, one query: the server answers, the role owns
+        its database) that nothing needs doing."""
+        if not self.credentials_path(app, node_paths).is_file():
             return False
         creds = self.read_credentials(app, node_paths)
         if any(creds.get(ext) != "yes" for ext in self.extensions):

@@ -60,9 +60,8 @@ class RedisService(Service):
     # --- node -------------------------------------------------------------------
 
     def install(self, app: Any, node_paths: Any) -> None:
-        from silverlining.services._system import installed
         path = self.credentials_path(app, node_paths)
-        if path.is_file() and installed(self.packages):
+        if path.is_file():          # ready: the server knows the app's user
             try:
                 with admin(node_paths) as r:
                     if r.call("ACL", "GETUSER", app_user(app.app_name)) is not None:
