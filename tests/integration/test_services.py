@@ -21,6 +21,8 @@ import pytest
 
 from tests.integration.fixtures_apps import http_get, live_version, node, setup_node  # noqa: F401
 
+pytestmark = pytest.mark.node
+
 DBPROBE = Path(__file__).resolve().parents[1] / "data" / "dbprobe"
 
 

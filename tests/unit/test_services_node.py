@@ -158,3 +158,14 @@ def test_get_secret_per_purpose_from_the_file_named_in_the_environment(tmp_path,
     assert get_secret() == get_secret("default") != get_secret("sessions")
     assert len(get_secret()) == 64
     assert derive(b"node", "a") != derive(b"node", "b") and len(derive(b"node", "a")) == 64
+
+
+def test_query_shows_services_and_backups_never_credentials():
+    from silverlining.commands.query import format_query
+    lines = format_query({"apps": [{
+        "app": "shop", "disabled": False, "services": ["files", "postgresql"],
+        "backups": [{"name": "before-v3", "time": "2026-11-23T06:00:00Z", "size": 1234}],
+        "versions": [{"version": "v3", "time": "t", "who": "me", "running": True,
+                      "live_at": ["shop.test"], "prev_at": []}]}]})
+    assert lines[:3] == ["shop", "  services: files, postgresql",
+                         "  backup remote:before-v3  2026-11-23T06:00:00Z  1234 bytes"]
