@@ -59,8 +59,15 @@ def activate(args) -> dict:
         was_disabled = AppState.load(app).disabled
         if not was_disabled:
             data.set_disabled(app, True, args.who, args.lock_wait)
-        result = _activate(args, app, version, location,
-                           before=lambda: data.restore_services(app, config, services, staging))
+        try:
+            result = _activate(args, app, version, location,
+                               before=lambda: data.restore_services(app, config, services,
+                                                                    staging))
+        except NodeError as exc:
+            if "left disabled" in str(exc):
+                raise
+            raise NodeError(f"{exc}; {app} is left disabled (its data was restored): "
+                            "fix this and activate again, or 'silver enable'") from None
         if not was_disabled:
             data.set_disabled(app, False, args.who, args.lock_wait)
     finally:
