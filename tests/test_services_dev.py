@@ -49,8 +49,14 @@ def test_files_and_writable_root(tmp_path):
         "CONFIG_WRITABLE_ROOT": "/var/lib/silverlining/data/shop/writable_root"}
 
 
-def test_postgresql_defaults_and_settings(tmp_path):
+def test_postgresql_defaults_and_settings(tmp_path, monkeypatch):
+    from silverlining.devserver import devpg
     pg = get_service("postgresql")
+    if devpg.server_bin_dir() is not None:        # then the default is the private cluster
+        env = pg.dev_env(APP, {}, tmp_path)
+        assert env["CONFIG_PG_HOST"] == str(tmp_path / "postgresql")
+        assert env["CONFIG_PG_PORT"] == "5432" and env["CONFIG_PG_DBNAME"] == "shop"
+    monkeypatch.setattr(devpg, "server_bin_dir", lambda: None)
     env = pg.dev_env(APP, {}, tmp_path)
     assert env == {"CONFIG_PG_DBNAME": "shop", "CONFIG_PG_USER": getpass.getuser(),
                    "CONFIG_PG_PASSWORD": "", "CONFIG_PG_HOST": "", "CONFIG_PG_PORT": "",

@@ -48,6 +48,9 @@ class PostgresqlService(Service):
         return default
 
     def dev_env(self, app: Any, settings: dict[str, str], state_dir: Path) -> dict[str, str]:
+        from silverlining.devserver import devpg      # developer's machine only
+        if devpg.wanted(settings):
+            return pg_env(devpg.dev_values(app.app_name, state_dir))
         values = {
             "dbname": self.lookup(settings, "dbname", app.app_name),
             "user": self.lookup(settings, "user", getpass.getuser()),
