@@ -10,20 +10,61 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shutil
+import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 
+from tests.conftest import run_silver
 from tests.integration.fixtures_apps import http_get, live_version, node, setup_node  # noqa: F401
 
 pytestmark = pytest.mark.node
 
 DBPROBE = Path(__file__).resolve().parents[1] / "data" / "dbprobe"
+# Django, asgiref, sqlparse and psycopg2-binary wheels, downloaded by scripts/test
+# (the tests themselves never reach PyPI)
+WHEELS = Path(os.environ.get("SILVER_LOCAL_CACHE") or "/var/cache/silverlining-test") / "wheels"
+SETTINGS = {
+    r"SECRET_KEY = [^\n]*\n": '''try:
+    from silverlining.secret import get_secret
+    SECRET_KEY = get_secret()
+except ImportError:     # bin/python on your machine (manage.py collectstatic...)
+    SECRET_KEY = "local-management-commands-only"
+''',
+    r"DEBUG = True\n": 'DEBUG = os.environ.get("SILVER_VERSION", "").startswith("devel/")\n',
+    r"ALLOWED_HOSTS = \[\]\n":
+        'ALLOWED_HOSTS = [os.environ.get("SILVER_CANONICAL_HOSTNAME", "localhost"), "localhost",\n'
+        '                 "127.0.0.1"]\n',
+    r"DATABASES = \{.*?\n\}\n": '''DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ.get("CONFIG_PG_DBNAME", ""),
+        "USER": os.environ.get("CONFIG_PG_USER", ""),
+        "PASSWORD": os.environ.get("CONFIG_PG_PASSWORD", ""),
+        "HOST": os.environ.get("CONFIG_PG_HOST", ""),
+        "PORT": os.environ.get("CONFIG_PG_PORT", ""),
+    }
+}
+''',
+    r"STATIC_URL = [^\n]*\n": 'STATIC_URL = "/static/"\n'
+                          'STATIC_ROOT = BASE_DIR.parent.parent / "static" / "static"\n',
+}
+MANAGE_PY = '''#!/usr/bin/env python3
+import os
+import sys
+
+from django.core.management import execute_from_command_line
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+execute_from_command_line(sys.argv)
+'''
 
 
 def make_app(tmp_path: Path, name: str, services: tuple[str, ...],
@@ -272,3 +313,70 @@ def test_update_backup_then_activate_prev_restore_data(node, tmp_path):  # noqa:
     assert refused.returncode == 1 and f"no backup holds the data of journal.{second}" \
         in refused.stderr
     assert rows(node, "journal.test") == ["before"]
+
+
+def test_django_walkthrough(node, monkeypatch):  # noqa: F811
+    """docs/django.md, step by step, with today's Django."""
+    found = {p.name.split("-")[0].lower() for p in WHEELS.glob("*.whl")}
+    assert {"asgiref", "django", "psycopg2_binary", "sqlparse"} <= found, \
+        f"no Django wheels in {WHEELS}: scripts/test downloads them"
+    # silver serve's development PostgreSQL runs as the app directory's owner (not
+    # root), which must reach SILVER_HOME: a directory others may traverse
+    home = Path(tempfile.mkdtemp(prefix="silver-django-"))
+    try:
+        home.chmod(0o711)
+        local = {"SILVER_HOME": str(home), "SILVER_CONFIG": node.env.env["SILVER_CONFIG"]}
+        site = home / "mysite"
+        run_silver("init", str(site), env=local, check=True)                       # 1
+        subprocess.run([str(site / "bin" / "pip"), "install", "-q", "--no-index",
+                        "--find-links", str(WHEELS), "Django", "psycopg2-binary"],
+                       check=True, capture_output=True, env={**os.environ, **local})
+        (site / "src").mkdir(exist_ok=True)                                        # 2
+        subprocess.run([str(site / "bin" / "python"), "-m", "django", "startproject", "mysite"],
+                       cwd=site / "src", check=True, capture_output=True)
+        (site / "lib" / "python" / "mysite.pth").write_text("../../src/mysite\n")
+        (site / "lib" / "python" / "silvercustomize.py").write_text(
+            'import os\n\nos.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")\n')
+        settings = site / "src" / "mysite" / "mysite" / "settings.py"              # 3
+        text = settings.read_text().replace("from pathlib import Path\n",
+                                            "import os\nfrom pathlib import Path\n", 1)
+        for pattern, replacement in SETTINGS.items():
+            text, count = re.subn(pattern, lambda m, r=replacement: r, text, flags=re.S)
+            assert count == 1, pattern
+        settings.write_text(text)
+        (site / "bin" / "manage.py").write_text(MANAGE_PY)                        # 4
+        (site / "bin" / "manage.py").chmod(0o755)
+        (site / "app.ini").write_text("[production]\napp_name = mysite\n"         # 5
+                                      "runner = src/mysite/mysite/wsgi.py\n"
+                                      "service.postgresql =\nhealth_check = /admin/login/\n")
+        manage = [str(site / "bin" / "python"), str(site / "bin" / "manage.py")]
+        subprocess.run(manage + ["collectstatic", "--noinput"], check=True,         # 6
+                       capture_output=True, env={**os.environ, **local})
+        subprocess.run(["chown", "-R", "nobody:nogroup", str(site)], check=True)
+        from tests.test_serve import Served
+        for key, value in local.items():
+            monkeypatch.setenv(key, value)
+        server = Served(site)
+        try:
+            migrated = subprocess.run(manage + ["migrate"], capture_output=True, text=True)
+            assert migrated.returncode == 0, migrated.stderr[-2000:]
+            status, _, page = server.request("/admin/login/")
+            assert status == 200 and "/static/admin/css/base.css" in page, (page[-500:],
+                                                                             server.err)
+            status, _, css = server.request("/static/admin/css/base.css")
+            assert status == 200 and "body" in css
+        finally:
+            server.stop()
+        node.update(site, "django.test")                                          # 7
+        node.silver("run", "--node", node.name, "django.test", "manage.py", "migrate",
+                    check=True)
+        status, page, _ = http_get(node.address, "django.test", "/admin/login/")
+        assert status == 200 and b'href="/static/admin/css/base.css"' in page
+        status, css, headers = http_get(node.address, "django.test", "/static/admin/css/base.css")
+        assert status == 200 and headers["Content-Type"] == "text/css"
+        users = node.silver("run", "--node", node.name, "django.test", "manage.py", "shell", "-c",
+                            "from django.contrib.auth.models import User; "
+                            "print(User.objects.count())", check=True)
+        assert users.stdout.strip() == "0"
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
