@@ -7,24 +7,28 @@ validates locally is read the same way where it runs.
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from silverlining.inifile import IniFile, read_ini, split_lines, suggest
+from silverlining.inifile import IniFile, parse_bool, read_ini, split_lines, suggest
 
 SECTION = "production"
 # Apps run as node user ``sl-<app_name>``; Linux user names stop at 32 characters.
 MAX_NAME_LEN = 28
-NAME_RE = re.compile(rf"^[a-z0-9][a-z0-9_-]{{0,{MAX_NAME_LEN - 1}}}$")
+NAME_RE = re.compile(rf"^[a-z0-9][a-z0-9_-]{{0,{MAX_NAME_LEN - 1}}}\Z")
 _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
-_MODULE_RUNNER = re.compile(rf"^{_DOTTED}:{_DOTTED}$")
-_FILE_RUNNER = re.compile(r"^([^#\s]+\.py)(?:#([A-Za-z_][A-Za-z0-9_]*))?$")
-_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
-_PATH_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*$")
+_MODULE_RUNNER = re.compile(rf"^{_DOTTED}:{_DOTTED}\Z")
+_FILE_RUNNER = re.compile(r"^([^#\s]+\.py)(?:#([A-Za-z_][A-Za-z0-9_]*))?\Z")
+# Debian package names; a trailing '-' would ask apt to *remove* the package, so
+# a name must end in a letter, digit or '+' (g++), and options never pass.
+_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*[a-z0-9+]\Z")
+_MEMORY_RE = re.compile(r"^[1-9][0-9]*[KMGT]?\Z")
+_PATH_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*\Z")
 INTERFACES = ("wsgi", "asgi")
 KEYS = ("app_name", "runner", "interface", "update_fetch", "default_location",
         "packages", "health_check", "config.required", "config.default",
-        "config.checker")
+        "config.checker", "config.schema", "config.template", "memory_max", "start_timeout")
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,50 @@ class FetchEntry:
 
 
 @dataclass(frozen=True)
+class Parameter:
+    """A ``[parameter:NAME]`` section: a deploy-time value the app gets as ``NAME``
+    in upper case (``api_token`` -> ``API_TOKEN``)."""
+
+    name: str
+    description: str = ""
+    default: str | None = None
+    hidden: bool = False
+    pattern: str | None = None
+
+    @property
+    def env_name(self) -> str:
+        return self.name.upper()
+
+    def check(self, value: str) -> str | None:
+        """Why ``value`` is not acceptable (never quoting a hidden value), or None."""
+        if "\n" in value or "\0" in value:
+            return f"parameter {self.name}: the value holds a newline or NUL"
+        if self.pattern and not re.fullmatch(self.pattern, value):
+            shown = "the value" if self.hidden else repr(value)
+            return f"parameter {self.name}: {shown} does not match {self.pattern!r}"
+        return None
+
+
+@dataclass(frozen=True)
+class Process:
+    """A ``[process:NAME]`` section: a long-running worker of the app."""
+
+    name: str
+    command: tuple[str, ...]      # a script of the app (or python) and its arguments
+    instances: int = 1
+
+
+@dataclass(frozen=True)
+class Cron:
+    """A ``[cron:NAME]`` section: a scheduled job of the live version."""
+
+    name: str
+    schedule: str                 # as written in app.ini
+    calendar: str                 # systemd OnCalendar= form
+    command: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class AppConfig:
     """Everything ``app.ini`` says about an app, checked."""
 
@@ -62,6 +110,13 @@ class AppConfig:
     config_required: bool = False
     config_default: str | None = None
     config_checker: str | None = None
+    config_schema: str | None = None
+    config_template: str | None = None
+    memory_max: str | None = None
+    start_timeout: int = 60
+    parameters: dict[str, Parameter] = field(default_factory=dict)
+    processes: dict[str, Process] = field(default_factory=dict)
+    crons: dict[str, Cron] = field(default_factory=dict)
 
     @property
     def ini_path(self) -> Path:
@@ -147,7 +202,27 @@ def parse_app_ini(ini: IniFile, app_dir: Path, check_files: bool = True) -> AppC
     packages = tuple(values.get("packages", "").replace(",", " ").split())
     for pkg in packages:
         if not _PACKAGE_RE.match(pkg):
-            raise ini.error(f"{pkg!r} is not a valid package name", SECTION, "packages")
+            raise ini.error(f"{pkg!r} is not a valid package name (Debian names: lowercase "
+                            "letters, digits, '.', '+', '-', not ending in '-')",
+                            SECTION, "packages")
+    inside = {}
+    for key, kind in (("config.schema", "file"), ("config.template", "directory")):
+        rel = values.get(key) or None
+        if rel and (rel.startswith("/") or ".." in Path(rel).parts):
+            raise ini.error(f"{rel!r} must be a path inside the app directory", SECTION, key)
+        found = rel and (app_dir / rel).is_file() if kind == "file" else \
+            rel and (app_dir / rel).is_dir()
+        if rel and check_files and not found:
+            raise ini.error(f"{kind} {rel!r} not found in {app_dir}", SECTION, key)
+        inside[key] = rel
+    start_timeout = values.get("start_timeout") or "60"
+    if not start_timeout.isdigit() or not 1 <= int(start_timeout) <= 900:
+        raise ini.error(f"{start_timeout!r} must be a number of seconds from 1 to 900",
+                        SECTION, "start_timeout")
+    memory_max = values.get("memory_max") or None
+    if memory_max and not _MEMORY_RE.match(memory_max):
+        raise ini.error(f"{memory_max!r} must be a size such as 256M or 1G", SECTION,
+                        "memory_max")
     health = values.get("health_check") or None
     if health and not _PATH_RE.match(health):
         raise ini.error(f"{health!r} must be a URL path starting with '/'",
@@ -180,4 +255,107 @@ def parse_app_ini(ini: IniFile, app_dir: Path, check_files: bool = True) -> AppC
         config_required=config_required,
         config_default=values.get("config.default") or None,
         config_checker=checker,
+        config_schema=inside["config.schema"],
+        config_template=inside["config.template"],
+        memory_max=memory_max,
+        start_timeout=int(start_timeout),
+        parameters=parse_parameters(ini),
+        processes=parse_processes(ini),
+        crons=parse_crons(ini),
     )
+
+
+_JOB_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,30}\Z")
+
+
+def _job_sections(ini: IniFile, kind: str, keys: tuple[str, ...]):
+    """(name, section, values) of each ``[KIND:NAME]``, names and keys checked."""
+    for section, values in ini.sections.items():
+        if not section.startswith(kind + ":"):
+            continue
+        name = section[len(kind) + 1:]
+        if not _JOB_NAME.match(name):
+            raise ini.error(f"{name!r} is not a {kind} name: lowercase letters, digits, '-' "
+                            "and '_', at most 31", section)
+        for key in values:
+            if key not in keys:
+                raise ini.error(f"unknown key{suggest(key, list(keys))}; valid: "
+                                f"{', '.join(keys)}", section, key)
+        yield name, section, values
+
+
+def _command(ini: IniFile, section: str, values: dict[str, str]) -> tuple[str, ...]:
+    try:
+        words = tuple(shlex.split(values.get("command", "")))
+    except ValueError as exc:
+        raise ini.error(f"cannot be split into words: {exc}", section, "command") from None
+    if not words:
+        raise ini.error("missing: a script of the app (or python -m MODULE) and its "
+                        "arguments", section, "command")
+    if words[0].startswith("/") or ".." in Path(words[0]).parts:
+        raise ini.error(f"{words[0]!r} must be a script inside the app (or python)",
+                        section, "command")
+    return words
+
+
+def parse_processes(ini: IniFile) -> dict[str, Process]:
+    found = {}
+    for name, section, values in _job_sections(ini, "process", ("command", "instances")):
+        count = values.get("instances", "1")
+        if not count.isdigit() or not 1 <= int(count) <= 16:
+            raise ini.error(f"{count!r} must be a number from 1 to 16", section, "instances")
+        found[name] = Process(name, _command(ini, section, values), int(count))
+    return found
+
+
+def parse_crons(ini: IniFile) -> dict[str, Cron]:
+    from silverlining.schedule import to_calendar
+
+    found = {}
+    for name, section, values in _job_sections(ini, "cron", ("schedule", "command")):
+        schedule = values.get("schedule", "").strip()
+        try:
+            calendar = to_calendar(schedule)
+        except ValueError as exc:
+            raise ini.error(str(exc), section, "schedule") from None
+        found[name] = Cron(name, schedule, calendar, _command(ini, section, values))
+    return found
+
+
+PARAM_PREFIX = "parameter:"
+PARAM_KEYS = ("description", "default", "hidden", "pattern")
+_PARAM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}\Z")
+# Names the node sets itself: a parameter may not shadow them.
+RESERVED_ENV = re.compile(r"^(SILVER_.*|CONFIG_.*|TEMP|PATH|PYTHON.*|LANG|LC_.*|HOME|USER|"
+                          r"LD_.*)$")
+
+
+def parse_parameters(ini: IniFile) -> dict[str, Parameter]:
+    """``[parameter:NAME]`` sections, checked (names, keys, patterns, defaults)."""
+    found = {}
+    for section, values in ini.sections.items():
+        if not section.startswith(PARAM_PREFIX):
+            continue
+        name = section[len(PARAM_PREFIX):]
+        if not _PARAM_NAME.match(name) or RESERVED_ENV.match(name.upper()):
+            raise ini.error(f"{name!r} is not a parameter name: lowercase letters, digits "
+                            "and '_', starting with a letter, not a name the node sets "
+                            "(SILVER_*, CONFIG_*, PATH, ...)", section)
+        for key in values:
+            if key not in PARAM_KEYS:
+                raise ini.error(f"unknown key{suggest(key, list(PARAM_KEYS))}; valid: "
+                                f"{', '.join(PARAM_KEYS)}", section, key)
+        pattern = values.get("pattern") or None
+        if pattern:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ini.error(f"{pattern!r} is not a regular expression: {exc}",
+                                section, "pattern") from None
+        param = Parameter(name, values.get("description", ""), values.get("default"),
+                          parse_bool(ini, section, "hidden", values.get("hidden", "false")),
+                          pattern)
+        if param.default is not None and (problem := param.check(param.default)):
+            raise ini.error(f"default: {problem}", section, "default")
+        found[name] = param
+    return found

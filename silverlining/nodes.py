@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from silverlining.errors import SilverError, UsageError
 from silverlining.state import NodeRegistry
 
-_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
+_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?\Z")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pwd
 import subprocess
 import traceback
 from pathlib import Path
@@ -18,48 +19,87 @@ from pathlib import Path
 from silverlining import __version__
 from silverlining.appconfig import AppConfig
 from silverlining.errors import SilverError
-from silverlining.node import apps, audit, instances, paths
+from silverlining.node import apps, audit, instances, params, paths
 from silverlining.node._env import read_env, write_env
+from silverlining.node.scripts import script_argv
 from silverlining.node._errors import NodeError
-from silverlining.node._state import (AppState, app_lock, instance_dir, instance_name,
-                                      load_routes, referenced)
+from silverlining.node._state import (AppState, app_lock, flock, instance_dir, instance_name,
+                                      load_routes, referenced, served)
 from silverlining.node._switch import canonical_hostname, location_key, switch
-from silverlining.node._util import (empty_dir, ensure_app_user, make_dir, run, say,
-                                     version_number)
+from silverlining.node._util import (client_gone, ensure_app_user, make_dir, run, say,
+                                     version_number, write_private)
 from silverlining.secret import ENV_VAR as SECRET_ENV
 from silverlining.secret import derive
 
 
 def build_instance(app: str, version: str, source: Path, basis: str | None, gid: int) -> Path:
-    """Copy the upload into the instance dir, root-owned and group-readable by the app.
+    """Copy the upload into the instance dir, root-owned and readable by the app's group.
 
     Unchanged files become hard links to the previous instance (``--link-dest``).
+    Symlinks that point outside the tree and special files (FIFOs, devices) are
+    not copied. Only ``static/`` is readable by others (nginx is "other" for
+    every app: it must not read any app's code), copied in its own pass so its
+    mode never differs from the basis and hard links keep working.
     """
     target = instance_dir(app, version)
     if target.exists():
         raise NodeError(f"{target} already exists")
-    argv = ["rsync", "-a", f"--chown=0:{gid}", "--chmod=go-w,o-rwx"]
-    if basis:
-        argv.append(f"--link-dest={instance_dir(app, basis)}")
-    run(argv + [f"{source}/", f"{target}/"], what="building the instance directory")
+    static = source / "static"
+    if static.is_symlink() or (static.exists() and not static.is_dir()):
+        raise NodeError("static is not a directory in the upload: make it a plain directory")
+    base = ["rsync", "-a", "--no-D", "--safe-links", f"--chown=0:{gid}"]
+    passes = [(["--chmod=go-w,o-rwx", "--exclude=/static"], source, target, "")]
+    if static.is_dir():
+        passes.append((["--chmod=go-w,o+rX"], static, target / "static", "/static"))
+    for extra, src, dest, sub in passes:
+        argv = base + extra
+        if basis:
+            argv.append(f"--link-dest={instance_dir(app, basis)}{sub}")
+        run(argv + [f"{src}/", f"{dest}/"], what="building the instance directory")
     os.chown(target, 0, gid)
-    os.chmod(target, 0o750)
+    os.chmod(target, 0o751)
     return target
 
 
 def install_packages(packages: tuple[str, ...]) -> None:
-    missing = []
-    for pkg in packages:
-        proc = subprocess.run(["dpkg-query", "-W", "-f=${Status}", pkg],
-                              capture_output=True, text=True)
-        if "install ok installed" not in proc.stdout:
-            missing.append(pkg)
+    """apt-get install what is missing, one install at a time on the node (two apps
+    deploying at once wait for each other, and for dpkg's own lock, instead of
+    failing); the package lists are refreshed when apt does not know a name."""
+    missing = [pkg for pkg in packages if not _installed(pkg)]
     if not missing:
         return
-    say(f"installing packages: {' '.join(missing)}")
+    with flock("apt", 1800, "the node's package installs"):
+        missing = [pkg for pkg in missing if not _installed(pkg)]
+        if not missing:
+            return
+        say(f"installing packages: {' '.join(missing)}")
+        if any(not _known(pkg) for pkg in missing):
+            say("refreshing the package lists (apt-get update)")
+            _apt("update")
+        unknown = [pkg for pkg in missing if not _known(pkg)]
+        if unknown:
+            raise NodeError(f"no such package on this node's OS: {' '.join(unknown)} "
+                            "(app.ini packages)")
+        _apt("install", "--no-install-recommends", "--", *missing)
+
+
+def _installed(pkg: str) -> bool:
+    proc = subprocess.run(["dpkg-query", "-W", "-f=${Status}", "--", pkg],
+                          capture_output=True, text=True)
+    return "install ok installed" in proc.stdout
+
+
+def _known(pkg: str) -> bool:
+    """Whether apt has an installation candidate for ``pkg``."""
+    proc = subprocess.run(["apt-cache", "policy", "--", pkg], capture_output=True, text=True)
+    return any(line.strip().startswith("Candidate:") and "(none)" not in line
+               for line in proc.stdout.splitlines())
+
+
+def _apt(*args: str) -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], env=env,
-        what="apt-get install", timeout=1800)
+    run(["apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=600", *args], env=env,
+        what=f"apt-get {args[0]}", timeout=1800)
 
 
 def install_services(config: AppConfig, clear: bool) -> dict[str, str]:
@@ -82,8 +122,6 @@ def install_services(config: AppConfig, clear: bool) -> dict[str, str]:
 def write_app_secret(app: str, gid: int) -> Path:
     """``DATA/APP/secret``, derived from the node's secret (same for every version),
     readable by the app's group: what ``silverlining.secret.get_secret`` reads."""
-    from silverlining.services.base import write_group_file
-
     path = paths.DATA / app / "secret"
     try:
         master = paths.SECRET.read_bytes().strip()
@@ -91,7 +129,7 @@ def write_app_secret(app: str, gid: int) -> Path:
         raise NodeError(f"{paths.SECRET} is missing: run silver setup-node") from None
     text = derive(master, app) + "\n"
     if not path.is_file() or path.read_text() != text:
-        write_group_file(path, text, gid)
+        write_private(path, text.encode(), gid)
     return path
 
 
@@ -105,7 +143,7 @@ def instance_env(config: AppConfig, app: str, version: str, location: str,
         "SILVER_CANONICAL_HOSTNAME": canonical_hostname(app, location),
         "SILVER_MATCH_PATH": slash + rest,
         "SILVER_LOGS": str(paths.APP_LOGS / app),
-        "TEMP": str(paths.TMP / app),
+        "TEMP": str(instances.temp_dir(app, version)),
         "PYTHONPATH": str(paths.LIB),
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
@@ -137,11 +175,13 @@ def run_update_fetch(config: AppConfig, app: str, version: str, host: str, prefi
             continue
         say(f"update_fetch: script {entry.script} {' '.join(entry.args)}".rstrip())
         env = read_env(instances.env_path(app, version))
-        proc = subprocess.run(
-            ["/usr/bin/python3", "-m", "silverlining.apploader", "run",
-             str(instance_dir(app, version)), entry.script or "", *entry.args],
-            user=uid, group=gid, extra_groups=[], env=env, cwd=instance_dir(app, version),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800)
+        try:
+            proc = subprocess.run(
+                script_argv(instance_dir(app, version), entry.script or "", list(entry.args)),
+                user=uid, group=gid, extra_groups=[], env=env, cwd=instance_dir(app, version),
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800)
+        except OSError as exc:
+            raise NodeError(f"update_fetch script {entry.script}: {exc.strerror}") from None
         for line in proc.stdout.splitlines():
             say(f"  {line}")
         if proc.returncode != 0:
@@ -149,18 +189,22 @@ def run_update_fetch(config: AppConfig, app: str, version: str, host: str, prefi
                             f"{proc.returncode}")
 
 
-def _deploy(app: str, version: str, location: str, clear: bool, backup: bool,
-            state: AppState) -> dict:
+def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
+            changes: dict, backup: bool = False) -> dict:
     meta = state.get(version)
     upload = apps.upload_root(app) / version
     if not (upload / "app" / "app.ini").is_file():
         raise NodeError(f"nothing was uploaded for {instance_name(app, version)}")
     uid, gid = ensure_app_user(app)
-    make_dir(paths.APPS / app, 0, gid, 0o750)
+    # Root-owned, so nothing root later writes or trusts in them can be swapped for
+    # a link by the app; 0751 where nginx must pass through to static/ and writable_root.
+    make_dir(paths.APPS / app, 0, gid, 0o751)
     make_dir(paths.APP_LOGS / app, uid, gid, 0o750)
-    make_dir(paths.ENV / app, uid, gid, 0o700)
-    make_dir(paths.DATA / app, 0, gid, 0o750)
-    temp = make_dir(paths.TMP / app, uid, gid, 0o700)
+    make_dir(paths.ENV / app, 0, gid, 0o750)
+    make_dir(paths.DATA / app, 0, gid, 0o751)
+    make_dir(paths.TMP / app, 0, gid, 0o750)
+    make_dir(instances.temp_dir(app, version), uid, gid, 0o700)
+    instances.ensure_socket_dir(app, uid)
     basis = state.newest_built(before=version)
     say(f"building {instance_name(app, version)}"
         + (f" (unchanged files linked to {basis})" if basis else ""))
@@ -172,9 +216,13 @@ def _deploy(app: str, version: str, location: str, clear: bool, backup: bool,
     config_dir = None
     if (upload / "config").is_dir():
         config_dir = paths.ENV / app / f"{version}.config"
-        run(["rsync", "-a", "--delete", f"--chown={uid}:{gid}", "--chmod=go-rwx",
-             f"{upload / 'config'}/", f"{config_dir}/"], what="installing the deployment config")
-        os.chmod(config_dir, 0o700)
+        run(["rsync", "-a", "--delete", "--no-D", "--safe-links", f"--chown=0:{gid}",
+             "--chmod=D0750,F0640", f"{upload / 'config'}/", f"{config_dir}/"],
+            what="installing the deployment config")
+        os.chmod(config_dir, 0o750)
+    stored = params.load(app)
+    values = params.merged(config, stored, changes)
+    param_env = params.environment(config, values)
     install_packages(config.packages)
     if backup:
         from silverlining.node.data import backup_before
@@ -182,42 +230,65 @@ def _deploy(app: str, version: str, location: str, clear: bool, backup: bool,
         state.save()
     service_env = install_services(config, clear)
     service_env[SECRET_ENV] = str(write_app_secret(app, gid))
-    empty_dir(temp)
     env = instance_env(config, app, version, location, service_env, config_dir)
-    write_env(instances.env_path(app, version), env, uid, gid)
+    env.update(param_env)
+    write_env(instances.env_path(app, version), env, gid)
     meta.update(services=sorted(config.services), interface=config.interface,
-                runner=config.runner.spec, health_check=config.health_check)
+                runner=config.runner.spec, health_check=config.health_check,
+                start_timeout=config.start_timeout,
+                params_changed=sorted(n for n in values.keys() | stored.keys()
+                                      if values.get(n) != stored.get(n)))
     state.save()                     # the routing reads the services from the record
     host, prefix = env["SILVER_CANONICAL_HOSTNAME"], env["SILVER_MATCH_PATH"]
     say(f"starting {instance_name(app, version)} ({config.interface}, "
         f"{'gunicorn' if config.interface == 'wsgi' else 'uvicorn'})")
-    instances.install_unit(app, version, config.interface)
+    instances.install_unit(app, version, config.interface, config.memory_max)
     try:
         instances.start(app, version)
-        instances.wait_ready(app, version, host, prefix)
+        instances.wait_ready(app, version, host, prefix, timeout=config.start_timeout)
         run_update_fetch(config, app, version, host, prefix, uid, gid)
         instances.health_gate(app, version, host, config.health_check, prefix)
+        if client_gone():
+            raise NodeError(f"the client disconnected before the switch: "
+                            f"{instance_name(app, version)} was stopped, the old version "
+                            "keeps serving")
         previous = switch(app, version, location)
     except BaseException:
         if version not in referenced(load_routes(), app):    # never stop what now serves
             instances.stop_now(app, version)
         raise
+    if values != stored:        # kept only once a version using them is live
+        params.save(app, values, gid)
     return {"app": app, "version": version, "location": location, "previous": previous,
             "instance": instance_name(app, version), "host": host}
 
 
 def deploy(args) -> dict:
-    app, version = args.app, args.version
-    version_number(version)
-    location = location_key(args.location)
-    with app_lock(app, args.lock_wait):
+    version_number(args.version)
+    changes = params.read_changes() if args.params_stdin else {}
+    return run_deploy(args.app, args.version, location_key(args.location), args.clear,
+                      changes, args.who, args.lock_wait, args.backup)
+
+
+def run_deploy(app: str, version: str, location: str, clear: bool, changes: dict,
+               who: str | None, lock_wait: float, backup: bool = False) -> dict:
+    """Deploy a reserved, uploaded version under the app's lock; record how it went."""
+    with app_lock(app, lock_wait):
         state = AppState.load(app)
         meta = state.get(version)
         if meta.get("status") != "reserved":
             raise NodeError(f"{instance_name(app, version)} was already deployed "
                             f"(status {meta.get('status')}); run silver update again")
+        newer = [v for v in state.ordered() if version_number(v) > version_number(version)
+                 and state.versions[v].get("status") == "ok"]
+        if newer:
+            meta.update(status="failed", error=f"superseded by {newer[-1]}")
+            state.save()
+            raise NodeError(f"{app}.{newer[-1]} was deployed while {version} was uploading: "
+                            f"the newer version stays live; run silver update again to "
+                            "deploy these files")
         try:
-            result = _deploy(app, version, location, args.clear, args.backup, state)
+            result = _deploy(app, version, location, clear, state, changes, backup)
         except BaseException as exc:
             message = str(exc) if isinstance(exc, NodeError) else \
                 f"internal error: {type(exc).__name__}: {exc}"
@@ -227,15 +298,35 @@ def deploy(args) -> dict:
             meta["status"] = "failed"
             meta["error"] = message
             state.save()
-            audit.record("update", app, who=args.who, result="failed", version=version,
+            audit.record("update", app, who=who, result="failed", version=version,
                          location=location, error=message)
             raise NodeError(message) from None
         meta["status"] = "ok"
         state.save()
-        audit.record("update", app, who=args.who, version=version, location=location,
+        audit.record("update", app, who=who, version=version, location=location,
                      previous=result["previous"])
         apps.prune_uploads(app, version)
     return result
+
+
+def redeploy(args) -> dict:
+    """A new version with the live version's files and new parameter values: the same
+    build, gate and switch as an upload (``silver params --set``), nothing uploaded."""
+    location = location_key(args.location)
+    app, live = served(location)
+    changes = params.read_changes()
+    reserved = apps.reserve(app, args.who, f"parameters changed on {instance_name(app, live)}",
+                            args.lock_wait)
+    upload = Path(reserved["upload_dir"])
+    deploy_user = pwd.getpwnam(paths.DEPLOY_USER)
+    sources = [(instance_dir(app, live), upload / "app")]
+    if (paths.ENV / app / f"{live}.config").is_dir():
+        sources.append((paths.ENV / app / f"{live}.config", upload / "config"))
+    for src, dest in sources:     # owned by the deploy user, like an upload (the next basis)
+        run(["rsync", "-a", "--no-D", f"--chown={deploy_user.pw_uid}:{deploy_user.pw_gid}",
+             "--chmod=u+rwX", f"{src}/", f"{dest}/"], what="copying the live version")
+    return run_deploy(app, reserved["version"], location, False, changes, args.who,
+                      args.lock_wait)
 
 
 def register(subparsers) -> None:
@@ -246,6 +337,14 @@ def register(subparsers) -> None:
     p.add_argument("--clear", action="store_true")
     p.add_argument("--backup", action="store_true",
                    help="keep the live version's data as remote:before-VERSION first")
+    p.add_argument("--params-stdin", action="store_true",
+                   help="parameter changes as JSON on stdin (values never on the command line)")
     p.add_argument("--who")
     p.add_argument("--lock-wait", type=float, default=300.0)
     p.set_defaults(handler=deploy)
+    p = subparsers.add_parser("redeploy", help="the live version again, with parameter "
+                              "changes read as JSON from stdin")
+    p.add_argument("location")
+    p.add_argument("--who")
+    p.add_argument("--lock-wait", type=float, default=300.0)
+    p.set_defaults(handler=redeploy)

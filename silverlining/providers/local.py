@@ -33,7 +33,7 @@ from silverlining.providers import local_apt, local_image, local_net
 from silverlining.providers.local_host import (check_host, find_tool, flocked, host_lock,
                                                is_mounted, pid_alive, run)
 
-NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
+NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?\Z")
 SIZES = {"small": 512, "medium": 1024, "large": 2048}   # nominal MB, not enforced
 DEFAULT_SIZE = "small"
 SUPERVISOR = Path(__file__).with_name("local_supervise.py")
@@ -196,6 +196,19 @@ class LocalNodeDriver(NodeDriver):
                 self._stop(rec)            # a container without its supervisor, if any
                 self._start(rec)
         return self._node(rec)
+
+    def ex_host_keys(self, name: str) -> list[str]:
+        """The node's SSH host keys (``TYPE BASE64``), read from its own disk: a local
+        node's key is known for certain, with no trust on first use."""
+        rec = self._require(name)
+        keys = []
+        for pub in sorted((self._rootfs(rec) / "etc" / "ssh").glob("ssh_host_*_key.pub")):
+            fields = pub.read_text().split()
+            if len(fields) >= 2:
+                keys.append(f"{fields[0]} {fields[1]}")
+        if not keys:
+            raise SilverError(f"[{name}] the node has no SSH host keys in its root filesystem")
+        return keys
 
     def ex_ensure_running(self, name: str) -> Node:
         """The node, restarted first if its container is gone (e.g. after a host reboot)."""

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import grp
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -103,38 +102,19 @@ class Service:
 
     def write_credentials(self, app: Any, node_paths: Any, values: dict[str, str]) -> Path:
         """Write ``key=value`` lines, mode 0640, owned by root with the app's group
-        (``sl-APP``): the app reads its secrets, no other app does. Without
-        ``APP_USER_PREFIX`` in ``node_paths`` (tests) the caller's group."""
+        (``sl-APP``): the app reads its secrets, no other app does. Written
+        atomically through a new ``O_EXCL|O_NOFOLLOW`` temp file (``write_private``).
+        Without ``APP_USER_PREFIX`` in ``node_paths`` (tests): the caller's group."""
         for key, value in values.items():
             if "\n" in key or "\n" in value or "=" in key:
                 raise ValueError(f"bad credential {key!r}")
         path = self.credentials_path(app, node_paths)
         path.parent.mkdir(parents=True, exist_ok=True)
+        from silverlining.node._util import write_private
         prefix = getattr(node_paths, "APP_USER_PREFIX", None)
-        gid = grp.getgrnam(prefix + app.app_name).gr_gid if prefix else None
-        write_group_file(path, "".join(f"{k}={v}\n" for k, v in values.items()), gid)
+        gid = grp.getgrnam(prefix + app.app_name).gr_gid if prefix else os.getgid()
+        write_private(path, "".join(f"{k}={v}\n" for k, v in values.items()).encode(), gid)
         return path
-
-
-def write_group_file(path: Path, text: str, gid: int | None) -> None:
-    """Replace ``path`` atomically with a root-owned file of mode 0640 and group
-    ``gid`` (None: the caller's). The temp file is new (``O_EXCL|O_NOFOLLOW``: a
-    planted link is never followed) and gets owner and mode before any secret
-    is written into it."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            if gid is not None:
-                os.fchown(fh.fileno(), 0, gid)
-            os.fchmod(fh.fileno(), 0o640)
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def sqlalchemy_url(scheme: str, user: str, password: str, host: str, port: str,

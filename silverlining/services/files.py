@@ -20,6 +20,10 @@ class DirectoryService(Service):
     dev_keys = ("dir",)
     variable = ""
 
+    def group(self, app: Any, node_paths: Any) -> int:
+        """The directory's group: the app's own."""
+        return pwd.getpwnam(node_paths.APP_USER_PREFIX + app.app_name).pw_gid
+
     def dev_env(self, app: Any, settings: dict[str, str], state_dir: Path) -> dict[str, str]:
         path = Path(self.setting(settings, "dir") or state_dir / self.name).expanduser()
         path.mkdir(parents=True, exist_ok=True)
@@ -31,7 +35,8 @@ class DirectoryService(Service):
     def install(self, app: Any, node_paths: Any) -> None:
         from silverlining.node._util import make_dir
         user = pwd.getpwnam(node_paths.APP_USER_PREFIX + app.app_name)
-        make_dir(self.data_dir(app, node_paths), user.pw_uid, user.pw_gid, 0o2750)
+        make_dir(self.data_dir(app, node_paths), user.pw_uid, self.group(app, node_paths),
+                 0o2750)
 
     def clear(self, app: Any, node_paths: Any) -> None:
         from silverlining.node._util import empty_dir, say

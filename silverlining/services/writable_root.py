@@ -5,12 +5,19 @@ there is looked at first for requests to that host). On a node it is
 
 from __future__ import annotations
 
+import grp
+from typing import Any
+
 from silverlining.services.files import DirectoryService
 
 
 class WritableRootService(DirectoryService):
     name = "writable_root"
     variable = "CONFIG_WRITABLE_ROOT"
+
+    def group(self, app: Any, node_paths: Any) -> int:
+        """nginx's group: it serves these files (no other app can read nginx's)."""
+        return grp.getgrnam(node_paths.NGINX_USER).gr_gid
 
 
 SERVICE = WritableRootService()
