@@ -28,8 +28,9 @@ REDIS_CONF = Path("/etc/redis/redis.conf")
 ACL_FILE = Path("/etc/redis/silverlining-users.acl")
 ADMIN = "silver-admin"
 # what an app may run: everything on its own keys, nothing that manages the server
-# or reaches every key at once (KEYS, FLUSHALL, ...)
-APP_RULES = "+@all -@admin -@dangerous"
+# or reaches every key at once (KEYS, FLUSHALL, ...), nor SCAN and RANDOMKEY, which
+# would show other apps' key names (a session id can be one)
+APP_RULES = "+@all -@admin -@dangerous -scan -randomkey"
 
 
 class RedisService(Service):
@@ -61,8 +62,8 @@ class RedisService(Service):
 
     def install(self, app: Any, node_paths: Any) -> None:
         path = self.credentials_path(app, node_paths)
-        if path.is_file():          # ready: the server knows the app's user
-            try:
+        if path.is_file() and self.read_credentials(app, node_paths).get("rules") == APP_RULES:
+            try:                    # ready: the server knows the app's user, current rules
                 with admin(node_paths) as r:
                     if r.call("ACL", "GETUSER", app_user(app.app_name)) is not None:
                         return
@@ -86,7 +87,7 @@ class RedisService(Service):
             r.call("ACL", "LOAD")
         self.write_credentials(app, node_paths, {
             "host": HOST, "port": str(PORT), "db": "0", "user": app_user(app.app_name),
-            "password": password, "prefix": f"{app.app_name}:"})
+            "password": password, "prefix": f"{app.app_name}:", "rules": APP_RULES})
 
     def _setup_server(self, node_paths: Any) -> None:
         """redis-server installed, reading our ACL file, with the admin user."""

@@ -237,6 +237,7 @@ def test_second_app_cannot_reach_the_first_ones_data(node, shop, other):  # noqa
     assert not get(node, "other.test", "/pg/other", dbname="postgres")["connected"]
     assert "no permissions" in get(node, "other.test", "/redis/get", k="shop:secret")["error"]
     assert "no permissions" in get(node, "other.test", "/redis/set", k="x", v="1")["error"]
+    assert "no permissions" in get(node, "other.test", "/redis/scan")["error"]    # key names
     env = get(node, "other.test", "/env")
     assert env["CONFIG_REDIS_USER"] == "sl-other" and env["CONFIG_REDIS_PREFIX"] == "other:"
     assert env["CONFIG_REDIS_URL"].startswith("redis://sl-other:")

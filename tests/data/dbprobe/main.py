@@ -79,6 +79,8 @@ def redis(path, q):
     import redis as redis_lib
     client = redis_lib.Redis.from_url(os.environ["CONFIG_REDIS_URL"], socket_timeout=5)
     try:
+        if path == "/redis/scan":
+            return {"keys": sorted(k.decode() for k in client.scan_iter(count=1000))}
         if path == "/redis/set":
             client.set(q["k"], q["v"])
         return {"value": (client.get(q["k"]) or b"").decode() or None}
