@@ -181,6 +181,9 @@ def parse_app_ini(ini: IniFile, app_dir: Path, check_files: bool = True) -> AppC
             if name not in SERVICE_NAMES:
                 raise ini.error(f"unknown service {name!r}{suggest(name, list(SERVICE_NAMES))}; "
                                 f"known: {', '.join(SERVICE_NAMES)}", SECTION, key)
+            if value:
+                raise ini.error(f"service.{name} takes no value (got {value!r}): the node's "
+                                "OS packages decide the server version", SECTION, key)
             services[name] = value
         elif key not in KEYS:
             raise ini.error(f"unknown key{suggest(key, list(KEYS) + ['service.NAME'])}",

@@ -23,9 +23,18 @@ from pathlib import Path
 IGNORE_FILE = ".silverignore"
 
 # The local virtualenv made by `silver init` (bin/python symlinks to this
-# machine's interpreter) and its hook in lib/python are never uploaded.
+# machine's interpreter) and its hook in lib/python are never uploaded. In
+# bin/ only what the virtualenv made is left out: the app's own scripts there
+# (bin/manage.py, ...) are uploaded. Scripts pip installed into bin/ are found
+# by their #! line (see ``venv_scripts``).
 VENV_EXCLUDES = (
-    "/bin/",
+    "/bin/activate*",
+    "/bin/Activate.ps1",
+    "/bin/deactivate*",
+    "/bin/python",
+    "/bin/python[0-9]*",
+    "/bin/pip",
+    "/bin/pip[0-9]*",
     "/include/",
     "/lib/python3.*/",
     "/lib64",
@@ -44,13 +53,40 @@ DEFAULT_EXCLUDES = (
 
 
 def read_silverignore(app_dir: Path | str) -> list[str]:
-    """The app's exclude patterns: ``.silverignore`` if present, else the defaults."""
+    """The app's exclude patterns: ``.silverignore`` if present, else the defaults;
+    plus the files of ``bin/`` the local virtualenv made (``venv_scripts``)."""
     path = Path(app_dir) / IGNORE_FILE
     try:
-        text = path.read_text(encoding="utf-8")
+        patterns = parse_silverignore(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return list(DEFAULT_EXCLUDES)
-    return parse_silverignore(text)
+        patterns = list(DEFAULT_EXCLUDES)
+    return patterns + [f"/bin/{name}" for name in venv_scripts(app_dir)]
+
+
+def venv_scripts(app_dir: Path | str) -> list[str]:
+    """Names in ``bin/`` that belong to the local virtualenv, not to the app: links
+    to an interpreter, and scripts whose ``#!`` runs this app's ``bin/python``
+    (console scripts pip wrote, such as ``pip`` or ``django-admin``). They work only here."""
+    bin_dir = Path(app_dir) / "bin"
+    if not bin_dir.is_dir():
+        return []
+    venv_python = str(bin_dir.resolve() / "python").encode()
+    found = []
+    for path in sorted(bin_dir.iterdir()):
+        if path.is_symlink():
+            if os.path.basename(os.readlink(path)).startswith("python"):
+                found.append(path.name)
+            continue
+        if not path.is_file():
+            continue
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(1024)            # '#!/bin/sh' + exec line for long paths
+        except OSError:
+            continue
+        if head.startswith(b"#!") and venv_python in head:
+            found.append(path.name)
+    return found
 
 
 def parse_silverignore(text: str) -> list[str]:

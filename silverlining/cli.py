@@ -151,6 +151,8 @@ def setup_node_cmd(ctx, hosts):
 @click.option("--config", "config_dir", type=click.Path(file_okay=False, exists=True),
               help="Deployment config directory (SILVER_APP_CONFIG on the node).")
 @click.option("--clear", is_flag=True, help="Empty the app's service data first.")
+@click.option("--backup", is_flag=True,
+              help="First keep the live version's data on the node (remote:before-vN).")
 @click.option("--noetchosts", is_flag=True, help="Do not offer to map the host in /etc/hosts.")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
               help="Set a parameter of app.ini (kept on the node for later deploys).")
@@ -159,12 +161,12 @@ def setup_node_cmd(ctx, hosts):
 @click.option("--lock-wait", type=float, hidden=True, help="Seconds to wait for the app's deploy lock.")
 @click.option("--dns/--no-dns", default=None, help="Point the host at the node in the provider's DNS zone (asks if not given).")
 @click.pass_context
-def update_cmd(ctx, app_dir, location, host, nodes, name, config_dir, clear, noetchosts, params,
-               param_files, lock_wait, dns):
+def update_cmd(ctx, app_dir, location, host, nodes, name, config_dir, clear, backup, noetchosts,
+               params, param_files, lock_wait, dns):
     """Deploy APP_DIR to LOCATION (HOST[/PATH]) with zero downtime."""
     dispatch(ctx, "update", app_dir=app_dir, location=location, host=host, nodes=nodes, name=name,
-             config_dir=config_dir, clear=clear, noetchosts=noetchosts, lock_wait=lock_wait,
-             params=params, param_files=param_files, dns=dns)
+             config_dir=config_dir, clear=clear, backup=backup, noetchosts=noetchosts,
+             lock_wait=lock_wait, params=params, param_files=param_files, dns=dns)
 
 
 @silver.command("params")
@@ -209,10 +211,13 @@ def query_cmd(ctx, node, globs, health):
 @click.argument("location")
 @click.argument("version")
 @click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+@click.option("--restore-data", is_flag=True,
+              help="Also bring back that version's data (saved by update --backup).")
 @click.pass_context
-def activate_cmd(ctx, location, version, node):
+def activate_cmd(ctx, location, version, node, restore_data):
     """Serve LOCATION from a kept VERSION (vN, APP.vN, or prev to roll back)."""
-    dispatch(ctx, "activate", location=location, version=version, node=node)
+    dispatch(ctx, "activate", location=location, version=version, node=node,
+             restore_data=restore_data)
 
 
 @silver.command("deactivate")
@@ -308,6 +313,40 @@ def logs_cmd(ctx, location, follow, lines, node, process, cron, version, journal
 def diff_cmd(ctx, app_dir, location, node):
     """Show how APP_DIR differs from the version live at LOCATION."""
     dispatch(ctx, "diff", app_dir=app_dir, location=location, node=node)
+
+
+@silver.command("backup")
+@click.argument("location")
+@click.argument("dest", required=False)
+@click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+@click.pass_context
+def backup_cmd(ctx, location, dest, node):
+    """Dump every service of the app at LOCATION into one checked .tar.gz.
+
+    DEST is a local file or directory (default ./APP-TIME.tar.gz), or
+    remote:NAME to keep the backup on the node.
+    """
+    dispatch(ctx, "backup", location=location, dest=dest, node=node)
+
+
+@silver.command("restore")
+@click.argument("backup")
+@click.argument("location")
+@click.option("--force-app", is_flag=True, help="Restore a backup made of another app.")
+@click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+@click.pass_context
+def restore_cmd(ctx, backup, location, force_app, node):
+    """Replace the data of the app at LOCATION with BACKUP (a file or remote:NAME)."""
+    dispatch(ctx, "restore", backup=backup, location=location, force_app=force_app, node=node)
+
+
+@silver.command("clear")
+@click.argument("location")
+@click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+@click.pass_context
+def clear_cmd(ctx, location, node):
+    """Delete all data of the app at LOCATION (asks unless --yes), then run update_fetch."""
+    dispatch(ctx, "clear", location=location, node=node)
 
 
 def _disable_command(name: str, disable: bool, summary: str) -> None:

@@ -574,10 +574,12 @@ def rsync(src: str, address: str, dest: str, *, user: str = "root",
           excludes: Iterable[str] = (), exclude_from: Path | None = None,
           link_dest: str | None = None, delete: bool = False, label: str | None = None,
           stream: Stream | None = None, dry_run: bool = False,
-          checksum: bool = False) -> RsyncStats:
+          checksum: bool = False, pull: bool = False) -> RsyncStats:
     """``rsync -a SRC user@address:DEST`` over verified SSH; returns what changed.
 
     Special files (FIFOs, sockets, devices) are never sent.
+
+    ``pull`` copies the other way: SRC is on the node, DEST here (a backup).
 
     ``link_dest`` (relative to DEST on the node, or absolute) hard-links unchanged
     files from a previous copy, so only differences are sent.
@@ -596,7 +598,10 @@ def rsync(src: str, address: str, dest: str, *, user: str = "root",
         argv.append("--dry-run")
     if checksum:
         argv.append("--checksum")
-    argv += ["--", src, f"{user}@{address}:{dest}"]
+    if pull:
+        argv += ["--no-owner", "--no-group"]      # ours, not the node's deploy user's
+    remote = f"{user}@{address}:{src if pull else dest}"
+    argv += ["--", remote, dest] if pull else ["--", src, remote]
     env = {**os.environ, "LC_ALL": "C"}
     try:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -645,5 +650,6 @@ def rsync(src: str, address: str, dest: str, *, user: str = "root",
                 raise SilverError(f"[{label}] cannot connect to {user}@{address} (rsync): "
                                   f"{line.rsplit(':', 1)[-1].strip()}")
         tail = " | ".join(text[-_STDERR_TAIL:]) or "no message"
-        raise SilverError(f"[{label}] rsync to {address}:{dest} failed (status {status}): {tail}")
+        where = f"from {address}:{src}" if pull else f"to {address}:{dest}"
+        raise SilverError(f"[{label}] rsync {where} failed (status {status}): {tail}")
     return stats

@@ -413,3 +413,52 @@ def test_examples_serve(tmp_path, served, example):
         while "update_fetch /update -> 200" not in server.err:
             assert time.monotonic() < deadline, server.err
             time.sleep(0.1)
+
+
+def test_unreachable_service_is_a_clear_warning(tmp_path, served):
+    import socket
+    with socket.socket() as probe:                  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    conf = Path(os.environ["SILVER_CONFIG"])
+    conf.write_text(f"[devel]\nredis.port = {port}\n")
+    app = make_app(tmp_path / "unreach", "service.redis =\nservice.files =\n", name="unreach")
+    server = served(app)
+    expected = f"service redis: nothing answers at 127.0.0.1:{port}; start the server"
+    deadline = time.monotonic() + 10
+    while expected not in server.err and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert expected in server.err and "service files" not in server.err
+    assert json.loads(server.get("/env"))["CONFIG_REDIS_PORT"] == str(port)
+
+
+def test_development_postgresql_starts_is_used_and_stops(tmp_path, served, monkeypatch):
+    import shutil
+    import tempfile
+    # PostgreSQL will not run as root: the server runs as the app directory's owner
+    # (nobody here), which must be able to reach SILVER_HOME
+    home = Path(tempfile.mkdtemp(prefix="silver-devpg-"))
+    try:
+        home.chmod(0o711)
+        monkeypatch.setenv("SILVER_HOME", str(home))
+        Path(os.environ["SILVER_CONFIG"]).write_text("[devel]\nredis.db = 1\n")
+        app = make_app(home / "pgapp", "service.postgresql =\n", name="pgapp")
+        subprocess.run(["chown", "-R", "nobody:nogroup", str(app)], check=True)
+        server = served(app)
+        env = json.loads(server.get("/env"))
+        socket_dir = home / "devel" / "pgapp" / "postgresql"
+        assert env["CONFIG_PG_HOST"] == str(socket_dir) and env["CONFIG_PG_DBNAME"] == "pgapp"
+        assert "nothing answers" not in server.err
+        query = ["psql", "-X", "-At", "-h", env["CONFIG_PG_HOST"], "-p", env["CONFIG_PG_PORT"],
+                 "-U", env["CONFIG_PG_USER"], "-d", env["CONFIG_PG_DBNAME"]]
+        subprocess.run(query + ["-c", "CREATE TABLE t (v text); INSERT INTO t VALUES ('kept')"],
+                       check=True, capture_output=True)
+        server.stop()
+        assert not (socket_dir / ".s.PGSQL.5432").exists()          # stopped with the server
+        server = served(app)                                         # the data stays
+        out = subprocess.run(query + ["-c", "SELECT v FROM t"], check=True, capture_output=True,
+                             text=True).stdout
+        assert out.strip() == "kept"
+        server.stop()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)

@@ -31,9 +31,8 @@ def test_every_service_has_one_interface():
     for name in SERVICE_NAMES:
         service = get_service(name)
         assert isinstance(service, Service) and service.name == name
-        for method in ("install", "clear"):
-            with pytest.raises(NotImplementedError, match=name):
-                getattr(service, method)(APP, SimpleNamespace(DATA=Path("/nonexistent")))
+        for method in ("env", "install", "clear", "backup", "restore"):
+            assert getattr(type(service), method) is not getattr(Service, method), (name, method)
 
 
 def test_files_and_writable_root(tmp_path):
@@ -50,12 +49,19 @@ def test_files_and_writable_root(tmp_path):
         "CONFIG_WRITABLE_ROOT": "/var/lib/silverlining/data/shop/writable_root"}
 
 
-def test_postgresql_defaults_and_settings(tmp_path):
+def test_postgresql_defaults_and_settings(tmp_path, monkeypatch):
+    from silverlining.devserver import devpg
     pg = get_service("postgresql")
+    if devpg.server_bin_dir() is not None:        # then the default is the private cluster
+        env = pg.dev_env(APP, {}, tmp_path)
+        assert env["CONFIG_PG_HOST"] == str(tmp_path / "postgresql")
+        assert env["CONFIG_PG_PORT"] == "5432" and env["CONFIG_PG_DBNAME"] == "shop"
+    monkeypatch.setattr(devpg, "server_bin_dir", lambda: None)
     env = pg.dev_env(APP, {}, tmp_path)
     assert env == {"CONFIG_PG_DBNAME": "shop", "CONFIG_PG_USER": getpass.getuser(),
                    "CONFIG_PG_PASSWORD": "", "CONFIG_PG_HOST": "", "CONFIG_PG_PORT": "",
-                   "CONFIG_PG_SQLALCHEMY": f"postgresql://{getpass.getuser()}@/shop"}
+                   "CONFIG_PG_SQLALCHEMY": f"postgresql://{getpass.getuser()}@/shop",
+                   "CONFIG_PG_URL": f"postgresql://{getpass.getuser()}@/shop"}
     env = pg.dev_env(APP, {"postgresql.user": "u", "postgresql.password": "p@ss/w",
                            "postgresql.host": "db", "postgresql.port": "5433",
                            "postgresql.dbname": "test_shop"}, tmp_path)
@@ -81,7 +87,7 @@ def test_mysql_and_redis(tmp_path):
     assert env["CONFIG_REDIS_PASSWORD"] == "s"
 
 
-def test_node_env_reads_credentials_written_0600(tmp_path):
+def test_node_env_reads_credentials_written_0640(tmp_path):
     node = SimpleNamespace(DATA=tmp_path / "data")
     pg = get_service("postgresql")
     with pytest.raises(SilverError, match="not installed for shop"):
@@ -89,7 +95,8 @@ def test_node_env_reads_credentials_written_0600(tmp_path):
     path = pg.write_credentials(APP, node, {"dbname": "shop", "user": "sl-shop",
                                             "password": "secret", "host": "", "port": ""})
     assert path == tmp_path / "data" / "shop" / "postgresql.credentials"
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert [p.name for p in path.parent.iterdir()] == [path.name]      # no temp file left
     env = pg.env(APP, node)
     assert env["CONFIG_PG_USER"] == "sl-shop" and env["CONFIG_PG_PASSWORD"] == "secret"
     assert env["CONFIG_PG_SQLALCHEMY"] == "postgresql://sl-shop:secret@/shop"

@@ -1,7 +1,9 @@
 """``silver activate LOCATION VERSION|prev``: serve a kept version again (rollback).
 
 No upload: the node starts the kept instance, puts it through the health
-gate and switches the location to it.
+gate and switches the location to it. ``--restore-data`` also brings back
+the data that version left, from the backup ``silver update --backup`` took
+before replacing it (the app answers 503 meanwhile).
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ from silverlining.locations import parse_location
 _VERSION_RE = re.compile(r"^(prev|v?[1-9][0-9]*|[a-z0-9][a-z0-9_-]*\.v[1-9][0-9]*)\Z")
 
 
-def run(console: Console, location: str, version: str, node: str | None) -> int:
+def run(console: Console, location: str, version: str, node: str | None,
+        restore_data: bool) -> int:
     loc = parse_location(location)
     if not _VERSION_RE.match(version):
         raise UsageError(f"bad version {version!r}: use prev, vN, N or APP.vN")
     session = open_node(console, node_for(loc, node))
     try:
-        result = session.call("activate", str(loc), version, "--who", who())
+        extra = ["--restore-data"] if restore_data else []
+        result = session.call("activate", str(loc), version, *extra, "--who", who(),
+                              timeout=None if restore_data else 600)
     finally:
         session.close()
     if result.get("unchanged"):
@@ -31,4 +36,6 @@ def run(console: Console, location: str, version: str, node: str | None) -> int:
     else:
         was = f" (was {result['previous']})" if result.get("previous") else ""
         console.out(f"{loc} now serves {result['app']}.{result['version']}{was}")
+    if result.get("restored"):
+        console.out(f"{result['app']}: data restored from {result['restored']}")
     return 0

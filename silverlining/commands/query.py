@@ -1,4 +1,5 @@
-"""``silver query NODE [GLOB...]``: apps on a node, their versions, where they are live."""
+"""``silver query NODE [GLOB...]``: apps on a node, their versions, where they are live,
+their services (names only, never credentials) and the backups kept on the node."""
 
 from __future__ import annotations
 
@@ -32,6 +33,10 @@ def format_query(result: dict) -> list[str]:
     lines = []
     for app in result["apps"]:
         lines.append(app["app"] + ("  (disabled)" if app["disabled"] else ""))
+        if app.get("services"):
+            lines.append(f"  services: {', '.join(app['services'])}")
+        for b in app.get("backups", []):
+            lines.append(f"  backup remote:{b['name']}  {b['time']}  {b['size']} bytes")
         for v in app["versions"]:
             where = []
             if v["live_at"]:

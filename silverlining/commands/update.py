@@ -51,6 +51,7 @@ class Plan:
     source: str
     config: AppConfig
     params: dict[str, str]
+    backup: bool = False          # keep the live version's data (remote:before-vN) first
 
 
 @dataclass
@@ -230,6 +231,8 @@ def deploy_to(console: Console, node: str, plan: Plan, ask: bool = False) -> Out
                 "--who", plan.who, "--params-stdin", *lock]
         if plan.clear:
             args.append("--clear")
+        if plan.backup:
+            args.append("--backup")
         result = session.call(*args, input=changes_input(values))
     finally:
         session.close()
@@ -262,10 +265,12 @@ def offer_etc_hosts(console: Console, location: Location, node: str) -> None:
 def run(console: Console, app_dir: str, location: str | None, host: str | None,
         nodes: tuple[str, ...], name: str | None, config_dir: str | None, clear: bool,
         noetchosts: bool, lock_wait: float | None = None, params: tuple[str, ...] = (),
-        param_files: tuple[str, ...] = (), dns: bool | None = None) -> int:
+        param_files: tuple[str, ...] = (), dns: bool | None = None,
+        backup: bool = False) -> int:
     values = {**parse_assignments(params, "--param"), **read_param_files(param_files)}
     plan = make_plan(app_dir, location, host, name, config_dir, clear, lock_wait, console,
                      values)
+    plan.backup = backup
     targets = list(dict.fromkeys(nodes)) or [node_for(plan.location, None)]
     if len(targets) == 1:
         outcome = deploy_to(console, targets[0], plan, ask=True)

@@ -6,12 +6,14 @@ scripts run locally see the same variables as the served app.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from silverlining import __version__, state
 from silverlining.appconfig import AppConfig
 from silverlining.errors import ConfigError, UsageError
 from silverlining.inifile import suggest
+from silverlining.secret import ENV_VAR, dev_secret_file
 from silverlining.services import SERVICE_NAMES, get_service
 from silverlining.userconfig import UserConfig
 
@@ -76,6 +78,7 @@ def app_environ(app: AppConfig, user: UserConfig | None = None,
         "SILVER_MATCH_PATH": "",
         "SILVER_LOGS": str(logs),
         "TEMP": str(temp),
+        ENV_VAR: str(dev_secret_file(base)),
     }
     conf = app_config_dir(app, config_dir)
     if conf is not None:
@@ -105,3 +108,60 @@ def param_environ(app: AppConfig, settings: dict[str, str], user: UserConfig) ->
             raise ConfigError(str(user.path), problem, key=f"param.{name}", section="devel")
         env[param.env_name] = value
     return env
+
+
+# where the database services listen when no host is given (Debian/Ubuntu first)
+DEFAULT_SOCKETS = {
+    "postgresql": ("/var/run/postgresql/.s.PGSQL.{port}", "/tmp/.s.PGSQL.{port}"),
+    "mysql": ("/run/mysqld/mysqld.sock", "/var/run/mysqld/mysqld.sock", "/tmp/mysql.sock"),
+}
+DEFAULT_PORTS = {"postgresql": "5432", "mysql": "3306", "redis": "6379"}
+
+
+def _connects(family: int, address: str | tuple[str, int]) -> bool:
+    with socket.socket(family) as sock:
+        sock.settimeout(0.5)
+        try:
+            sock.connect(address)
+        except OSError:
+            return False
+    return True
+
+
+def _answers(host: str, port: str, kind: str) -> tuple[bool, str]:
+    """(whether something accepts connections, where we looked). An empty host is
+    the usual local socket (and, for MariaDB clients such as PyMySQL, TCP
+    localhost); a host starting with '/' is PostgreSQL's socket directory."""
+    if host and not host.startswith("/"):
+        try:
+            socket.create_connection((host, int(port)), timeout=0.5).close()
+            return True, f"{host}:{port}"
+        except (OSError, ValueError):
+            return False, f"{host}:{port}"
+    if host:
+        sockets = [f"{host}/.s.PGSQL.{port}"]
+    else:
+        sockets = [path.format(port=port) for path in DEFAULT_SOCKETS[kind]]
+    if any(_connects(socket.AF_UNIX, path) for path in sockets):
+        return True, sockets[0]
+    if not host and kind == "mysql" and _connects(socket.AF_INET, ("127.0.0.1", int(port))):
+        return True, f"127.0.0.1:{port}"
+    return False, " or ".join(sockets)
+
+
+def unreachable_services(app: AppConfig, env: dict[str, str]) -> list[str]:
+    """A warning for each database service nothing answers for in development, so
+    a newcomer learns why the app cannot connect before it tries."""
+    warnings = []
+    for name in sorted(app.services):
+        kind = "postgresql" if name == "postgis" else name
+        prefix = {"postgresql": "CONFIG_PG", "mysql": "CONFIG_MYSQL",
+                  "redis": "CONFIG_REDIS"}.get(kind)
+        if prefix is None:
+            continue
+        port = env.get(f"{prefix}_PORT") or DEFAULT_PORTS[kind]
+        ok, where = _answers(env.get(f"{prefix}_HOST", ""), port, kind)
+        if not ok:
+            warnings.append(f"service {name}: nothing answers at {where}; start the server "
+                            f"or set {name}.host/{name}.port in [devel] of your user config")
+    return warnings

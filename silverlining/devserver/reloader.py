@@ -19,9 +19,10 @@ from silverlining import state
 from silverlining.appconfig import AppConfig
 from silverlining.appfiles import make_paths_relative
 from silverlining.console import Console
-from silverlining.devserver import fetch, watch
+from silverlining.devserver import devpg, fetch, watch
 from silverlining.devserver.child import TOKEN_VAR
-from silverlining.devserver.environ import app_environ
+from silverlining.devserver.environ import (app_environ, check_devel_settings, devel_dir,
+                                           unreachable_services)
 from silverlining.errors import SilverError, UsageError
 from silverlining.userconfig import UserConfig
 
@@ -145,8 +146,26 @@ def serve(app_dir: Path | str, host: str, port: int, config_dir: str | None,
     if config.runner is None:
         raise UsageError(f"{config.ini_path} has no runner: nothing to serve (run its scripts "
                          "with bin/python)")
-    env = app_environ(config, UserConfig.load(), config_dir)
+    user = UserConfig.load()
+    env = app_environ(config, user, config_dir)
     make_paths_relative(config.app_dir / "lib" / "python", config.app_dir)
     if config.config_checker and "SILVER_APP_CONFIG" in env:
         check_config(config, env)
-    Reloader(config, host, port, config_dir, console).serve_forever(env)
+    database = None
+    if any(s in config.services for s in devpg.SERVICES) and \
+            devpg.wanted(check_devel_settings(user, config.app_name)):
+        try:
+            database = devpg.DevPostgres(config.app_name, config.app_dir,
+                                         devel_dir(config.app_name))
+            console.info(f"development PostgreSQL in {database.root} (socket only)")
+            database.start()
+        except SilverError as exc:
+            console.warn(str(exc))
+            database = None
+    for warning in unreachable_services(config, env):
+        console.warn(warning)
+    try:
+        Reloader(config, host, port, config_dir, console).serve_forever(env)
+    finally:
+        if database is not None:
+            database.stop()

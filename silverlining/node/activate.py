@@ -52,9 +52,52 @@ def _check_and_start(args, app: str, version: str, location: str, host: str,
         raise
 
 
+def data_backup_for(app: str, version: str) -> str:
+    """The newest ``update --backup`` taken of the data ``version`` left behind."""
+    state = AppState.load(app)
+    for later in reversed(state.ordered()):
+        recorded = state.versions[later].get("backup") or {}
+        if recorded.get("of") == version:
+            return recorded["name"]
+    raise NodeError(f"no backup holds the data of {app}.{version} (take one with "
+                    "silver update --backup)")
+
+
 def activate(args) -> dict:
     location = location_key(args.location)
     app, version = resolve(location, args.version)
+    if not args.restore_data:
+        return _activate(args, app, version, location)
+    from silverlining.node import data
+    name = data_backup_for(app, version)
+    archive = data.backup_dir(app) / f"{name}.tar.gz"
+    config, services = data.app_services(app, version)
+    staging = data.staging_dir(app)
+    try:
+        data.check_archive(app, archive, services, False, staging)
+        was_disabled = AppState.load(app).disabled
+        if not was_disabled:
+            data.set_disabled(app, True, args.who, args.lock_wait)
+        try:
+            result = _activate(args, app, version, location,
+                               before=lambda: data.restore_services(app, config, services,
+                                                                    staging))
+        except NodeError as exc:
+            if "left disabled" in str(exc):
+                raise
+            raise NodeError(f"{exc}; {app} is left disabled (its data was restored): "
+                            "fix this and activate again, or 'silver enable'") from None
+        if not was_disabled:
+            data.set_disabled(app, False, args.who, args.lock_wait)
+    finally:
+        data.remove_tree(staging)
+    audit.record("restore", app, who=args.who, version=version, backup=f"remote:{name}")
+    return {**result, "restored": f"remote:{name}"}
+
+
+def _activate(args, app: str, version: str, location: str, before=None) -> dict:
+    """Switch ``location`` to ``version`` under the app's lock; ``before`` runs first
+    under that lock (the data restore of ``--restore-data``)."""
     with app_lock(app, args.lock_wait):
         meta = AppState.load(app).get(version)
         if meta.get("status") != "ok":
@@ -62,6 +105,8 @@ def activate(args) -> dict:
                             f"succeed (status {meta.get('status')})")
         if not instance_dir(app, version).is_dir():
             raise NodeError(f"{app}.{version} cannot be activated: its files were removed")
+        if before is not None:
+            before()
         current = (load_routes().get(location) or {})
         if current.get("app") == app and current.get("version") == version:
             return {"app": app, "version": version, "location": location, "previous": version,
@@ -89,6 +134,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("activate", help="point a location at a kept version")
     p.add_argument("location")
     p.add_argument("version", help="prev, vN, N or APP.vN")
+    p.add_argument("--restore-data", action="store_true",
+                   help="bring back the data this version left (silver update --backup)")
     p.add_argument("--who")
     p.add_argument("--lock-wait", type=float, default=300.0)
     p.set_defaults(handler=activate)

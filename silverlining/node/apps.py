@@ -92,7 +92,11 @@ def running_units() -> set[str]:
 
 
 def query(globs: list[str], health: bool = False) -> dict:
+    """Every app (or those matching ``globs``): versions, where they are live, their
+    workers and crons, the services of the version live (else the newest deployed), its
+    kept backups; with ``health``, what each live location's /.silver/health says."""
     from silverlining.node import jobs
+    from silverlining.node.data import list_backups
     from silverlining.node.instances import unit_name
 
     routes = load_routes()
@@ -114,7 +118,11 @@ def query(globs: list[str], health: bool = False) -> dict:
             if meta["live_at"]:
                 meta["jobs"] = jobs.status(app, version)
             versions.append(meta)
-        apps.append({"app": app, "disabled": state.disabled, "versions": versions})
+        live = [v for v in versions if v["live_at"]] or [v for v in versions
+                                                          if v.get("status") == "ok"]
+        apps.append({"app": app, "disabled": state.disabled, "versions": versions,
+                     "services": live[-1].get("services", []) if live else [],
+                     "backups": list_backups(app)})
     shown = {loc: e for loc, e in sorted(routes.items())
              if any(a["app"] == e.get("app") for a in apps)}
     result = {"node": socket.getfqdn(), "apps": apps, "routes": shown}

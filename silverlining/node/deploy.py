@@ -10,7 +10,6 @@ before the switch stops the new instance and leaves routing untouched.
 from __future__ import annotations
 
 import dataclasses
-import grp
 import os
 import pwd
 import subprocess
@@ -27,10 +26,10 @@ from silverlining.node._errors import NodeError
 from silverlining.node._state import (AppState, app_lock, flock, instance_dir, instance_name,
                                       load_routes, referenced, served)
 from silverlining.node._switch import canonical_hostname, location_key, switch
-from silverlining.node._util import (client_gone, empty_dir, ensure_app_user, make_dir, run,
-                                     say, version_number)
-
-FILE_SERVICES = ("files", "writable_root")
+from silverlining.node._util import (client_gone, ensure_app_user, make_dir, run, say,
+                                     version_number, write_private)
+from silverlining.secret import ENV_VAR as SECRET_ENV
+from silverlining.secret import derive
 
 
 def build_instance(app: str, version: str, source: Path, basis: str | None, gid: int) -> Path:
@@ -103,33 +102,35 @@ def _apt(*args: str) -> None:
         what=f"apt-get {args[0]}", timeout=1800)
 
 
-def install_services(config: AppConfig, uid: int, gid: int, clear: bool) -> dict[str, str]:
-    """Each service ready for the app; returns their CONFIG_* variables."""
+def install_services(config: AppConfig, clear: bool) -> dict[str, str]:
+    """Each service ready for the app (emptied first with ``clear``); returns their
+    CONFIG_* variables. A ready service costs a cheap check, nothing more."""
     from silverlining.services import get_service
 
     env: dict[str, str] = {}
-    nginx_gid = grp.getgrnam(paths.NGINX_USER).gr_gid     # nginx serves writable_root
     for name in sorted(config.services):
         service = get_service(name)
-        if name in FILE_SERVICES:
-            path = service.data_dir(config, paths)
-            if clear and path.is_dir():
-                say(f"service {name}: clearing {path}")
-                empty_dir(path)
-            make_dir(path, uid, nginx_gid if name == "writable_root" else gid, 0o2750)
-        else:
-            try:
-                (service.clear if clear else service.install)(config, paths)
-            except NotImplementedError:
-                raise NodeError(f"service {name} is not available on nodes yet") from None
-            except SilverError as exc:
-                raise NodeError(f"service {name}: {exc.message}") from None
         try:
+            (service.clear if clear else service.install)(config, paths)
             env.update(service.env(config, paths))
         except SilverError as exc:
             raise NodeError(f"service {name}: {exc.message}") from None
         say(f"service {name}: ready")
     return env
+
+
+def write_app_secret(app: str, gid: int) -> Path:
+    """``DATA/APP/secret``, derived from the node's secret (same for every version),
+    readable by the app's group: what ``silverlining.secret.get_secret`` reads."""
+    path = paths.DATA / app / "secret"
+    try:
+        master = paths.SECRET.read_bytes().strip()
+    except FileNotFoundError:
+        raise NodeError(f"{paths.SECRET} is missing: run silver setup-node") from None
+    text = derive(master, app) + "\n"
+    if not path.is_file() or path.read_text() != text:
+        write_private(path, text.encode(), gid)
+    return path
 
 
 def instance_env(config: AppConfig, app: str, version: str, location: str,
@@ -189,7 +190,7 @@ def run_update_fetch(config: AppConfig, app: str, version: str, host: str, prefi
 
 
 def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
-            changes: dict) -> dict:
+            changes: dict, backup: bool = False) -> dict:
     meta = state.get(version)
     upload = apps.upload_root(app) / version
     if not (upload / "app" / "app.ini").is_file():
@@ -212,6 +213,10 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
         config = dataclasses.replace(AppConfig.load(instance_dir(app, version)), app_name=app)
     except SilverError as exc:
         raise NodeError(exc.message) from None
+    web = config.runner is not None
+    if web != (not location.startswith("@")):
+        raise NodeError(f"{location}: an app with a runner is deployed to a HOST[/PATH] "
+                        "location, one without to @APP")
     config_dir = None
     if (upload / "config").is_dir():
         config_dir = paths.ENV / app / f"{version}.config"
@@ -223,25 +228,26 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
     values = params.merged(config, stored, changes)
     param_env = params.environment(config, values)
     install_packages(config.packages)
-    service_env = install_services(config, uid, gid, clear)
+    if backup:
+        from silverlining.node.data import backup_before
+        meta["backup"] = backup_before(app, version, location)
+        state.save()
+    service_env = install_services(config, clear)
+    service_env[SECRET_ENV] = str(write_app_secret(app, gid))
     env = instance_env(config, app, version, location, service_env, config_dir)
     env.update(param_env)
     write_env(instances.env_path(app, version), env, gid)
-    web = config.runner is not None
-    if web != (not location.startswith("@")):
-        raise NodeError(f"{location}: an app with a runner is deployed to a HOST[/PATH] "
-                        "location, one without to @APP")
+    ports = jobs.install_units(app, version, config)
     meta.update(services=sorted(config.services), interface=config.interface, web=web,
                 runner=config.runner.spec if web else None, health_check=config.health_check,
                 start_timeout=config.start_timeout,
                 processes={n: p.instances for n, p in config.processes.items()},
                 params_changed=sorted(n for n in values.keys() | stored.keys()
-                                      if values.get(n) != stored.get(n)))
-    state.save()                     # the routing reads the services from the record
+                                      if values.get(n) != stored.get(n)),
+                worker_checks={key: [port, config.processes[key.split("@")[0]].health_check]
+                               for key, port in ports.items()})
+    state.save()                     # the routing and the status pages read the record
     host, prefix = env["SILVER_CANONICAL_HOSTNAME"], env["SILVER_MATCH_PATH"]
-    ports = jobs.install_units(app, version, config)
-    meta["worker_checks"] = {key: [port, config.processes[key.split("@")[0]].health_check]
-                             for key, port in ports.items()}
     if web:
         say(f"starting {instance_name(app, version)} ({config.interface}, "
             f"{'gunicorn' if config.interface == 'wsgi' else 'uvicorn'})")
@@ -276,11 +282,11 @@ def deploy(args) -> dict:
     version_number(args.version)
     changes = params.read_changes() if args.params_stdin else {}
     return run_deploy(args.app, args.version, location_key(args.location), args.clear,
-                      changes, args.who, args.lock_wait)
+                      changes, args.who, args.lock_wait, args.backup)
 
 
 def run_deploy(app: str, version: str, location: str, clear: bool, changes: dict,
-               who: str | None, lock_wait: float) -> dict:
+               who: str | None, lock_wait: float, backup: bool = False) -> dict:
     """Deploy a reserved, uploaded version under the app's lock; record how it went."""
     with app_lock(app, lock_wait):
         state = AppState.load(app)
@@ -297,7 +303,7 @@ def run_deploy(app: str, version: str, location: str, clear: bool, changes: dict
                             f"the newer version stays live; run silver update again to "
                             "deploy these files")
         try:
-            result = _deploy(app, version, location, clear, state, changes)
+            result = _deploy(app, version, location, clear, state, changes, backup)
         except BaseException as exc:
             message = str(exc) if isinstance(exc, NodeError) else \
                 f"internal error: {type(exc).__name__}: {exc}"
@@ -345,6 +351,8 @@ def register(subparsers) -> None:
     p.add_argument("version")
     p.add_argument("--location", required=True)
     p.add_argument("--clear", action="store_true")
+    p.add_argument("--backup", action="store_true",
+                   help="keep the live version's data as remote:before-VERSION first")
     p.add_argument("--params-stdin", action="store_true",
                    help="parameter changes as JSON on stdin (values never on the command line)")
     p.add_argument("--who")

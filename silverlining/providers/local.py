@@ -360,6 +360,9 @@ class LocalNodeDriver(NodeDriver):
                 # the node's own firewall (setup-node's nftables) needs it; the
                 # node has its own network namespace, so it touches nothing else
                 "--capability=CAP_NET_ADMIN",
+                # a copy, not a bind mount: tzdata's postinst replaces /etc/localtime,
+                # and PostgreSQL depends on tzdata
+                "--timezone=copy",
                 f"--network-namespace-path={local_net.netns_path(number)}"]
         proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               timeout=60)

@@ -20,6 +20,7 @@ and tells the app about it through ``CONFIG_*`` environment variables.
 
 from __future__ import annotations
 
+import grp
 import os
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ class Service:
     def install(self, app: Any, node_paths: Any) -> None:
         """Make the service ready for ``app`` on this node, idempotently: install
         the server package if needed, create the app's database/directory and
-        its credentials (written with ``write_credentials``, mode 0600), so
+        its credentials (written with ``write_credentials``, mode 0640), so
         ``env`` can answer. Runs as root on every ``silver update``."""
         raise NotImplementedError(f"service {self.name}: install is implemented node-side")
 
@@ -100,17 +101,19 @@ class Service:
         return values
 
     def write_credentials(self, app: Any, node_paths: Any, values: dict[str, str]) -> Path:
-        """Write ``key=value`` lines readable by the owner only (secrets inside)."""
+        """Write ``key=value`` lines, mode 0640, owned by root with the app's group
+        (``sl-APP``): the app reads its secrets, no other app does. Written
+        atomically through a new ``O_EXCL|O_NOFOLLOW`` temp file (``write_private``).
+        Without ``APP_USER_PREFIX`` in ``node_paths`` (tests): the caller's group."""
+        for key, value in values.items():
+            if "\n" in key or "\n" in value or "=" in key:
+                raise ValueError(f"bad credential {key!r}")
         path = self.credentials_path(app, node_paths)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for key, value in values.items():
-                if "\n" in key or "\n" in value or "=" in key:
-                    raise ValueError(f"bad credential {key!r}")
-                fh.write(f"{key}={value}\n")
-        os.replace(tmp, path)
+        from silverlining.node._util import write_private
+        prefix = getattr(node_paths, "APP_USER_PREFIX", None)
+        gid = grp.getgrnam(prefix + app.app_name).gr_gid if prefix else os.getgid()
+        write_private(path, "".join(f"{k}={v}\n" for k, v in values.items()).encode(), gid)
         return path
 
 

@@ -1,19 +1,30 @@
-"""``service.mysql``: a MySQL/MariaDB database per app (``CONFIG_MYSQL_*``)."""
+"""``service.mysql``: a MariaDB database per app (``CONFIG_MYSQL_*``).
+
+On a node the server is the OS's MariaDB; root administers it through the
+unix socket (``unix_socket`` authentication, no password). Each app gets a
+database and a user ``sl_APP`` (at ``localhost`` and ``127.0.0.1``) whose
+password reaches the server only as a ``mysql_native_password`` hash.
+Restores run as the app's own user, so a dump can touch nothing else.
+"""
 
 from __future__ import annotations
 
 import getpass
+import os
 from pathlib import Path
 from typing import Any
 
+from silverlining.errors import SilverError
 from silverlining.services.base import Service, sqlalchemy_url
 
 KEYS = ("dbname", "user", "password", "host", "port")
+HOSTS = ("localhost", "127.0.0.1")
 
 
 class MysqlService(Service):
     name = "mysql"
     dev_keys = KEYS
+    packages = ("mariadb-server", "mariadb-client")
 
     def dev_env(self, app: Any, settings: dict[str, str], state_dir: Path) -> dict[str, str]:
         return mysql_env({
@@ -27,6 +38,104 @@ class MysqlService(Service):
     def env(self, app: Any, node_paths: Any) -> dict[str, str]:
         creds = self.read_credentials(app, node_paths)
         return mysql_env({k: creds.get(k, "") for k in KEYS})
+
+    # --- node -------------------------------------------------------------------
+
+    def install(self, app: Any, node_paths: Any) -> None:
+        if self._ready(app, node_paths):
+            return
+        from silverlining.services._system import server_lock
+        with server_lock("mysql"):
+            self._install(app, node_paths)
+
+    def _install(self, app: Any, node_paths: Any) -> None:
+        from silverlining.services._system import (apt_install, db_name, mysql_native_hash,
+                                                   new_password, systemctl_start, wait_until)
+        apt_install(self.packages)
+        systemctl_start("mariadb")
+        wait_until(self._up, "MariaDB", timeout=90)
+        name = db_name(app.app_name)
+        path = self.credentials_path(app, node_paths)
+        creds = self.read_credentials(app, node_paths) if path.is_file() else {}
+        # an existing password stays: kept versions (rollback) were started with it
+        password = creds.get("password") or new_password()
+        digest = mysql_native_hash(password)
+        users = ", ".join(f"'{name}'@'{host}'" for host in HOSTS)
+        sql = "".join(f"CREATE USER IF NOT EXISTS '{name}'@'{host}';\n"
+                      f"ALTER USER '{name}'@'{host}' IDENTIFIED BY PASSWORD '{digest}';\n"
+                      for host in HOSTS)
+        sql += self._create_sql(name)
+        sql += f"GRANT ALL PRIVILEGES ON `{grant_pattern(name)}`.* TO {users};\n"
+        mariadb(sql)
+        self.write_credentials(app, node_paths, {
+            "dbname": name, "user": name, "password": password,
+            "host": "127.0.0.1", "port": "3306"})
+
+    def _ready(self, app: Any, node_paths: Any) -> bool:
+        """Cheap check (the credentials, one query) that nothing needs doing."""
+        if not self.credentials_path(app, node_paths).is_file():
+            return False
+        name = self.read_credentials(app, node_paths).get("user", "")
+        try:
+            found = mariadb(f"SELECT (SELECT COUNT(*) FROM mysql.user WHERE User = '{name}'), "
+                            f"(SELECT COUNT(*) FROM information_schema.SCHEMATA "
+                            f"WHERE SCHEMA_NAME = '{name}');")
+        except SilverError:
+            return False
+        return found.split() == [str(len(HOSTS)), "1"]
+
+    def _up(self) -> bool:
+        try:
+            mariadb("SELECT 1;")
+        except SilverError:
+            return False
+        return True
+
+    @staticmethod
+    def _create_sql(name: str) -> str:
+        return (f"CREATE DATABASE IF NOT EXISTS `{name}` "
+                "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;\n")
+
+    def clear(self, app: Any, node_paths: Any) -> None:
+        from silverlining.services._system import say
+        self.install(app, node_paths)
+        name = self.read_credentials(app, node_paths)["dbname"]
+        say(f"mysql: dropping and re-creating database {name}")
+        mariadb(f"DROP DATABASE IF EXISTS `{name}`;\n" + self._create_sql(name))
+
+    def backup(self, app: Any, node_paths: Any, dest_dir: Path) -> None:
+        from silverlining.services._system import command
+        self.install(app, node_paths)
+        name = self.read_credentials(app, node_paths)["dbname"]
+        with open(dest_dir / "database.sql", "wb") as out:
+            command(["mariadb-dump", "--single-transaction", "--routines", "--triggers",
+                     "--skip-lock-tables", name], stdout=out, what="mariadb-dump", timeout=7200)
+
+    def restore(self, app: Any, node_paths: Any, src_dir: Path) -> None:
+        from silverlining.services._system import command
+        self.clear(app, node_paths)
+        creds = self.read_credentials(app, node_paths)
+        # the app's own login, from a root-only file: never on the command line
+        options = src_dir / "client.cnf"
+        fd = os.open(options, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"[client]\nuser={creds['user']}\npassword={creds['password']}\n"
+                     "host=localhost\n")
+        with open(src_dir / "database.sql", "rb") as dump:
+            command(["mariadb", f"--defaults-extra-file={options}", "--batch", creds["dbname"]],
+                    stdin=dump, what="restoring the database", timeout=7200)
+
+
+def grant_pattern(name: str) -> str:
+    """A database name in GRANT, where ``_`` and ``%`` are wildcards: escaped, so
+    ``sl_a_b`` cannot also mean another app's ``sl_axb``."""
+    return name.replace("_", "\\_").replace("%", "\\%")
+
+
+def mariadb(sql: str) -> str:
+    """Run SQL (on stdin) as MariaDB's root through the unix socket; tab-separated rows."""
+    from silverlining.services._system import command
+    return command(["mariadb", "--batch", "--skip-column-names"], input=sql, what="mariadb")
 
 
 def mysql_env(values: dict[str, str]) -> dict[str, str]:

@@ -1,14 +1,35 @@
-"""``service.postgresql``: a PostgreSQL database per app (``CONFIG_PG_*``)."""
+"""``service.postgresql``: a PostgreSQL database per app (``CONFIG_PG_*``).
+
+On a node the server comes from the OS packages; each app gets a database
+and a role of its own (``sl_APP``), reached over 127.0.0.1 with a
+scram-sha-256 password. The server's ``pg_hba.conf`` is replaced by one that
+trusts nobody: ``postgres`` by peer on the socket, everyone else by password.
+Administration runs as the ``postgres`` user with SQL on stdin; the
+password reaches the server only as a SCRAM verifier computed here.
+"""
 
 from __future__ import annotations
 
 import getpass
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
+from silverlining.errors import SilverError
 from silverlining.services.base import Service, sqlalchemy_url
 
 KEYS = ("dbname", "user", "password", "host", "port")
+HBA_MARK = "# silverlining: passwords only (scram-sha-256), no trust"
+HBA = f"""{HBA_MARK}
+local   all   postgres                  peer
+local   all   all                       scram-sha-256
+host    all   all     127.0.0.1/32      scram-sha-256
+host    all   all     ::1/128           scram-sha-256
+"""
+# Entries of a dump that belong to the server (extensions and their catalog
+# tables): the restore re-creates them itself and as the app's role could not.
+SERVER_ENTRIES = (" EXTENSION ", " spatial_ref_sys ")
 
 
 class PostgresqlService(Service):
@@ -16,6 +37,9 @@ class PostgresqlService(Service):
     dev_keys = KEYS
     #: sections of the devel settings looked at, in order
     setting_prefixes: tuple[str, ...] = ("postgresql",)
+    packages: tuple[str, ...] = ("postgresql", "postgresql-client")
+    #: extensions created in the app's database (as the server's superuser)
+    extensions: tuple[str, ...] = ()
 
     def lookup(self, settings: dict[str, str], key: str, default: str = "") -> str:
         for prefix in self.setting_prefixes:
@@ -24,6 +48,9 @@ class PostgresqlService(Service):
         return default
 
     def dev_env(self, app: Any, settings: dict[str, str], state_dir: Path) -> dict[str, str]:
+        from silverlining.devserver import devpg      # developer's machine only
+        if devpg.wanted(settings):
+            return pg_env(devpg.dev_values(app.app_name, state_dir))
         values = {
             "dbname": self.lookup(settings, "dbname", app.app_name),
             "user": self.lookup(settings, "user", getpass.getuser()),
@@ -37,17 +64,155 @@ class PostgresqlService(Service):
         creds = self.read_credentials(app, node_paths)
         return pg_env({k: creds.get(k, "") for k in KEYS})
 
+    def credentials_path(self, app: Any, node_paths: Any) -> Path:
+        """One file for postgresql and postgis: they share the app's database."""
+        return Path(node_paths.DATA) / app.app_name / "postgresql.credentials"
+
+    # --- node -------------------------------------------------------------------
+
+    def install(self, app: Any, node_paths: Any) -> None:
+        if self._ready(app, node_paths):
+            return
+        from silverlining.services._system import server_lock
+        with server_lock("postgresql"):
+            self._install(app, node_paths)
+
+    def _install(self, app: Any, node_paths: Any) -> None:
+        from silverlining.services._system import (apt_install, db_name, new_password,
+                                                   scram_verifier)
+        apt_install(self.packages)
+        self._server_up()
+        role = db_name(app.app_name)
+        path = self.credentials_path(app, node_paths)
+        creds = self.read_credentials(app, node_paths) if path.is_file() else {}
+        # an existing password stays: kept versions (rollback) were started with it
+        password = creds.get("password") or new_password()
+        psql("postgres", f"\\set verifier '{scram_verifier(password)}'\n"
+             "SELECT format('CREATE ROLE %I', :'role') WHERE NOT EXISTS "
+             "(SELECT 1 FROM pg_roles WHERE rolname = :'role') \\gexec\n"
+             "ALTER ROLE :\"role\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
+             "PASSWORD :'verifier';\n", role=role)
+        self._create_database(role)
+        port = psql("postgres", "SHOW port;").strip()
+        values = {"dbname": role, "user": role, "password": password,
+                  "host": "127.0.0.1", "port": port}
+        for ext in self.extensions:
+            values[ext] = "yes"
+        self.write_credentials(app, node_paths, {**creds, **values})
+
+    def _ready(self, app: Any, node_paths: Any) -> bool:
+        """Cheap check (the credentials, one query: the server answers, the role owns
+        its database) that nothing needs doing."""
+        if not self.credentials_path(app, node_paths).is_file():
+            return False
+        creds = self.read_credentials(app, node_paths)
+        if any(creds.get(ext) != "yes" for ext in self.extensions):
+            return False
+        try:
+            found = psql("postgres", "SELECT count(*) FROM pg_roles r JOIN pg_database d "
+                         "ON d.datdba = r.oid WHERE r.rolname = :'role' "
+                         "AND d.datname = :'role';", role=creds.get("user", ""))
+        except SilverError:
+            return False
+        return found.strip() == "1"
+
+    def _server_up(self) -> None:
+        """The cluster running, with our pg_hba.conf."""
+        from silverlining.services._system import say, systemctl_start, wait_until
+        systemctl_start("postgresql")
+        wait_until(lambda: subprocess.run(["pg_isready", "-q"]).returncode == 0,
+                   "PostgreSQL", timeout=90)
+        hba = Path(psql("postgres", "SHOW hba_file;").strip())
+        if not hba.read_text().startswith(HBA_MARK):
+            say("PostgreSQL: password authentication only (pg_hba.conf)")
+            tmp = hba.with_name(hba.name + ".silver-tmp")
+            tmp.write_text(HBA)
+            st = hba.stat()
+            os.chown(tmp, st.st_uid, st.st_gid)
+            os.chmod(tmp, 0o640)
+            os.replace(tmp, hba)
+            psql("postgres", "SELECT pg_reload_conf();")
+        # apps reach their own database only, not the server's maintenance ones
+        psql("postgres", "REVOKE CONNECT ON DATABASE postgres FROM PUBLIC;\n"
+             "REVOKE CONNECT ON DATABASE template1 FROM PUBLIC;\n")
+
+    def _create_database(self, role: str) -> None:
+        psql("postgres",
+             "SELECT format('CREATE DATABASE %I OWNER %I ENCODING ''UTF8'' TEMPLATE template0', "
+             ":'role', :'role') WHERE NOT EXISTS "
+             "(SELECT 1 FROM pg_database WHERE datname = :'role') \\gexec\n"
+             "REVOKE ALL ON DATABASE :\"role\" FROM PUBLIC;\n"
+             "GRANT ALL ON DATABASE :\"role\" TO :\"role\";\n", role=role)
+        for ext in self.extensions:
+            psql(role, f"CREATE EXTENSION IF NOT EXISTS {ext};")
+
+    def clear(self, app: Any, node_paths: Any) -> None:
+        from silverlining.services._system import say
+        self.install(app, node_paths)
+        role = self.read_credentials(app, node_paths)["user"]
+        say(f"{self.name}: dropping and re-creating database {role}")
+        psql("postgres", "DROP DATABASE IF EXISTS :\"role\" WITH (FORCE);", role=role)
+        self._create_database(role)
+
+    def backup(self, app: Any, node_paths: Any, dest_dir: Path) -> None:
+        from silverlining.services._system import command
+        self.install(app, node_paths)
+        role = self.read_credentials(app, node_paths)["user"]
+        with open(dest_dir / "database.dump", "wb") as out:
+            command(["pg_dump", "--format=custom", "--no-owner", "--no-acl", "-d", role],
+                    user="postgres", stdout=out, what="pg_dump", timeout=7200)
+
+    def restore(self, app: Any, node_paths: Any, src_dir: Path) -> None:
+        """An empty database, then the dump's SQL run as the app's own role (so it
+        owns what it gets back and can touch nothing else), in one transaction."""
+        from silverlining.services._system import command
+        self.clear(app, node_paths)
+        role = self.read_credentials(app, node_paths)["user"]
+        dump = src_dir / "database.dump"
+        listing = command(["pg_restore", "--list", str(dump)], what="reading the dump")
+        keep = [ln for ln in listing.splitlines()
+                if not any(mark in f" {ln} " for mark in SERVER_ENTRIES)]
+        (src_dir / "restore.list").write_text("\n".join(keep) + "\n")
+        script = subprocess.Popen(
+            ["pg_restore", "--no-owner", "--no-acl", "--use-list", str(src_dir / "restore.list"),
+             "--file=-", str(dump)], stdout=subprocess.PIPE)
+        try:
+            command(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
+                     "-d", role, "-c", f'SET ROLE "{role}"', "-f", "-"],
+                    user="postgres", stdin=script.stdout, stdout=subprocess.DEVNULL,
+                    what="restoring the database", timeout=7200)
+        finally:
+            assert script.stdout is not None
+            script.stdout.close()
+            if script.wait() != 0:
+                raise SilverError(f"pg_restore failed (status {script.returncode})")
+
+
+def psql(dbname: str, sql: str, **variables: str) -> str:
+    """Run SQL (on stdin) as the ``postgres`` superuser; ``variables`` become psql
+    variables (use ``:'name'`` / ``:"name"`` to quote them). Unaligned output."""
+    from silverlining.services._system import command
+    if any("'" in v or "\\" in v or "\n" in v for v in variables.values()):
+        raise SilverError("bad psql variable")
+    head = "".join(f"\\set {key} '{value}'\n" for key, value in variables.items())
+    return command(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", dbname],
+                   input=head + sql, user="postgres", what="psql")
+
 
 def pg_env(values: dict[str, str]) -> dict[str, str]:
-    """The CONFIG_PG_* variables; host empty = local socket, port empty = default."""
+    """The CONFIG_PG_* variables; host empty = local socket, port empty = default.
+    ``CONFIG_PG_URL`` (libpq) and ``CONFIG_PG_SQLALCHEMY`` are the same URL: both
+    libraries read ``postgresql://``."""
+    url = sqlalchemy_url("postgresql", values["user"], values["password"], values["host"],
+                         values["port"], values["dbname"])
     return {
         "CONFIG_PG_DBNAME": values["dbname"],
         "CONFIG_PG_USER": values["user"],
         "CONFIG_PG_PASSWORD": values["password"],
         "CONFIG_PG_HOST": values["host"],
         "CONFIG_PG_PORT": values["port"],
-        "CONFIG_PG_SQLALCHEMY": sqlalchemy_url("postgresql", values["user"], values["password"],
-                                               values["host"], values["port"], values["dbname"]),
+        "CONFIG_PG_SQLALCHEMY": url,
+        "CONFIG_PG_URL": url,
     }
 
 

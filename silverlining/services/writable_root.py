@@ -1,26 +1,23 @@
 """``service.writable_root``: files the app writes and the web server serves
 publicly after ``static/`` (``CONFIG_WRITABLE_ROOT``; a ``HOST/`` subdirectory
-there is looked at first for requests to that host)."""
+there is looked at first for requests to that host). On a node it is
+``DATA/APP/writable_root``, backed up and restored like ``files``."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import grp
 from typing import Any
 
-from silverlining.services.base import Service
+from silverlining.services.files import DirectoryService
 
 
-class WritableRootService(Service):
+class WritableRootService(DirectoryService):
     name = "writable_root"
-    dev_keys = ("dir",)
+    variable = "CONFIG_WRITABLE_ROOT"
 
-    def dev_env(self, app: Any, settings: dict[str, str], state_dir: Path) -> dict[str, str]:
-        path = Path(self.setting(settings, "dir") or state_dir / self.name).expanduser()
-        path.mkdir(parents=True, exist_ok=True)
-        return {"CONFIG_WRITABLE_ROOT": str(path)}
-
-    def env(self, app: Any, node_paths: Any) -> dict[str, str]:
-        return {"CONFIG_WRITABLE_ROOT": str(self.data_dir(app, node_paths))}
+    def group(self, app: Any, node_paths: Any) -> int:
+        """nginx's group: it serves these files (no other app can read nginx's)."""
+        return grp.getgrnam(node_paths.NGINX_USER).gr_gid
 
 
 SERVICE = WritableRootService()

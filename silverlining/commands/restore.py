@@ -1,0 +1,55 @@
+"""``silver restore BACKUP LOCATION``: put a backup's data back into the app at LOCATION.
+
+A local archive is checked here first (every part against the manifest's
+sha256), then uploaded and checked again by the node before any data is
+touched; ``remote:NAME`` is a backup kept on the node. A backup of another
+app is refused unless ``--force-app``. The app answers 503 during the
+restore.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from silverlining.backups import check_name, verify
+from silverlining.commands._remote import node_for, open_node, who
+from silverlining.commands.backup import REMOTE
+from silverlining.console import Console
+from silverlining.errors import UsageError
+from silverlining.locations import parse_location
+from silverlining.node import paths
+from silverlining.transport import rsync
+
+
+def run(console: Console, backup: str, location: str, force_app: bool, node: str | None) -> int:
+    loc = parse_location(location)
+    extra = ["--force-app"] if force_app else []
+    archive = None
+    if backup.startswith(REMOTE):
+        source = ["--remote", check_name(backup[len(REMOTE):])]
+    else:
+        archive = Path(backup).expanduser()
+        if not archive.is_file():
+            raise UsageError(f"no backup file {backup}")
+        manifest = verify(archive)
+        console.detail(f"{archive}: backup of {manifest.app}.{manifest.version} taken "
+                       f"{manifest.time} ({', '.join(manifest.services)}), checksums ok")
+    session = open_node(console, node_for(loc, node))
+    try:
+        if archive is not None:
+            prep = session.call("restore-prepare", str(loc), quiet=True)
+            if manifest.app != prep["app"] and not force_app:
+                raise UsageError(f"{archive} is a backup of {manifest.app}, not of "
+                                 f"{prep['app']} (--force-app to restore it anyway)")
+            console.step(session.name, f"uploading {archive.name}")
+            rsync(str(archive), session.address, f"{prep['upload_dir']}/",
+                  user=paths.DEPLOY_USER, label=session.name)
+            source = ["--upload", prep["token"]]
+        result = session.call("restore", str(loc), *source, *extra, "--who", who(),
+                              timeout=None)
+    finally:
+        session.close()
+    made = result["backup"]
+    console.out(f"{result['app']}: restored {', '.join(result['services'])} from the backup "
+                f"of {made['app']}.{made['version']} taken {made['time']}")
+    return 0

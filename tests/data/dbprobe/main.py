@@ -1,0 +1,115 @@
+"""Reads and writes the app's services over HTTP, answering JSON, for the
+service tests: PostgreSQL rows, files, MariaDB and Redis values, PostGIS.
+Each database client is imported only by the requests that use it (the app
+asks the node for the Debian package of the ones its app.ini names)."""
+
+import json
+import os
+from urllib.parse import parse_qs
+
+
+def pg_connect(dbname=None):
+    import psycopg2
+    return psycopg2.connect(
+        dbname=dbname or os.environ["CONFIG_PG_DBNAME"], user=os.environ["CONFIG_PG_USER"],
+        password=os.environ["CONFIG_PG_PASSWORD"], host=os.environ["CONFIG_PG_HOST"],
+        port=os.environ["CONFIG_PG_PORT"], connect_timeout=5)
+
+
+def pg(path, q):
+    if path == "/pg/add":
+        with pg_connect() as conn, conn.cursor() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS items (id serial PRIMARY KEY, v text)")
+            cur.execute("INSERT INTO items (v) VALUES (%s)", (q["v"],))
+        return {"added": q["v"]}
+    if path == "/pg/list":
+        with pg_connect() as conn, conn.cursor() as cur:
+            cur.execute("SELECT to_regclass('items') IS NOT NULL")
+            if not cur.fetchone()[0]:
+                return {"rows": []}
+            cur.execute("SELECT v FROM items ORDER BY id")
+            return {"rows": [r[0] for r in cur.fetchall()]}
+    if path == "/pg/url":
+        import psycopg2
+        with psycopg2.connect(os.environ["CONFIG_PG_URL"]) as conn, conn.cursor() as cur:
+            cur.execute("SELECT current_user")
+            return {"user": cur.fetchone()[0]}
+    if path == "/pg/other":
+        try:
+            pg_connect(q["dbname"]).close()
+        except Exception as exc:
+            return {"connected": False, "error": str(exc).strip()}
+        return {"connected": True}
+    if path == "/pg/postgis":
+        with pg_connect() as conn, conn.cursor() as cur:
+            cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'postgis'")
+            row = cur.fetchone()
+            cur.execute("SELECT ST_AsText(ST_MakePoint(1, 2))")
+            return {"postgis": row and row[0], "point": cur.fetchone()[0]}
+    return None
+
+
+def files(path, q):
+    root = os.environ["CONFIG_FILES"]
+    if path == "/files/write":
+        with open(os.path.join(root, q["name"]), "w") as fh:
+            fh.write(q["v"])
+        return {"written": q["name"]}
+    if path == "/files/list":
+        return {"files": {n: open(os.path.join(root, n)).read() for n in sorted(os.listdir(root))}}
+    return None
+
+
+def mysql(path, q):
+    import pymysql
+    conn = pymysql.connect(
+        host=os.environ["CONFIG_MYSQL_HOST"], port=int(os.environ["CONFIG_MYSQL_PORT"]),
+        user=os.environ["CONFIG_MYSQL_USER"], password=os.environ["CONFIG_MYSQL_PASSWORD"],
+        database=os.environ["CONFIG_MYSQL_DBNAME"], autocommit=True)
+    with conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS kv (k VARCHAR(100) PRIMARY KEY, v TEXT)")
+        if path == "/mysql/set":
+            cur.execute("REPLACE INTO kv VALUES (%s, %s)", (q["k"], q["v"]))
+        cur.execute("SELECT v FROM kv WHERE k = %s", (q["k"],))
+        row = cur.fetchone()
+        return {"value": row and row[0]}
+
+
+def redis(path, q):
+    import redis as redis_lib
+    client = redis_lib.Redis.from_url(os.environ["CONFIG_REDIS_URL"], socket_timeout=5)
+    try:
+        if path == "/redis/scan":
+            return {"keys": sorted(k.decode() for k in client.scan_iter(count=1000))}
+        if path == "/redis/set":
+            client.set(q["k"], q["v"])
+        return {"value": (client.get(q["k"]) or b"").decode() or None}
+    except redis_lib.exceptions.RedisError as exc:
+        return {"error": str(exc)}
+
+
+def application(environ, start_response):
+    path = environ.get("PATH_INFO") or "/"
+    q = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+    if path == "/health":
+        body = {"ok": True}
+    elif path == "/secret":
+        from silverlining.secret import get_secret
+        body = {"default": get_secret(), "other": get_secret("other")}
+    elif path == "/env":
+        body = {k: v for k, v in os.environ.items() if k.startswith("CONFIG_")}
+    elif path.startswith("/pg/"):
+        body = pg(path, q)
+    elif path.startswith("/files/"):
+        body = files(path, q)
+    elif path.startswith("/mysql/"):
+        body = mysql(path, q)
+    elif path.startswith("/redis/"):
+        body = redis(path, q)
+    else:
+        body = None
+    status = "200 OK" if body is not None else "404 Not Found"
+    data = json.dumps(body).encode()
+    start_response(status, [("Content-Type", "application/json"),
+                            ("Content-Length", str(len(data)))])
+    return [data]
