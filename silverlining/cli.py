@@ -6,13 +6,20 @@ the command runs so ``silver --help`` stays fast.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 
 import click
 
 from silverlining import __version__
+from silverlining.completion import complete_locations, complete_nodes, complete_providers
 from silverlining.console import Console
 from silverlining.errors import SilverError
+
+# Words a newcomer may try for a command, and the command that does it.
+SYNONYMS = {"deploy": "update", "push": "update", "rollback": "activate", "status": "query",
+            "new": "init", "start": "serve", "ssh": "run", "nodes": "list-nodes",
+            "ls": "list-nodes", "check": "doctor"}
 
 
 class SilverGroup(click.Group):
@@ -31,6 +38,38 @@ class SilverGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)  # in the order declared: workflow order
 
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        """An unknown command names the one closest to it (or the one it is a synonym of)."""
+        name = args[0] if args else ""
+        if (name and not name.startswith("-") and self.get_command(ctx, name) is None
+                and not ctx.resilient_parsing):
+            close = difflib.get_close_matches(name, list(self.commands), n=1, cutoff=0.6)
+            guess = close[0] if close else SYNONYMS.get(name)
+            hint = f" Did you mean {guess!r}?" if guess in self.commands else ""
+            ctx.fail(f"No such command {name!r}.{hint}")
+        return super().resolve_command(ctx, args)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Each command's first sentence whole, wrapped, never cut with '...'."""
+        rows = [(name, cmd.get_short_help_str(limit=10_000))
+                for name in self.list_commands(ctx)
+                if (cmd := self.get_command(ctx, name)) is not None and not cmd.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def yes_option(asks: str):
+    """``-y/--yes`` on a command that asks: the same as the global ``-y``, also
+    accepted after the command name; ``asks`` says what it answers yes to."""
+    def set_yes(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+        if value:
+            ctx.find_object(Console).yes = True
+        return value
+
+    return click.option("-y", "--yes", is_flag=True, expose_value=False, callback=set_yes,
+                        help=f"Do not ask {asks}: answer yes.")
+
 
 def dispatch(ctx: click.Context, module: str, **kwargs) -> None:
     """Run ``silverlining.commands.<module>.run(console, **kwargs)``."""
@@ -40,9 +79,11 @@ def dispatch(ctx: click.Context, module: str, **kwargs) -> None:
         ctx.exit(code)
 
 
-@click.group(cls=SilverGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=SilverGroup, context_settings={"help_option_names": ["-h", "--help"],
+                                                "max_content_width": 100})
 @click.version_option(__version__, prog_name="silver")
-@click.option("-p", "--provider", metavar="NAME", help="Use [provider:NAME] from the user config.")
+@click.option("-p", "--provider", metavar="NAME", shell_complete=complete_providers,
+              help="Use [provider:NAME] from the user config.")
 @click.option("-y", "--yes", is_flag=True, help="Answer yes to every question.")
 @click.option("-v", "--verbose", is_flag=True, help="Show more detail.")
 @click.option("-q", "--quiet", is_flag=True, help="Show only results and errors.")
@@ -87,9 +128,14 @@ def serve_cmd(ctx, app_dir, host, port, config_dir):
 @click.option("--setup-node", is_flag=True, help="Go on with setup-node (implies --wait).")
 @click.option("--if-not-exists", is_flag=True, help="Succeed quietly if a node of this name exists.")
 @click.option("--etc-hosts/--no-etc-hosts", default=None, help="Add the node's name to /etc/hosts (asks if not given).")
+@yes_option("whether to add the node's name to /etc/hosts")
 @click.pass_context
 def create_node_cmd(ctx, hostname, image, size, location, wait, setup_node, if_not_exists, etc_hosts):
-    """Create a server with the provider."""
+    """Create a server with the provider.
+
+    Asks whether to add the node's name to /etc/hosts unless --etc-hosts,
+    --no-etc-hosts or -y is given.
+    """
     dispatch(ctx, "create_node", hostname=hostname, image=image, size=size, location=location,
              wait=wait, setup_node=setup_node, if_not_exists=if_not_exists, etc_hosts=etc_hosts)
 
@@ -116,15 +162,19 @@ def list_sizes_cmd(ctx):
 
 
 @silver.command("destroy-node")
-@click.argument("hostnames", nargs=-1, required=True)
+@click.argument("hostnames", nargs=-1, required=True, shell_complete=complete_nodes)
+@yes_option("for confirmation before destroying")
 @click.pass_context
 def destroy_node_cmd(ctx, hostnames):
-    """Destroy servers (asks unless --yes)."""
+    """Destroy servers.
+
+    Asks for confirmation (everything on them is lost) unless -y is given.
+    """
     dispatch(ctx, "destroy_node", hostnames=hostnames)
 
 
 @silver.command("setup-node")
-@click.argument("hosts", nargs=-1, required=True)
+@click.argument("hosts", nargs=-1, required=True, shell_complete=complete_nodes)
 @click.pass_context
 def setup_node_cmd(ctx, hosts):
     """Install or upgrade the server software on nodes (idempotent)."""
@@ -135,9 +185,10 @@ def setup_node_cmd(ctx, hosts):
 
 @silver.command("update")
 @click.argument("app_dir", type=click.Path(file_okay=False, exists=True))
-@click.argument("location", required=False)
-@click.option("--host", metavar="HOST[/PATH]", help="The location, as an option (instead of LOCATION).")
-@click.option("--node", "nodes", multiple=True, metavar="NODE",
+@click.argument("location", required=False, shell_complete=complete_locations)
+@click.option("--host", metavar="HOST[/PATH]", shell_complete=complete_locations,
+              help="The location, as an option (instead of LOCATION).")
+@click.option("--node", "nodes", multiple=True, metavar="NODE", shell_complete=complete_nodes,
               help="Deploy to this node (repeat for several, in parallel). Default: the location's host.")
 @click.option("--name", metavar="NAME", help="App name to deploy as (default: app_name in app.ini).")
 @click.option("--config", "config_dir", type=click.Path(file_okay=False, exists=True),
@@ -145,15 +196,20 @@ def setup_node_cmd(ctx, hosts):
 @click.option("--clear", is_flag=True, help="Empty the app's service data first.")
 @click.option("--noetchosts", is_flag=True, help="Do not offer to map the host in /etc/hosts.")
 @click.option("--lock-wait", type=float, hidden=True, help="Seconds to wait for the app's deploy lock.")
+@yes_option("whether to map the location's host to the node in /etc/hosts")
 @click.pass_context
 def update_cmd(ctx, app_dir, location, host, nodes, name, config_dir, clear, noetchosts, lock_wait):
-    """Deploy APP_DIR to LOCATION (HOST[/PATH]) with zero downtime."""
+    """Deploy APP_DIR to LOCATION (HOST[/PATH]) with zero downtime.
+
+    Afterwards asks whether to map the location's host to the node in
+    /etc/hosts (unless --noetchosts; -y answers yes).
+    """
     dispatch(ctx, "update", app_dir=app_dir, location=location, host=host, nodes=nodes, name=name,
              config_dir=config_dir, clear=clear, noetchosts=noetchosts, lock_wait=lock_wait)
 
 
 @silver.command("query")
-@click.argument("node")
+@click.argument("node", shell_complete=complete_nodes)
 @click.argument("globs", nargs=-1)
 @click.pass_context
 def query_cmd(ctx, node, globs):
@@ -162,9 +218,10 @@ def query_cmd(ctx, node, globs):
 
 
 @silver.command("activate")
-@click.argument("location")
+@click.argument("location", shell_complete=complete_locations)
 @click.argument("version")
-@click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+@click.option("--node", metavar="NODE", shell_complete=complete_nodes,
+              help="The node (default: the location's host).")
 @click.pass_context
 def activate_cmd(ctx, location, version, node):
     """Serve LOCATION from a kept VERSION (vN, APP.vN, or prev to roll back)."""
@@ -172,9 +229,10 @@ def activate_cmd(ctx, location, version, node):
 
 
 @silver.command("deactivate")
-@click.argument("locations", nargs=-1, required=True)
+@click.argument("locations", nargs=-1, required=True, shell_complete=complete_locations)
 @click.option("--keep-prev", is_flag=True, help="Remember the version so 'activate LOCATION prev' brings it back.")
-@click.option("--node", metavar="NODE", help="The node (default: each location's host).")
+@click.option("--node", metavar="NODE", shell_complete=complete_nodes,
+              help="The node (default: each location's host).")
 @click.pass_context
 def deactivate_cmd(ctx, locations, keep_prev, node):
     """Stop serving LOCATIONs."""
@@ -182,7 +240,7 @@ def deactivate_cmd(ctx, locations, keep_prev, node):
 
 
 @silver.command("clean-node")
-@click.argument("node")
+@click.argument("node", shell_complete=complete_nodes)
 @click.option("-n", "--dry-run", is_flag=True, help="Only show what would be deleted.")
 @click.option("--keep", type=int, default=3, show_default=True, help="Newest versions kept per app.")
 @click.pass_context
@@ -193,13 +251,14 @@ def clean_node_cmd(ctx, node, dry_run, keep):
 
 @silver.command("run", context_settings={"ignore_unknown_options": True,
                                          "allow_interspersed_args": False})
-@click.argument("location")
+@click.argument("location", shell_complete=complete_locations)
 @click.argument("script")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("-i", "--interactive", is_flag=True, help="Give the script a terminal (e.g. python).")
 @click.option("--user", type=click.Choice(["app", "root"]), default="app", show_default=True,
               help="Run as the app's user or as root.")
-@click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+@click.option("--node", metavar="NODE", shell_complete=complete_nodes,
+              help="The node (default: the location's host).")
 @click.pass_context
 def run_cmd(ctx, location, script, args, interactive, user, node):
     """Run SCRIPT of the app at LOCATION on its node, in its environment.
@@ -213,10 +272,11 @@ def run_cmd(ctx, location, script, args, interactive, user, node):
 
 
 @silver.command("logs")
-@click.argument("location")
+@click.argument("location", shell_complete=complete_locations)
 @click.option("-f", "--follow", is_flag=True, help="Keep showing new lines until interrupted.")
 @click.option("-n", "--lines", type=int, default=50, show_default=True, help="Lines to show.")
-@click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+@click.option("--node", metavar="NODE", shell_complete=complete_nodes,
+              help="The node (default: the location's host).")
 @click.pass_context
 def logs_cmd(ctx, location, follow, lines, node):
     """Show the log of the app version live at LOCATION."""
@@ -225,19 +285,25 @@ def logs_cmd(ctx, location, follow, lines, node):
 
 @silver.command("diff")
 @click.argument("app_dir", type=click.Path(file_okay=False, exists=True))
-@click.argument("location", required=False)
-@click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+@click.argument("location", required=False, shell_complete=complete_locations)
+@click.option("--node", metavar="NODE", shell_complete=complete_nodes,
+              help="The node (default: the location's host).")
 @click.pass_context
 def diff_cmd(ctx, app_dir, location, node):
-    """Show how APP_DIR differs from the version live at LOCATION."""
+    """Show how APP_DIR differs from the version live at LOCATION.
+
+    Prints a unified diff (live version first) and exits 1 when there are
+    differences, 0 when there are none, like diff(1); errors exit 2.
+    """
     dispatch(ctx, "diff", app_dir=app_dir, location=location, node=node)
 
 
 def _disable_command(name: str, disable: bool, summary: str) -> None:
     @silver.command(name, help=summary)
-    @click.argument("location", required=False)
+    @click.argument("location", required=False, shell_complete=complete_locations)
     @click.option("--app", metavar="NAME", help="The app, by name (with --node).")
-    @click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+    @click.option("--node", metavar="NODE", shell_complete=complete_nodes,
+              help="The node (default: the location's host).")
     @click.pass_context
     def command(ctx, location, app, node):
         dispatch(ctx, "disable", disable=disable, location=location, app=app, node=node)

@@ -193,7 +193,7 @@ def _wait_for_login(console: Console, hostname: str, address: str, deadline: flo
 def _etc_hosts(console: Console, hostname: str, address: str, choice: bool | None) -> None:
     """Add NAME to /etc/hosts when asked to, or when the user says yes at the prompt."""
     if choice is None:
-        if not sys.stdin.isatty() or etchosts.lookup(hostname) == address:
+        if etchosts.lookup(hostname) == address or not (console.yes or sys.stdin.isatty()):
             return
         choice = console.confirm(f"Add '{address} {hostname}' to {etchosts.hosts_path()}?")
     if not choice:

@@ -25,6 +25,7 @@ from silverlining.console import Console
 from silverlining.errors import SilverError, UsageError
 from silverlining.locations import Location, parse_location
 from silverlining.node import paths
+from silverlining.state import NodeRegistry
 from silverlining.transport import RsyncStats, rsync
 
 _EXT_RE = re.compile(r"\.cpython-(\d)(\d+)[^/]*\.so$")
@@ -168,6 +169,7 @@ def deploy_to(console: Console, node: str, plan: Plan) -> Outcome:
     finally:
         session.close()
     console.step(session.name, f"{plan.app}.{version} is live at {plan.location}")
+    NodeRegistry().add_location(session.name, str(plan.location))
     return Outcome(session.name, version, result.get("previous"), stats.bytes_sent,
                    stats.files_transferred, time.monotonic() - started)
 
