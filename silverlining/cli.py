@@ -12,7 +12,7 @@ import importlib
 import click
 
 from silverlining import __version__
-from silverlining.completion import complete_locations, complete_nodes, complete_providers
+from silverlining.commands._completion import complete_locations, complete_nodes, complete_providers
 from silverlining.console import Console
 from silverlining.errors import SilverError
 
@@ -98,10 +98,16 @@ def silver(ctx: click.Context, provider: str | None, yes: bool, verbose: bool, q
 @silver.command("init")
 @click.argument("app_dir", type=click.Path(file_okay=False))
 @click.option("-f", "--force", is_flag=True, help="Overwrite files made by init (never app.ini).")
-@click.option("--main", "main_py", is_flag=True, help="Write a sample WSGI main.py and use it as runner.")
+@click.option("--main/--no-main", "main_py", default=None,
+              help="Write a sample hello-world main.py as the runner (default: only when "
+                   "the directory has no Python code yet).")
 @click.pass_context
 def init_cmd(ctx, app_dir, force, main_py):
-    """Create an app layout with app.ini and a virtualenv."""
+    """Create an app layout with app.ini and a virtualenv.
+
+    In a directory without code this is a runnable hello-world app: `silver
+    init myapp && silver serve myapp` answers at once.
+    """
     dispatch(ctx, "init", app_dir=app_dir, force=force, main_py=main_py)
 
 
@@ -296,6 +302,20 @@ def diff_cmd(ctx, app_dir, location, node):
     differences, 0 when there are none, like diff(1); errors exit 2.
     """
     dispatch(ctx, "diff", app_dir=app_dir, location=location, node=node)
+
+
+@silver.command("doctor")
+@click.argument("node_names", metavar="[NODE]...", nargs=-1, shell_complete=complete_nodes)
+@click.pass_context
+def doctor_cmd(ctx, node_names):
+    """Check this machine and nodes; say how to fix each problem found.
+
+    Checks the config file, the node registry, SSH keys and each provider
+    (credentials, host packages for local nodes); then each NODE (default:
+    every node in the registry): reachable, host key, server files current,
+    disk, memory, nginx, failed units. Exits 1 if there is a problem.
+    """
+    dispatch(ctx, "doctor", node_names=node_names)
 
 
 def _disable_command(name: str, disable: bool, summary: str) -> None:

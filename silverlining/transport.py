@@ -234,6 +234,32 @@ def ssh_key_path() -> str | None:
     return str(Path(key).expanduser()) if key else None
 
 
+# The private keys paramiko tries by itself (look_for_keys), in its order.
+DEFAULT_KEY_NAMES = ("id_rsa", "id_dsa", "id_ecdsa", "id_ed25519")
+
+
+def login_keys() -> list[str]:
+    """Which keys an SSH login would offer, described for ``silver doctor``:
+    ``SILVER_SSH_KEY``, the ssh agent's keys, then the default ``~/.ssh`` keys."""
+    found = []
+    extra = ssh_key_path()
+    if extra:
+        found.append(f"{extra} (SILVER_SSH_KEY)")
+    if os.environ.get("SSH_AUTH_SOCK"):
+        agent = paramiko.Agent()
+        try:
+            agent_keys = agent.get_keys()
+        except paramiko.SSHException:
+            agent_keys = ()
+        finally:
+            agent.close()
+        found += [f"{fingerprint(k)} (ssh agent)" for k in agent_keys]
+    home = Path.home() / ".ssh"
+    found += [f"{home / name} (default key)" for name in DEFAULT_KEY_NAMES
+              if (home / name).is_file()]
+    return found
+
+
 class _UnknownKeyPolicy(paramiko.MissingHostKeyPolicy):
     def __init__(self, label: str) -> None:
         self.label = label

@@ -90,6 +90,7 @@ def test_unknown_node_name_gets_a_suggestion(monkeypatch):
 @pytest.mark.parametrize("typed, meant", [
     ("updat", "update"), ("lsit-nodes", "list-nodes"), ("deploy", "update"),
     ("rollback", "activate"), ("destory-node", "destroy-node"), ("lgos", "logs"),
+    ("doctr", "doctor"), ("check", "doctor"),
 ])
 def test_command_typos_and_synonyms_get_one_suggestion(typed, meant):
     proc = run_silver(typed)
