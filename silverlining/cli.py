@@ -63,8 +63,9 @@ def yes_option(asks: str):
     """``-y/--yes`` on a command that asks: the same as the global ``-y``, also
     accepted after the command name; ``asks`` says what it answers yes to."""
     def set_yes(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
-        if value:
-            ctx.find_object(Console).yes = True
+        console = ctx.find_object(Console)      # None while the shell completes
+        if value and console is not None:
+            console.yes = True
         return value
 
     return click.option("-y", "--yes", is_flag=True, expose_value=False, callback=set_yes,

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -591,15 +591,34 @@ def ssh_command() -> list[str]:
     return argv
 
 
+Progress = Callable[[int, int, str], None]
+"""``progress(bytes_so_far, percent, rate)``, rate as rsync prints it (``1.23MB/s``)."""
+
+_PROGRESS_RE = re.compile(r"^\s*([\d,]+)\s+(\d+)%\s+(\S+/s)\s")
+
+
+def output_records(pipe: BinaryIO) -> Iterator[str]:
+    """A program's output split at ``\n`` and ``\r`` (progress output redraws its
+    line with ``\r``), as each piece arrives."""
+    pending = b""
+    while chunk := pipe.read1(65536):
+        *records, pending = re.split(rb"[\r\n]", pending + chunk)
+        for record in records:
+            yield record.decode("utf-8", "replace")
+    if pending:
+        yield pending.decode("utf-8", "replace")
+
+
 def rsync(src: str, address: str, dest: str, *, user: str = "root",
           excludes: Iterable[str] = (), exclude_from: Path | None = None,
           link_dest: str | None = None, delete: bool = False, label: str | None = None,
           stream: Stream | None = None, dry_run: bool = False,
-          checksum: bool = False) -> RsyncStats:
+          checksum: bool = False, progress: Progress | None = None) -> RsyncStats:
     """``rsync -a SRC user@address:DEST`` over verified SSH; returns what changed.
 
     ``link_dest`` (relative to DEST on the node, or absolute) hard-links unchanged
-    files from a previous copy, so only differences are sent.
+    files from a previous copy, so only differences are sent. ``progress`` is
+    called as the transfer goes (rsync's ``--info=progress2``).
     """
     label = label or address
     argv = ["rsync", "-a", "--stats", "--out-format=%i %n%L",
@@ -615,6 +634,9 @@ def rsync(src: str, address: str, dest: str, *, user: str = "root",
         argv.append("--dry-run")
     if checksum:
         argv.append("--checksum")
+    if progress:
+        # the whole file list first, so the percentage is of the whole transfer
+        argv += ["--info=progress2", "--no-inc-recursive"]
     argv += ["--", src, f"{user}@{address}:{dest}"]
     env = {**os.environ, "LC_ALL": "C"}
     try:
@@ -636,9 +658,10 @@ def rsync(src: str, address: str, dest: str, *, user: str = "root",
     reader.start()
     stats = RsyncStats()
     assert proc.stdout is not None
-    for raw in proc.stdout:
-        line = raw.decode("utf-8", "replace").rstrip("\n")
-        if m := _ITEM_RE.match(line):
+    for line in output_records(proc.stdout):
+        if progress and (m := _PROGRESS_RE.match(line)):
+            progress(int(m.group(1).replace(",", "")), int(m.group(2)), m.group(3))
+        elif m := _ITEM_RE.match(line):
             stats.changed.append(m.group(1))
             if stream:
                 stream("stdout", line)

@@ -107,7 +107,11 @@ def _create(console: Console, cfg: ProviderConfig, driver: NodeDriver, hostname:
     console.step(hostname, "creating node" + (": " + ", ".join(described) if described else ""))
     if hasattr(driver, "progress"):  # the local driver reports image builds and boots
         driver.progress = lambda msg: console.step(hostname, msg)
-    node = call_provider(f"creating node {hostname}", driver.create_node, **kwargs)
+        driver.status = lambda text: console.status(hostname, text)
+    try:
+        node = call_provider(f"creating node {hostname}", driver.create_node, **kwargs)
+    finally:
+        console.status_done(hostname)
     NodeRegistry().put(hostname, provider=cfg.name, driver=cfg.driver, node_id=str(node.id),
                        address=node_address(node))
     console.step(hostname, f"created (id {node.id})")

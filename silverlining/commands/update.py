@@ -132,9 +132,17 @@ def upload(session: NodeSession, plan: Plan, reserved: dict) -> RsyncStats:
     def show(_name: str, line: str) -> None:
         session.console.detail(f"[{session.name}] {line}")
 
-    stats = rsync(f"{plan.app_dir}/", session.address, f"{dest}/app/", user=paths.DEPLOY_USER,
-                  excludes=plan.excludes, link_dest=f"{basis}/app" if basis else None,
-                  label=session.name, stream=show)
+    def progress(sent: int, percent: int, rate: str) -> None:
+        rate = re.sub(r"(\d)([kMGT]?B/s)$", r"\1 \2", rate)
+        session.console.status(session.name, f"uploading: {human(sent)}, {percent}%, {rate}")
+
+    try:
+        stats = rsync(f"{plan.app_dir}/", session.address, f"{dest}/app/",
+                      user=paths.DEPLOY_USER, excludes=plan.excludes,
+                      link_dest=f"{basis}/app" if basis else None, label=session.name,
+                      stream=show, progress=progress if session.console.live else None)
+    finally:
+        session.console.status_done(session.name)
     if plan.config_dir:
         more = rsync(f"{plan.config_dir}/", session.address, f"{dest}/config/",
                      user=paths.DEPLOY_USER, link_dest=f"{basis}/config" if basis else None,
@@ -165,7 +173,8 @@ def deploy_to(console: Console, node: str, plan: Plan) -> Outcome:
                 "--who", plan.who, *lock]
         if plan.clear:
             args.append("--clear")
-        result = session.call(*args)
+        with console.ticking(session.name, f"installing {plan.app}.{version}"):
+            result = session.call(*args)
     finally:
         session.close()
     console.step(session.name, f"{plan.app}.{version} is live at {plan.location}")

@@ -125,6 +125,7 @@ def test_completion_offers_registered_nodes_and_their_locations():
     assert complete("query", "w") == ["web1", "web2"]
     assert complete("setup-node", "db1", "") == ["db1", "web1", "web2"]
     assert complete("logs", "--node", "d") == ["db1"]
+    assert complete("destroy-node", "-y", "w") == ["web1", "web2"]
     assert complete("activate", "sh") == ["shop.test", "shop.test/admin"]
     assert complete("update", "app", "") == ["db1", "shop.test", "shop.test/admin",
                                              "web1", "web2"]
