@@ -17,6 +17,15 @@ from silverlining.errors import UsageError
 _lock = threading.Lock()
 
 
+def human(size: float) -> str:
+    """A byte count as people read it: ``313 B``, ``4.9 kB``, ``30.0 MB``."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size} B"
+
+
 @dataclass
 class Console:
     """Global options (-p, -y, -v, -q) and the output helpers that honour them.

@@ -21,7 +21,7 @@ from pathlib import Path
 from silverlining import appfiles, etchosts
 from silverlining.appconfig import NAME_RE, AppConfig
 from silverlining.commands._remote import NodeSession, node_for, open_node, who
-from silverlining.console import Console
+from silverlining.console import Console, human
 from silverlining.errors import SilverError, UsageError
 from silverlining.locations import Location, parse_location
 from silverlining.node import paths
@@ -55,14 +55,6 @@ class Outcome:
     sent: int
     files: int
     seconds: float
-
-
-def human(size: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size} B"
 
 
 def find_extensions(app_dir: Path) -> list[tuple[str, str]]:
@@ -132,21 +124,16 @@ def upload(session: NodeSession, plan: Plan, reserved: dict) -> RsyncStats:
     def show(_name: str, line: str) -> None:
         session.console.detail(f"[{session.name}] {line}")
 
-    def progress(sent: int, percent: int, rate: str) -> None:
-        rate = re.sub(r"(\d)([kMGT]?B/s)$", r"\1 \2", rate)
-        session.console.status(session.name, f"uploading: {human(sent)}, {percent}%, {rate}")
-
-    try:
+    with session.upload_progress() as progress:
         stats = rsync(f"{plan.app_dir}/", session.address, f"{dest}/app/",
                       user=paths.DEPLOY_USER, excludes=plan.excludes,
                       link_dest=f"{basis}/app" if basis else None, label=session.name,
-                      stream=show, progress=progress if session.console.live else None)
-    finally:
-        session.console.status_done(session.name)
+                      stream=show, progress=progress)
     if plan.config_dir:
-        more = rsync(f"{plan.config_dir}/", session.address, f"{dest}/config/",
-                     user=paths.DEPLOY_USER, link_dest=f"{basis}/config" if basis else None,
-                     label=session.name, stream=show)
+        with session.upload_progress() as progress:
+            more = rsync(f"{plan.config_dir}/", session.address, f"{dest}/config/",
+                         user=paths.DEPLOY_USER, link_dest=f"{basis}/config" if basis else None,
+                         label=session.name, stream=show, progress=progress)
         stats.bytes_sent += more.bytes_sent
         stats.files_transferred += more.files_transferred
         stats.changed += [f"config/{p}" for p in more.changed]

@@ -59,6 +59,9 @@ def on_terminal(node, *args: str, timeout: float = 300) -> tuple[int, str]:
 def first_app(node, tmp_path_factory) -> Path:  # noqa: F811
     app = tmp_path_factory.mktemp("first") / "myapp"
     node.silver("init", str(app), check=True, timeout=120)
+    (app / "scripts").mkdir()
+    (app / "scripts" / "size.py").write_text(
+        "import os, sys\nprint('size', os.path.getsize(sys.argv[1]))\n")
     node.update(app, "first.test")
     return app
 
@@ -103,6 +106,17 @@ def test_upload_progress_only_on_a_terminal(node, first_app):  # noqa: F811
     assert status == 0, screen
     assert "uploading: " not in screen and "installing " not in screen
     assert "\r\n" in screen and "live at first.test" in screen    # the result still shows
+
+
+def test_silver_run_shows_the_upload_of_a_file_argument(node, first_app, tmp_path):  # noqa: F811
+    dump = tmp_path / "dump.bin"
+    dump.write_bytes(os.urandom(20_000_000))
+    status, screen = on_terminal(node, "run", "--node", node.name, "first.test",
+                                 "scripts/size.py", str(dump))
+    assert status == 0, screen
+    assert re.search(rf"\r\[{node.name}\] uploading: 20\.0 MB, \d+%, [\d.]+ [kMG]B/s\x1b\[K",
+                     screen), screen
+    assert "size 20000000" in screen
 
 
 def test_deployed_locations_complete(node, first_app):  # noqa: F811
