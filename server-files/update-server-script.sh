@@ -248,7 +248,7 @@ install_dirs() {
 
 # /run is emptied at boot: systemd-tmpfiles makes these again from our tmpfiles.d file.
 install_run_dirs() {
-    if [ ! -d "$LOCKS" ]; then
+    if [ ! -d "$LOCKS" ] || [ ! -d /run/silverlining/apps ]; then
         systemd-tmpfiles --create silverlining.conf
         changed "run-time directories (/etc/tmpfiles.d/silverlining.conf)"
     fi

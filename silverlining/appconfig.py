@@ -19,12 +19,15 @@ NAME_RE = re.compile(rf"^[a-z0-9][a-z0-9_-]{{0,{MAX_NAME_LEN - 1}}}$")
 _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
 _MODULE_RUNNER = re.compile(rf"^{_DOTTED}:{_DOTTED}$")
 _FILE_RUNNER = re.compile(r"^([^#\s]+\.py)(?:#([A-Za-z_][A-Za-z0-9_]*))?$")
-_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
+# Debian package names; a trailing '-' would ask apt to *remove* the package, so
+# a name must end in a letter, digit or '+' (g++), and options never pass.
+_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*[a-z0-9+]$")
+_MEMORY_RE = re.compile(r"^[1-9][0-9]*[KMGT]?$")
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*$")
 INTERFACES = ("wsgi", "asgi")
 KEYS = ("app_name", "runner", "interface", "update_fetch", "default_location",
         "packages", "health_check", "config.required", "config.default",
-        "config.checker")
+        "config.checker", "memory_max", "start_timeout")
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ class AppConfig:
     config_required: bool = False
     config_default: str | None = None
     config_checker: str | None = None
+    memory_max: str | None = None
+    start_timeout: int = 60
 
     @property
     def ini_path(self) -> Path:
@@ -144,7 +149,17 @@ def parse_app_ini(ini: IniFile, app_dir: Path, check_files: bool = True) -> AppC
     packages = tuple(values.get("packages", "").replace(",", " ").split())
     for pkg in packages:
         if not _PACKAGE_RE.match(pkg):
-            raise ini.error(f"{pkg!r} is not a valid package name", SECTION, "packages")
+            raise ini.error(f"{pkg!r} is not a valid package name (Debian names: lowercase "
+                            "letters, digits, '.', '+', '-', not ending in '-')",
+                            SECTION, "packages")
+    start_timeout = values.get("start_timeout") or "60"
+    if not start_timeout.isdigit() or not 1 <= int(start_timeout) <= 900:
+        raise ini.error(f"{start_timeout!r} must be a number of seconds from 1 to 900",
+                        SECTION, "start_timeout")
+    memory_max = values.get("memory_max") or None
+    if memory_max and not _MEMORY_RE.match(memory_max):
+        raise ini.error(f"{memory_max!r} must be a size such as 256M or 1G", SECTION,
+                        "memory_max")
     health = values.get("health_check") or None
     if health and not _PATH_RE.match(health):
         raise ini.error(f"{health!r} must be a URL path starting with '/'",
@@ -177,4 +192,6 @@ def parse_app_ini(ini: IniFile, app_dir: Path, check_files: bool = True) -> AppC
         config_required=config_required,
         config_default=values.get("config.default") or None,
         config_checker=checker,
+        memory_max=memory_max,
+        start_timeout=int(start_timeout),
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,17 +156,59 @@ class Ignore:
 
 
 def iter_app_files(app_dir: Path | str, ignore: Ignore | None = None) -> Iterator[str]:
-    """App-relative paths of the files that would be uploaded, ignored dirs pruned."""
+    """App-relative paths of the files that would be uploaded, ignored dirs pruned.
+
+    Regular files and symlinks only: FIFOs, sockets and devices are never
+    uploaded (reading a FIFO would hang); ``scan_app_files`` lists them.
+    """
+    yield from scan_app_files(app_dir, ignore).files
+
+
+@dataclass
+class AppFiles:
+    """What an upload would contain, and what it must not."""
+
+    files: list[str] = field(default_factory=list)     # regular files and symlinks
+    special: list[str] = field(default_factory=list)   # FIFOs, sockets, devices: skipped
+    outside: list[tuple[str, str]] = field(default_factory=list)   # (symlink, its target)
+
+
+def _leaves_app(root: Path, rel: str) -> str | None:
+    """The target of symlink ``rel`` if it leads outside the app (absolute, or
+    through ``..`` past the top), else None."""
+    target = os.readlink(root / rel)
+    resolved = os.path.normpath(os.path.join(os.path.dirname(rel), target))
+    if os.path.isabs(target) or resolved == ".." or resolved.startswith("../"):
+        return target
+    return None
+
+
+def scan_app_files(app_dir: Path | str, ignore: Ignore | None = None) -> AppFiles:
+    """Walk the app like an upload does (``.silverignore`` applied, ignored dirs pruned)."""
     root = Path(app_dir)
     ignore = ignore or Ignore.for_app(root)
+    found = AppFiles()
     for dirpath, dirnames, filenames in os.walk(root):
         rel = os.path.relpath(dirpath, root)
         prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
         dirnames[:] = sorted(d for d in dirnames
                              if not ignore.matches(prefix + d, is_dir=True))
-        for name in sorted(filenames):
-            if not ignore.matches(prefix + name, is_dir=False):
-                yield prefix + name
+        names = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        names += [n for n in filenames if not ignore.matches(prefix + n, is_dir=False)]
+        for name in sorted(names):
+            path = prefix + name
+            mode = os.lstat(root / path).st_mode
+            if stat.S_ISLNK(mode):
+                target = _leaves_app(root, path)
+                if target is not None:
+                    found.outside.append((path, target))
+                elif name in filenames:
+                    found.files.append(path)
+            elif stat.S_ISREG(mode):
+                found.files.append(path)
+            else:
+                found.special.append(path)
+    return found
 
 
 # --- lib/python made relocatable ---------------------------------------------

@@ -16,6 +16,7 @@ Command line (the process environment must already be the app's)::
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
@@ -99,6 +100,23 @@ def from_environ() -> object:
     silverlining.apploader:from_environ``."""
     _, app = load_app(os.environ.get("SILVER_APP_DIR") or os.getcwd())
     return app
+
+
+def script_command(python: str, app_dir: Path | str, script: str,
+                   args: list[str] | tuple[str, ...]) -> list[str]:
+    """How an app's script runs, the same everywhere (update_fetch under ``silver
+    serve`` and on the node, ``silver run``): a Python file (``.py``, or a ``#!``
+    line naming python) runs through this loader so it sees lib/python and
+    silvercustomize; anything else is executed as it is."""
+    path = Path(app_dir) / script
+    first = b""
+    with contextlib.suppress(OSError):
+        with open(path, "rb") as fh:
+            first = fh.readline(200)
+    if script.endswith(".py") or (first.startswith(b"#!") and b"python" in first) \
+            or not first.startswith(b"#!"):
+        return [python, "-m", "silverlining.apploader", "run", str(app_dir), script, *args]
+    return [str(path), *args]
 
 
 def run_script(app_dir: Path | str, script: str, args: list[str]) -> None:

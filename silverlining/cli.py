@@ -180,6 +180,14 @@ def destroy_node_cmd(ctx, hostnames):
     dispatch(ctx, "destroy_node", hostnames=hostnames)
 
 
+@silver.command("forget-host")
+@click.argument("hostnames", nargs=-1, required=True, shell_complete=complete_nodes)
+@click.pass_context
+def forget_host_cmd(ctx, hostnames):
+    """Forget nodes' SSH host keys (after a re-install you know of)."""
+    dispatch(ctx, "forget_host", hostnames=hostnames)
+
+
 @silver.command("setup-node")
 @click.argument("hosts", nargs=-1, required=True, shell_complete=complete_nodes)
 @click.pass_context

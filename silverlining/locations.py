@@ -42,12 +42,14 @@ def parse_location(text: str) -> Location:
     host, slash, path = raw.partition("/")
     host = host.lower()
     path = ("/" + path).rstrip("/") if slash else ""
-    if not host or not _HOST_RE.match(host):
+    if not host or not _HOST_RE.match(host) or len(host) > 253 \
+            or any(len(label) > 63 for label in host.split(".")):
         raise UsageError(f"bad location {text!r}: the host must be a hostname, "
                          "'.example.com' or '*'")
-    if not _PATH_RE.match(path):
+    segments = path.split("/")[1:]
+    if not _PATH_RE.match(path) or len(path) > 200 or any(s in (".", "..") for s in segments):
         raise UsageError(f"bad location {text!r}: the path may only hold letters, "
-                         "digits and . _ ~ - between slashes")
+                         "digits and . _ ~ - between slashes (no '.' or '..' segments)")
     return Location(host, path)
 
 

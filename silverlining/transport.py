@@ -167,6 +167,12 @@ def trust_host_key(address: str, timeout: float = 10) -> str:
     Returns the fingerprint.
     """
     key = fetch_host_key(address, timeout)
+    record_host_keys(address, [f"{key.get_name()} {key.get_base64()}"])
+    return fingerprint(key)
+
+
+def record_host_keys(address: str, keys: list[str]) -> None:
+    """Record ``keys`` (``TYPE BASE64`` lines) as the node's only known keys."""
     path = state.known_hosts_path()
     with state.locked(path.with_name(path.name + ".lock")):
         try:
@@ -174,9 +180,8 @@ def trust_host_key(address: str, timeout: float = 10) -> str:
         except FileNotFoundError:
             lines = []
         lines = _forget_lines(lines, _host_entry(address))
-        lines.append(f"{_host_entry(address)} {key.get_name()} {key.get_base64()}")
+        lines += [f"{_host_entry(address)} {key}" for key in keys]
         _write_known_hosts(path, lines)
-    return fingerprint(key)
 
 
 def wait_for_ssh(address: str, timeout: float = 300,
@@ -273,9 +278,9 @@ class _UnknownKeyPolicy(paramiko.MissingHostKeyPolicy):
 
 def _changed_key_message(label: str, address: str) -> str:
     kh = state.known_hosts_path()
-    return (f"[{label}] host key of {address} CHANGED (possible impostor); if the node was "
-            f"re-created, forget the old key with 'silver destroy-node {label}' or "
-            f"'ssh-keygen -R {address} -f {kh}'")
+    return (f"[{label}] host key of {address} CHANGED (possible impostor); if you know the "
+            f"node was re-installed, forget the old key with 'silver forget-host {label}' "
+            f"(it is in {kh})")
 
 
 class SSH:
@@ -616,12 +621,14 @@ def rsync(src: str, address: str, dest: str, *, user: str = "root",
           checksum: bool = False, progress: Progress | None = None) -> RsyncStats:
     """``rsync -a SRC user@address:DEST`` over verified SSH; returns what changed.
 
+    Special files (FIFOs, sockets, devices) are never sent.
+
     ``link_dest`` (relative to DEST on the node, or absolute) hard-links unchanged
     files from a previous copy, so only differences are sent. ``progress`` is
     called as the transfer goes (rsync's ``--info=progress2``).
     """
     label = label or address
-    argv = ["rsync", "-a", "--stats", "--out-format=%i %n%L",
+    argv = ["rsync", "-a", "--no-D", "--stats", "--out-format=%i %n%L",
             "-e", shlex.join(ssh_command())]
     argv += [f"--exclude={pattern}" for pattern in excludes]
     if exclude_from is not None:

@@ -44,7 +44,9 @@ def check_node(name: str) -> tuple[str, list[Finding]]:
             found += _node_checks(ssh, where.name)
     except transport.HostKeyError as exc:
         found.append(problem("host key", exc.message,
-                             f"ssh-keygen -R {where.address} -f {known_hosts_path()}"))
+                             f"only if you know {where.name} was re-installed: silver "
+                             f"forget-host {where.name}, then silver create-node {where.name} "
+                             "--if-not-exists --wait"))
     except SilverError as exc:
         found.append(problem("login", exc.message,
                              "put your public key into the node's /root/.ssh/authorized_keys"))

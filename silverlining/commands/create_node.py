@@ -170,9 +170,15 @@ def _wait(console: Console, driver: NodeDriver, cfg: ProviderConfig, hostname: s
     console.step(hostname, f"waiting for SSH on {address}")
     transport.wait_for_ssh(address, max(1.0, deadline - time.monotonic()),
                            progress=lambda msg: console.step(hostname, msg), label=hostname)
+    # A recorded key is never replaced here: a changed one fails the login below,
+    # and 'silver forget-host' is the explicit way out.
     if trust or not transport.has_host_key(address):
-        fp = transport.trust_host_key(address, timeout=30)
-        console.step(hostname, f"host key {fp} recorded")
+        if hasattr(driver, "ex_host_keys"):
+            transport.record_host_keys(address, driver.ex_host_keys(hostname))
+            console.step(hostname, "host keys read from the node's own disk and recorded")
+        else:
+            fp = transport.trust_host_key(address, timeout=30)
+            console.step(hostname, f"host key {fp} recorded (trusted on first use)")
     _wait_for_login(console, hostname, address, deadline)
     return address
 

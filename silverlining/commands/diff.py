@@ -61,8 +61,12 @@ def file_diff(path: str, old: bytes | None, new: bytes | None, old_label: str,
             for line in out]
 
 
-def local_manifest(app_dir: Path) -> dict[str, str]:
-    return {rel: file_digest(str(app_dir / rel)) for rel in appfiles.iter_app_files(app_dir)}
+def local_manifest(app_dir: Path, console: Console) -> dict[str, str]:
+    """sha256 of each file an upload would send (special files are skipped, as there)."""
+    scan = appfiles.scan_app_files(app_dir)
+    for rel in scan.special:
+        console.warn(f"skipping {app_dir / rel}: not a regular file (FIFO, socket or device)")
+    return {rel: file_digest(str(app_dir / rel)) for rel in scan.files}
 
 
 def run(console: Console, app_dir: str, location: str | None, node: str | None) -> int:
@@ -85,7 +89,7 @@ def _diff(console: Console, app_dir: str, location: str | None, node: str | None
     session = open_node(console, node_for(loc, node))
     try:
         live = session.call("manifest", str(loc), quiet=True)
-        changes = compare(local_manifest(config.app_dir), live["files"])
+        changes = compare(local_manifest(config.app_dir, console), live["files"])
         wanted = changes.changed + changes.removed
         fetched = session.call("cat", live["app"], live["version"], *wanted,
                                quiet=True)["files"] if wanted else {}

@@ -57,10 +57,10 @@ class Outcome:
     seconds: float
 
 
-def find_extensions(app_dir: Path) -> list[tuple[str, str]]:
+def find_extensions(files: list[str]) -> list[tuple[str, str]]:
     """Compiled extensions that name the Python they were built for."""
     found = []
-    for rel in appfiles.iter_app_files(app_dir):
+    for rel in files:
         if m := _EXT_RE.search(rel):
             found.append((rel, f"{m.group(1)}.{m.group(2)}"))
     return found
@@ -110,9 +110,18 @@ def make_plan(app_dir: str, location: str | None, host: str | None, name: str | 
         console.info(f"made paths relative in {path}")
     for path, target in fixed.outside:
         console.warn(f"{path} points outside the app ({target}); it will be missing on the node")
+    scan = appfiles.scan_app_files(config.app_dir)
+    if scan.outside:
+        path, target = scan.outside[0]
+        raise UsageError(f"{config.app_dir / path} is a symlink to {target}, outside the app: "
+                         "links may only point inside the app directory (copy the file in, "
+                         "or list it in .silverignore)")
+    for path in scan.special:
+        console.warn(f"skipping {config.app_dir / path}: not a regular file (FIFO, socket "
+                     "or device)")
     return Plan(app_dir=config.app_dir, app=app, location=parse_location(text), config_dir=cfg,
                 clear=clear, excludes=appfiles.read_silverignore(config.app_dir),
-                extensions=find_extensions(config.app_dir), lock_wait=lock_wait, who=who(),
+                extensions=find_extensions(scan.files), lock_wait=lock_wait, who=who(),
                 source=f"{socket.gethostname()}:{config.app_dir}")
 
 

@@ -9,9 +9,9 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 from silverlining.appconfig import AppConfig, FetchEntry
+from silverlining.apploader import script_command
 from silverlining.console import Console
 from silverlining.devserver.wsgiapp import UPDATE_HEADER
 
@@ -28,16 +28,6 @@ def fetch_url(base_url: str, entry: FetchEntry, token: str, timeout: float = 120
             return resp.status, resp.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode("utf-8", "replace")
-
-
-def script_command(app_dir: Path, entry: FetchEntry) -> list[str]:
-    """Python scripts go through the app loader (lib/python, silvercustomize);
-    anything else is executed as it is."""
-    script = entry.script or ""
-    if script.endswith(".py"):
-        return [sys.executable, "-m", "silverlining.apploader", "run", str(app_dir),
-                script, *entry.args]
-    return [str(app_dir / script), *entry.args]
 
 
 def run_update_fetch(config: AppConfig, env: dict[str, str], base_url: str, token: str,
@@ -58,7 +48,8 @@ def run_update_fetch(config: AppConfig, env: dict[str, str], base_url: str, toke
                 console.info(shown.rstrip())
             ok = ok and status < 400
         else:
-            cmd = script_command(config.app_dir, entry)
+            cmd = script_command(sys.executable, config.app_dir, entry.script or "",
+                                 entry.args)
             try:
                 proc = subprocess.run(cmd, cwd=config.app_dir, env={**os.environ, **env},
                                       capture_output=True, text=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import pkgutil
 import sys
 
@@ -39,14 +40,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.handler(args)
     except NodeError as exc:
-        if raw:
-            print(f"silver-node: error: {exc}", file=sys.stderr)
-        else:
-            print(json.dumps({"error": str(exc)}))
+        try:
+            if raw:
+                print(f"silver-node: error: {exc}", file=sys.stderr, flush=True)
+            else:
+                print(json.dumps({"error": str(exc)}), flush=True)
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     if raw:
         return result
-    print(json.dumps(result if result is not None else {}))
+    try:
+        print(json.dumps(result if result is not None else {}), flush=True)
+    except BrokenPipeError:          # the CLI went away: the work is done, nobody to tell
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -2,16 +2,17 @@
 
 Written in systemd's ``EnvironmentFile=`` syntax (so the unit reads it
 directly) and read back by the node for update_fetch scripts and ``silver
-run``. 0600, owned by the app user: other apps cannot read secrets in it.
+run``. ``root:sl-APP 0640`` in a root-owned directory: the app can read it,
+other apps cannot, and nobody but root can change it.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 from silverlining.node._errors import NodeError
+from silverlining.node._util import write_private
 
 _SAFE = re.compile(r"^[A-Za-z0-9_./:@%+,=-]*$")
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -48,16 +49,10 @@ def parse_env(text: str) -> dict[str, str]:
     return env
 
 
-def write_env(path: Path, env: dict[str, str], uid: int, gid: int) -> None:
-    """Write atomically, 0600 and owned by the app user from the first byte."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchown(fd, uid, gid)
-        os.write(fd, format_env(env).encode())
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+def write_env(path: Path, env: dict[str, str], gid: int) -> None:
+    """Write atomically as ``root:APP-group 0640``: the app reads its environment but
+    cannot change what systemd and root-run scripts later trust."""
+    write_private(path, format_env(env).encode(), gid)
 
 
 def read_env(path: Path) -> dict[str, str]:

@@ -66,9 +66,10 @@ def switch(app: str, version: str, location: str) -> str | None:
             prev = None
         table[location] = {"app": app, "version": version, "prev": prev}
         say(f"switching {location} to {app}.{version}")
+        # Enabled first: whenever nginx points at an instance, a reboot starts it.
+        instances.enable(app, version)
         routing.apply(table)
         save_routes(table)
-        instances.enable(app, version)
         if old_app and old_version and (old_app, old_version) != (app, version):
             retire(table, {(old_app, old_version)})
     return old_version if old_app == app else None

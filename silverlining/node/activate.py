@@ -53,7 +53,8 @@ def activate(args) -> dict:
             instances.start(app, version)
             _, slash, rest = location.partition("/")
             prefix = slash + rest
-            instances.wait_ready(app, version, host, prefix)
+            instances.wait_ready(app, version, host, prefix,
+                                 timeout=meta.get("start_timeout", instances.START_TIMEOUT))
             instances.health_gate(app, version, host, meta.get("health_check"), prefix)
         except BaseException as exc:
             if not was_running:

@@ -31,6 +31,7 @@ def remove_version(app: str, version: str) -> None:
     shutil.rmtree(paths.ENV / app / f"{version}.config", ignore_errors=True)
     instances.env_path(app, version).unlink(missing_ok=True)
     instances.socket_path(app, version).unlink(missing_ok=True)
+    shutil.rmtree(instances.temp_dir(app, version), ignore_errors=True)
     uploads = sorted((p for p in apps.upload_root(app).glob("v*") if p.is_dir()),
                      key=lambda p: int(p.name[1:]) if p.name[1:].isdigit() else 0)
     if uploads and uploads[-1].name != version:   # the newest upload stays: next basis
@@ -38,10 +39,10 @@ def remove_version(app: str, version: str) -> None:
 
 
 def clean(args) -> dict:
-    table = load_routes()
     removed: list[str] = []
     for app in all_apps():
         with app_lock(app, args.lock_wait):
+            table = load_routes()      # under the lock: an activate just before counts
             state = AppState.load(app)
             used = referenced(table, app, include_prev=True)
             ordered = state.ordered()

@@ -10,6 +10,7 @@ before the switch stops the new instance and leaves routing untouched.
 from __future__ import annotations
 
 import dataclasses
+import grp
 import os
 import subprocess
 import traceback
@@ -20,46 +21,85 @@ from silverlining.appconfig import AppConfig
 from silverlining.errors import SilverError
 from silverlining.node import apps, audit, instances, paths
 from silverlining.node._env import read_env, write_env
+from silverlining.node.scripts import script_argv
 from silverlining.node._errors import NodeError
-from silverlining.node._state import (AppState, app_lock, instance_dir, instance_name,
+from silverlining.node._state import (AppState, app_lock, flock, instance_dir, instance_name,
                                       load_routes, referenced)
 from silverlining.node._switch import canonical_hostname, location_key, switch
-from silverlining.node._util import (empty_dir, ensure_app_user, make_dir, run, say,
-                                     version_number)
+from silverlining.node._util import (client_gone, empty_dir, ensure_app_user, make_dir, run,
+                                     say, version_number)
 
 FILE_SERVICES = ("files", "writable_root")
 
 
 def build_instance(app: str, version: str, source: Path, basis: str | None, gid: int) -> Path:
-    """Copy the upload into the instance dir, root-owned and group-readable by the app.
+    """Copy the upload into the instance dir, root-owned and readable by the app's group.
 
     Unchanged files become hard links to the previous instance (``--link-dest``).
+    Symlinks that point outside the tree and special files (FIFOs, devices) are
+    not copied. Only ``static/`` is readable by others (nginx is "other" for
+    every app: it must not read any app's code), copied in its own pass so its
+    mode never differs from the basis and hard links keep working.
     """
     target = instance_dir(app, version)
     if target.exists():
         raise NodeError(f"{target} already exists")
-    argv = ["rsync", "-a", f"--chown=0:{gid}", "--chmod=go-w,o-rwx"]
-    if basis:
-        argv.append(f"--link-dest={instance_dir(app, basis)}")
-    run(argv + [f"{source}/", f"{target}/"], what="building the instance directory")
+    static = source / "static"
+    if static.is_symlink() or (static.exists() and not static.is_dir()):
+        raise NodeError("static is not a directory in the upload: make it a plain directory")
+    base = ["rsync", "-a", "--no-D", "--safe-links", f"--chown=0:{gid}"]
+    passes = [(["--chmod=go-w,o-rwx", "--exclude=/static"], source, target, "")]
+    if static.is_dir():
+        passes.append((["--chmod=go-w,o+rX"], static, target / "static", "/static"))
+    for extra, src, dest, sub in passes:
+        argv = base + extra
+        if basis:
+            argv.append(f"--link-dest={instance_dir(app, basis)}{sub}")
+        run(argv + [f"{src}/", f"{dest}/"], what="building the instance directory")
     os.chown(target, 0, gid)
-    os.chmod(target, 0o750)
+    os.chmod(target, 0o751)
     return target
 
 
 def install_packages(packages: tuple[str, ...]) -> None:
-    missing = []
-    for pkg in packages:
-        proc = subprocess.run(["dpkg-query", "-W", "-f=${Status}", pkg],
-                              capture_output=True, text=True)
-        if "install ok installed" not in proc.stdout:
-            missing.append(pkg)
+    """apt-get install what is missing, one install at a time on the node (two apps
+    deploying at once wait for each other, and for dpkg's own lock, instead of
+    failing); the package lists are refreshed when apt does not know a name."""
+    missing = [pkg for pkg in packages if not _installed(pkg)]
     if not missing:
         return
-    say(f"installing packages: {' '.join(missing)}")
+    with flock("apt", 1800, "the node's package installs"):
+        missing = [pkg for pkg in missing if not _installed(pkg)]
+        if not missing:
+            return
+        say(f"installing packages: {' '.join(missing)}")
+        if any(not _known(pkg) for pkg in missing):
+            say("refreshing the package lists (apt-get update)")
+            _apt("update")
+        unknown = [pkg for pkg in missing if not _known(pkg)]
+        if unknown:
+            raise NodeError(f"no such package on this node's OS: {' '.join(unknown)} "
+                            "(app.ini packages)")
+        _apt("install", "--no-install-recommends", "--", *missing)
+
+
+def _installed(pkg: str) -> bool:
+    proc = subprocess.run(["dpkg-query", "-W", "-f=${Status}", "--", pkg],
+                          capture_output=True, text=True)
+    return "install ok installed" in proc.stdout
+
+
+def _known(pkg: str) -> bool:
+    """Whether apt has an installation candidate for ``pkg``."""
+    proc = subprocess.run(["apt-cache", "policy", "--", pkg], capture_output=True, text=True)
+    return any(line.strip().startswith("Candidate:") and "(none)" not in line
+               for line in proc.stdout.splitlines())
+
+
+def _apt(*args: str) -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], env=env,
-        what="apt-get install", timeout=1800)
+    run(["apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=600", *args], env=env,
+        what=f"apt-get {args[0]}", timeout=1800)
 
 
 def install_services(config: AppConfig, uid: int, gid: int, clear: bool) -> dict[str, str]:
@@ -67,6 +107,7 @@ def install_services(config: AppConfig, uid: int, gid: int, clear: bool) -> dict
     from silverlining.services import get_service
 
     env: dict[str, str] = {}
+    nginx_gid = grp.getgrnam(paths.NGINX_USER).gr_gid     # nginx serves writable_root
     for name in sorted(config.services):
         service = get_service(name)
         if name in FILE_SERVICES:
@@ -74,7 +115,7 @@ def install_services(config: AppConfig, uid: int, gid: int, clear: bool) -> dict
             if clear and path.is_dir():
                 say(f"service {name}: clearing {path}")
                 empty_dir(path)
-            make_dir(path, uid, gid, 0o2750)
+            make_dir(path, uid, nginx_gid if name == "writable_root" else gid, 0o2750)
         else:
             try:
                 (service.clear if clear else service.install)(config, paths)
@@ -100,7 +141,7 @@ def instance_env(config: AppConfig, app: str, version: str, location: str,
         "SILVER_CANONICAL_HOSTNAME": canonical_hostname(app, location),
         "SILVER_MATCH_PATH": slash + rest,
         "SILVER_LOGS": str(paths.APP_LOGS / app),
-        "TEMP": str(paths.TMP / app),
+        "TEMP": str(instances.temp_dir(app, version)),
         "PYTHONPATH": str(paths.LIB),
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
@@ -132,11 +173,13 @@ def run_update_fetch(config: AppConfig, app: str, version: str, host: str, prefi
             continue
         say(f"update_fetch: script {entry.script} {' '.join(entry.args)}".rstrip())
         env = read_env(instances.env_path(app, version))
-        proc = subprocess.run(
-            ["/usr/bin/python3", "-m", "silverlining.apploader", "run",
-             str(instance_dir(app, version)), entry.script or "", *entry.args],
-            user=uid, group=gid, extra_groups=[], env=env, cwd=instance_dir(app, version),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800)
+        try:
+            proc = subprocess.run(
+                script_argv(instance_dir(app, version), entry.script or "", list(entry.args)),
+                user=uid, group=gid, extra_groups=[], env=env, cwd=instance_dir(app, version),
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800)
+        except OSError as exc:
+            raise NodeError(f"update_fetch script {entry.script}: {exc.strerror}") from None
         for line in proc.stdout.splitlines():
             say(f"  {line}")
         if proc.returncode != 0:
@@ -150,11 +193,15 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState)
     if not (upload / "app" / "app.ini").is_file():
         raise NodeError(f"nothing was uploaded for {instance_name(app, version)}")
     uid, gid = ensure_app_user(app)
-    make_dir(paths.APPS / app, 0, gid, 0o750)
+    # Root-owned, so nothing root later writes or trusts in them can be swapped for
+    # a link by the app; 0751 where nginx must pass through to static/ and writable_root.
+    make_dir(paths.APPS / app, 0, gid, 0o751)
     make_dir(paths.APP_LOGS / app, uid, gid, 0o750)
-    make_dir(paths.ENV / app, uid, gid, 0o700)
-    make_dir(paths.DATA / app, 0, gid, 0o750)
-    temp = make_dir(paths.TMP / app, uid, gid, 0o700)
+    make_dir(paths.ENV / app, 0, gid, 0o750)
+    make_dir(paths.DATA / app, 0, gid, 0o751)
+    make_dir(paths.TMP / app, 0, gid, 0o750)
+    make_dir(instances.temp_dir(app, version), uid, gid, 0o700)
+    instances.ensure_socket_dir(app, uid)
     basis = state.newest_built(before=version)
     say(f"building {instance_name(app, version)}"
         + (f" (unchanged files linked to {basis})" if basis else ""))
@@ -166,26 +213,31 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState)
     config_dir = None
     if (upload / "config").is_dir():
         config_dir = paths.ENV / app / f"{version}.config"
-        run(["rsync", "-a", "--delete", f"--chown={uid}:{gid}", "--chmod=go-rwx",
-             f"{upload / 'config'}/", f"{config_dir}/"], what="installing the deployment config")
-        os.chmod(config_dir, 0o700)
+        run(["rsync", "-a", "--delete", "--no-D", "--safe-links", f"--chown=0:{gid}",
+             "--chmod=D0750,F0640", f"{upload / 'config'}/", f"{config_dir}/"],
+            what="installing the deployment config")
+        os.chmod(config_dir, 0o750)
     install_packages(config.packages)
     service_env = install_services(config, uid, gid, clear)
-    empty_dir(temp)
     env = instance_env(config, app, version, location, service_env, config_dir)
-    write_env(instances.env_path(app, version), env, uid, gid)
+    write_env(instances.env_path(app, version), env, gid)
     meta.update(services=sorted(config.services), interface=config.interface,
-                runner=config.runner.spec, health_check=config.health_check)
+                runner=config.runner.spec, health_check=config.health_check,
+                start_timeout=config.start_timeout)
     state.save()                     # the routing reads the services from the record
     host, prefix = env["SILVER_CANONICAL_HOSTNAME"], env["SILVER_MATCH_PATH"]
     say(f"starting {instance_name(app, version)} ({config.interface}, "
         f"{'gunicorn' if config.interface == 'wsgi' else 'uvicorn'})")
-    instances.install_unit(app, version, config.interface)
+    instances.install_unit(app, version, config.interface, config.memory_max)
     try:
         instances.start(app, version)
-        instances.wait_ready(app, version, host, prefix)
+        instances.wait_ready(app, version, host, prefix, timeout=config.start_timeout)
         run_update_fetch(config, app, version, host, prefix, uid, gid)
         instances.health_gate(app, version, host, config.health_check, prefix)
+        if client_gone():
+            raise NodeError(f"the client disconnected before the switch: "
+                            f"{instance_name(app, version)} was stopped, the old version "
+                            "keeps serving")
         previous = switch(app, version, location)
     except BaseException:
         if version not in referenced(load_routes(), app):    # never stop what now serves
@@ -205,6 +257,14 @@ def deploy(args) -> dict:
         if meta.get("status") != "reserved":
             raise NodeError(f"{instance_name(app, version)} was already deployed "
                             f"(status {meta.get('status')}); run silver update again")
+        newer = [v for v in state.ordered() if version_number(v) > version_number(version)
+                 and state.versions[v].get("status") == "ok"]
+        if newer:
+            meta.update(status="failed", error=f"superseded by {newer[-1]}")
+            state.save()
+            raise NodeError(f"{app}.{newer[-1]} was deployed while {version} was uploading: "
+                            f"the newer version stays live; run silver update again to "
+                            "deploy these files")
         try:
             result = _deploy(app, version, location, args.clear, state)
         except BaseException as exc:

@@ -16,7 +16,7 @@ from silverlining.node import instances
 from silverlining.node._errors import NodeError
 from silverlining.node._state import instance_dir, served
 from silverlining.node._switch import location_key
-from silverlining.node._util import check_app, version_number
+from silverlining.node._util import app_ids, check_app, version_number
 
 CAT_LIMIT = 2_000_000      # bytes per file; a bigger file is reported, not shown
 
@@ -78,9 +78,10 @@ def logs(args) -> int:
     log = instances.log_path(args.app, args.version)
     if not log.is_file():
         raise NodeError(f"{args.app}.{args.version} has no log yet ({log})")
-    argv = ["tail", "-n", str(args.lines), *(["-F"] if args.follow else []), str(log)]
-    try:
-        return subprocess.run(argv).returncode
+    uid, gid = app_ids(args.app)
+    argv = ["tail", "-n", str(args.lines), *(["-F"] if args.follow else []), "--", str(log)]
+    try:     # as the app: the log directory is the app's, whatever it links to it can read
+        return subprocess.run(argv, user=uid, group=gid, extra_groups=[]).returncode
     except KeyboardInterrupt:
         return 0
 

@@ -197,8 +197,8 @@ def routes_from_table(table: dict[str, dict]) -> list[Route]:
         wr = paths.DATA / app / "writable_root"
         routes.append(Route(
             host=host, path=slash + rest, app=app, version=version,
-            socket=str(paths.RUN / app / f"{version}.sock"),
-            static_dir=str(static) if static.is_dir() else None,
+            socket=str(paths.SOCKETS / app / f"{version}.sock"),
+            static_dir=str(static) if static.is_dir() and not static.is_symlink() else None,
             writable_root=str(wr) if "writable_root" in meta.get("services", ()) else None,
             disabled=state.disabled))
     return routes
@@ -235,28 +235,45 @@ def _reload_nginx() -> None:
     raise NodeError("nginx did not start new workers within 10s after a reload")
 
 
+def _put(target: Path, data: bytes) -> None:
+    """Replace ``target`` atomically (nginx never reads half a file)."""
+    tmp = target.with_name(f".{target.name}.new")
+    tmp.write_bytes(data)
+    os.replace(tmp, target)
+
+
 def apply(table: dict[str, dict]) -> bool:
-    """Regenerate, check and load the routing; returns whether it changed."""
-    text = generate(routes_from_table(table))
+    """Regenerate, check and load the routing; returns whether it changed.
+
+    On any failure (``nginx -t`` refuses it, the reload fails) the old file is
+    put back byte for byte before the error is raised, so the caller's routing
+    table, saved only after this returns, still matches what nginx serves.
+    """
+    text = generate(routes_from_table(table)).encode()
     paths.NGINX_ROUTES.mkdir(parents=True, exist_ok=True)
     target = paths.NGINX_ROUTES / CONF_NAME
-    old = target.read_text() if target.exists() else None
+    old = target.read_bytes() if target.exists() else None
     if old == text:
         return False
-    tmp = paths.NGINX_ROUTES / f".{CONF_NAME}.new"
-    tmp.write_text(text)
-    os.replace(tmp, target)
-    check = subprocess.run(["nginx", "-t", "-q"], capture_output=True, text=True)
-    if check.returncode != 0:
+    _put(target, text)
+    reloading = False
+    try:
+        check = subprocess.run(["nginx", "-t", "-q"], capture_output=True, text=True)
+        if check.returncode != 0:
+            message = " | ".join(ln for ln in check.stderr.splitlines() if ln.strip())
+            raise NodeError(f"the new nginx routing was refused by 'nginx -t' (kept the old "
+                            f"one): {message}")
+        say("reloading nginx (requests in flight finish on the old workers)")
+        reloading = True
+        _reload_nginx()
+    except BaseException:
         if old is None:
-            target.unlink()
+            target.unlink(missing_ok=True)
         else:
-            target.write_text(old)
-        message = " | ".join(ln for ln in check.stderr.splitlines() if ln.strip())
-        raise NodeError(f"the new nginx routing was refused by 'nginx -t' (kept the old one): "
-                        f"{message}")
-    say("reloading nginx (requests in flight finish on the old workers)")
-    _reload_nginx()
+            _put(target, old)
+        if reloading:     # nginx may have taken the new file: give it the old one again
+            subprocess.run(["systemctl", "reload", "nginx"], capture_output=True)
+        raise
     return True
 
 

@@ -16,8 +16,10 @@ import re
 import secrets
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
+from silverlining.apploader import script_command
 from silverlining.node import instances, paths
 from silverlining.node._env import read_env
 from silverlining.node._errors import NodeError
@@ -42,17 +44,12 @@ def script_path(inst: Path, script: str) -> Path | None:
 
 
 def script_argv(inst: Path, script: str, args: list[str]) -> list[str]:
-    """Python files run through the apploader (the app's paths, no local venv needed);
-    a file whose ``#!`` names another interpreter is executed as it is."""
+    """``python`` gets the app's paths (no local venv needed); a script runs as
+    everywhere else (``apploader.script_command``)."""
     path = script_path(inst, script)
     if path is None:
         return [PYTHON, "-m", "silverlining.apploader", "python", str(inst), *args]
-    with open(path, "rb") as fh:
-        first = fh.readline(200)
-    if first.startswith(b"#!") and b"python" not in first and os.access(path, os.X_OK):
-        return [str(path), *args]
-    return [PYTHON, "-m", "silverlining.apploader", "run", str(inst),
-            str(path.relative_to(inst.resolve())), *args]
+    return script_command(PYTHON, inst, str(path.relative_to(inst.resolve())), args)
 
 
 def run_dir(app: str, token: str) -> Path:
@@ -67,9 +64,24 @@ def prepare(args) -> dict:
         deploy = pwd.getpwnam(paths.DEPLOY_USER)
         token = secrets.token_hex(8)
         root = make_dir(paths.UPLOADS / app, deploy.pw_uid, deploy.pw_gid, 0o700)
+        prune_stale_runs(root)
         upload = make_dir(root / f"run-{token}", deploy.pw_uid, deploy.pw_gid, 0o700)
         result.update(token=token, upload_dir=str(upload), run_dir=str(run_dir(app, token)))
     return result
+
+
+STALE_RUN = 3600
+
+
+def prune_stale_runs(root: Path) -> None:
+    """Upload dirs of ``silver run`` that never ran (interrupted during the upload)."""
+    now = time.time()
+    for path in root.glob("run-*"):
+        try:
+            if now - path.lstat().st_mtime > STALE_RUN:
+                shutil.rmtree(path)
+        except OSError:
+            continue
 
 
 def _chown_tree(root: Path, uid: int, gid: int) -> None:
@@ -92,7 +104,7 @@ def run(args) -> int:
         if not _TOKEN.match(args.upload):
             raise NodeError(f"bad upload id {args.upload!r}")
         files = run_dir(app, args.upload)
-        make_dir(files.parent, uid, gid, 0o700)
+        make_dir(files.parent, 0, gid, 0o750)
         try:
             os.rename(paths.UPLOADS / app / f"run-{args.upload}", files)
         except OSError as exc:

@@ -200,6 +200,19 @@ class LocalNodeDriver(NodeDriver):
                 self._start(rec)
         return self._node(rec)
 
+    def ex_host_keys(self, name: str) -> list[str]:
+        """The node's SSH host keys (``TYPE BASE64``), read from its own disk: a local
+        node's key is known for certain, with no trust on first use."""
+        rec = self._require(name)
+        keys = []
+        for pub in sorted((self._rootfs(rec) / "etc" / "ssh").glob("ssh_host_*_key.pub")):
+            fields = pub.read_text().split()
+            if len(fields) >= 2:
+                keys.append(f"{fields[0]} {fields[1]}")
+        if not keys:
+            raise SilverError(f"[{name}] the node has no SSH host keys in its root filesystem")
+        return keys
+
     def ex_ensure_running(self, name: str) -> Node:
         """The node, restarted first if its container is gone (e.g. after a host reboot)."""
         return self.ex_start_node(name)

@@ -70,7 +70,7 @@ def test_run_uploads_local_files_and_streams_output(node, deployed, tmp_path):
     # options of the script after SCRIPT are the script's, even --node
     assert seen["args"][1:] == ["--flag", "two words", "--node", "x"]
     # the uploaded files are gone once the script ended
-    assert node.root("ls /var/lib/silverlining/tmp/probe/").strip() == ""
+    assert node.root("ls /var/lib/silverlining/tmp/probe/ | grep silver-run- || true").strip() == ""
     assert node.root("ls /var/lib/silverlining/uploads/probe/ | grep run- || true").strip() == ""
 
 
@@ -115,7 +115,7 @@ def test_run_errors_are_one_line(node, deployed, args, message):
 def test_logs_show_and_follow_the_live_version(node, deployed):
     probe(node.address, "run.test")
     proc = node.silver("logs", "run.test", "-n", "200", "--node", node.name, check=True)
-    assert "Listening at: unix:/run/silverlining/probe/" in proc.stdout
+    assert "Listening at: unix:/run/silverlining/apps/probe/" in proc.stdout
     assert "log of probe.v" in proc.stderr
     proc = node.silver("logs", "run.test", "-n", "2", "--node", node.name, check=True)
     assert len(proc.stdout.splitlines()) == 2

@@ -1,16 +1,18 @@
 """``silver doctor`` against a real local node: all right once set up; then each
 fault made on purpose (stale server files, nginx stopped, a broken nginx file, a
-failed unit, a forgotten host key) is reported with a fix, and running that fix
+failed unit, a forgotten or changed host key) is reported with a fix, and running that fix
 makes doctor pass again."""
 
 from __future__ import annotations
 
 import shlex
+import subprocess
 
 import pytest
 
 from silverlining import serverfiles, transport
 from silverlining.node import paths
+from silverlining.state import known_hosts_path
 from tests.integration.fixtures_setup import setup_node  # noqa: F401
 
 pytestmark = pytest.mark.node
@@ -110,4 +112,26 @@ def test_a_forgotten_host_key_is_found_and_fixed(node_env, setup_node):
     fix = fix_after(lines, "PROBLEM host key")
     assert fix == f"silver create-node {name} --if-not-exists --wait"
     node_env.silver(*shlex.split(fix)[1:], check=True)
+    assert_healthy(node_env, name)
+
+
+def test_a_changed_host_key_is_found_and_fixed(node_env, setup_node, tmp_path):
+    name, address = setup_node.name, setup_node.address
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)],
+                   check=True)
+    kind, blob = other.with_suffix(".pub").read_text().split()[:2]
+    with node_env.environ():
+        assert transport.forget_host_key(address)
+        with known_hosts_path().open("a") as fh:
+            fh.write(f"{address} {kind} {blob}\n")
+    status, lines = doctor(node_env, name)
+    assert status == 1
+    assert any(line.startswith(f"PROBLEM host key [{name}] host key of {address} CHANGED")
+               for line in lines), lines
+    fix = fix_after(lines, "PROBLEM host key")
+    assert fix == (f"only if you know {name} was re-installed: silver forget-host {name}, "
+                   f"then silver create-node {name} --if-not-exists --wait")
+    for command in fix.split(": ", 1)[1].split(", then "):
+        node_env.silver(*shlex.split(command)[1:], check=True)
     assert_healthy(node_env, name)

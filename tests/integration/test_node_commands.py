@@ -42,8 +42,12 @@ def test_created_node_is_recorded_everywhere(node_env, nc1):
     assert node_env.registry()["nc1"] == {"address": nc1.address, "provider": "local",
                                           "driver": "local", "node_id": "nc1"}
     assert f"{nc1.address} nc1 # silverlining" in node_env.etc_hosts.read_text()
-    known = (node_env.home / "known_hosts").read_text().split()
-    assert known[0] == nc1.address and known[1] == "ssh-ed25519"
+    known = [line.split() for line in (node_env.home / "known_hosts").read_text().splitlines()]
+    assert {k[0] for k in known} == {nc1.address} and "ssh-ed25519" in {k[1] for k in known}
+    # read off the node's disk, not taken on trust over the network
+    with node_env.ssh("nc1") as ssh:
+        on_node = ssh.run(["sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub"]).stdout
+    assert {(k[1], k[2]) for k in known} == {tuple(ln.split()[:2]) for ln in on_node.splitlines()}
     assert rows(node_env.silver("list-nodes"))["nc1"] == ["nc1", "running", nc1.address,
                                                          "local"]
 
@@ -222,13 +226,19 @@ def test_parallel_nodes_changed_key_and_complete_destroy(node_env, make_node):
             transport.SSH(addresses["nc2"], label="nc2")
         kh = known_hosts_path()
         assert f"host key of {addresses['nc2']} CHANGED" in info.value.message
-        assert f"ssh-keygen -R {addresses['nc2']} -f {kh}" in info.value.message
-        assert "silver destroy-node nc2" in info.value.message
+        assert f"'silver forget-host nc2' (it is in {kh})" in info.value.message
         with pytest.raises(transport.HostKeyError, match="CHANGED"):
             transport.rsync(str(REPO / "pyproject.toml"), addresses["nc2"], "/tmp/",
                             label="nc2")
     proc = node_env.silver("create-node", "nc2", "--if-not-exists", "--wait")
     assert proc.returncode == 1 and "CHANGED" in proc.stderr and "Traceback" not in proc.stderr
+    # forgetting is explicit; then the local provider reads the new key off the node's disk
+    proc = node_env.silver("forget-host", "nc2", check=True)
+    assert proc.stdout == f"nc2: forgot the host key of {addresses['nc2']}\n"
+    proc = node_env.silver("create-node", "nc2", "--if-not-exists", "--wait", check=True)
+    assert "host keys read from the node's own disk" in proc.stderr
+    with node_env.ssh("nc2") as ssh:
+        assert ssh.run(["hostname"]).stdout.strip() == "nc2"
 
     proc = node_env.silver("-y", "destroy-node", "nc2", "nc3")
     assert proc.returncode == 0, proc.stderr

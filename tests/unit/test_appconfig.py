@@ -46,6 +46,11 @@ BROKEN = {
     "bad-fetch-script": (GOOD + "update_fetch = script:\n", 4, ["'script:' needs a script path"]),
     "bad-health": (GOOD + "health_check = health\n", 4, ["must be a URL path starting with '/'"]),
     "bad-package": (GOOD + "packages = libpq-dev; rm\n", 4, ["'libpq-dev;' is not a valid package"]),
+    # apt reads a trailing '-' as "remove": packages = curl- would uninstall curl as root
+    "package-removal": (GOOD + "packages = curl-\n", 4, ["'curl-' is not a valid package"]),
+    "package-option": (GOOD + "packages = -oAPT::x=1\n", 4, ["'-oAPT::x=1' is not a valid"]),
+    "bad-memory": (GOOD + "memory_max = lots\n", 4, ["'lots' must be a size"]),
+    "bad-start-timeout": (GOOD + "start_timeout = 0\n", 4, ["'0' must be a number of seconds"]),
     "bad-required": (GOOD + "config.required = maybe\n", 4, ["expected true or false"]),
     "bad-checker": (GOOD + "config.checker = check.py\n", 4, ["must be module:function"]),
     "bad-location": (GOOD + "default_location = exa mple.com\n", 4, ["bad location"]),

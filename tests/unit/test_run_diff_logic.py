@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
-from silverlining.commands.diff import compare, file_diff
+from silverlining.commands.diff import compare, file_diff, local_manifest
 from silverlining.commands.run import LocalArg, local_args, remote_args
+from silverlining.console import Console
 
 
 def test_local_args_finds_files_dirs_and_option_values(tmp_path, monkeypatch):
@@ -48,3 +49,10 @@ def test_file_diff_text_binary_added_removed_and_missing_newline():
     assert removed[:2] == ["--- app.v1/o.txt\n", "+++ /dev/null\n"] and "-old\n" in removed
     assert file_diff("big", None, b"x", "app.v1", "local") == [
         "Binary files app.v1/big and local/big differ\n"]
+
+
+def test_diff_skips_special_files_with_a_warning(tmp_path, capsys):
+    (tmp_path / "app.ini").write_text("x")
+    os.mkfifo(tmp_path / "pipe")
+    assert list(local_manifest(tmp_path, Console())) == ["app.ini"]
+    assert f"skipping {tmp_path / 'pipe'}: not a regular file" in capsys.readouterr().err

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from silverlining import appfiles
 from silverlining.commands.update import Plan, check_extensions, find_extensions, make_plan
 from silverlining.console import Console
 from silverlining.errors import SilverError, UsageError
@@ -38,7 +42,23 @@ def test_extensions_built_for_another_python_are_refused(app):
 def test_ignored_extensions_do_not_count(app):
     (app / ".silverignore").write_text("*.so\n")
     (app / "x.cpython-39-x86_64-linux-gnu.so").write_bytes(b"")
-    assert find_extensions(app) == []
+    assert find_extensions(list(appfiles.iter_app_files(app))) == []
+
+
+def test_symlink_out_of_the_app_is_refused_before_anything(app):
+    (app / "static").mkdir(exist_ok=True)
+    (app / "static" / "passwd").symlink_to("/etc/passwd")
+    with pytest.raises(UsageError) as err:
+        make_plan(str(app), "example.com", None, None, None, False, None, Console())
+    assert f"{app / 'static' / 'passwd'} is a symlink to /etc/passwd, outside the app" \
+        in err.value.message
+
+
+def test_special_files_are_skipped_with_a_warning(app, capsys):
+    os.mkfifo(app / "pipe")
+    plan = make_plan(str(app), "example.com", None, None, None, False, None, Console())
+    assert "skipping" in capsys.readouterr().err
+    assert "pipe" not in list(appfiles.iter_app_files(app))
 
 
 def test_location_given_twice_or_not_at_all(app):
@@ -82,3 +102,24 @@ def test_config_checker_rejects_a_bad_config(app, tmp_path):
     (config / "settings.ini").write_text("[x]\n")
     assert make_plan(str(app), "a.test", None, None, str(config), False, None,
                      Console()).config_dir == config
+
+
+_SEGMENT = st.sampled_from(["a", "b", "..", ".", "static", "x y"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(where=st.lists(st.sampled_from(["a", "b", "static"]), max_size=3),
+       target=st.lists(_SEGMENT, min_size=1, max_size=5), absolute=st.booleans())
+def test_links_are_judged_like_the_filesystem_resolves_them(tmp_path_factory, where, target,
+                                                             absolute):
+    """A link is refused exactly when, resolved from where it stands, it leaves the app."""
+    root = tmp_path_factory.mktemp("app")
+    folder = root.joinpath(*where)
+    folder.mkdir(parents=True, exist_ok=True)
+    text = ("/" if absolute else "") + "/".join(target)
+    (folder / "link").symlink_to(text)
+    rel = "/".join([*where, "link"])
+    landed = os.path.normpath(os.path.join(str(folder), text))
+    inside = landed == str(root) or landed.startswith(str(root) + "/")
+    leaves = appfiles._leaves_app(root, rel) is not None
+    assert leaves == (absolute or not inside)
