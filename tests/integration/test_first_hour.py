@@ -126,3 +126,12 @@ def test_deployed_locations_complete(node, first_app):  # noqa: F811
     proc = node.silver(env={"_SILVER_COMPLETE": "bash_complete",
                             "COMP_WORDS": "silver doctor first", "COMP_CWORD": "2"}, check=True)
     assert proc.stdout.split() == [f"plain,{node.name}"]
+
+
+def test_update_takes_yes_after_the_command(node, first_app):  # noqa: F811
+    hosts = node.env.etc_hosts
+    assert "first.test" not in hosts.read_text()
+    proc = node.silver("update", str(first_app), "first.test", "--node", node.name, "--yes",
+                       check=True)
+    assert "live at first.test" in proc.stdout
+    assert f"{node.address} first.test # silverlining" in hosts.read_text()
