@@ -39,17 +39,26 @@ def check_node(name: str) -> tuple[str, list[Finding]]:
                f"check the key, then add it to {known_hosts_path()}")
         return title, found + [problem("host key", f"no key recorded for {where.address}", fix)]
     try:
-        with transport.SSH(where.address, label=where.name) as ssh:
-            found.append(ok("host key", "recorded, and the node presents it"))
-            found += _node_checks(ssh, where.name)
+        ssh = transport.SSH(where.address, label=where.name)
     except transport.HostKeyError as exc:
-        found.append(problem("host key", exc.message,
-                             f"only if you know {where.name} was re-installed: silver "
-                             f"forget-host {where.name}, then silver create-node {where.name} "
-                             "--if-not-exists --wait"))
+        return title, found + [problem(
+            "host key", exc.message, f"only if you know {where.name} was re-installed: silver "
+            f"forget-host {where.name}, then silver create-node {where.name} "
+            "--if-not-exists --wait")]
     except SilverError as exc:
-        found.append(problem("login", exc.message,
-                             "put your public key into the node's /root/.ssh/authorized_keys"))
+        return title, found + [problem(
+            "login", exc.message, "put your public key into the node's "
+            "/root/.ssh/authorized_keys")]
+    with ssh:
+        found.append(ok("host key", "recorded, and the node presents it"))
+        try:
+            found += _node_checks(ssh, where.name)
+        except (SilverError, ValueError, IndexError, KeyError) as exc:
+            # a node too broken (or too foreign) to answer the checks as expected
+            reason = exc.message if isinstance(exc, SilverError) else f"unexpected output ({exc})"
+            found.append(problem("checks", f"stopped: {reason}",
+                                 f"silver setup-node {where.name} (if it fails too, the node "
+                                 f"needs a look: ssh root@{where.address})"))
     return title, found
 
 

@@ -135,3 +135,21 @@ def test_a_changed_host_key_is_found_and_fixed(node_env, setup_node, tmp_path):
     for command in fix.split(": ", 1)[1].split(", then "):
         node_env.silver(*shlex.split(command)[1:], check=True)
     assert_healthy(node_env, name)
+
+
+def test_a_node_that_cannot_answer_a_check_is_one_problem(node_env, setup_node):
+    name = setup_node.name
+    with node_env.ssh(name) as ssh:
+        ssh.run(["chmod", "a-x", "/usr/bin/df"])
+    try:
+        status, lines = doctor(node_env, name)
+    finally:
+        with node_env.ssh(name) as ssh:
+            ssh.run(["chmod", "a+x", "/usr/bin/df"])
+    assert status == 1
+    assert any(line.startswith(f"PROBLEM checks stopped: [{name}] df exited with status 126")
+               for line in lines), lines
+    assert fix_after(lines, "PROBLEM checks") == (
+        f"silver setup-node {name} (if it fails too, the node needs a look: "
+        f"ssh root@{setup_node.address})")
+    assert_healthy(node_env, name)
