@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from silverlining.inifile import IniFile, read_ini, split_lines, suggest
+from silverlining.inifile import IniFile, parse_bool, read_ini, split_lines, suggest
 
 SECTION = "production"
 # Apps run as node user ``sl-<app_name>``; Linux user names stop at 32 characters.
@@ -27,7 +27,7 @@ _PATH_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*$")
 INTERFACES = ("wsgi", "asgi")
 KEYS = ("app_name", "runner", "interface", "update_fetch", "default_location",
         "packages", "health_check", "config.required", "config.default",
-        "config.checker", "memory_max", "start_timeout")
+        "config.checker", "config.schema", "config.template", "memory_max", "start_timeout")
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,31 @@ class FetchEntry:
 
 
 @dataclass(frozen=True)
+class Parameter:
+    """A ``[parameter:NAME]`` section: a deploy-time value the app gets as ``NAME``
+    in upper case (``api_token`` -> ``API_TOKEN``)."""
+
+    name: str
+    description: str = ""
+    default: str | None = None
+    hidden: bool = False
+    pattern: str | None = None
+
+    @property
+    def env_name(self) -> str:
+        return self.name.upper()
+
+    def check(self, value: str) -> str | None:
+        """Why ``value`` is not acceptable (never quoting a hidden value), or None."""
+        if "\n" in value or "\0" in value:
+            return f"parameter {self.name}: the value holds a newline or NUL"
+        if self.pattern and not re.fullmatch(self.pattern, value):
+            shown = "the value" if self.hidden else repr(value)
+            return f"parameter {self.name}: {shown} does not match {self.pattern!r}"
+        return None
+
+
+@dataclass(frozen=True)
 class AppConfig:
     """Everything ``app.ini`` says about an app, checked."""
 
@@ -65,8 +90,11 @@ class AppConfig:
     config_required: bool = False
     config_default: str | None = None
     config_checker: str | None = None
+    config_schema: str | None = None
+    config_template: str | None = None
     memory_max: str | None = None
     start_timeout: int = 60
+    parameters: dict[str, Parameter] = field(default_factory=dict)
 
     @property
     def ini_path(self) -> Path:
@@ -152,6 +180,16 @@ def parse_app_ini(ini: IniFile, app_dir: Path, check_files: bool = True) -> AppC
             raise ini.error(f"{pkg!r} is not a valid package name (Debian names: lowercase "
                             "letters, digits, '.', '+', '-', not ending in '-')",
                             SECTION, "packages")
+    inside = {}
+    for key, kind in (("config.schema", "file"), ("config.template", "directory")):
+        rel = values.get(key) or None
+        if rel and (rel.startswith("/") or ".." in Path(rel).parts):
+            raise ini.error(f"{rel!r} must be a path inside the app directory", SECTION, key)
+        found = rel and (app_dir / rel).is_file() if kind == "file" else \
+            rel and (app_dir / rel).is_dir()
+        if rel and check_files and not found:
+            raise ini.error(f"{kind} {rel!r} not found in {app_dir}", SECTION, key)
+        inside[key] = rel
     start_timeout = values.get("start_timeout") or "60"
     if not start_timeout.isdigit() or not 1 <= int(start_timeout) <= 900:
         raise ini.error(f"{start_timeout!r} must be a number of seconds from 1 to 900",
@@ -192,6 +230,48 @@ def parse_app_ini(ini: IniFile, app_dir: Path, check_files: bool = True) -> AppC
         config_required=config_required,
         config_default=values.get("config.default") or None,
         config_checker=checker,
+        config_schema=inside["config.schema"],
+        config_template=inside["config.template"],
         memory_max=memory_max,
         start_timeout=int(start_timeout),
+        parameters=parse_parameters(ini),
     )
+
+
+PARAM_PREFIX = "parameter:"
+PARAM_KEYS = ("description", "default", "hidden", "pattern")
+_PARAM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# Names the node sets itself: a parameter may not shadow them.
+RESERVED_ENV = re.compile(r"^(SILVER_.*|CONFIG_.*|TEMP|PATH|PYTHON.*|LANG|LC_.*|HOME|USER|"
+                          r"LD_.*)$")
+
+
+def parse_parameters(ini: IniFile) -> dict[str, Parameter]:
+    """``[parameter:NAME]`` sections, checked (names, keys, patterns, defaults)."""
+    found = {}
+    for section, values in ini.sections.items():
+        if not section.startswith(PARAM_PREFIX):
+            continue
+        name = section[len(PARAM_PREFIX):]
+        if not _PARAM_NAME.match(name) or RESERVED_ENV.match(name.upper()):
+            raise ini.error(f"{name!r} is not a parameter name: lowercase letters, digits "
+                            "and '_', starting with a letter, not a name the node sets "
+                            "(SILVER_*, CONFIG_*, PATH, ...)", section)
+        for key in values:
+            if key not in PARAM_KEYS:
+                raise ini.error(f"unknown key{suggest(key, list(PARAM_KEYS))}; valid: "
+                                f"{', '.join(PARAM_KEYS)}", section, key)
+        pattern = values.get("pattern") or None
+        if pattern:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ini.error(f"{pattern!r} is not a regular expression: {exc}",
+                                section, "pattern") from None
+        param = Parameter(name, values.get("description", ""), values.get("default"),
+                          parse_bool(ini, section, "hidden", values.get("hidden", "false")),
+                          pattern)
+        if param.default is not None and (problem := param.check(param.default)):
+            raise ini.error(f"default: {problem}", section, "default")
+        found[name] = param
+    return found

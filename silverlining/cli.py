@@ -210,17 +210,51 @@ def setup_node_cmd(ctx, hosts):
               help="Deployment config directory (SILVER_APP_CONFIG on the node).")
 @click.option("--clear", is_flag=True, help="Empty the app's service data first.")
 @click.option("--noetchosts", is_flag=True, help="Do not offer to map the host in /etc/hosts.")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="Set a parameter of app.ini (kept on the node for later deploys).")
+@click.option("--param-file", "param_files", multiple=True, metavar="NAME=PATH",
+              help="Set a parameter to a file's content (for secrets).")
 @click.option("--lock-wait", type=float, hidden=True, help="Seconds to wait for the app's deploy lock.")
 @yes_option("whether to map the location's host to the node in /etc/hosts")
 @click.pass_context
-def update_cmd(ctx, app_dir, location, host, nodes, name, config_dir, clear, noetchosts, lock_wait):
+def update_cmd(ctx, app_dir, location, host, nodes, name, config_dir, clear, noetchosts, params,
+               param_files, lock_wait):
     """Deploy APP_DIR to LOCATION (HOST[/PATH]) with zero downtime.
 
     Afterwards asks whether to map the location's host to the node in
     /etc/hosts (unless --noetchosts; -y answers yes).
     """
     dispatch(ctx, "update", app_dir=app_dir, location=location, host=host, nodes=nodes, name=name,
-             config_dir=config_dir, clear=clear, noetchosts=noetchosts, lock_wait=lock_wait)
+             config_dir=config_dir, clear=clear, noetchosts=noetchosts, lock_wait=lock_wait,
+             params=params, param_files=param_files)
+
+
+@silver.command("params")
+@click.argument("location", shell_complete=complete_locations)
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Change a parameter.")
+@click.option("--set-file", "set_files", multiple=True, metavar="NAME=PATH",
+              help="Change a parameter to a file's content.")
+@click.option("--unset", "unsets", multiple=True, metavar="NAME", help="Forget a stored value.")
+@click.option("--node", metavar="NODE", shell_complete=complete_nodes,
+              help="The node (default: the location's host).")
+@click.pass_context
+def params_cmd(ctx, location, sets, set_files, unsets, node):
+    """List the parameters of the app at LOCATION, or change them (through the health gate)."""
+    dispatch(ctx, "params", location=location, node=node, sets=sets, set_files=set_files,
+             unsets=unsets)
+
+
+@silver.command("create-config")
+@click.argument("app_dir", type=click.Path(file_okay=False, exists=True))
+@click.argument("out", required=False, default="")
+@click.argument("assignments", nargs=-1, metavar="[VAR=VALUE]...")
+@click.option("--info", is_flag=True, help="List the variables the template uses.")
+@click.pass_context
+def create_config_cmd(ctx, app_dir, out, assignments, info):
+    """Fill the app's config.template into OUT, a deployment config for --config."""
+    if not out and not info:
+        raise click.UsageError("give OUT (or --info)")
+    dispatch(ctx, "create_config", app_dir=app_dir, out=out, assignments=assignments, info=info)
 
 
 @silver.command("query")
@@ -274,8 +308,10 @@ def clean_node_cmd(ctx, node, dry_run, keep):
               help="Run as the app's user or as root.")
 @click.option("--node", metavar="NODE", shell_complete=complete_nodes,
               help="The node (default: the location's host).")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="A parameter value for this run only.")
 @click.pass_context
-def run_cmd(ctx, location, script, args, interactive, user, node):
+def run_cmd(ctx, location, script, args, interactive, user, node, params):
     """Run SCRIPT of the app at LOCATION on its node, in its environment.
 
     SCRIPT is a file of the app (or of its bin/), or 'python'. Local files and
@@ -283,7 +319,7 @@ def run_cmd(ctx, location, script, args, interactive, user, node):
     node. Options go before LOCATION; everything after SCRIPT is the script's.
     """
     dispatch(ctx, "run", location=location, script=script, args=args,
-             interactive=interactive, user=user, node=node)
+             interactive=interactive, user=user, node=node, params=params)
 
 
 @silver.command("logs")

@@ -44,14 +44,15 @@ class NodeSession:
     console: Console
 
     def call(self, sub: str, *args: str, quiet: bool = False,
-             timeout: float | None = None) -> dict:
-        """Run ``silver-node SUB ARGS`` as root through sudo; node progress is shown."""
+             timeout: float | None = None, input: str | None = None) -> dict:
+        """Run ``silver-node SUB ARGS`` as root through sudo; node progress is shown.
+        ``input`` goes to its stdin (how secrets travel: never as arguments)."""
         def stream(_name: str, line: str) -> None:
             if line.strip():
                 (self.console.detail if quiet else self.console.info)(f"[{self.name}] {line}")
 
         return self.ssh.run_json(["sudo", "-n", str(paths.ENTRY), sub, *args],
-                                 stream=stream, timeout=timeout)
+                                 stream=stream, timeout=timeout, input=input)
 
     def raw(self, sub: str, *args: str, pty: bool = False, terminal: bool = False,
             input: BinaryIO | None = None) -> int:

@@ -19,6 +19,13 @@ def format_query(result: dict) -> list[str]:
             state = "running" if v["running"] else v.get("status", "?")
             lines.append(f"  {v['version']:<5} {v.get('time', '?'):<20}  {v.get('who') or '?':<24} "
                          f"{state:<8} {'; '.join(where)}".rstrip())
+            details = []
+            if v.get("source"):
+                details.append(f"from {v['source']}")
+            if v.get("params_changed"):
+                details.append("parameters changed: " + ", ".join(v["params_changed"]))
+            if details:
+                lines.append("        " + "; ".join(details))
     if not result["apps"]:
         lines.append("no apps")
     return lines

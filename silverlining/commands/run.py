@@ -14,6 +14,7 @@ import os
 import sys
 from dataclasses import dataclass
 
+from silverlining.commands._params import changes_input, parse_assignments
 from silverlining.commands._remote import node_for, open_node
 from silverlining.console import Console
 from silverlining.locations import parse_location
@@ -59,21 +60,24 @@ def remote_args(args: tuple[str, ...] | list[str], uploads: list[LocalArg],
 
 
 def run(console: Console, location: str, script: str, args: tuple[str, ...],
-        interactive: bool, user: str, node: str | None) -> int:
+        interactive: bool, user: str, node: str | None, params: tuple[str, ...] = ()) -> int:
     loc = parse_location(location)
     uploads = local_args(args)
+    overrides = parse_assignments(params, "--param")
     session = open_node(console, node_for(loc, node))
     try:
         prep = session.call("run-prepare", str(loc), script,
-                            *(["--upload"] if uploads else []), quiet=True)
-        extra = []
+                            *(["--upload"] if uploads else []),
+                            *(["--params-stdin"] if overrides else []), quiet=True,
+                            input=changes_input(overrides) if overrides else None)
+        extra = ["--params", prep["params"]] if overrides else []
         if uploads:
             for up in uploads:
                 console.step(session.name, f"uploading {up.path}")
                 with session.upload_progress() as progress:
                     rsync(up.path, session.address, f"{prep['upload_dir']}/{up.index}/",
                           user=paths.DEPLOY_USER, label=session.name, progress=progress)
-            extra = ["--upload", prep["token"]]
+            extra += ["--upload", prep["token"]]
             args = tuple(remote_args(args, uploads, prep["run_dir"]))
         console.detail(f"[{session.name}] running {script} of {prep['app']}.{prep['version']} "
                        f"as {'the app user' if user == 'app' else 'root'}")

@@ -9,6 +9,7 @@ serving.
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import subprocess
@@ -20,8 +21,11 @@ from pathlib import Path
 
 from silverlining import appfiles, etchosts
 from silverlining.appconfig import NAME_RE, AppConfig
+from silverlining.commands._params import (changes_input, check_given, complete,
+                                           parse_assignments, read_param_files)
 from silverlining.commands._remote import NodeSession, node_for, open_node, who
 from silverlining.console import Console, human
+from silverlining.devserver.environ import app_config_dir
 from silverlining.errors import SilverError, UsageError
 from silverlining.locations import Location, parse_location
 from silverlining.node import paths
@@ -45,6 +49,8 @@ class Plan:
     lock_wait: float | None
     who: str
     source: str
+    config: AppConfig
+    params: dict[str, str]
 
 
 @dataclass
@@ -83,12 +89,55 @@ def check_config(app_dir: Path, config_dir: Path) -> None:
         raise UsageError(lines[-1].removeprefix("silver: error: "))
 
 
+def source_of(app_dir: Path) -> str:
+    """Where a deploy came from: host, directory, and the git revision when there is one."""
+    source = f"{socket.gethostname()}:{app_dir}"
+    try:
+        rev = subprocess.run(["git", "-C", str(app_dir), "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return source
+    return f"{source}@{rev.stdout.strip()}" if rev.returncode == 0 and rev.stdout.strip() \
+        else source
+
+
+def _load_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{path}: not found (config.schema checks config.json)") from None
+    except ValueError as exc:
+        raise UsageError(f"{path}: not valid JSON: {exc}") from None
+
+
+def check_schema(config: AppConfig, config_dir: Path) -> None:
+    """``config.json`` of the deployment config against app.ini's ``config.schema``;
+    the error points at the failing field."""
+    import jsonschema
+
+    schema_path = config.app_dir / (config.config_schema or "")
+    schema, data_path = _load_json(schema_path), config_dir / "config.json"
+    data = _load_json(data_path)
+    validator = jsonschema.validators.validator_for(schema)
+    try:
+        validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise UsageError(f"{schema_path}: not a valid JSON Schema: {exc.message}") from None
+    errors = sorted(validator(schema).iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        pointer = "/" + "/".join(str(p) for p in first.absolute_path)
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise UsageError(f"{data_path}: {pointer}: {first.message}{more}")
+
+
 def make_plan(app_dir: str, location: str | None, host: str | None, name: str | None,
               config_dir: str | None, clear: bool, lock_wait: float | None,
-              console: Console) -> Plan:
+              console: Console, params: dict[str, str] | None = None) -> Plan:
     if location and host:
         raise UsageError("give the location once: either LOCATION or --host")
     config = AppConfig.load(app_dir)
+    check_given(config, params or {})
     app = name or config.app_name
     if not NAME_RE.match(app):
         raise UsageError(f"bad --name {app!r}: use lowercase letters, digits, '-' and '_'")
@@ -96,15 +145,12 @@ def make_plan(app_dir: str, location: str | None, host: str | None, name: str | 
     if not text:
         raise UsageError(f"no location: give LOCATION (HOST[/PATH]) or set default_location "
                          f"in {config.ini_path}")
-    cfg = None
-    if config_dir:
-        cfg = Path(config_dir).resolve()
-        if not cfg.is_dir():
-            raise UsageError(f"--config {config_dir}: not a directory")
-    elif config.config_required and not config.config_default:
-        raise UsageError(f"{config.ini_path} sets config.required: give --config DIR")
-    if cfg and config.config_checker:
-        check_config(config.app_dir, cfg)
+    cfg = Path(config_dir).resolve() if config_dir else None
+    checked = app_config_dir(config, config_dir)       # --config, else config.default
+    if checked and config.config_checker:
+        check_config(config.app_dir, checked)
+    if checked and config.config_schema:
+        check_schema(config, checked)
     fixed = appfiles.make_paths_relative(config.app_dir / "lib" / "python", config.app_dir)
     for path in fixed.changed:
         console.info(f"made paths relative in {path}")
@@ -122,7 +168,7 @@ def make_plan(app_dir: str, location: str | None, host: str | None, name: str | 
     return Plan(app_dir=config.app_dir, app=app, location=parse_location(text), config_dir=cfg,
                 clear=clear, excludes=appfiles.read_silverignore(config.app_dir),
                 extensions=find_extensions(scan.files), lock_wait=lock_wait, who=who(),
-                source=f"{socket.gethostname()}:{config.app_dir}")
+                source=source_of(config.app_dir), config=config, params=dict(params or {}))
 
 
 def upload(session: NodeSession, plan: Plan, reserved: dict) -> RsyncStats:
@@ -149,12 +195,14 @@ def upload(session: NodeSession, plan: Plan, reserved: dict) -> RsyncStats:
     return stats
 
 
-def deploy_to(console: Console, node: str, plan: Plan) -> Outcome:
+def deploy_to(console: Console, node: str, plan: Plan, ask: bool = False) -> Outcome:
     started = time.monotonic()
     session = open_node(console, node)
     try:
-        info = session.call("info", quiet=True)
+        info = session.call("info", "--app", plan.app, quiet=True)
         check_extensions(plan, session.name, info["python"])
+        values = complete(plan.config, plan.params, set(info.get("params_set", [])),
+                          session.name, ask)
         lock = ["--lock-wait", f"{plan.lock_wait:g}"] if plan.lock_wait is not None else []
         reserved = session.call("reserve", plan.app, "--who", plan.who, "--source",
                                 plan.source, *lock, quiet=True)
@@ -166,11 +214,11 @@ def deploy_to(console: Console, node: str, plan: Plan) -> Outcome:
         console.step(session.name, f"sent {human(stats.bytes_sent)} "
                      f"({stats.files_transferred} changed files)")
         args = ["deploy", plan.app, version, "--location", str(plan.location),
-                "--who", plan.who, *lock]
+                "--who", plan.who, "--params-stdin", *lock]
         if plan.clear:
             args.append("--clear")
         with console.ticking(session.name, f"installing {plan.app}.{version}"):
-            result = session.call(*args)
+            result = session.call(*args, input=changes_input(values))
     finally:
         session.close()
     console.step(session.name, f"{plan.app}.{version} is live at {plan.location}")
@@ -202,11 +250,14 @@ def offer_etc_hosts(console: Console, location: Location, node: str) -> None:
 
 def run(console: Console, app_dir: str, location: str | None, host: str | None,
         nodes: tuple[str, ...], name: str | None, config_dir: str | None, clear: bool,
-        noetchosts: bool, lock_wait: float | None = None) -> int:
-    plan = make_plan(app_dir, location, host, name, config_dir, clear, lock_wait, console)
+        noetchosts: bool, lock_wait: float | None = None, params: tuple[str, ...] = (),
+        param_files: tuple[str, ...] = ()) -> int:
+    values = {**parse_assignments(params, "--param"), **read_param_files(param_files)}
+    plan = make_plan(app_dir, location, host, name, config_dir, clear, lock_wait, console,
+                     values)
     targets = list(dict.fromkeys(nodes)) or [node_for(plan.location, None)]
     if len(targets) == 1:
-        outcome = deploy_to(console, targets[0], plan)
+        outcome = deploy_to(console, targets[0], plan, ask=True)
         report(console, plan, [outcome], {})
         if not noetchosts:
             offer_etc_hosts(console, plan.location, targets[0])

@@ -82,4 +82,26 @@ def app_environ(app: AppConfig, user: UserConfig | None = None,
         env["SILVER_APP_CONFIG"] = str(conf)
     for name in app.services:
         env.update(get_service(name).dev_env(app, settings, base))
+    env.update(param_environ(app, settings, user))
+    return env
+
+
+def param_environ(app: AppConfig, settings: dict[str, str], user: UserConfig) -> dict[str, str]:
+    """Parameters in development: ``param.NAME`` in ``[devel]``/``[devel:APP]``, else
+    app.ini's default; one with neither stays unset (``get_param`` then says where
+    to set it)."""
+    env = {}
+    for key in settings:
+        name = key.removeprefix("param.")
+        if key.startswith("param.") and name not in app.parameters:
+            raise ConfigError(str(user.path), f"{app.ini_path} declares no parameter "
+                              f"{name!r}{suggest(name, list(app.parameters))}",
+                              key=key, section="devel")
+    for name, param in app.parameters.items():
+        value = settings.get(f"param.{name}", param.default)
+        if value is None:
+            continue
+        if problem := param.check(value):
+            raise ConfigError(str(user.path), problem, key=f"param.{name}", section="devel")
+        env[param.env_name] = value
     return env

@@ -24,10 +24,17 @@ from silverlining.node._state import AppState, all_apps, app_lock, load_routes
 from silverlining.node._util import check_app, make_dir, version_number
 
 
-def info() -> dict:
-    return {"python": f"{sys.version_info.major}.{sys.version_info.minor}",
-            "python_full": platform.python_version(), "machine": platform.machine(),
-            "hostname": socket.getfqdn(), "silverlining": __version__}
+def info(app: str | None = None) -> dict:
+    """The node's Python and platform; with an app, the names of its stored parameters
+    (so the CLI can refuse a missing one before uploading anything)."""
+    from silverlining.node import params
+
+    result = {"python": f"{sys.version_info.major}.{sys.version_info.minor}",
+              "python_full": platform.python_version(), "machine": platform.machine(),
+              "hostname": socket.getfqdn(), "silverlining": __version__}
+    if app:
+        result["params_set"] = sorted(params.load(check_app(app)))
+    return result
 
 
 def upload_root(app: str):
@@ -112,7 +119,8 @@ def query(globs: list[str]) -> dict:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("info", help="the node's Python and platform")
-    p.set_defaults(handler=lambda args: info())
+    p.add_argument("--app")
+    p.set_defaults(handler=lambda args: info(args.app))
     p = subparsers.add_parser("reserve", help="allocate an app's next version and upload dir")
     p.add_argument("app")
     p.add_argument("--who")

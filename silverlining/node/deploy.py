@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import grp
 import os
+import pwd
 import subprocess
 import traceback
 from pathlib import Path
@@ -19,12 +20,12 @@ from pathlib import Path
 from silverlining import __version__
 from silverlining.appconfig import AppConfig
 from silverlining.errors import SilverError
-from silverlining.node import apps, audit, instances, paths
+from silverlining.node import apps, audit, instances, params, paths
 from silverlining.node._env import read_env, write_env
 from silverlining.node.scripts import script_argv
 from silverlining.node._errors import NodeError
 from silverlining.node._state import (AppState, app_lock, flock, instance_dir, instance_name,
-                                      load_routes, referenced)
+                                      load_routes, referenced, served)
 from silverlining.node._switch import canonical_hostname, location_key, switch
 from silverlining.node._util import (client_gone, empty_dir, ensure_app_user, make_dir, run,
                                      say, version_number)
@@ -187,7 +188,8 @@ def run_update_fetch(config: AppConfig, app: str, version: str, host: str, prefi
                             f"{proc.returncode}")
 
 
-def _deploy(app: str, version: str, location: str, clear: bool, state: AppState) -> dict:
+def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
+            changes: dict) -> dict:
     meta = state.get(version)
     upload = apps.upload_root(app) / version
     if not (upload / "app" / "app.ini").is_file():
@@ -217,13 +219,19 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState)
              "--chmod=D0750,F0640", f"{upload / 'config'}/", f"{config_dir}/"],
             what="installing the deployment config")
         os.chmod(config_dir, 0o750)
+    stored = params.load(app)
+    values = params.merged(config, stored, changes)
+    param_env = params.environment(config, values)
     install_packages(config.packages)
     service_env = install_services(config, uid, gid, clear)
     env = instance_env(config, app, version, location, service_env, config_dir)
+    env.update(param_env)
     write_env(instances.env_path(app, version), env, gid)
     meta.update(services=sorted(config.services), interface=config.interface,
                 runner=config.runner.spec, health_check=config.health_check,
-                start_timeout=config.start_timeout)
+                start_timeout=config.start_timeout,
+                params_changed=sorted(n for n in values.keys() | stored.keys()
+                                      if values.get(n) != stored.get(n)))
     state.save()                     # the routing reads the services from the record
     host, prefix = env["SILVER_CANONICAL_HOSTNAME"], env["SILVER_MATCH_PATH"]
     say(f"starting {instance_name(app, version)} ({config.interface}, "
@@ -243,15 +251,23 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState)
         if version not in referenced(load_routes(), app):    # never stop what now serves
             instances.stop_now(app, version)
         raise
+    if values != stored:        # kept only once a version using them is live
+        params.save(app, values, gid)
     return {"app": app, "version": version, "location": location, "previous": previous,
             "instance": instance_name(app, version), "host": host}
 
 
 def deploy(args) -> dict:
-    app, version = args.app, args.version
-    version_number(version)
-    location = location_key(args.location)
-    with app_lock(app, args.lock_wait):
+    version_number(args.version)
+    changes = params.read_changes() if args.params_stdin else {}
+    return run_deploy(args.app, args.version, location_key(args.location), args.clear,
+                      changes, args.who, args.lock_wait)
+
+
+def run_deploy(app: str, version: str, location: str, clear: bool, changes: dict,
+               who: str | None, lock_wait: float) -> dict:
+    """Deploy a reserved, uploaded version under the app's lock; record how it went."""
+    with app_lock(app, lock_wait):
         state = AppState.load(app)
         meta = state.get(version)
         if meta.get("status") != "reserved":
@@ -266,7 +282,7 @@ def deploy(args) -> dict:
                             f"the newer version stays live; run silver update again to "
                             "deploy these files")
         try:
-            result = _deploy(app, version, location, args.clear, state)
+            result = _deploy(app, version, location, clear, state, changes)
         except BaseException as exc:
             message = str(exc) if isinstance(exc, NodeError) else \
                 f"internal error: {type(exc).__name__}: {exc}"
@@ -276,15 +292,35 @@ def deploy(args) -> dict:
             meta["status"] = "failed"
             meta["error"] = message
             state.save()
-            audit.record("update", app, who=args.who, result="failed", version=version,
+            audit.record("update", app, who=who, result="failed", version=version,
                          location=location, error=message)
             raise NodeError(message) from None
         meta["status"] = "ok"
         state.save()
-        audit.record("update", app, who=args.who, version=version, location=location,
+        audit.record("update", app, who=who, version=version, location=location,
                      previous=result["previous"])
         apps.prune_uploads(app, version)
     return result
+
+
+def redeploy(args) -> dict:
+    """A new version with the live version's files and new parameter values: the same
+    build, gate and switch as an upload (``silver params --set``), nothing uploaded."""
+    location = location_key(args.location)
+    app, live = served(location)
+    changes = params.read_changes()
+    reserved = apps.reserve(app, args.who, f"parameters changed on {instance_name(app, live)}",
+                            args.lock_wait)
+    upload = Path(reserved["upload_dir"])
+    deploy_user = pwd.getpwnam(paths.DEPLOY_USER)
+    sources = [(instance_dir(app, live), upload / "app")]
+    if (paths.ENV / app / f"{live}.config").is_dir():
+        sources.append((paths.ENV / app / f"{live}.config", upload / "config"))
+    for src, dest in sources:     # owned by the deploy user, like an upload (the next basis)
+        run(["rsync", "-a", "--no-D", f"--chown={deploy_user.pw_uid}:{deploy_user.pw_gid}",
+             "--chmod=u+rwX", f"{src}/", f"{dest}/"], what="copying the live version")
+    return run_deploy(app, reserved["version"], location, False, changes, args.who,
+                      args.lock_wait)
 
 
 def register(subparsers) -> None:
@@ -293,6 +329,14 @@ def register(subparsers) -> None:
     p.add_argument("version")
     p.add_argument("--location", required=True)
     p.add_argument("--clear", action="store_true")
+    p.add_argument("--params-stdin", action="store_true",
+                   help="parameter changes as JSON on stdin (values never on the command line)")
     p.add_argument("--who")
     p.add_argument("--lock-wait", type=float, default=300.0)
     p.set_defaults(handler=deploy)
+    p = subparsers.add_parser("redeploy", help="the live version again, with parameter "
+                              "changes read as JSON from stdin")
+    p.add_argument("location")
+    p.add_argument("--who")
+    p.add_argument("--lock-wait", type=float, default=300.0)
+    p.set_defaults(handler=redeploy)

@@ -10,6 +10,7 @@ and removes the files afterwards.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import re
@@ -20,12 +21,12 @@ import time
 from pathlib import Path
 
 from silverlining.apploader import script_command
-from silverlining.node import instances, paths
+from silverlining.node import instances, params, paths
 from silverlining.node._env import read_env
 from silverlining.node._errors import NodeError
 from silverlining.node._state import instance_dir, served
 from silverlining.node._switch import location_key
-from silverlining.node._util import app_ids, check_app, make_dir, version_number
+from silverlining.node._util import app_ids, check_app, make_dir, version_number, write_private
 
 PYTHON = "/usr/bin/python3"
 _TOKEN = re.compile(r"^[0-9a-f]{16}$")
@@ -67,7 +68,32 @@ def prepare(args) -> dict:
         prune_stale_runs(root)
         upload = make_dir(root / f"run-{token}", deploy.pw_uid, deploy.pw_gid, 0o700)
         result.update(token=token, upload_dir=str(upload), run_dir=str(run_dir(app, token)))
+    if args.params_stdin:          # values for this run only: a root-only file until it runs
+        changes = params.read_changes()
+        values = params.merged(params.live_config(app, version), params.load(app), changes)
+        token = secrets.token_hex(8)
+        make_dir(paths.TMP / app, 0, app_ids(app)[1], 0o750)
+        write_private(overrides_path(app, token), json.dumps(values).encode(), 0, 0o600)
+        result["params"] = token
     return result
+
+
+def overrides_path(app: str, token: str) -> Path:
+    return paths.TMP / app / f"params-{token}.json"
+
+
+def _take_overrides(app: str, version: str, token: str) -> dict[str, str]:
+    """The parameter environment of this run (the file is gone once read)."""
+    if not _TOKEN.match(token):
+        raise NodeError(f"bad parameters id {token!r}")
+    path = overrides_path(app, token)
+    try:
+        values = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise NodeError("the parameters of this run are missing") from None
+    finally:
+        path.unlink(missing_ok=True)
+    return params.environment(params.live_config(app, version), values)
 
 
 STALE_RUN = 3600
@@ -98,6 +124,8 @@ def run(args) -> int:
         raise NodeError(f"{app}.{version} is not on this node any more")
     uid, gid = app_ids(app)
     env = read_env(instances.env_path(app, version))
+    if args.params:
+        env.update(_take_overrides(app, version, args.params))
     argv = script_argv(inst, args.script, args.args)
     files = None
     if args.upload:
@@ -126,10 +154,13 @@ def register(subparsers) -> None:
     p.add_argument("location")
     p.add_argument("script")
     p.add_argument("--upload", action="store_true", help="make a directory for local files")
+    p.add_argument("--params-stdin", action="store_true",
+                   help="parameter values for this run, as JSON on stdin")
     p.set_defaults(handler=prepare)
     p = subparsers.add_parser("run", help="run a script of an app version in its environment")
     p.add_argument("--user", choices=("app", "root"), default="app")
     p.add_argument("--upload", metavar="ID", help="files uploaded after run-prepare --upload")
+    p.add_argument("--params", metavar="ID", help="parameters stored by run-prepare")
     p.add_argument("app")
     p.add_argument("version")
     p.add_argument("script")

@@ -1,0 +1,124 @@
+"""An app's deploy-time parameters on the node: stored, changed, and listed (``params``).
+
+Values belong to the app, not to a version: ``ENV/APP/params.json``,
+``root:sl-APP 0640`` (the app reads its own, nobody else; only root writes).
+New values only ever arrive on the SSH channel's stdin as JSON
+(``{"set": {NAME: VALUE}, "unset": [NAME]}``), never as arguments, and are
+never printed: listings say ``set``/``unset`` for hidden ones, errors name
+the parameter, not the value.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from silverlining.appconfig import AppConfig
+from silverlining.node import paths
+from silverlining.node._errors import NodeError
+from silverlining.node._util import write_private
+
+
+def params_path(app: str) -> Path:
+    return paths.ENV / app / "params.json"
+
+
+def load(app: str) -> dict[str, str]:
+    try:
+        data = json.loads(params_path(app).read_text())
+    except FileNotFoundError:
+        return {}
+    except ValueError as exc:
+        raise NodeError(f"{params_path(app)} is corrupt: {exc}") from None
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def save(app: str, values: dict[str, str], gid: int) -> None:
+    write_private(params_path(app), (json.dumps(values, sort_keys=True) + "\n").encode(), gid)
+
+
+def read_changes() -> dict:
+    """``{"set": {...}, "unset": [...]}`` from stdin (what the CLI sends)."""
+    try:
+        data = json.loads(sys.stdin.read() or "{}")
+    except ValueError:
+        raise NodeError("the parameter changes on stdin are not JSON") from None
+    if not isinstance(data, dict) or not isinstance(data.get("set", {}), dict) \
+            or not isinstance(data.get("unset", []), list):
+        raise NodeError("the parameter changes on stdin are malformed")
+    return {"set": {str(k): str(v) for k, v in data.get("set", {}).items()},
+            "unset": [str(n) for n in data.get("unset", [])]}
+
+
+def merged(config: AppConfig, stored: dict[str, str], changes: dict) -> dict[str, str]:
+    """The stored values with ``changes`` applied, checked against app.ini's declarations."""
+    values = dict(stored)
+    for name in [*changes.get("set", {}), *changes.get("unset", [])]:
+        if name not in config.parameters:
+            known = ", ".join(sorted(config.parameters)) or "none"
+            raise NodeError(f"app {config.app_name} has no parameter {name!r} (declared: "
+                            f"{known})")
+    for name, value in changes.get("set", {}).items():
+        if problem := config.parameters[name].check(value):
+            raise NodeError(problem)
+        values[name] = value
+    for name in changes.get("unset", []):
+        values.pop(name, None)
+    return values
+
+
+def environment(config: AppConfig, values: dict[str, str]) -> dict[str, str]:
+    """``NAME`` -> value (or default) for every declared parameter; one without either
+    is an error naming it."""
+    env = {}
+    for name, param in sorted(config.parameters.items()):
+        value = values.get(name, param.default)
+        if value is None:
+            raise NodeError(f"parameter {name} has no value: give --param {name}=VALUE "
+                            f"(or silver params LOCATION --set {name}=VALUE)")
+        env[param.env_name] = value
+    return env
+
+
+def listing(config: AppConfig, values: dict[str, str]) -> list[dict]:
+    """What ``silver params`` shows: hidden values never leave the node."""
+    rows = []
+    for name, param in sorted(config.parameters.items()):
+        state = "set" if name in values else "default" if param.default is not None \
+            else "unset"
+        row = {"name": name, "env": param.env_name, "state": state, "hidden": param.hidden,
+               "description": param.description}
+        if not param.hidden:
+            row["value"] = values.get(name, param.default)
+        rows.append(row)
+    return rows
+
+
+def live_config(app: str, version: str) -> AppConfig:
+    """The app.ini of a deployed version (what declares its parameters)."""
+    import dataclasses
+
+    from silverlining.errors import SilverError
+    from silverlining.node._state import instance_dir
+
+    try:
+        config = AppConfig.load(instance_dir(app, version), check_files=False)
+    except SilverError as exc:
+        raise NodeError(exc.message) from None
+    return dataclasses.replace(config, app_name=app)
+
+
+def show(args) -> dict:
+    from silverlining.node._state import served
+    from silverlining.node._switch import location_key
+
+    app, version = served(location_key(args.location))
+    return {"app": app, "version": version,
+            "params": listing(live_config(app, version), load(app))}
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("params", help="the parameters of the app live at a location")
+    p.add_argument("location")
+    p.set_defaults(handler=show)
