@@ -15,15 +15,15 @@ from silverlining.inifile import IniFile, parse_bool, read_ini, split_lines, sug
 SECTION = "production"
 # Apps run as node user ``sl-<app_name>``; Linux user names stop at 32 characters.
 MAX_NAME_LEN = 28
-NAME_RE = re.compile(rf"^[a-z0-9][a-z0-9_-]{{0,{MAX_NAME_LEN - 1}}}$")
+NAME_RE = re.compile(rf"^[a-z0-9][a-z0-9_-]{{0,{MAX_NAME_LEN - 1}}}\Z")
 _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
-_MODULE_RUNNER = re.compile(rf"^{_DOTTED}:{_DOTTED}$")
-_FILE_RUNNER = re.compile(r"^([^#\s]+\.py)(?:#([A-Za-z_][A-Za-z0-9_]*))?$")
+_MODULE_RUNNER = re.compile(rf"^{_DOTTED}:{_DOTTED}\Z")
+_FILE_RUNNER = re.compile(r"^([^#\s]+\.py)(?:#([A-Za-z_][A-Za-z0-9_]*))?\Z")
 # Debian package names; a trailing '-' would ask apt to *remove* the package, so
 # a name must end in a letter, digit or '+' (g++), and options never pass.
-_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*[a-z0-9+]$")
-_MEMORY_RE = re.compile(r"^[1-9][0-9]*[KMGT]?$")
-_PATH_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*$")
+_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*[a-z0-9+]\Z")
+_MEMORY_RE = re.compile(r"^[1-9][0-9]*[KMGT]?\Z")
+_PATH_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*\Z")
 INTERFACES = ("wsgi", "asgi")
 KEYS = ("app_name", "runner", "interface", "update_fetch", "default_location",
         "packages", "health_check", "config.required", "config.default",
@@ -240,7 +240,7 @@ def parse_app_ini(ini: IniFile, app_dir: Path, check_files: bool = True) -> AppC
 
 PARAM_PREFIX = "parameter:"
 PARAM_KEYS = ("description", "default", "hidden", "pattern")
-_PARAM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_PARAM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}\Z")
 # Names the node sets itself: a parameter may not shadow them.
 RESERVED_ENV = re.compile(r"^(SILVER_.*|CONFIG_.*|TEMP|PATH|PYTHON.*|LANG|LC_.*|HOME|USER|"
                           r"LD_.*)$")

@@ -213,7 +213,7 @@ def scan_app_files(app_dir: Path | str, ignore: Ignore | None = None) -> AppFile
 
 # --- lib/python made relocatable ---------------------------------------------
 
-_FINDER_RE = re.compile(r"^__editable___.*_finder\.py$")
+_FINDER_RE = re.compile(r"^__editable___.*_finder\.py\Z")
 
 
 @dataclass

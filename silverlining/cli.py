@@ -215,18 +215,20 @@ def setup_node_cmd(ctx, hosts):
 @click.option("--param-file", "param_files", multiple=True, metavar="NAME=PATH",
               help="Set a parameter to a file's content (for secrets).")
 @click.option("--lock-wait", type=float, hidden=True, help="Seconds to wait for the app's deploy lock.")
-@yes_option("whether to map the location's host to the node in /etc/hosts")
+@click.option("--dns/--no-dns", default=None, help="Point the host at the node in the provider's DNS zone (asks if not given).")
+@yes_option("whether to point the location's host at the node (DNS zone or /etc/hosts)")
 @click.pass_context
 def update_cmd(ctx, app_dir, location, host, nodes, name, config_dir, clear, noetchosts, params,
-               param_files, lock_wait):
+               param_files, lock_wait, dns):
     """Deploy APP_DIR to LOCATION (HOST[/PATH]) with zero downtime.
 
-    Afterwards asks whether to map the location's host to the node in
-    /etc/hosts (unless --noetchosts; -y answers yes).
+    Afterwards asks whether to point the location's host at the node: in the
+    provider's DNS zone if it has one (unless --dns/--no-dns), else in
+    /etc/hosts (unless --noetchosts); -y answers yes.
     """
     dispatch(ctx, "update", app_dir=app_dir, location=location, host=host, nodes=nodes, name=name,
              config_dir=config_dir, clear=clear, noetchosts=noetchosts, lock_wait=lock_wait,
-             params=params, param_files=param_files)
+             params=params, param_files=param_files, dns=dns)
 
 
 @silver.command("params")

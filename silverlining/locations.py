@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from silverlining.errors import UsageError
 
 SPECIAL = ("not-found", "disabled")
-_HOST_RE = re.compile(r"^(\*|\.?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*)$")
-_PATH_RE = re.compile(r"^(/[A-Za-z0-9._~-]+)*$")
-HOSTNAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+_HOST_RE = re.compile(r"^(\*|\.?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*)\Z")
+_PATH_RE = re.compile(r"^(/[A-Za-z0-9._~-]+)*\Z")
+HOSTNAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\Z")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from silverlining.errors import SilverError, UsageError
 from silverlining.inifile import suggest
 from silverlining.state import NodeRegistry
 
-_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
+_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?\Z")
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """``~/.silverlining.conf`` as a validated ``UserConfig``.
 
 Sections: ``[provider:NAME]`` (a libcloud driver or ``local``, its
-credentials and defaults), ``[devel]`` and ``[devel:APPNAME]`` (service
-settings for ``silver serve``).
+credentials and defaults), ``[dns:NAME]`` (a libcloud DNS driver and the zone
+node names go in, named by a provider's ``dns =``), ``[devel]`` and
+``[devel:APPNAME]`` (service settings for ``silver serve``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from silverlining import state
 from silverlining.errors import ConfigError
 from silverlining.inifile import IniFile, read_ini, suggest
 
-PROVIDER_KEYS = ("driver", "image", "size", "location", "ssh_public_key")
-_DRIVER_RE = re.compile(r"^[A-Za-z0-9_]+$|^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+PROVIDER_KEYS = ("driver", "image", "size", "location", "ssh_public_key", "dns")
+DNS_KEYS = ("driver", "zone", "ttl")
+_DRIVER_RE = re.compile(r"^[A-Za-z0-9_]+\Z|^[A-Za-z_][\w.]*:[A-Za-z_]\w*\Z")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class ProviderConfig:
     driver_args: dict[str, str] = field(default_factory=dict)   # constructor arguments
     create_args: dict[str, str] = field(default_factory=dict)   # create.* keys
     path: str = ""
+    dns: "DnsConfig | None" = None
 
     def public_key_path(self) -> Path:
         """The SSH public key given to new nodes (first that exists of the defaults)."""
@@ -51,9 +54,22 @@ class ProviderConfig:
 
 
 @dataclass(frozen=True)
+class DnsConfig:
+    """One ``[dns:NAME]`` section: where a provider's nodes get their DNS records."""
+
+    name: str
+    driver: str
+    zone: str
+    ttl: int | None = None
+    driver_args: dict[str, str] = field(default_factory=dict)
+    path: str = ""
+
+
+@dataclass(frozen=True)
 class UserConfig:
     path: Path
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
+    dns: dict[str, DnsConfig] = field(default_factory=dict)
     devel: dict[str, str] = field(default_factory=dict)
     devel_apps: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -90,41 +106,80 @@ class UserConfig:
 
 def parse_user_config(ini: IniFile) -> UserConfig:
     providers: dict[str, ProviderConfig] = {}
+    dns: dict[str, DnsConfig] = {}
     devel: dict[str, str] = {}
     devel_apps: dict[str, dict[str, str]] = {}
     for section, values in ini.sections.items():
         kind, _, name = section.partition(":")
+        if kind == "dns" and name:
+            dns[name] = _parse_dns(ini, section, name, values)
+    for section, values in ini.sections.items():
+        kind, _, name = section.partition(":")
+        if kind == "dns" and name:
+            continue
         if kind == "provider" and name:
-            providers[name] = _parse_provider(ini, section, name, values)
+            providers[name] = _parse_provider(ini, section, name, values, dns)
         elif kind == "devel" and not name:
             devel = dict(values)
         elif kind == "devel" and name:
             devel_apps[name] = dict(values)
         else:
             raise ini.error(f"unknown section [{section}]; expected [provider:NAME], "
-                            "[devel] or [devel:APPNAME]", section)
-    return UserConfig(ini.path, providers, devel, devel_apps)
+                            "[dns:NAME], [devel] or [devel:APPNAME]", section)
+    return UserConfig(ini.path, providers, dns, devel, devel_apps)
+
+
+def _driver_args(ini: IniFile, section: str, values: dict[str, str],
+                 known: tuple[str, ...]) -> dict[str, str]:
+    """The section's keys that are not ours: the driver's constructor arguments."""
+    args: dict[str, str] = {}
+    for key, value in values.items():
+        if key.startswith("create.") or key in known:
+            continue
+        if not re.match(r"^[a-z_][a-z0-9_]*$", key):
+            raise ini.error("not a valid argument name", section, key)
+        args[key] = value
+    return args
+
+
+def _parse_dns(ini: IniFile, section: str, name: str, values: dict[str, str]) -> DnsConfig:
+    for key in ("driver", "zone"):
+        if not values.get(key):
+            hint = ("a libcloud DNS provider name such as 'route53', 'digitalocean', "
+                    "'cloudflare'" if key == "driver" else "the domain records go in, "
+                    "e.g. 'example.com'")
+            raise ini.error(f"missing key {key!r} ({hint})", section)
+    if not _DRIVER_RE.match(values["driver"]):
+        raise ini.error(f"{values['driver']!r} is not a DNS provider name or module:Class",
+                        section, "driver")
+    ttl = values.get("ttl") or None
+    if ttl is not None and not (ttl.isdigit() and int(ttl) > 0):
+        raise ini.error(f"ttl must be a number of seconds, not {ttl!r}", section, "ttl")
+    zone = values["zone"].strip().rstrip(".").lower()
+    return DnsConfig(name=name, driver=values["driver"], zone=zone,
+                     ttl=int(ttl) if ttl else None,
+                     driver_args=_driver_args(ini, section, values, DNS_KEYS),
+                     path=str(ini.path))
 
 
 def _parse_provider(ini: IniFile, section: str, name: str,
-                    values: dict[str, str]) -> ProviderConfig:
+                    values: dict[str, str], dns: dict[str, DnsConfig]) -> ProviderConfig:
     if "driver" not in values or not values["driver"]:
         raise ini.error("missing key 'driver' (a libcloud provider name such as "
                         "'digitalocean', 'module:Class', or 'local')", section)
     driver = values["driver"]
     if not _DRIVER_RE.match(driver):
         raise ini.error(f"{driver!r} is not a provider name or module:Class", section, "driver")
-    driver_args: dict[str, str] = {}
-    create_args: dict[str, str] = {}
-    for key, value in values.items():
-        if key.startswith("create."):
-            create_args[key[len("create."):]] = value
-        elif key not in PROVIDER_KEYS:
-            if not re.match(r"^[a-z_][a-z0-9_]*$", key):
-                raise ini.error("not a valid argument name", section, key)
-            driver_args[key] = value
+    create_args = {key[len("create."):]: value for key, value in values.items()
+                   if key.startswith("create.")}
+    dns_name = values.get("dns") or None
+    if dns_name is not None and dns_name not in dns:
+        raise ini.error(f"no section [dns:{dns_name}]{suggest(dns_name, list(dns))}",
+                        section, "dns")
     return ProviderConfig(
         name=name, driver=driver, image=values.get("image") or None,
         size=values.get("size") or None, location=values.get("location") or None,
         ssh_public_key=values.get("ssh_public_key") or None,
-        driver_args=driver_args, create_args=create_args, path=str(ini.path))
+        driver_args=_driver_args(ini, section, values, PROVIDER_KEYS),
+        create_args=create_args, path=str(ini.path),
+        dns=dns[dns_name] if dns_name else None)

@@ -14,7 +14,7 @@ from silverlining.errors import UsageError
 from silverlining.locations import parse_location
 
 
-_VERSION_RE = re.compile(r"^(prev|v?[1-9][0-9]*|[a-z0-9][a-z0-9_-]*\.v[1-9][0-9]*)$")
+_VERSION_RE = re.compile(r"^(prev|v?[1-9][0-9]*|[a-z0-9][a-z0-9_-]*\.v[1-9][0-9]*)\Z")
 
 
 def run(console: Console, location: str, version: str, node: str | None) -> int:

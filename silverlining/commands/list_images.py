@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from silverlining.commands.list_nodes import table
 from silverlining.console import Console
-from silverlining.providers import call_provider, open_provider
+from silverlining.providers import call_provider, clouds, open_provider
 from silverlining.providers.matchers import find_default
 
 
@@ -16,6 +16,9 @@ def run(console: Console) -> None:
     cfg, driver = open_provider(console.provider)
     images = call_provider("listing images", driver.list_images)
     default = find_default(images, cfg.image)
+    profile = clouds.profile_for(driver)
+    if cfg.image is None and profile is not None:   # the image create-node would choose
+        default = next((i for i in reversed(images) if profile.is_default_image(i)), None)
     rows = [("*" if image is default else "", image.id, image.name or "") for image in images]
     if not rows:
         console.info(f"provider {cfg.name!r} offers no images")

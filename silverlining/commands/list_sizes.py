@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from silverlining.commands.list_nodes import table
 from silverlining.console import Console
-from silverlining.providers import call_provider, open_provider
+from silverlining.providers import call_provider, clouds, open_provider
 from silverlining.providers.matchers import find_default
 
 
@@ -15,7 +15,8 @@ def _number(value: object) -> str:
 def run(console: Console) -> None:
     cfg, driver = open_provider(console.provider)
     sizes = call_provider("listing sizes", driver.list_sizes)
-    default = find_default(sizes, cfg.size)
+    profile = clouds.profile_for(driver)
+    default = find_default(sizes, cfg.size or (profile.default_size if profile else None))
     rows = [("*" if size is default else "", size.id, size.name or "", _number(size.ram),
              _number(size.disk), _number(size.price)) for size in sizes]
     if not rows:

@@ -29,6 +29,7 @@ from silverlining.devserver.environ import app_config_dir
 from silverlining.errors import SilverError, UsageError
 from silverlining.locations import Location, parse_location
 from silverlining.node import paths
+from silverlining.providers import dns as providers_dns
 from silverlining.state import NodeRegistry
 from silverlining.transport import RsyncStats, rsync
 
@@ -251,7 +252,7 @@ def offer_etc_hosts(console: Console, location: Location, node: str) -> None:
 def run(console: Console, app_dir: str, location: str | None, host: str | None,
         nodes: tuple[str, ...], name: str | None, config_dir: str | None, clear: bool,
         noetchosts: bool, lock_wait: float | None = None, params: tuple[str, ...] = (),
-        param_files: tuple[str, ...] = ()) -> int:
+        param_files: tuple[str, ...] = (), dns: bool | None = None) -> int:
     values = {**parse_assignments(params, "--param"), **read_param_files(param_files)}
     plan = make_plan(app_dir, location, host, name, config_dir, clear, lock_wait, console,
                      values)
@@ -259,7 +260,9 @@ def run(console: Console, app_dir: str, location: str | None, host: str | None,
     if len(targets) == 1:
         outcome = deploy_to(console, targets[0], plan, ask=True)
         report(console, plan, [outcome], {})
-        if not noetchosts:
+        on_dns = plan.location.is_exact_host and providers_dns.offer_location(
+            console, plan.location.host, targets[0], dns)
+        if not (noetchosts or on_dns):
             offer_etc_hosts(console, plan.location, targets[0])
         return 0
     outcomes: list[Outcome] = []

@@ -14,8 +14,8 @@ from pathlib import Path
 from silverlining.node._errors import NodeError
 from silverlining.node._util import write_private
 
-_SAFE = re.compile(r"^[A-Za-z0-9_./:@%+,=-]*$")
-_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SAFE = re.compile(r"^[A-Za-z0-9_./:@%+,=-]*\Z")
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 _ESCAPE = re.compile(r'([\\"$`])')
 
 

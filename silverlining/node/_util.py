@@ -19,8 +19,8 @@ from pathlib import Path
 from silverlining.node import paths
 from silverlining.node._errors import NodeError
 
-APP_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-VERSION_RE = re.compile(r"^v([1-9][0-9]*)$")
+APP_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
+VERSION_RE = re.compile(r"^v([1-9][0-9]*)\Z")
 
 
 _client = {"gone": False}

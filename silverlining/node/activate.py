@@ -14,7 +14,7 @@ from silverlining.node._errors import NodeError
 from silverlining.node._state import AppState, app_lock, instance_dir, load_routes
 from silverlining.node._switch import canonical_hostname, location_key, switch, unroute
 
-_SPEC = re.compile(r"^(?:(?P<app>[a-z0-9][a-z0-9_-]*)\.)?v?(?P<number>[1-9][0-9]*)$")
+_SPEC = re.compile(r"^(?:(?P<app>[a-z0-9][a-z0-9_-]*)\.)?v?(?P<number>[1-9][0-9]*)\Z")
 
 
 def resolve(location: str, spec: str) -> tuple[str, str]:

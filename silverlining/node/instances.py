@@ -248,7 +248,7 @@ class GateFailed(NodeError):
 
 
 def _fail(app: str, version: str, message: str) -> GateFailed:
-    lines = log_tail(app, version)
+    lines = log_tail(app, version, 40)     # the app's traceback, then the server's
     if lines:
         say(f"--- last lines of {log_path(app, version)} ---")
         for line in lines:

@@ -29,7 +29,7 @@ from silverlining.node._switch import location_key
 from silverlining.node._util import app_ids, check_app, make_dir, version_number, write_private
 
 PYTHON = "/usr/bin/python3"
-_TOKEN = re.compile(r"^[0-9a-f]{16}$")
+_TOKEN = re.compile(r"^[0-9a-f]{16}\Z")
 
 
 def script_path(inst: Path, script: str) -> Path | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import json
 import socket
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -29,11 +30,11 @@ T = TypeVar("T")
 LOCAL_DRIVER = "silverlining.providers.local:LocalNodeDriver"
 
 
-def provider_names() -> dict[str, str]:
-    """Every spelling we accept (lowercase) -> libcloud's provider id."""
+def provider_names(enum: type = Provider) -> dict[str, str]:
+    """Every spelling we accept (lowercase) -> libcloud's provider id (compute or DNS)."""
     names: dict[str, str] = {}
-    for attr in dir(Provider):
-        value = getattr(Provider, attr)
+    for attr in dir(enum):
+        value = getattr(enum, attr)
         if attr.isupper() and isinstance(value, str):
             for spelling in (value, attr, attr.replace("_", "")):
                 names.setdefault(spelling.lower(), value)
@@ -75,20 +76,26 @@ def get_driver(cfg: ProviderConfig) -> NodeDriver:
     """An instance of the section's driver, built from its credential keys."""
     cls = driver_class(cfg)
     section = f"provider:{cfg.name}"
-    _check_arguments(cls, cfg)
+    check_constructor(cls, cfg.driver, cfg.driver_args, cfg.path, section)
+    return construct(cls, cfg.driver, cfg.driver_args, cfg.path, section)
+
+
+def construct(cls: type[T], label: str, args: dict[str, str], path: str, section: str) -> T:
+    """``cls(**args)``; refused credentials or a bad argument become a ConfigError."""
     try:
-        return cls(**cfg.driver_args)
+        return cls(**args)
     except SilverError:
         raise
     except InvalidCredsError as exc:
-        raise ConfigError(cfg.path, f"credentials refused by {cfg.driver}: {_message(exc)}",
+        raise ConfigError(path, f"credentials refused by {label}: {_message(exc)}",
                           section=section) from None
-    except (TypeError, ValueError, LibcloudError, BaseHTTPError, OSError) as exc:
-        raise ConfigError(cfg.path, f"cannot set up driver {cfg.driver!r}: {_message(exc)}",
+    except Exception as exc:  # drivers raise bare exceptions too (OVH: "validate your key")
+        raise ConfigError(path, f"cannot set up driver {label!r}: {_message(exc)}",
                           section=section) from None
 
 
-def _check_arguments(cls: type[NodeDriver], cfg: ProviderConfig) -> None:
+def check_constructor(cls: type, label: str, args: dict[str, str], path: str,
+                      section: str) -> None:
     """Name missing or unknown constructor keys before libcloud's TypeError would."""
     try:
         params = inspect.signature(cls.__init__).parameters
@@ -98,29 +105,43 @@ def _check_arguments(cls: type[NodeDriver], cfg: ProviderConfig) -> None:
              (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     required = [n for n, p in named.items() if p.default is p.empty]
-    section = f"provider:{cfg.name}"
-    missing = [n for n in required if n not in cfg.driver_args]
+    missing = [n for n in required if n not in args]
     if missing:
-        raise ConfigError(cfg.path, f"driver {cfg.driver!r} needs "
+        raise ConfigError(path, f"driver {label!r} needs "
                           f"{', '.join(repr(m) for m in missing)} (its credentials)",
                           section=section)
     if not takes_any:
-        for key in cfg.driver_args:
+        for key in args:
             if key not in named:
-                raise ConfigError(cfg.path, f"driver {cfg.driver!r} takes no argument "
+                raise ConfigError(path, f"driver {label!r} takes no argument "
                                   f"{key!r} (it takes: {', '.join(named) or 'none'})",
                                   key=key, section=section)
 
 
 def _message(exc: BaseException) -> str:
-    text = str(getattr(exc, "value", None) or exc or type(exc).__name__)
+    """The reason an exception gives, on one line; a raw JSON error body is unwrapped."""
+    value = getattr(exc, "value", None)
+    text = str(value or exc or type(exc).__name__)
+    body = value if isinstance(value, dict) else None
+    if body is None:
+        try:
+            body = json.loads(text)
+        except ValueError:
+            pass
+    for _ in range(2):      # {"message": ...}, or nested: {"error": {"message": ...}}
+        if not isinstance(body, dict):
+            break
+        reason = body.get("message") or body.get("error") or body.get("detail")
+        if isinstance(reason, str) and reason:
+            text = reason
+        body = reason
     return " ".join(text.split())[:300] or type(exc).__name__
 
 
 def call_provider(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Call a driver method; libcloud and network failures become one clear line."""
     driver = getattr(fn, "__self__", None)
-    name = getattr(driver, "name", None) or "provider"
+    name = getattr(driver, "name", None) or "provider"   # a driver's, or a CloudProfile's
     try:
         return fn(*args, **kwargs)
     except SilverError:
@@ -134,6 +155,8 @@ def call_provider(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) ->
     except OSError as exc:  # includes requests' errors, which libcloud's HTTP uses
         reason = exc.strerror or _message(exc)
         raise SilverError(f"{name}: cannot reach the provider while {what}: {reason}") from None
+    except Exception as exc:  # drivers raise bare Exception/ValueError for API answers
+        raise SilverError(f"{name}: {what} failed: {_message(exc)}") from None
 
 
 def open_provider(name: str | None) -> tuple[ProviderConfig, NodeDriver]:
@@ -145,7 +168,11 @@ def open_provider(name: str | None) -> tuple[ProviderConfig, NodeDriver]:
 
 
 def find_node(nodes: list[Node], name: str, node_id: str | None = None) -> Node | None:
-    """Our node among the provider's: by the id we recorded, else by name."""
+    """Our node among the provider's: by the id we recorded, else by name.
+
+    Terminated nodes do not count: EC2 lists them for an hour after destroy-node.
+    """
+    nodes = [n for n in nodes if state_name(n) != "terminated"]
     if node_id is not None:
         for node in nodes:
             if str(node.id) == str(node_id):
@@ -156,12 +183,17 @@ def find_node(nodes: list[Node], name: str, node_id: str | None = None) -> Node 
     return None
 
 
-def node_address(node: Node) -> str | None:
-    """The address we reach the node on: its first public IP, else a private one."""
-    for ip in list(node.public_ips or []) + list(node.private_ips or []):
-        if ip:
-            return str(ip)
-    return None
+def node_address(node: Node, public: bool = False) -> str | None:
+    """The address we reach the node on: its first public IPv4, else any other one.
+
+    ``public`` ignores private addresses (a cloud node has one before its public
+    one). Placeholders some providers report before an address is assigned
+    (Vultr's ``0.0.0.0``) do not count.
+    """
+    private = [] if public else list(node.private_ips or [])
+    ips = [str(ip) for ip in list(node.public_ips or []) + private
+           if ip and str(ip) not in ("0.0.0.0", "::")]
+    return next((ip for ip in ips if ":" not in ip), ips[0] if ips else None)
 
 
 def state_name(node: Node) -> str:

@@ -33,7 +33,7 @@ from silverlining.providers import local_apt, local_image, local_net
 from silverlining.providers.local_host import (check_host, find_tool, flocked, host_lock,
                                                is_mounted, pid_alive, run)
 
-NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
+NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?\Z")
 SIZES = {"small": 512, "medium": 1024, "large": 2048}   # nominal MB, not enforced
 DEFAULT_SIZE = "small"
 SUPERVISOR = Path(__file__).with_name("local_supervise.py")

@@ -191,3 +191,89 @@ def test_disable_answers_503_except_on_the_node_and_enable_restores(node, hello)
     assert [e["action"] for e in audit][-2:] == ["disable", "enable"]
     proc = node.silver("disable", "--app", "hello")
     assert proc.returncode == 2 and "give --node too" in proc.stderr
+
+
+# --- parameters (issue 12): declared in app.ini, kept on the node, secrets never shown ---
+
+SECRET = "s3cr3t-Zq9-never-shown"
+PARAMS_INI = """
+[parameter:api_token]
+description = token for the upstream API
+hidden = true
+pattern = s3cr3t-.*
+
+[parameter:greeting]
+default = hello
+"""
+CHECK = ("from silverlining.params import get_param; "
+         "print(get_param('api_token') == {secret!r}, get_param('greeting'))")
+
+
+@pytest.fixture(scope="module")
+def params_app(node, tmp_path_factory):
+    app = tmp_path_factory.mktemp("params") / "probe"
+    shutil.copytree(PROBE, app)
+    ini = app / "app.ini"
+    ini.write_text(ini.read_text().replace("app_name = probe", "app_name = paramapp")
+                   + PARAMS_INI)
+    return app
+
+
+def test_a_missing_parameter_fails_before_any_upload(node, params_app):
+    proc = node.update(params_app, "params.test", check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"silver: error: parameter api_token has no value on {node.name}: give --param "
+        "api_token=VALUE (or --param-file)")
+    assert node.root("test -e /var/lib/silverlining/apps/paramapp && echo made || echo none"
+                     ).strip() == "none"
+    bad = node.update(params_app, "params.test", "--param", "api_token=nope", check=False)
+    assert "parameter api_token: the value does not match 's3cr3t-.*'" in bad.stderr
+    assert "nope" not in bad.stderr
+
+
+def test_hidden_parameter_reaches_the_app_and_is_never_shown(node, params_app, tmp_path):
+    secret_file = tmp_path / "token"
+    secret_file.write_text(SECRET + "\n")
+    outputs = [node.update(params_app, "params.test", "--param-file",
+                           f"api_token={secret_file}")]
+    check = CHECK.format(secret=SECRET)
+    seen = node.silver("run", "--node", node.name, "params.test", "python", "-c", check,
+                       check=True)
+    assert seen.stdout.strip() == "True hello"
+    # kept across a redeploy without --param
+    outputs.append(node.update(params_app, "params.test"))
+    listing = node.silver("params", "params.test", "--node", node.name, check=True)
+    assert "api_token" in listing.stdout and "set (hidden)" in listing.stdout
+    assert "greeting             GREETING             'hello' (default)" in listing.stdout
+    # a change goes through the gate as a new version, and is recorded by name
+    changed = node.silver("params", "params.test", "--set", "greeting=bonjour",
+                          "--node", node.name, check=True)
+    assert "with the new parameters" in changed.stdout
+    seen = node.silver("run", "--node", node.name, "params.test", "python", "-c", check,
+                       check=True)
+    assert seen.stdout.strip() == "True bonjour"
+    once = node.silver("run", "--node", node.name, "--param", "greeting=just-once",
+                       "params.test", "python", "-c", check, check=True)
+    assert once.stdout.strip() == "True just-once"
+    again = node.silver("run", "--node", node.name, "params.test", "python", "-c", check,
+                        check=True)
+    assert again.stdout.strip() == "True bonjour"
+    query = node.silver("query", node.name, "paramapp", check=True)
+    assert "parameters changed: api_token" in query.stdout
+    assert "parameters changed: greeting" in query.stdout
+    outputs += [listing, changed, query]
+    for proc in outputs:
+        assert SECRET not in proc.stdout + proc.stderr
+    # nowhere on the node but the app's own files: logs, journal, audit, records, ps
+    # (the pattern's '[n]' matches 'n' but not itself, so this shell is not counted)
+    pattern = SECRET[:-1] + f"[{SECRET[-1]}]"
+    found = node.root(
+        f"grep -rl -- '{pattern}' /var/log /var/lib/silverlining/apps /var/lib/silverlining/"
+        f"routes.json /var/lib/silverlining/uploads /tmp 2>/dev/null; "
+        f"journalctl --no-pager | grep -c -- '{pattern}'; "
+        f"cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' | grep -c -- '{pattern}'",
+        check=False)
+    assert found.split() == ["0", "0"], found
+    mode = node.root("stat -c '%U:%G %a' /var/lib/silverlining/env/paramapp/params.json")
+    assert mode.strip() == "root:sl-paramapp 640"

@@ -36,7 +36,7 @@ def test_help_shows_every_description_whole_even_on_a_narrow_terminal():
 @pytest.mark.parametrize("command, asks", [
     ("destroy-node", "for confirmation before destroying"),
     ("create-node", "whether to add the node's name to /etc/hosts"),
-    ("update", "whether to map the location's host to the node in /etc/hosts"),
+    ("update", "whether to point the location's host at the node (DNS zone or /etc/hosts)"),
 ])
 def test_each_command_that_asks_says_what_and_takes_yes(command, asks):
     result = CliRunner().invoke(silver_cli, [command, "--help"], terminal_width=200)

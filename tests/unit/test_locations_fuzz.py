@@ -21,6 +21,7 @@ PIECES = st.sampled_from(["a", "b.test", "/", ".", "..", "*", "-", " ", ";", "$(
 @example("x.test/a/../b")
 @example("a" * 64 + ".test")
 @example("bad;host")
+@example("a\n/a")          # '$' once matched before a final newline: nginx config injection
 def test_locations_are_clean_or_refused(text):
     try:
         location = parse_location(text)
@@ -32,3 +33,12 @@ def test_locations_are_clean_or_refused(text):
     assert "/../" not in canonical + "/" and not canonical.endswith("/..")
     assert len(location.host) <= 253
     assert parse_location(canonical) == location
+
+
+@given(st.text(max_size=40))
+@example("app\n")
+def test_app_names_that_pass_hold_only_safe_characters(text):
+    from silverlining.appconfig import NAME_RE
+
+    if NAME_RE.match(text):
+        assert re.fullmatch(r"[a-z0-9_-]+", text)

@@ -56,7 +56,7 @@ def test_symlink_out_of_the_app_is_refused_before_anything(app):
 
 def test_special_files_are_skipped_with_a_warning(app, capsys):
     os.mkfifo(app / "pipe")
-    plan = make_plan(str(app), "example.com", None, None, None, False, None, Console())
+    make_plan(str(app), "example.com", None, None, None, False, None, Console())
     assert "skipping" in capsys.readouterr().err
     assert "pipe" not in list(appfiles.iter_app_files(app))
 

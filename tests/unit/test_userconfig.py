@@ -92,3 +92,28 @@ def test_missing_public_key_file(tmp_path):
     config = load(tmp_path, f"[provider:x]\ndriver = local\nssh_public_key = {tmp_path}/no.pub\n")
     with pytest.raises(ConfigError, match="not found"):
         config.provider("x").public_key_path()
+
+
+def test_dns_section_named_by_a_provider(tmp_path):
+    cfg = load(tmp_path, "[provider:do]\ndriver = digitalocean\nkey = t\ndns = zone\n"
+                         "[dns:zone]\ndriver = route53\nkey = AKIA\nsecret = s\n"
+                         "zone = Example.COM.\nttl = 300\n")
+    dns = cfg.provider("do").dns
+    assert (dns.name, dns.driver, dns.zone, dns.ttl) == ("zone", "route53", "example.com", 300)
+    assert dns.driver_args == {"key": "AKIA", "secret": "s"}
+    assert cfg.provider("do").driver_args == {"key": "t"}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[provider:p]\ndriver = dummy\ndns = zonee\n[dns:zone]\ndriver = route53\n"
+     "zone = example.com\n", "conf:3: [provider:p] dns: no section [dns:zonee] "
+                            "(did you mean 'zone'?)"),
+    ("[dns:zone]\ndriver = route53\n", "conf:1: missing key 'zone' (the domain records go in"),
+    ("[dns:zone]\nzone = example.com\n", "conf:1: missing key 'driver' (a libcloud DNS"),
+    ("[dns:zone]\ndriver = route53\nzone = example.com\nttl = soon\n",
+     "ttl must be a number of seconds, not 'soon'"),
+])
+def test_dns_section_errors(tmp_path, text, message):
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, text)
+    assert message in info.value.message
