@@ -7,6 +7,7 @@ validates locally is read the same way where it runs.
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +76,25 @@ class Parameter:
 
 
 @dataclass(frozen=True)
+class Process:
+    """A ``[process:NAME]`` section: a long-running worker of the app."""
+
+    name: str
+    command: tuple[str, ...]      # a script of the app (or python) and its arguments
+    instances: int = 1
+
+
+@dataclass(frozen=True)
+class Cron:
+    """A ``[cron:NAME]`` section: a scheduled job of the live version."""
+
+    name: str
+    schedule: str                 # as written in app.ini
+    calendar: str                 # systemd OnCalendar= form
+    command: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class AppConfig:
     """Everything ``app.ini`` says about an app, checked."""
 
@@ -95,6 +115,8 @@ class AppConfig:
     memory_max: str | None = None
     start_timeout: int = 60
     parameters: dict[str, Parameter] = field(default_factory=dict)
+    processes: dict[str, Process] = field(default_factory=dict)
+    crons: dict[str, Cron] = field(default_factory=dict)
 
     @property
     def ini_path(self) -> Path:
@@ -235,7 +257,66 @@ def parse_app_ini(ini: IniFile, app_dir: Path, check_files: bool = True) -> AppC
         memory_max=memory_max,
         start_timeout=int(start_timeout),
         parameters=parse_parameters(ini),
+        processes=parse_processes(ini),
+        crons=parse_crons(ini),
     )
+
+
+JOB_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,30}\Z")
+
+
+def _job_sections(ini: IniFile, kind: str, keys: tuple[str, ...]):
+    """(name, section, values) of each ``[KIND:NAME]``, names and keys checked."""
+    for section, values in ini.sections.items():
+        if not section.startswith(kind + ":"):
+            continue
+        name = section[len(kind) + 1:]
+        if not JOB_NAME.match(name):
+            raise ini.error(f"{name!r} is not a {kind} name: lowercase letters, digits, '-' "
+                            "and '_', at most 31", section)
+        for key in values:
+            if key not in keys:
+                raise ini.error(f"unknown key{suggest(key, list(keys))}; valid: "
+                                f"{', '.join(keys)}", section, key)
+        yield name, section, values
+
+
+def _command(ini: IniFile, section: str, values: dict[str, str]) -> tuple[str, ...]:
+    try:
+        words = tuple(shlex.split(values.get("command", "")))
+    except ValueError as exc:
+        raise ini.error(f"cannot be split into words: {exc}", section, "command") from None
+    if not words:
+        raise ini.error("missing: a script of the app (or python -m MODULE) and its "
+                        "arguments", section, "command")
+    if words[0].startswith("/") or ".." in Path(words[0]).parts:
+        raise ini.error(f"{words[0]!r} must be a script inside the app (or python)",
+                        section, "command")
+    return words
+
+
+def parse_processes(ini: IniFile) -> dict[str, Process]:
+    found = {}
+    for name, section, values in _job_sections(ini, "process", ("command", "instances")):
+        count = values.get("instances", "1")
+        if not count.isdigit() or not 1 <= int(count) <= 16:
+            raise ini.error(f"{count!r} must be a number from 1 to 16", section, "instances")
+        found[name] = Process(name, _command(ini, section, values), int(count))
+    return found
+
+
+def parse_crons(ini: IniFile) -> dict[str, Cron]:
+    from silverlining.schedule import to_calendar
+
+    found = {}
+    for name, section, values in _job_sections(ini, "cron", ("schedule", "command")):
+        schedule = values.get("schedule", "").strip()
+        try:
+            calendar = to_calendar(schedule)
+        except ValueError as exc:
+            raise ini.error(str(exc), section, "schedule") from None
+        found[name] = Cron(name, schedule, calendar, _command(ini, section, values))
+    return found
 
 
 PARAM_PREFIX = "parameter:"

@@ -330,10 +330,13 @@ def run_cmd(ctx, location, script, args, interactive, user, node, params):
 @click.option("-n", "--lines", type=int, default=50, show_default=True, help="Lines to show.")
 @click.option("--node", metavar="NODE", shell_complete=complete_nodes,
               help="The node (default: the location's host).")
+@click.option("--process", metavar="NAME", help="A worker's log ([process:NAME]).")
+@click.option("--cron", metavar="NAME", help="A cron job's log ([cron:NAME]).")
 @click.pass_context
-def logs_cmd(ctx, location, follow, lines, node):
+def logs_cmd(ctx, location, follow, lines, node, process, cron):
     """Show the log of the app version live at LOCATION."""
-    dispatch(ctx, "logs", location=location, follow=follow, lines=lines, node=node)
+    dispatch(ctx, "logs", location=location, follow=follow, lines=lines, node=node,
+             process=process, cron=cron)
 
 
 @silver.command("diff")

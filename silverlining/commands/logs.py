@@ -1,7 +1,8 @@
 """``silver logs LOCATION [-f] [-n N]``: the log of the version live at a location.
 
 It is the instance's log file in ``SILVER_LOGS`` on the node: the app
-server's messages, the app's output and its tracebacks. ``-f`` follows it
+server's messages, the app's output and its tracebacks; ``--process NAME`` and
+``--cron NAME`` show a worker's or a cron job's log instead. ``-f`` follows it
 until interrupted.
 """
 
@@ -13,15 +14,20 @@ from silverlining.errors import UsageError
 from silverlining.locations import parse_location
 
 
-def run(console: Console, location: str, follow: bool, lines: int, node: str | None) -> int:
+def run(console: Console, location: str, follow: bool, lines: int, node: str | None,
+        process: str | None = None, cron: str | None = None) -> int:
     if lines < 0:
         raise UsageError(f"-n {lines}: give a number of lines, 0 or more")
+    if process and cron:
+        raise UsageError("give --process or --cron, not both")
+    job = ["--process", process] if process else ["--cron", cron] if cron else []
     loc = parse_location(location)
     session = open_node(console, node_for(loc, node))
     try:
         live = session.call("served", str(loc), quiet=True)
-        console.info(f"[{session.name}] log of {live['app']}.{live['version']} at {loc}")
+        what = f" ({job[0][2:]} {job[1]})" if job else ""
+        console.info(f"[{session.name}] log of {live['app']}.{live['version']}{what} at {loc}")
         return session.raw("logs", live["app"], live["version"], "-n", str(lines),
-                           *(["-f"] if follow else []), pty=follow)
+                           *(["-f"] if follow else []), *job, pty=follow)
     finally:
         session.close()

@@ -6,6 +6,28 @@ from silverlining.commands._remote import open_node
 from silverlining.console import Console
 
 
+def format_jobs(jobs: dict) -> list[str]:
+    """Workers (instances running, restarts, crash loops) and crons (last and next run)."""
+    lines = []
+    for name, instances in sorted(jobs.get("processes", {}).items()):
+        up = sum(1 for i in instances if i["state"] == "active")
+        restarts = sum(i["restarts"] for i in instances)
+        state = f"{up}/{len(instances)} running"
+        if any(i["crash_loop"] for i in instances):
+            state += ", CRASH LOOP (see silver logs --process " + name + ")"
+        lines.append(f"        process {name}: {state}, {restarts} restarts")
+    for name, cron in sorted(jobs.get("crons", {}).items()):
+        if cron["running"]:
+            last = "running now"
+        elif cron["result"] is None:
+            last = "not run yet"
+        else:
+            last = f"last run {cron['last_run']}: exit {cron['exit_status']} ({cron['result']})"
+        lines.append(f"        cron {name} [{cron['schedule']}]: {last}; next "
+                     f"{cron['next_run'] or '-'}")
+    return lines
+
+
 def format_query(result: dict) -> list[str]:
     lines = []
     for app in result["apps"]:
@@ -26,6 +48,7 @@ def format_query(result: dict) -> list[str]:
                 details.append("parameters changed: " + ", ".join(v["params_changed"]))
             if details:
                 lines.append("        " + "; ".join(details))
+            lines += format_jobs(v.get("jobs") or {})
     if not result["apps"]:
         lines.append("no apps")
     return lines

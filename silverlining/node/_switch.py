@@ -12,7 +12,7 @@ import socket
 
 from silverlining.errors import SilverError
 from silverlining.locations import parse_location
-from silverlining.node import instances, routing
+from silverlining.node import instances, jobs, routing
 from silverlining.node._errors import NodeError
 from silverlining.node._state import load_routes, referenced, routing_lock, save_routes
 from silverlining.node._util import say
@@ -72,6 +72,8 @@ def switch(app: str, version: str, location: str) -> str | None:
         save_routes(table)
         if old_app and old_version and (old_app, old_version) != (app, version):
             retire(table, {(old_app, old_version)})
+        for affected in sorted({app, old_app} - {None}):
+            jobs.sync(affected)
     return old_version if old_app == app else None
 
 
@@ -93,4 +95,6 @@ def unroute(locations: list[str], keep_prev: bool) -> list[tuple[str, dict]]:
         routing.apply(table)
         save_routes(table)
         retire(table, {(e["app"], e["version"]) for _, e in removed})
+        for affected in sorted({e["app"] for _, e in removed}):
+            jobs.sync(affected)
     return removed

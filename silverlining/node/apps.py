@@ -92,6 +92,7 @@ def running_units() -> set[str]:
 
 
 def query(globs: list[str]) -> dict:
+    from silverlining.node import jobs
     from silverlining.node.instances import unit_name
 
     routes = load_routes()
@@ -110,6 +111,8 @@ def query(globs: list[str]) -> dict:
             meta["prev_at"] = sorted(loc for loc, e in routes.items()
                                      if e.get("app") == app and e.get("prev") == version)
             meta["running"] = unit_name(app, version) in running
+            if meta["live_at"]:
+                meta["jobs"] = jobs.status(app, version)
             versions.append(meta)
         apps.append({"app": app, "disabled": state.disabled, "versions": versions})
     return {"node": socket.getfqdn(), "apps": apps,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import time
 
-from silverlining.node import apps, audit, instances, paths
+from silverlining.node import apps, audit, instances, jobs, paths
 from silverlining.node._state import AppState, all_apps, app_lock, instance_dir, load_routes, \
     referenced
 
@@ -27,6 +27,7 @@ def _reserved_recently(meta: dict) -> bool:
 
 def remove_version(app: str, version: str) -> None:
     instances.remove_unit(app, version)
+    jobs.remove_units(app, version)
     shutil.rmtree(instance_dir(app, version), ignore_errors=True)
     shutil.rmtree(paths.ENV / app / f"{version}.config", ignore_errors=True)
     instances.env_path(app, version).unlink(missing_ok=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 from silverlining import __version__
 from silverlining.appconfig import AppConfig
 from silverlining.errors import SilverError
-from silverlining.node import apps, audit, instances, params, paths
+from silverlining.node import apps, audit, instances, jobs, params, paths
 from silverlining.node._env import read_env, write_env
 from silverlining.node.scripts import script_argv
 from silverlining.node._errors import NodeError
@@ -236,6 +236,7 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
     host, prefix = env["SILVER_CANONICAL_HOSTNAME"], env["SILVER_MATCH_PATH"]
     say(f"starting {instance_name(app, version)} ({config.interface}, "
         f"{'gunicorn' if config.interface == 'wsgi' else 'uvicorn'})")
+    jobs.install_units(app, version, config)        # started by the switch
     instances.install_unit(app, version, config.interface, config.memory_max)
     try:
         instances.start(app, version)

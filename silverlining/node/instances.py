@@ -65,6 +65,19 @@ def size_bytes(size: str) -> int:
     return int(size[:-1]) * scale[size[-1]] if size[-1] in scale else int(size)
 
 
+# How every unit that runs app code is boxed in (web instances, workers, crons).
+SANDBOX = """NoNewPrivileges=yes
+PrivateTmp=yes
+ProtectSystem=full
+ProtectHome=yes
+RestrictSUIDSGID=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectControlGroups=yes
+LockPersonality=yes
+"""
+
+
 def unit_text(app: str, version: str, interface: str, memory_max: str | None = None) -> str:
     """The instance's unit. Nothing in it runs as root: the socket directory is made
     by the node (and by tmpfiles at boot), and the environment file is root's."""
@@ -89,16 +102,7 @@ KillMode=mixed
 TimeoutStopSec=30
 Restart=on-failure
 RestartSec=2
-{memory}NoNewPrivileges=yes
-PrivateTmp=yes
-ProtectSystem=full
-ProtectHome=yes
-RestrictSUIDSGID=yes
-ProtectKernelTunables=yes
-ProtectKernelModules=yes
-ProtectControlGroups=yes
-LockPersonality=yes
-
+{memory}{SANDBOX}
 [Install]
 WantedBy=multi-user.target
 """

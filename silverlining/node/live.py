@@ -11,8 +11,11 @@ import base64
 import hashlib
 import os
 import subprocess
+from pathlib import Path
 
+from silverlining.appconfig import JOB_NAME
 from silverlining.node import instances
+from silverlining.node._job import log_path as job_log_path
 from silverlining.node._errors import NodeError
 from silverlining.node._state import instance_dir, served
 from silverlining.node._switch import location_key
@@ -75,7 +78,13 @@ def served_cmd(args) -> dict:
 
 def logs(args) -> int:
     _instance(args.app, args.version)
-    log = instances.log_path(args.app, args.version)
+    if args.process or args.cron:
+        kind, name = ("process", args.process) if args.process else ("cron", args.cron)
+        if not JOB_NAME.match(name):
+            raise NodeError(f"bad {kind} name {name!r}")
+        log = Path(job_log_path(args.app, args.version, kind, name))
+    else:
+        log = instances.log_path(args.app, args.version)
     if not log.is_file():
         raise NodeError(f"{args.app}.{args.version} has no log yet ({log})")
     uid, gid = app_ids(args.app)
@@ -103,4 +112,6 @@ def register(subparsers) -> None:
     p.add_argument("version")
     p.add_argument("-n", "--lines", type=int, default=50)
     p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("--process", help="a worker's log ([process:NAME])")
+    p.add_argument("--cron", help="a cron job's log ([cron:NAME])")
     p.set_defaults(handler=logs, raw=True)

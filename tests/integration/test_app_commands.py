@@ -6,6 +6,7 @@ Real CLI, real local node set up by ``silver setup-node``, apps deployed with
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -16,7 +17,7 @@ import time
 import pytest
 
 from tests.integration.fixtures_apps import (  # noqa: F401 (fixtures)
-    PROBE, hello, http_get, node, probe, probe_app, setup_node)
+    PROBE, hello, http_get, live_version, node, probe, probe_app, setup_node)
 
 pytestmark = pytest.mark.node
 
@@ -205,8 +206,10 @@ pattern = s3cr3t-.*
 [parameter:greeting]
 default = hello
 """
-CHECK = ("from silverlining.params import get_param; "
-         "print(get_param('api_token') == {secret!r}, get_param('greeting'))")
+# compares a hash: the secret itself must not be on the check's own command line
+CHECK = ("import hashlib; from silverlining.params import get_param; "
+         "print(hashlib.sha256(get_param('api_token').encode()).hexdigest() == {digest!r}, "
+         "get_param('greeting'))")
 
 
 @pytest.fixture(scope="module")
@@ -237,7 +240,7 @@ def test_hidden_parameter_reaches_the_app_and_is_never_shown(node, params_app, t
     secret_file.write_text(SECRET + "\n")
     outputs = [node.update(params_app, "params.test", "--param-file",
                            f"api_token={secret_file}")]
-    check = CHECK.format(secret=SECRET)
+    check = CHECK.format(digest=hashlib.sha256(SECRET.encode()).hexdigest())
     seen = node.silver("run", "--node", node.name, "params.test", "python", "-c", check,
                        check=True)
     assert seen.stdout.strip() == "True hello"
@@ -277,3 +280,98 @@ def test_hidden_parameter_reaches_the_app_and_is_never_shown(node, params_app, t
     assert found.split() == ["0", "0"], found
     mode = node.root("stat -c '%U:%G %a' /var/lib/silverlining/env/paramapp/params.json")
     assert mode.strip() == "root:sl-paramapp 640"
+
+
+# --- workers and scheduled jobs (issue 11): they follow the live version -----------------
+
+JOBS_INI = """
+[process:beat]
+command = tools/beat.py
+instances = 2
+
+[process:crash]
+command = tools/crash.py
+
+[cron:tick]
+schedule = *:*:0/2
+command = tools/tick.py
+"""
+BEAT = """import os, sys, time
+path = os.path.join(os.environ["CONFIG_FILES"], "beat-" + os.environ["SILVER_JOB_INSTANCE"])
+while True:
+    with open(path + ".tmp", "w") as fh:
+        fh.write(f"{os.getpid()} {os.environ['SILVER_INSTANCE_NAME']}")
+    os.replace(path + ".tmp", path)
+    print("beat", flush=True)
+    time.sleep(0.3)
+"""
+TICK = """import os, time
+with open(os.path.join(os.environ["CONFIG_FILES"], "ticks"), "a") as fh:
+    fh.write(f"start {time.time()}\\n"); fh.flush()
+    time.sleep(3)
+    fh.write(f"end {time.time()}\\n")
+"""
+
+
+def _wait_for(check, what: str, timeout: float = 40):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def _beats(node) -> dict[str, tuple[str, str]]:
+    out = node.root("cd /var/lib/silverlining/data/jobs/files && for f in beat-*; do "
+                    "[ -e \"$f\" ] && echo \"$f $(cat $f)\"; done", check=False)
+    return {line.split()[0]: tuple(line.split()[1:3]) for line in out.splitlines()
+            if len(line.split()) == 3}
+
+
+def test_workers_and_crons_follow_the_live_version(node, tmp_path):
+    app = tmp_path / "jobs"
+    shutil.copytree(PROBE, app)
+    ini = app / "app.ini"
+    ini.write_text(ini.read_text().replace("app_name = probe", "app_name = jobs") + JOBS_INI)
+    (app / "tools").mkdir()
+    (app / "tools" / "beat.py").write_text(BEAT)
+    (app / "tools" / "crash.py").write_text("import sys\nprint('crashing')\nsys.exit(3)\n")
+    (app / "tools" / "tick.py").write_text(TICK)
+    first = live_version(node.update(app, "jobs.test").stdout)
+    beats = _wait_for(lambda: (b := _beats(node)) and len(b) == 2 and all(
+        v[1] == f"jobs.{first}" for v in b.values()) and b, "two workers of the first version")
+    # a killed worker is started again
+    node.root(f"systemctl kill -s KILL silver-jobs-{first}.process-beat@1.service")
+    _wait_for(lambda: _beats(node)["beat-1"][0] != beats["beat-1"][0], "the worker's restart")
+    # a crash loop is reported, not hidden
+    query = _wait_for(lambda: (q := node.silver("query", node.name, "jobs", check=True).stdout)
+                      and "CRASH LOOP" in q and q, "the crash loop in silver query", 60)
+    assert "process beat: 2/2 running" in query
+    assert "process crash: 0/1 running, CRASH LOOP" in query
+    # a deploy moves the workers to the new version; a rollback brings the old ones back
+    main = app / "main.py"
+    main.write_text(main.read_text().replace("probe-marker-1", "probe-marker-2"))
+    second = live_version(node.update(app, "jobs.test").stdout)
+    _wait_for(lambda: all(v[1] == f"jobs.{second}" for v in _beats(node).values()),
+              "the workers of the new version")
+    assert node.root(f"systemctl is-active silver-jobs-{first}.process-beat@1.service",
+                     check=False).strip() != "active"
+    node.silver("activate", "--node", node.name, "jobs.test", "prev", check=True)
+    _wait_for(lambda: all(v[1] == f"jobs.{first}" for v in _beats(node).values()),
+              "the workers of the version rolled back to")
+    logs = node.silver("logs", "jobs.test", "--process", "beat", "--node", node.name,
+                       check=True).stdout
+    assert f"process beat of jobs.{first}" in logs and "beat" in logs.splitlines()[-1]
+    # the cron ran, never two runs at once although each outlasts its period
+    ticks = _wait_for(lambda: (t := node.root("cat /var/lib/silverlining/data/jobs/files/"
+                                              "ticks", check=False)).count("end") >= 2 and t,
+                      "two finished cron runs", 60)
+    events = [(kind, float(when)) for kind, when in (ln.split() for ln in ticks.splitlines())]
+    kinds = [kind for kind, _ in events]
+    assert kinds[:4] == ["start", "end", "start", "end"], events
+    assert all(a[1] <= b[1] for a, b in zip(events, events[1:]))
+    query = node.silver("query", node.name, "jobs", check=True).stdout
+    assert "cron tick [*:*:0/2]:" in query
+    assert "exit 0 (success)" in query or "running now" in query
