@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from silverlining import transport
 from silverlining.commands._doctor_report import Finding, ok, problem, warn
 from silverlining.errors import ConfigError, SilverError
@@ -79,7 +81,10 @@ def check_provider(cfg: ProviderConfig) -> list[Finding]:
         try:
             check_host()
         except SilverError as exc:
-            found.append(problem(check, exc.message, "sudo scripts/host-setup.sh"))
+            # local nodes need root first, then the host packages
+            fix = ("run silver as root (sudo)" if os.geteuid() != 0
+                   else "sudo scripts/host-setup.sh")
+            found.append(problem(check, exc.message, fix))
             return found
     try:
         driver = get_driver(cfg)

@@ -7,6 +7,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
+
+from silverlining.cli import silver as silver_cli
+from silverlining.providers import local_host
 from silverlining.state import NodeRegistry
 from tests.unit.test_providers_dummy import HERE, env, file_dummy, silver, write_config  # noqa: F401
 
@@ -81,3 +86,25 @@ def test_a_node_that_does_not_answer(env):
     # a node given by its registered address is the registered node
     proc = doctor(env, "127.0.0.9")
     assert "web1 (127.0.0.9)" in proc.stdout
+
+
+@pytest.mark.parametrize("euid, gone, message, fix", [
+    (1000, set(), "local nodes need root", "run silver as root (sudo)"),
+    (0, {"mmdebstrap"}, "local nodes need mmdebstrap: run scripts/host-setup.sh or apt-get "
+                        "install mmdebstrap", "sudo scripts/host-setup.sh"),
+])
+def test_local_provider_host_problems(env, monkeypatch, euid, gone, message, fix):
+    """In-process (the checks read this process's uid and PATH)."""
+    with_private_key(env)
+    write_config(f"[provider:local]\ndriver = local\nssh_public_key = {env['_key']}\n")
+    monkeypatch.setenv("HOME", env["HOME"])
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    monkeypatch.setattr(local_host.os, "geteuid", lambda: euid)
+    monkeypatch.setattr(local_host, "find_tool",
+                        lambda name: None if name in gone else f"/usr/bin/{name}")
+    result = CliRunner().invoke(silver_cli, ["doctor"])
+    assert result.exit_code == 1, result.output
+    out = lines_of(result.output)
+    index = next(i for i, line in enumerate(out) if line.startswith("PROBLEM provider local"))
+    assert message in out[index]
+    assert out[index + 1] == f"fix: {fix}"
