@@ -26,6 +26,7 @@ APPS=$VAR/apps
 DATA=$VAR/data
 ENV_DIR=$VAR/env
 BACKUPS=$VAR/backups
+STATUS=$VAR/status
 UPLOADS=$VAR/uploads
 TMP=$VAR/tmp
 SECRET=$VAR/secret.txt
@@ -38,6 +39,7 @@ LOCKS=/run/silverlining/locks
 NGINX_ROUTES=/etc/nginx/silverlining
 DEPLOY_USER=silver
 NGINX_FRESH=0                         # 1 when this run installs nginx
+LIB_CHANGED=0                         # 1 when this run updated the node code
 
 MANIFEST=$ETC/installed-files        # what install_serverroot put in place last time
 FIREWALL_RULES=$ETC/nftables.conf
@@ -216,6 +218,7 @@ install_lib() {
         --itemize-changes "$SERVER_FILES/lib/" "$LIB/")
     count=$(printf '%s\n' "$out" | grep -c . || true)
     if [ "$count" -gt 0 ]; then
+        LIB_CHANGED=1
         changed "node code in $LIB: $count paths updated"
     fi
 }
@@ -239,6 +242,7 @@ install_dirs() {
     ensure_dir "$DATA" 0755
     ensure_dir "$ENV_DIR" 0711
     ensure_dir "$BACKUPS" 0700
+    ensure_dir "$STATUS" 0750 root:www-data
     ensure_dir "$TMP" 0755
     ensure_dir "$UPLOADS" 0755 "$DEPLOY_USER:$DEPLOY_USER"
     ensure_dir "$LOGS" 0755
@@ -327,6 +331,18 @@ install_nginx() {
     fi
 }
 
+# /.silver/health and /.silver/info: a socket-activated server running as www-data.
+install_status() {
+    ensure_enabled silverlining-status.socket
+    if ! systemctl is-active --quiet silverlining-status.socket; then
+        systemctl start silverlining-status.socket
+        changed "status pages socket started"
+    fi
+    if [ "$LIB_CHANGED" = 1 ] || file_changed_under /etc/systemd/system/silverlining-status; then
+        systemctl try-restart silverlining-status.service
+    fi
+}
+
 log_run() {
     local status=$?
     if [ -n "$VERSION" ]; then
@@ -365,6 +381,7 @@ setup() {
     install_secret
     install_firewall
     install_nginx
+    install_status
     ensure_text "$SERVER_VERSION" 0644 root:root "$VERSION"
 
     if [ "$CHANGES" = 0 ]; then

@@ -324,6 +324,16 @@ def run_cmd(ctx, location, script, args, interactive, user, node, params):
              interactive=interactive, user=user, node=node, params=params)
 
 
+@silver.command("restart")
+@click.argument("location")
+@click.option("--process", metavar="NAME", help="Restart this worker ([process:NAME]) only.")
+@click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+@click.pass_context
+def restart_cmd(ctx, location, process, node):
+    """Restart the app at LOCATION without a deploy (the web app behind the health gate)."""
+    dispatch(ctx, "restart", location=location, node=node, process=process)
+
+
 @silver.command("logs")
 @click.argument("location", shell_complete=complete_locations)
 @click.option("-f", "--follow", is_flag=True, help="Keep showing new lines until interrupted.")
@@ -332,11 +342,13 @@ def run_cmd(ctx, location, script, args, interactive, user, node, params):
               help="The node (default: the location's host).")
 @click.option("--process", metavar="NAME", help="A worker's log ([process:NAME]).")
 @click.option("--cron", metavar="NAME", help="A cron job's log ([cron:NAME]).")
+@click.option("--version", "version", metavar="vN", help="A kept version instead of the live one.")
+@click.option("--journal", is_flag=True, help="What systemd recorded for the version's units.")
 @click.pass_context
-def logs_cmd(ctx, location, follow, lines, node, process, cron):
+def logs_cmd(ctx, location, follow, lines, node, process, cron, version, journal):
     """Show the log of the app version live at LOCATION."""
     dispatch(ctx, "logs", location=location, follow=follow, lines=lines, node=node,
-             process=process, cron=cron)
+             process=process, cron=cron, version=version, journal=journal)
 
 
 @silver.command("diff")

@@ -106,7 +106,7 @@ class AppState:
 
     def save(self) -> None:
         _write_json(self.path, {"app": self.app, "versions": self.versions,
-                                "disabled": self.disabled, "last": self.last})
+                                "disabled": self.disabled, "last": self.last}, mode=0o600)
 
     def get(self, version: str) -> dict:
         if version not in self.versions:

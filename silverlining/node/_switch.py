@@ -12,9 +12,9 @@ import socket
 
 from silverlining.errors import SilverError
 from silverlining.locations import parse_location
-from silverlining.node import instances, jobs, routing
+from silverlining.node import instances, jobs, routing, status
 from silverlining.node._errors import NodeError
-from silverlining.node._state import load_routes, referenced, routing_lock, save_routes
+from silverlining.node._state import AppState, load_routes, referenced, routing_lock, save_routes
 from silverlining.node._util import say
 
 
@@ -52,6 +52,12 @@ def retire(table: dict[str, dict], candidates: set[tuple[str, str]]) -> None:
             instances.stop_later(app, version)
 
 
+def after_routing(app: str) -> None:
+    """What follows a change of what an app serves: its jobs, its status records."""
+    jobs.sync(app)
+    status.publish(app, AppState.load(app).versions)
+
+
 def switch(app: str, version: str, location: str) -> str | None:
     """Serve ``location`` from ``app`` ``version``; returns the version it served before."""
     with routing_lock():
@@ -73,7 +79,7 @@ def switch(app: str, version: str, location: str) -> str | None:
         if old_app and old_version and (old_app, old_version) != (app, version):
             retire(table, {(old_app, old_version)})
         for affected in sorted({app, old_app} - {None}):
-            jobs.sync(affected)
+            after_routing(affected)
     return old_version if old_app == app else None
 
 
@@ -96,5 +102,5 @@ def unroute(locations: list[str], keep_prev: bool) -> list[tuple[str, dict]]:
         save_routes(table)
         retire(table, {(e["app"], e["version"]) for _, e in removed})
         for affected in sorted({e["app"] for _, e in removed}):
-            jobs.sync(affected)
+            after_routing(affected)
     return removed

@@ -230,6 +230,7 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
     meta.update(services=sorted(config.services), interface=config.interface,
                 runner=config.runner.spec, health_check=config.health_check,
                 start_timeout=config.start_timeout,
+                processes={n: p.instances for n, p in config.processes.items()},
                 params_changed=sorted(n for n in values.keys() | stored.keys()
                                       if values.get(n) != stored.get(n)))
     state.save()                     # the routing reads the services from the record
@@ -310,8 +311,9 @@ def redeploy(args) -> dict:
     location = location_key(args.location)
     app, live = served(location)
     changes = params.read_changes()
-    reserved = apps.reserve(app, args.who, f"parameters changed on {instance_name(app, live)}",
-                            args.lock_wait)
+    why = "parameters changed on" if changes.get("set") or changes.get("unset") else \
+        "restart of"
+    reserved = apps.reserve(app, args.who, f"{why} {instance_name(app, live)}", args.lock_wait)
     upload = Path(reserved["upload_dir"])
     deploy_user = pwd.getpwnam(paths.DEPLOY_USER)
     sources = [(instance_dir(app, live), upload / "app")]

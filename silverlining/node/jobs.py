@@ -18,6 +18,7 @@ import subprocess
 from silverlining.appconfig import AppConfig
 from silverlining.node import paths
 from silverlining.node._state import AppState, instance_dir, load_routes, referenced
+from silverlining.node._errors import NodeError
 from silverlining.node._util import app_user, say
 from silverlining.node.instances import SANDBOX, env_path
 
@@ -175,3 +176,33 @@ def status(app: str, version: str) -> dict:
             "exit_status": int(service["ExecMainStatus"])
             if service.get("ExecMainExitTimestamp") else None}
     return result
+
+
+def restart_process(args) -> dict:
+    """Restart a worker's instances of the version live at a location."""
+    from silverlining.node import audit
+    from silverlining.node._state import served
+    from silverlining.node._switch import location_key
+
+    app, version = served(location_key(args.location))
+    config = AppConfig.load(instance_dir(app, version), check_files=False)
+    if args.process not in config.processes:
+        known = ", ".join(sorted(config.processes)) or "none"
+        raise NodeError(f"{app}.{version} has no process {args.process!r} (has: {known})")
+    units = [process_unit(app, version, args.process, i)
+             for i in range(1, config.processes[args.process].instances + 1)]
+    for unit in units:
+        subprocess.run(["systemctl", "reset-failed", unit], capture_output=True)
+    proc = subprocess.run(["systemctl", "restart", *units], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise NodeError(f"restarting {args.process} failed: {proc.stderr.strip()}")
+    audit.record("restart", app, who=args.who, version=version, process=args.process)
+    return {"app": app, "version": version, "units": units}
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("restart-process", help="restart a worker of a live app")
+    p.add_argument("location")
+    p.add_argument("process")
+    p.add_argument("--who")
+    p.set_defaults(handler=restart_process)

@@ -78,6 +78,15 @@ def served_cmd(args) -> dict:
 
 def logs(args) -> int:
     _instance(args.app, args.version)
+    if args.journal:         # what systemd said: failed starts, crash loops, kills
+        units = [instances.unit_name(args.app, args.version),
+                 f"silver-{args.app}-{args.version}.*"]
+        argv = ["journalctl", "--no-pager", "-o", "short-iso", "-n", str(args.lines),
+                *(["-f"] if args.follow else []), *[f"--unit={u}" for u in units]]
+        try:
+            return subprocess.run(argv).returncode
+        except KeyboardInterrupt:
+            return 0
     if args.process or args.cron:
         kind, name = ("process", args.process) if args.process else ("cron", args.cron)
         if not JOB_NAME.match(name):
@@ -114,4 +123,5 @@ def register(subparsers) -> None:
     p.add_argument("-f", "--follow", action="store_true")
     p.add_argument("--process", help="a worker's log ([process:NAME])")
     p.add_argument("--cron", help="a cron job's log ([cron:NAME])")
+    p.add_argument("--journal", action="store_true", help="systemd's lines on the version's units")
     p.set_defaults(handler=logs, raw=True)

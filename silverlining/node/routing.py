@@ -30,6 +30,7 @@ from silverlining.node._util import say
 CONF_NAME = "routes.conf"
 UPDATE_HEADER = "X-Silverlining-Update"
 SCRIPT_NAME_HEADER = "X-Script-Name"
+STATUS_LOCATION_HEADER = "X-Silver-Location"
 _CATCH_ALL = "~^.+$"
 LISTEN = ("    listen 80;", "    listen [::]:80;")
 
@@ -81,15 +82,28 @@ def _guard(route: Route, indent: str) -> list[str]:
     return [f"{indent}if ($silver_from_localhost = 0) {{ return 503; }}"]
 
 
+def _status_locations(route: Route) -> list[str]:
+    """``/.silver/health`` and ``/.silver/info`` of the location, answered by the node's
+    status server (never the app), which learns the location from nginx, not the client."""
+    out = []
+    for page in ("health", "info"):
+        out += [f"    location = {route.path}/.silver/{page} {{",
+                f"        proxy_pass http://unix:{paths.STATUS_SOCKET}:;",
+                f'        proxy_set_header {STATUS_LOCATION_HEADER} "{route.location}";',
+                "    }"]
+    return out
+
+
 def _route_locations(route: Route, key: str) -> list[str]:
-    """nginx locations for one route: static/writable_root files first, then the app."""
+    """nginx locations for one route: its status pages, static/writable_root files, then
+    the app."""
     rx = _regex_path(route.path)
     tries = []
     if route.static_dir:
         tries.append(f"{route.static_dir}$silver_rest")
     if route.writable_root:
         tries += [f"{route.writable_root}/$host$silver_rest", f"{route.writable_root}$silver_rest"]
-    out = [f"    # {route.location} -> {route.app}.{route.version}"]
+    out = [f"    # {route.location} -> {route.app}.{route.version}", *_status_locations(route)]
     if not tries:
         out.append(f"    location ~ ^{rx}(/.*)?$ {{")
         out += _guard(route, "        ") + _proxy(route, "        ") + ["    }"]

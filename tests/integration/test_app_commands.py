@@ -113,6 +113,24 @@ def test_run_errors_are_one_line(node, deployed, args, message):
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
+def test_status_pages_and_a_graceful_restart(node, deployed):
+    status, body, _ = http_get(node.address, "run.test", "/.silver/health")
+    assert status == 200 and json.loads(body)["ok"] is True
+    before = json.loads(http_get(node.address, "run.test", "/.silver/info")[1])
+    assert before["app"] == "probe" and before["deployed_by"]
+    # the app itself never sees these paths, whatever a client sends
+    status, body, _ = http_get(node.address, "run.test", "/.silver/other")
+    assert b"probe-marker-1" in body        # not a status page: the app answers
+    proc = node.silver("restart", "run.test", "--node", node.name, check=True)
+    after = json.loads(http_get(node.address, "run.test", "/.silver/info")[1])
+    assert int(after["version"][1:]) > int(before["version"][1:])
+    assert f"probe.{after['version']} live at run.test (restarted from {before['version']})" \
+        in proc.stdout
+    journal = node.silver("logs", "run.test", "--journal", "--version", before["version"],
+                          "--node", node.name, check=True).stdout
+    assert f"silver-probe-{before['version']}.service" in journal
+
+
 def test_logs_show_and_follow_the_live_version(node, deployed):
     probe(node.address, "run.test")
     proc = node.silver("logs", "run.test", "-n", "200", "--node", node.name, check=True)
@@ -339,7 +357,16 @@ def test_workers_and_crons_follow_the_live_version(node, tmp_path):
     (app / "tools" / "beat.py").write_text(BEAT)
     (app / "tools" / "crash.py").write_text("import sys\nprint('crashing')\nsys.exit(3)\n")
     (app / "tools" / "tick.py").write_text(TICK)
+    git = ["git", "-C", str(app), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "jobs"], check=True)
+    revision = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
     first = live_version(node.update(app, "jobs.test").stdout)
+    info = json.loads(http_get(node.address, "jobs.test", "/.silver/info")[1])
+    assert (info["app"], info["version"], info["dirty"]) == ("jobs", first, False)
+    assert info["revision"].startswith(revision) and info["source"].endswith(str(app))
     beats = _wait_for(lambda: (b := _beats(node)) and len(b) == 2 and all(
         v[1] == f"jobs.{first}" for v in b.values()) and b, "two workers of the first version")
     # a killed worker is started again
@@ -350,6 +377,15 @@ def test_workers_and_crons_follow_the_live_version(node, tmp_path):
                       and "CRASH LOOP" in q and q, "the crash loop in silver query", 60)
     assert "process beat: 2/2 running" in query
     assert "process crash: 0/1 running, CRASH LOOP" in query
+    # /.silver/health says what is wrong; a stopped worker shows, and comes back on restart
+    status, body, _ = http_get(node.address, "jobs.test", "/.silver/health")
+    assert status == 503 and json.loads(body)["problems"] == ["process crash: 0 of 1 running"]
+    node.root(f"systemctl stop silver-jobs-{first}.process-beat@2.service")
+    problems = json.loads(http_get(node.address, "jobs.test", "/.silver/health")[1])["problems"]
+    assert "process beat: 1 of 2 running" in problems
+    node.silver("restart", "jobs.test", "--process", "beat", "--node", node.name, check=True)
+    problems = json.loads(http_get(node.address, "jobs.test", "/.silver/health")[1])["problems"]
+    assert problems == ["process crash: 0 of 1 running"]
     # a deploy moves the workers to the new version; a rollback brings the old ones back
     main = app / "main.py"
     main.write_text(main.read_text().replace("probe-marker-1", "probe-marker-2"))

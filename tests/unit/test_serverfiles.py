@@ -14,7 +14,7 @@ from silverlining.node import paths
 SCRIPT_PATHS = {
     "SHARE": paths.SHARE, "LIB": paths.LIB, "SERVER_FILES": paths.SERVER_FILES,
     "VAR": paths.VAR, "APPS": paths.APPS, "DATA": paths.DATA, "ENV_DIR": paths.ENV,
-    "BACKUPS": paths.BACKUPS, "UPLOADS": paths.UPLOADS, "TMP": paths.TMP,
+    "BACKUPS": paths.BACKUPS, "UPLOADS": paths.UPLOADS, "TMP": paths.TMP, "STATUS": paths.STATUS,
     "SECRET": paths.SECRET, "ETC": paths.ETC, "SERVER_VERSION": paths.SERVER_VERSION,
     "LOGS": paths.LOGS, "APP_LOGS": paths.APP_LOGS, "SETUP_LOG": paths.SETUP_LOG,
     "LOCKS": paths.LOCKS, "NGINX_ROUTES": paths.NGINX_ROUTES, "DEPLOY_USER": paths.DEPLOY_USER,

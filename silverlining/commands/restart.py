@@ -1,0 +1,30 @@
+"""``silver restart LOCATION [--process NAME]``: start an app again without a deploy.
+
+The web app restarts gracefully: the node starts the live version's files as
+a new version behind the health gate and switches to it, as an update would,
+with nothing uploaded (so a bad restart leaves the running one serving).
+``--process NAME`` restarts that worker's instances of the live version.
+"""
+
+from __future__ import annotations
+
+from silverlining.commands._remote import node_for, open_node, who
+from silverlining.console import Console
+from silverlining.locations import parse_location
+
+
+def run(console: Console, location: str, node: str | None, process: str | None) -> int:
+    loc = parse_location(location)
+    session = open_node(console, node_for(loc, node))
+    try:
+        if process:
+            result = session.call("restart-process", str(loc), process, "--who", who())
+            console.out(f"{result['app']}.{result['version']}: restarted {len(result['units'])}"
+                        f" instance(s) of process {process}")
+            return 0
+        result = session.call("redeploy", str(loc), "--who", who(), input="{}")
+    finally:
+        session.close()
+    console.out(f"{result['app']}.{result['version']} live at {loc} (restarted from "
+                f"{result['previous']})")
+    return 0
