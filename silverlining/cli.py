@@ -325,9 +325,10 @@ def run_cmd(ctx, location, script, args, interactive, user, node, params):
 
 
 @silver.command("restart")
-@click.argument("location")
+@click.argument("location", shell_complete=complete_locations)
 @click.option("--process", metavar="NAME", help="Restart this worker ([process:NAME]) only.")
-@click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+@click.option("--node", metavar="NODE", shell_complete=complete_nodes,
+              help="The node (default: the location's host).")
 @click.pass_context
 def restart_cmd(ctx, location, process, node):
     """Restart the app at LOCATION without a deploy (the web app behind the health gate)."""
