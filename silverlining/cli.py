@@ -303,7 +303,7 @@ def clean_node_cmd(ctx, node, dry_run, keep):
 @silver.command("run", context_settings={"ignore_unknown_options": True,
                                          "allow_interspersed_args": False})
 @click.argument("location", shell_complete=complete_locations)
-@click.argument("script")
+@click.argument("script", required=False)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("-i", "--interactive", is_flag=True, help="Give the script a terminal (e.g. python).")
 @click.option("--user", type=click.Choice(["app", "root"]), default="app", show_default=True,
@@ -312,8 +312,12 @@ def clean_node_cmd(ctx, node, dry_run, keep):
               help="The node (default: the location's host).")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
               help="A parameter value for this run only.")
+@click.option("--detach", "detach_run", is_flag=True,
+              help="Run it on the node in the background; print its job id and return.")
+@click.option("--attach", "attach_id", metavar="ID",
+              help="Follow the detached run ID to its end (no SCRIPT); its exit status is ours.")
 @click.pass_context
-def run_cmd(ctx, location, script, args, interactive, user, node, params):
+def run_cmd(ctx, location, script, args, interactive, user, node, params, detach_run, attach_id):
     """Run SCRIPT of the app at LOCATION on its node, in its environment.
 
     SCRIPT is a file of the app (or of its bin/), or 'python'. Local files and
@@ -321,7 +325,19 @@ def run_cmd(ctx, location, script, args, interactive, user, node, params):
     node. Options go before LOCATION; everything after SCRIPT is the script's.
     """
     dispatch(ctx, "run", location=location, script=script, args=args,
-             interactive=interactive, user=user, node=node, params=params)
+             interactive=interactive, user=user, node=node, params=params,
+             detach_run=detach_run, attach_id=attach_id)
+
+
+@silver.command("jobs")
+@click.argument("location", shell_complete=complete_locations)
+@click.option("--stop", metavar="ID", help="Stop this detached run.")
+@click.option("--node", metavar="NODE", shell_complete=complete_nodes,
+              help="The node (default: the location's host).")
+@click.pass_context
+def jobs_cmd(ctx, location, stop, node):
+    """List the detached runs (silver run --detach) of the app at LOCATION, or stop one."""
+    dispatch(ctx, "jobs", location=location, node=node, stop=stop)
 
 
 @silver.command("restart")
@@ -345,11 +361,12 @@ def restart_cmd(ctx, location, process, node):
 @click.option("--cron", metavar="NAME", help="A cron job's log ([cron:NAME]).")
 @click.option("--version", "version", metavar="vN", help="A kept version instead of the live one.")
 @click.option("--journal", is_flag=True, help="What systemd recorded for the version's units.")
+@click.option("--job", metavar="ID", help="A detached run's output (silver run --detach).")
 @click.pass_context
-def logs_cmd(ctx, location, follow, lines, node, process, cron, version, journal):
+def logs_cmd(ctx, location, follow, lines, node, process, cron, version, journal, job):
     """Show the log of the app version live at LOCATION."""
     dispatch(ctx, "logs", location=location, follow=follow, lines=lines, node=node,
-             process=process, cron=cron, version=version, journal=journal)
+             process=process, cron=cron, version=version, journal=journal, job=job)
 
 
 @silver.command("diff")

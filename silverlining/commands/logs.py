@@ -18,14 +18,15 @@ from silverlining.locations import parse_location
 
 def run(console: Console, location: str, follow: bool, lines: int, node: str | None,
         process: str | None = None, cron: str | None = None, version: str | None = None,
-        journal: bool = False) -> int:
+        journal: bool = False, job: str | None = None) -> int:
     if lines < 0:
         raise UsageError(f"-n {lines}: give a number of lines, 0 or more")
-    if process and cron:
-        raise UsageError("give --process or --cron, not both")
-    job = ["--process", process] if process else ["--cron", cron] if cron else []
+    if sum(bool(x) for x in (process, cron, job, journal)) > 1:
+        raise UsageError("give one of --process, --cron, --job and --journal")
+    which = ["--process", process] if process else ["--cron", cron] if cron else \
+        ["--job", job] if job else []
     if journal:
-        job.append("--journal")
+        which.append("--journal")
     loc = parse_location(location)
     session = open_node(console, node_for(loc, node))
     try:
@@ -33,9 +34,9 @@ def run(console: Console, location: str, follow: bool, lines: int, node: str | N
         if version:          # a kept version of the app served there (e.g. one that failed)
             live["version"] = version if version.startswith("v") else f"v{version}"
         what = " (systemd journal)" if journal else \
-            f" ({job[0][2:]} {job[1]})" if job else ""
+            f" ({which[0][2:]} {which[1]})" if which else ""
         console.info(f"[{session.name}] log of {live['app']}.{live['version']}{what} at {loc}")
         return session.raw("logs", live["app"], live["version"], "-n", str(lines),
-                           *(["-f"] if follow else []), *job, pty=follow)
+                           *(["-f"] if follow else []), *which, pty=follow)
     finally:
         session.close()

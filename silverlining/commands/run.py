@@ -15,8 +15,9 @@ import sys
 from dataclasses import dataclass
 
 from silverlining.commands._params import changes_input, parse_assignments
-from silverlining.commands._remote import node_for, open_node
+from silverlining.commands._remote import node_for, open_node, who
 from silverlining.console import Console
+from silverlining.errors import UsageError
 from silverlining.locations import parse_location
 from silverlining.node import paths
 from silverlining.transport import rsync
@@ -59,9 +60,47 @@ def remote_args(args: tuple[str, ...] | list[str], uploads: list[LocalArg],
     return out
 
 
-def run(console: Console, location: str, script: str, args: tuple[str, ...],
-        interactive: bool, user: str, node: str | None, params: tuple[str, ...] = ()) -> int:
+def attach(console: Console, loc, job_id: str, node: str | None) -> int:
+    """Follow a detached run's output to its end; its exit status is ours."""
+    session = open_node(console, node_for(loc, node))
+    try:
+        live = session.call("served", str(loc), quiet=True)
+        return session.raw("job-attach", live["app"], job_id)
+    finally:
+        session.close()
+
+
+def detach(console: Console, loc, script: str, args: tuple[str, ...],
+           node: str | None) -> int:
+    """Start the script in a unit of its own on the node and return at once."""
+    if local_args(args):
+        raise UsageError("--detach cannot upload local files (the run outlives this "
+                         "command): put them on the node first, e.g. with a plain silver run")
+    session = open_node(console, node_for(loc, node))
+    try:
+        result = session.call("run-detach", "--who", who(), str(loc), script, *args,
+                              quiet=True)
+    finally:
+        session.close()
+    console.out(result["id"])
+    console.info(f"[{session.name}] {script} runs as job {result['id']} of "
+                 f"{result['app']}.{result['version']}: silver jobs {loc}, silver logs {loc} "
+                 f"--job {result['id']}, silver run --attach {result['id']} {loc}")
+    return 0
+
+
+def run(console: Console, location: str, script: str | None, args: tuple[str, ...],
+        interactive: bool, user: str, node: str | None, params: tuple[str, ...] = (),
+        detach_run: bool = False, attach_id: str | None = None) -> int:
     loc = parse_location(location)
+    if attach_id:
+        return attach(console, loc, attach_id, node)
+    if not script:
+        raise UsageError("give SCRIPT (or --attach ID)")
+    if detach_run:
+        if user != "app" or interactive or params:
+            raise UsageError("--detach runs as the app's user, without a terminal or --param")
+        return detach(console, loc, script, args, node)
     uploads = local_args(args)
     overrides = parse_assignments(params, "--param")
     session = open_node(console, node_for(loc, node))

@@ -1,9 +1,11 @@
-"""``ExecStart`` of a worker or cron unit: run the command app.ini gives it.
+"""``ExecStart`` of a worker, cron or detached-run unit: run its command.
 
-Runs as the app's user (systemd's ``User=``): reads the version's app.ini,
-points stdout and stderr at the job's own log file (opened here, as the app,
-never by root), and execs the script the same way ``silver run`` would
-(``apploader.script_command``). Arguments: ``APP VERSION process|cron NAME``.
+Runs as the app's user (systemd's ``User=``): takes the command from the
+version's app.ini (``process``/``cron``) or from its arguments (``run``, for
+``silver run --detach``), points stdout and stderr at the job's own log file
+(opened here, as the app, never by root), and execs the script the same way
+``silver run`` would (``apploader.script_command``).
+Arguments: ``APP VERSION process|cron NAME`` or ``APP VERSION run ID SCRIPT ARGS...``.
 """
 
 from __future__ import annotations
@@ -19,15 +21,20 @@ from silverlining.node.scripts import script_argv
 
 
 def log_path(app: str, version: str, kind: str, name: str) -> str:
+    """A worker's or cron's log is per version; a detached run's is per app (``run-ID``)."""
+    if kind == "run":
+        return str(paths.APP_LOGS / app / f"run-{name}.log")
     return str(paths.APP_LOGS / app / f"{version}-{kind}-{name}.log")
 
 
 def main(argv: list[str]) -> int:
-    app, version, kind, name = argv
+    app, version, kind, name, *rest = argv
     inst = paths.APPS / app / version
-    config = AppConfig.load(inst, check_files=False)
-    jobs = config.processes if kind == "process" else config.crons
-    command = jobs[name].command
+    if kind == "run":
+        command = tuple(rest)
+    else:
+        config = AppConfig.load(inst, check_files=False)
+        command = (config.processes if kind == "process" else config.crons)[name].command
     fd = os.open(log_path(app, version, kind, name),
                  os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o640)
     os.write(fd, f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {kind} {name} of "

@@ -87,7 +87,11 @@ def logs(args) -> int:
             return subprocess.run(argv).returncode
         except KeyboardInterrupt:
             return 0
-    if args.process or args.cron:
+    if args.job:
+        from silverlining.node.detached import check_id
+
+        log = Path(job_log_path(args.app, args.version, "run", check_id(args.job)))
+    elif args.process or args.cron:
         kind, name = ("process", args.process) if args.process else ("cron", args.cron)
         if not JOB_NAME.match(name):
             raise NodeError(f"bad {kind} name {name!r}")
@@ -124,4 +128,5 @@ def register(subparsers) -> None:
     p.add_argument("--process", help="a worker's log ([process:NAME])")
     p.add_argument("--cron", help="a cron job's log ([cron:NAME])")
     p.add_argument("--journal", action="store_true", help="systemd's lines on the version's units")
+    p.add_argument("--job", help="a detached run's output (silver run --detach)")
     p.set_defaults(handler=logs, raw=True)

@@ -411,3 +411,30 @@ def test_workers_and_crons_follow_the_live_version(node, tmp_path):
     query = node.silver("query", node.name, "jobs", check=True).stdout
     assert "cron tick [*:*:0/2]:" in query
     assert "exit 0 (success)" in query or "running now" in query
+
+
+def test_detached_runs_outlive_the_command(node, deployed):
+    code = ("import time; print('detached-start', flush=True); time.sleep(4); "
+            "print('detached-end'); raise SystemExit(4)")
+    started = time.monotonic()
+    proc = node.silver("run", "--detach", "--node", node.name, "run.test", "python", "-c", code,
+                       check=True)
+    assert time.monotonic() - started < 10
+    job = proc.stdout.strip()
+    listed = node.silver("jobs", "run.test", "--node", node.name, check=True).stdout
+    assert f"{job}  running" in listed and "python -c" in listed
+    attached = node.silver("run", "--attach", job, "--node", node.name, "run.test")
+    assert attached.returncode == 4, attached.stderr
+    assert "detached-start" in attached.stdout and "detached-end" in attached.stdout
+    assert f"{job}  exit 4" in node.silver("jobs", "run.test", "--node", node.name,
+                                           check=True).stdout
+    logs = node.silver("logs", "run.test", "--job", job, "--node", node.name, check=True)
+    assert "detached-end" in logs.stdout
+    # a long one is stopped on request
+    long_job = node.silver("run", "--detach", "--node", node.name, "run.test", "python", "-c",
+                           "import time; time.sleep(120)", check=True).stdout.strip()
+    node.silver("jobs", "run.test", "--stop", long_job, "--node", node.name, check=True)
+    listed = node.silver("jobs", "run.test", "--node", node.name, check=True).stdout
+    assert f"{long_job}  running" not in listed
+    bad = node.silver("jobs", "run.test", "--stop", "../../x", "--node", node.name)
+    assert bad.returncode != 0 and "bad job id" in bad.stderr

@@ -1,0 +1,32 @@
+"""``silver jobs LOCATION [--stop ID]``: the detached runs of the app at a location.
+
+A detached run (``silver run --detach``) is a transient systemd unit of the
+app's user on the node: it outlives the SSH session. This lists each run
+(id, what it runs, running or its exit status) or stops one. ``silver logs
+LOCATION --job ID`` shows its output and ``silver run --attach ID LOCATION``
+follows it to the end.
+"""
+
+from __future__ import annotations
+
+from silverlining.commands._remote import node_for, open_node, who
+from silverlining.console import Console
+from silverlining.locations import parse_location
+
+
+def run(console: Console, location: str, node: str | None, stop: str | None) -> int:
+    loc = parse_location(location)
+    session = open_node(console, node_for(loc, node))
+    try:
+        if stop:
+            result = session.call("job-stop", str(loc), stop, "--who", who())
+            console.out(f"{result['app']}: job {result['id']} stopped")
+            return 0
+        result = session.call("jobs", str(loc), quiet=True)
+    finally:
+        session.close()
+    if not result["jobs"]:
+        console.out(f"{result['app']}: no detached runs")
+    for job in result["jobs"]:
+        console.out(f"{job['id']}  {job['status']:<10}  {job['what']}")
+    return 0
