@@ -100,7 +100,7 @@ class AppConfig:
 
     app_dir: Path
     app_name: str
-    runner: Runner
+    runner: Runner | None          # None: no web part (workers, crons or scripts only)
     interface: str = "wsgi"
     update_fetch: tuple[FetchEntry, ...] = ()
     default_location: str | None = None
@@ -184,9 +184,8 @@ def parse_app_ini(ini: IniFile, app_dir: Path, check_files: bool = True) -> AppC
         elif key not in KEYS:
             raise ini.error(f"unknown key{suggest(key, list(KEYS) + ['service.NAME'])}",
                             SECTION, key)
-    for required in ("app_name", "runner"):
-        if required not in values:
-            raise ini.error(f"missing required key {required!r}", SECTION)
+    if "app_name" not in values:
+        raise ini.error("missing required key 'app_name'", SECTION)
     name = values["app_name"]
     if not NAME_RE.match(name):
         raise ini.error(f"{name!r} is not a safe name: use lowercase letters, digits, "
@@ -239,10 +238,13 @@ def parse_app_ini(ini: IniFile, app_dir: Path, check_files: bool = True) -> AppC
             parse_location(location)
         except UsageError as exc:
             raise ini.error(exc.message, SECTION, "default_location") from None
+    if "runner" not in values:
+        check_no_web(ini, values)
     return AppConfig(
         app_dir=app_dir,
         app_name=name,
-        runner=parse_runner(ini, values["runner"], app_dir, check_files),
+        runner=parse_runner(ini, values["runner"], app_dir, check_files)
+        if "runner" in values else None,
         interface=interface,
         update_fetch=parse_fetch(ini, values.get("update_fetch", "")),
         default_location=location,
@@ -260,6 +262,18 @@ def parse_app_ini(ini: IniFile, app_dir: Path, check_files: bool = True) -> AppC
         processes=parse_processes(ini),
         crons=parse_crons(ini),
     )
+
+
+def check_no_web(ini: IniFile, values: dict[str, str]) -> None:
+    """Without a runner there is no web part: keys about one are mistakes."""
+    for key in ("health_check", "default_location", "interface"):
+        if values.get(key):
+            raise ini.error(f"the app has no runner (no web part), so {key} means nothing: "
+                            "add runner = ... or drop it", SECTION, key)
+    if any(not line.startswith("script:") for line in split_lines(values.get("update_fetch",
+                                                                            ""))):
+        raise ini.error("the app has no runner: update_fetch can only run scripts "
+                        "(script:PATH)", SECTION, "update_fetch")
 
 
 JOB_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,30}\Z")

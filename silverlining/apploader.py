@@ -86,6 +86,9 @@ def load_runner(app_dir: Path | str, runner: Runner) -> object:
 def load_app(app_dir: Path | str, config: AppConfig | None = None) -> tuple[AppConfig, object]:
     """Read app.ini, set up paths and hooks, and return (config, app object)."""
     config = config or AppConfig.load(app_dir)
+    if config.runner is None:
+        raise SilverError(f"{config.ini_path} has no runner: the app serves no web pages "
+                          "(its workers, crons and scripts run on nodes, and with bin/python)")
     front = []
     if config.runner.path:
         front.append(str((config.app_dir / config.runner.path).parent))

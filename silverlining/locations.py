@@ -1,4 +1,5 @@
-"""Locations: ``HOST[/PATH]``, ``.example.com``, ``*``, and the special names."""
+"""Locations: ``HOST[/PATH]``, ``.example.com``, ``*``, the special names, and ``@APP``
+(an app without a web part, deployed to a node by name)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from silverlining.errors import UsageError
 SPECIAL = ("not-found", "disabled")
 _HOST_RE = re.compile(r"^(\*|\.?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*)\Z")
 _PATH_RE = re.compile(r"^(/[A-Za-z0-9._~-]+)*\Z")
+_APP_ONLY_RE = re.compile(r"^@[a-z0-9][a-z0-9_-]{0,62}\Z")
 HOSTNAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\Z")
 
 
@@ -28,8 +30,14 @@ class Location:
         return self.host in SPECIAL
 
     @property
+    def is_app_only(self) -> bool:
+        """``@APP``: an app with no web part (workers, crons, scripts), known by name."""
+        return self.host.startswith("@")
+
+    @property
     def is_exact_host(self) -> bool:
-        return not (self.host == "*" or self.host.startswith(".") or self.is_special)
+        return not (self.host == "*" or self.host.startswith(".") or self.is_special
+                    or self.is_app_only)
 
 
 def parse_location(text: str) -> Location:
@@ -37,7 +45,7 @@ def parse_location(text: str) -> Location:
     raw = text.strip()
     if raw.startswith(("http://", "https://")):
         raw = raw.split("://", 1)[1]
-    if raw in SPECIAL:
+    if raw in SPECIAL or _APP_ONLY_RE.match(raw):
         return Location(raw)
     host, slash, path = raw.partition("/")
     host = host.lower()

@@ -281,7 +281,8 @@ def test_init_in_a_directory_with_code_writes_no_sample(tmp_path):
     proc = run_silver("init", str(package), check=True, timeout=120)
     assert not (package / "main.py").exists()
     assert (f"silver: warning: no main.py, app.py, wsgi.py here: set runner in "
-            f"{package / 'app.ini'} to where your app object is") in proc.stderr
+            f"{package / 'app.ini'} to where your app object is (or drop it: an app without "
+            "a web part)") in proc.stderr
     assert "runner = main.py" in (package / "app.ini").read_text()
 
 

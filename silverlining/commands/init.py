@@ -82,7 +82,8 @@ def run(console: Console, app_dir: str, force: bool, main_py: bool | None) -> in
         console.info(f"wrote {ini} (app_name = {name}, runner = {runner or 'main.py'})")
         if runner is None:
             console.warn(f"no {', '.join(RUNNER_CANDIDATES)} here: set runner in {ini} "
-                         "to where your app object is")
+                         "to where your app object is (or drop it: an app without a web "
+                         "part)")
         elif runner != "main.py" or not main_py:
             console.info(f"runner = {runner} guessed from your code: check it in {ini}")
     for sub in DIRS:

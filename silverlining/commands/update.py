@@ -143,9 +143,17 @@ def make_plan(app_dir: str, location: str | None, host: str | None, name: str | 
     if not NAME_RE.match(app):
         raise UsageError(f"bad --name {app!r}: use lowercase letters, digits, '-' and '_'")
     text = location or host or config.default_location
-    if not text:
+    if config.runner is None:            # workers, crons, scripts: known on the node as @APP
+        if text and text != f"@{app}":
+            raise UsageError(f"{config.ini_path} has no runner, so the app has no web "
+                             f"location: deploy it with --node NODE and no LOCATION (it is "
+                             f"then @{app})")
+        text = f"@{app}"
+    elif not text:
         raise UsageError(f"no location: give LOCATION (HOST[/PATH]) or set default_location "
                          f"in {config.ini_path}")
+    elif text.startswith("@"):
+        raise UsageError(f"{text}: only an app without a runner is deployed as @APP")
     cfg = Path(config_dir).resolve() if config_dir else None
     checked = app_config_dir(config, config_dir)       # --config, else config.default
     if checked and config.config_checker:

@@ -22,7 +22,7 @@ from silverlining.console import Console
 from silverlining.devserver import fetch, watch
 from silverlining.devserver.child import TOKEN_VAR
 from silverlining.devserver.environ import app_environ
-from silverlining.errors import SilverError
+from silverlining.errors import SilverError, UsageError
 from silverlining.userconfig import UserConfig
 
 POLL_SECONDS = 0.3
@@ -65,7 +65,7 @@ class Reloader:
         self.token = secrets.token_urlsafe(24)
         self.proc: subprocess.Popen | None = None
         extra = [state.config_path()]
-        if config.runner.path:
+        if config.runner and config.runner.path:
             extra.append(config.app_dir / config.runner.path)
         self.watcher = watch.Watcher(config.app_dir, extra)
 
@@ -142,6 +142,9 @@ def serve(app_dir: Path | str, host: str, port: int, config_dir: str | None,
           console: Console) -> None:
     """Check the app, then serve it until interrupted."""
     config = AppConfig.load(app_dir)
+    if config.runner is None:
+        raise UsageError(f"{config.ini_path} has no runner: nothing to serve (run its scripts "
+                         "with bin/python)")
     env = app_environ(config, UserConfig.load(), config_dir)
     make_paths_relative(config.app_dir / "lib" / "python", config.app_dir)
     if config.config_checker and "SILVER_APP_CONFIG" in env:

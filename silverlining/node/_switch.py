@@ -34,7 +34,7 @@ def canonical_hostname(app: str, extra_location: str | None = None) -> str:
         locations.append(extra_location)
     hosts = {loc.partition("/")[0] for loc in locations}
     exact = [h for h in hosts if h not in ("*", "not-found", "disabled")
-             and not h.startswith(".")]
+             and not h.startswith((".", "@"))]
     if exact:
         return min(exact, key=lambda h: (len(h), h))
     suffixes = [h[1:] for h in hosts if h.startswith(".")]
@@ -46,7 +46,7 @@ def canonical_hostname(app: str, extra_location: str | None = None) -> str:
 def retire(table: dict[str, dict], candidates: set[tuple[str, str]]) -> None:
     """Stop (after draining) the candidate instances no location serves any more."""
     for app, version in sorted(candidates):
-        if version not in referenced(table, app):
+        if version not in referenced(table, app) and instances.has_web(app, version):
             say(f"stopping {app}.{version} in {instances.DRAIN_SECONDS}s "
                 "(after requests in flight finish)")
             instances.stop_later(app, version)
@@ -73,7 +73,8 @@ def switch(app: str, version: str, location: str) -> str | None:
         table[location] = {"app": app, "version": version, "prev": prev}
         say(f"switching {location} to {app}.{version}")
         # Enabled first: whenever nginx points at an instance, a reboot starts it.
-        instances.enable(app, version)
+        if instances.has_web(app, version):
+            instances.enable(app, version)
         routing.apply(table)
         save_routes(table)
         if old_app and old_version and (old_app, old_version) != (app, version):

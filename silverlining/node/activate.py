@@ -33,6 +33,25 @@ def resolve(location: str, spec: str) -> tuple[str, str]:
     return app, f"v{m.group('number')}"
 
 
+def _check_and_start(args, app: str, version: str, location: str, host: str,
+                     meta: dict) -> None:
+    """The kept instance runs and passes the health gate, or is stopped again."""
+    was_running = instances.is_active(app, version)
+    try:
+        instances.start(app, version)
+        _, slash, rest = location.partition("/")
+        prefix = slash + rest
+        instances.wait_ready(app, version, host, prefix,
+                             timeout=meta.get("start_timeout", instances.START_TIMEOUT))
+        instances.health_gate(app, version, host, meta.get("health_check"), prefix)
+    except BaseException as exc:
+        if not was_running:
+            instances.stop_now(app, version)
+        audit.record("activate", app, who=args.who, result="failed", version=version,
+                     location=location, error=str(exc))
+        raise
+
+
 def activate(args) -> dict:
     location = location_key(args.location)
     app, version = resolve(location, args.version)
@@ -48,20 +67,8 @@ def activate(args) -> dict:
             return {"app": app, "version": version, "location": location, "previous": version,
                     "unchanged": True}
         host = canonical_hostname(app, location)
-        was_running = instances.is_active(app, version)
-        try:
-            instances.start(app, version)
-            _, slash, rest = location.partition("/")
-            prefix = slash + rest
-            instances.wait_ready(app, version, host, prefix,
-                                 timeout=meta.get("start_timeout", instances.START_TIMEOUT))
-            instances.health_gate(app, version, host, meta.get("health_check"), prefix)
-        except BaseException as exc:
-            if not was_running:
-                instances.stop_now(app, version)
-            audit.record("activate", app, who=args.who, result="failed", version=version,
-                         location=location, error=str(exc))
-            raise
+        if instances.has_web(app, version):      # an @APP version brings back only its jobs
+            _check_and_start(args, app, version, location, host, meta)
         previous = switch(app, version, location)
         audit.record("activate", app, who=args.who, version=version, location=location,
                      previous=previous)

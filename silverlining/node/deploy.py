@@ -227,23 +227,32 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
     env = instance_env(config, app, version, location, service_env, config_dir)
     env.update(param_env)
     write_env(instances.env_path(app, version), env, gid)
-    meta.update(services=sorted(config.services), interface=config.interface,
-                runner=config.runner.spec, health_check=config.health_check,
+    web = config.runner is not None
+    if web != (not location.startswith("@")):
+        raise NodeError(f"{location}: an app with a runner is deployed to a HOST[/PATH] "
+                        "location, one without to @APP")
+    meta.update(services=sorted(config.services), interface=config.interface, web=web,
+                runner=config.runner.spec if web else None, health_check=config.health_check,
                 start_timeout=config.start_timeout,
                 processes={n: p.instances for n, p in config.processes.items()},
                 params_changed=sorted(n for n in values.keys() | stored.keys()
                                       if values.get(n) != stored.get(n)))
     state.save()                     # the routing reads the services from the record
     host, prefix = env["SILVER_CANONICAL_HOSTNAME"], env["SILVER_MATCH_PATH"]
-    say(f"starting {instance_name(app, version)} ({config.interface}, "
-        f"{'gunicorn' if config.interface == 'wsgi' else 'uvicorn'})")
     jobs.install_units(app, version, config)        # started by the switch
-    instances.install_unit(app, version, config.interface, config.memory_max)
+    if web:
+        say(f"starting {instance_name(app, version)} ({config.interface}, "
+            f"{'gunicorn' if config.interface == 'wsgi' else 'uvicorn'})")
+        instances.install_unit(app, version, config.interface, config.memory_max)
+    else:
+        instances.daemon_reload()
     try:
-        instances.start(app, version)
-        instances.wait_ready(app, version, host, prefix, timeout=config.start_timeout)
+        if web:
+            instances.start(app, version)
+            instances.wait_ready(app, version, host, prefix, timeout=config.start_timeout)
         run_update_fetch(config, app, version, host, prefix, uid, gid)
-        instances.health_gate(app, version, host, config.health_check, prefix)
+        if web:
+            instances.health_gate(app, version, host, config.health_check, prefix)
         if client_gone():
             raise NodeError(f"the client disconnected before the switch: "
                             f"{instance_name(app, version)} was stopped, the old version "

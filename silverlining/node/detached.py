@@ -11,6 +11,7 @@ exits with its status.
 from __future__ import annotations
 
 import re
+import shlex
 import secrets
 import subprocess
 import time
@@ -43,7 +44,8 @@ def start(args) -> dict:
     job_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
     user = app_user(app)
     run(["systemd-run", "--quiet", f"--unit={unit(app, job_id)}",
-         f"--description=silver run --detach {args.script} ({app}.{version})",
+         f"--description=silver run --detach {shlex.join([args.script, *args.args])[:200]}"
+         f" ({app}.{version})",
          f"--uid={user}", f"--gid={user}", "-p", "RemainAfterExit=yes",
          "-p", f"WorkingDirectory={inst}", "-p", f"EnvironmentFile={instances.env_path(app, version)}",
          "-p", "NoNewPrivileges=yes", "-p", "PrivateTmp=yes", "-p", "ProtectSystem=full",

@@ -143,6 +143,11 @@ def ensure_socket_dir(app: str, uid: int) -> None:
         conf.write_text(text)
 
 
+def has_web(app: str, version: str) -> bool:
+    """Whether the version has a web instance (an app without a runner has none)."""
+    return (paths.SYSTEMD_UNITS / unit_name(app, version)).exists()
+
+
 def remove_unit(app: str, version: str) -> None:
     """Stop at once and delete the unit file (the caller reloads systemd)."""
     stop_now(app, version)

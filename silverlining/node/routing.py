@@ -202,7 +202,7 @@ def routes_from_table(table: dict[str, dict]) -> list[Route]:
     routes = []
     for location, entry in sorted(table.items()):
         app, version = entry.get("app"), entry.get("version")
-        if not app or not version:
+        if not app or not version or location.startswith("@"):    # @APP: no web part
             continue
         state = states.setdefault(app, AppState.load(app))
         meta = state.versions.get(version, {})

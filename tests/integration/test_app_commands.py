@@ -341,8 +341,8 @@ def _wait_for(check, what: str, timeout: float = 40):
         time.sleep(0.5)
 
 
-def _beats(node) -> dict[str, tuple[str, str]]:
-    out = node.root("cd /var/lib/silverlining/data/jobs/files && for f in beat-*; do "
+def _beats(node, app: str = "jobs") -> dict[str, tuple[str, str]]:
+    out = node.root(f"cd /var/lib/silverlining/data/{app}/files && for f in beat-*; do "
                     "[ -e \"$f\" ] && echo \"$f $(cat $f)\"; done", check=False)
     return {line.split()[0]: tuple(line.split()[1:3]) for line in out.splitlines()
             if len(line.split()) == 3}
@@ -438,3 +438,32 @@ def test_detached_runs_outlive_the_command(node, deployed):
     assert f"{long_job}  running" not in listed
     bad = node.silver("jobs", "run.test", "--stop", "../../x", "--node", node.name)
     assert bad.returncode != 0 and "bad job id" in bad.stderr
+
+
+def test_an_app_without_runner_runs_its_workers_as_at_app(node, tmp_path):
+    app = tmp_path / "batch"
+    app.mkdir()
+    (app / "app.ini").write_text("[production]\napp_name = batch\nservice.files =\n\n"
+                                 "[process:beat]\ncommand = beat.py\n")
+    (app / "beat.py").write_text(BEAT)
+    wrong = node.update(app, "batch.test", check=False)
+    assert wrong.returncode != 0 and "deploy it with --node NODE and no LOCATION" in wrong.stderr
+    proc = node.silver("-y", "update", str(app), "--node", node.name, "--noetchosts",
+                       check=True)
+    first = live_version(proc.stdout)
+    assert f"batch.{first} live at @batch" in proc.stdout
+    _wait_for(lambda: _beats(node, "batch").get("beat-1", ("", ""))[1] == f"batch.{first}",
+              "the worker of an app without runner")
+    assert http_get(node.address, "batch")[0] == 404            # no web part at all
+    seen = node.silver("run", "--node", node.name, "@batch", "python", "-c",
+                       "import os; print(os.environ['SILVER_APP_NAME'])", check=True)
+    assert seen.stdout.strip() == "batch"
+    second = live_version(node.silver("-y", "update", str(app), "--node", node.name,
+                                      "--noetchosts", check=True).stdout)
+    _wait_for(lambda: _beats(node, "batch")["beat-1"][1] == f"batch.{second}",
+              "the worker of the second version")
+    node.silver("activate", "--node", node.name, "@batch", "prev", check=True)
+    _wait_for(lambda: _beats(node, "batch")["beat-1"][1] == f"batch.{first}",
+              "the worker of the version rolled back to")
+    query = node.silver("query", node.name, "batch", check=True).stdout
+    assert "live at @batch" in query and "process beat: 1/1 running" in query

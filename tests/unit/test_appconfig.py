@@ -20,8 +20,10 @@ BROKEN = {
     "key-before-section": ("app_name = x\n", 1, ["before any [section]"]),
     "missing-app-name": ("[production]\nrunner = main.py\n", 1,
                          ["missing required key 'app_name'"]),
-    "missing-runner": ("[production]\napp_name = shop\n", 1,
-                       ["missing required key 'runner'"]),
+    "web-keys-without-runner": ("[production]\napp_name = shop\nhealth_check = /h\n", 3,
+                                ["has no runner (no web part), so health_check means"]),
+    "url-fetch-without-runner": ("[production]\napp_name = shop\nupdate_fetch = /setup\n",
+                                 3, ["update_fetch can only run scripts"]),
     "unknown-key": (GOOD + "runer = main.py\n", 4, ["runer", "unknown key",
                                                     "did you mean 'runner'"]),
     "unknown-key-fetch": (GOOD + "update_fetc = /x\n", 4, ["did you mean 'update_fetch'"]),
@@ -79,7 +81,7 @@ def test_broken_app_ini_parser(tmp_path, case):
     assert "\n" not in message and info.value.exit_code == 2
 
 
-CLI_CASES = ["unknown-key", "missing-runner", "name-too-long", "runner-bad-form",
+CLI_CASES = ["unknown-key", "web-keys-without-runner", "name-too-long", "runner-bad-form",
              "bad-interface", "duplicate-key"]
 
 
@@ -151,3 +153,14 @@ def test_runner_forms(tmp_path, runner, expected):
 def test_name_length_limit(tmp_path):
     app = write_app(tmp_path / "app", GOOD.replace("shop", "a" * 28))
     assert AppConfig.load(app).app_name == "a" * 28
+
+
+def test_an_app_without_runner_is_valid_and_serve_says_there_is_nothing_to_serve(tmp_path):
+    app = write_app(tmp_path / "app", "[production]\napp_name = batch\n\n[process:work]\n"
+                    "command = work.py\n")
+    config = AppConfig.load(app)
+    assert config.runner is None and config.processes["work"].command == ("work.py",)
+    proc = run_silver("serve", str(app), "--port", "0", timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"silver: error: {app / 'app.ini'} has no runner: nothing "
+                                   "to serve (run its scripts with bin/python)")
