@@ -82,6 +82,7 @@ class Process:
     name: str
     command: tuple[str, ...]      # a script of the app (or python) and its arguments
     instances: int = 1
+    health_check: str | None = None   # a path the worker answers on 127.0.0.1:$PORT
 
 
 @dataclass(frozen=True)
@@ -311,11 +312,16 @@ def _command(ini: IniFile, section: str, values: dict[str, str]) -> tuple[str, .
 
 def parse_processes(ini: IniFile) -> dict[str, Process]:
     found = {}
-    for name, section, values in _job_sections(ini, "process", ("command", "instances")):
+    keys = ("command", "instances", "health_check")
+    for name, section, values in _job_sections(ini, "process", keys):
         count = values.get("instances", "1")
         if not count.isdigit() or not 1 <= int(count) <= 16:
             raise ini.error(f"{count!r} must be a number from 1 to 16", section, "instances")
-        found[name] = Process(name, _command(ini, section, values), int(count))
+        health = values.get("health_check") or None
+        if health and not _PATH_RE.match(health):
+            raise ini.error(f"{health!r} must be a URL path starting with '/'", section,
+                            "health_check")
+        found[name] = Process(name, _command(ini, section, values), int(count), health)
     return found
 
 

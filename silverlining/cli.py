@@ -262,10 +262,12 @@ def create_config_cmd(ctx, app_dir, out, assignments, info):
 @silver.command("query")
 @click.argument("node", shell_complete=complete_nodes)
 @click.argument("globs", nargs=-1)
+@click.option("--health", is_flag=True,
+              help="Check each live location as /.silver/health does (exit 1 if one fails).")
 @click.pass_context
-def query_cmd(ctx, node, globs):
+def query_cmd(ctx, node, globs, health):
     """List a node's apps, versions, and where each is live."""
-    dispatch(ctx, "query", node=node, globs=globs)
+    dispatch(ctx, "query", node=node, globs=globs, health=health)
 
 
 @silver.command("activate")

@@ -54,12 +54,17 @@ def format_query(result: dict) -> list[str]:
     return lines
 
 
-def run(console: Console, node: str, globs: tuple[str, ...]) -> int:
+def run(console: Console, node: str, globs: tuple[str, ...], health: bool = False) -> int:
     session = open_node(console, node)
     try:
-        result = session.call("query", *globs, quiet=True)
+        result = session.call("query", *globs, *(["--health"] if health else []), quiet=True)
     finally:
         session.close()
     for line in format_query(result):
         console.out(line)
-    return 0
+    unhealthy = 0
+    for location, body in sorted(result.get("health", {}).items()):
+        unhealthy += not body["ok"]
+        console.out(f"health of {location}: " + ("ok" if body["ok"] else
+                                                  "; ".join(body["problems"])))
+    return 1 if unhealthy else 0

@@ -10,6 +10,7 @@ Arguments: ``APP VERSION process|cron NAME`` or ``APP VERSION run ID SCRIPT ARGS
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -33,6 +34,11 @@ def main(argv: list[str]) -> int:
     if kind == "run":
         command = tuple(rest)
     else:
+        if kind == "process":       # a worker with a health check serves HTTP on $PORT
+            with open(paths.ENV / app / f"{version}.ports.json") as fh:
+                port = json.load(fh).get(f"{name}@{os.environ.get('SILVER_JOB_INSTANCE')}")
+            if port:
+                os.environ["PORT"] = str(port)
         config = AppConfig.load(inst, check_files=False)
         command = (config.processes if kind == "process" else config.crons)[name].command
     fd = os.open(log_path(app, version, kind, name),

@@ -91,7 +91,7 @@ def running_units() -> set[str]:
     return {line.split()[0] for line in proc.stdout.splitlines() if line.strip()}
 
 
-def query(globs: list[str]) -> dict:
+def query(globs: list[str], health: bool = False) -> dict:
     from silverlining.node import jobs
     from silverlining.node.instances import unit_name
 
@@ -115,9 +115,15 @@ def query(globs: list[str]) -> dict:
                 meta["jobs"] = jobs.status(app, version)
             versions.append(meta)
         apps.append({"app": app, "disabled": state.disabled, "versions": versions})
-    return {"node": socket.getfqdn(), "apps": apps,
-            "routes": {loc: e for loc, e in sorted(routes.items())
-                       if any(a["app"] == e.get("app") for a in apps)}}
+    shown = {loc: e for loc, e in sorted(routes.items())
+             if any(a["app"] == e.get("app") for a in apps)}
+    result = {"node": socket.getfqdn(), "apps": apps, "routes": shown}
+    if health:       # what /.silver/health answers, for @APP locations too
+        from silverlining.node import status
+
+        result["health"] = {loc: status.health(loc)[1] for loc, e in shown.items()
+                            if e.get("version")}
+    return result
 
 
 def register(subparsers) -> None:
@@ -132,4 +138,5 @@ def register(subparsers) -> None:
     p.set_defaults(handler=lambda a: reserve(a.app, a.who, a.source, a.lock_wait))
     p = subparsers.add_parser("query", help="apps, versions and where they are live")
     p.add_argument("globs", nargs="*")
-    p.set_defaults(handler=lambda args: query(args.globs))
+    p.add_argument("--health", action="store_true", help="check each live location")
+    p.set_defaults(handler=lambda args: query(args.globs, args.health))

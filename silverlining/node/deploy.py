@@ -239,7 +239,9 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
                                       if values.get(n) != stored.get(n)))
     state.save()                     # the routing reads the services from the record
     host, prefix = env["SILVER_CANONICAL_HOSTNAME"], env["SILVER_MATCH_PATH"]
-    jobs.install_units(app, version, config)        # started by the switch
+    ports = jobs.install_units(app, version, config)
+    meta["worker_checks"] = {key: [port, config.processes[key.split("@")[0]].health_check]
+                             for key, port in ports.items()}
     if web:
         say(f"starting {instance_name(app, version)} ({config.interface}, "
             f"{'gunicorn' if config.interface == 'wsgi' else 'uvicorn'})")
@@ -253,6 +255,7 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
         run_update_fetch(config, app, version, host, prefix, uid, gid)
         if web:
             instances.health_gate(app, version, host, config.health_check, prefix)
+        jobs.start_workers(app, version, config, ports, config.start_timeout)
         if client_gone():
             raise NodeError(f"the client disconnected before the switch: "
                             f"{instance_name(app, version)} was stopped, the old version "
@@ -261,6 +264,7 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
     except BaseException:
         if version not in referenced(load_routes(), app):    # never stop what now serves
             instances.stop_now(app, version)
+            jobs.sync(app)
         raise
     if values != stored:        # kept only once a version using them is live
         params.save(app, values, gid)

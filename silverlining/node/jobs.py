@@ -13,16 +13,21 @@ rollback brings the old ones back, and a reboot starts exactly the live ones.
 
 from __future__ import annotations
 
+import grp
+import http.client
+import json
 import subprocess
+import time
 
 from silverlining.appconfig import AppConfig
 from silverlining.node import paths
-from silverlining.node._state import AppState, instance_dir, load_routes, referenced
+from silverlining.node._state import AppState, flock, instance_dir, load_routes, referenced
 from silverlining.node._errors import NodeError
-from silverlining.node._util import app_user, say
+from silverlining.node._util import app_user, say, write_private
 from silverlining.node.instances import SANDBOX, env_path
 
 START_LIMIT = "StartLimitIntervalSec=60\nStartLimitBurst=5\n"    # then: a crash loop
+PORT_RANGE = (20000, 30000)        # $PORT of workers with a health check, on 127.0.0.1
 
 
 def process_unit(app: str, version: str, name: str, index: int | None = None) -> str:
@@ -72,10 +77,97 @@ def unit_files(app: str, version: str, config: AppConfig) -> dict[str, str]:
     return files
 
 
-def install_units(app: str, version: str, config: AppConfig) -> None:
-    """Write the version's job units (the caller reloads systemd)."""
+def install_units(app: str, version: str, config: AppConfig) -> dict[str, int]:
+    """Write the version's job units (the caller reloads systemd); returns the ports of
+    its health-checked workers (``NAME@I`` -> port), also in ``ENV/APP/vN.ports.json``
+    where the worker reads its ``PORT``."""
     for name, text in unit_files(app, version, config).items():
         (paths.SYSTEMD_UNITS / name).write_text(text)
+    wanted = [f"{name}@{i}" for name, p in config.processes.items() if p.health_check
+              for i in range(1, p.instances + 1)]
+    ports = allocate_ports(app, version, wanted)
+    write_private(ports_path(app, version), json.dumps(ports).encode(),
+                  grp.getgrnam(app_user(app)).gr_gid)
+    return ports
+
+
+def ports_path(app: str, version: str):
+    return paths.ENV / app / f"{version}.ports.json"
+
+
+def allocate_ports(app: str, version: str, names: list[str]) -> dict[str, int]:
+    """Ports on 127.0.0.1 for workers that serve HTTP, unique on the node."""
+    with flock("ports", 60, "the node's worker ports"):
+        try:
+            table = json.loads(paths.PORTS.read_text())
+        except FileNotFoundError:
+            table = {}
+        used = set(table.values())
+        mine = {}
+        for name in names:
+            key = f"{app}/{version}/{name}"
+            if key not in table:
+                table[key] = next(p for p in range(PORT_RANGE[0], PORT_RANGE[1]) if p not in used)
+                used.add(table[key])
+            mine[name] = table[key]
+        paths.PORTS.write_text(json.dumps(table, sort_keys=True))
+    return mine
+
+
+def release_ports(app: str, version: str) -> None:
+    with flock("ports", 60, "the node's worker ports"):
+        try:
+            table = json.loads(paths.PORTS.read_text())
+        except FileNotFoundError:
+            return
+        prefix = f"{app}/{version}/"
+        paths.PORTS.write_text(json.dumps({k: v for k, v in table.items()
+                                           if not k.startswith(prefix)}, sort_keys=True))
+
+
+def start_workers(app: str, version: str, config: AppConfig, ports: dict[str, int],
+                  timeout: float) -> None:
+    """Start the new version's workers (before its switch) and wait until each one with
+    a ``health_check`` answers it 2xx; on failure the caller's clean-up stops them."""
+    units = [process_unit(app, version, name, i) for name, p in config.processes.items()
+             for i in range(1, p.instances + 1)]
+    if not units:
+        return
+    say(f"starting the workers of {app}.{version}")
+    _systemctl("start", *units)
+    for key, port in sorted(ports.items()):
+        name = key.split("@")[0]
+        path = config.processes[name].health_check or "/"
+        deadline = time.monotonic() + timeout
+        while True:
+            problem = worker_health(port, path)
+            if problem is None:
+                say(f"worker {key}: GET {path} on port {port} answered")
+                break
+            unit = process_unit(app, version, name, int(key.split("@")[1]))
+            if time.monotonic() >= deadline or _state_of(unit) == "failed":
+                raise NodeError(f"worker {key} of {app}.{version} failed its health check: "
+                                f"{problem}; the old version keeps serving (silver logs "
+                                f"--version {version} --process {name})")
+            time.sleep(0.3)
+
+
+def worker_health(port: int, path: str) -> str | None:
+    """None when ``GET path`` on the worker's port answers 2xx, else what went wrong."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path, headers={"User-Agent": "silverlining-node"})
+        status = conn.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:
+        return f"GET {path} failed: {exc or type(exc).__name__}"
+    finally:
+        conn.close()
+    return None if 200 <= status < 300 else f"GET {path} answered {status}"
+
+
+def _state_of(unit: str) -> str:
+    return subprocess.run(["systemctl", "show", "-p", "ActiveState", "--value", unit],
+                          capture_output=True, text=True).stdout.strip()
 
 
 def _installed(app: str, version: str) -> list[str]:
@@ -134,6 +226,8 @@ def remove_units(app: str, version: str) -> None:
                    capture_output=True)
     for name in names:
         (paths.SYSTEMD_UNITS / name).unlink(missing_ok=True)
+    ports_path(app, version).unlink(missing_ok=True)
+    release_ports(app, version)
 
 
 def _show(units: list[str], props: list[str]) -> list[dict[str, str]]:

@@ -31,6 +31,7 @@ NGINX_ROUTES = Path("/etc/nginx/silverlining")       # generated routing, includ
 DEPLOY_USER = "silver"                               # the account `silver update` logs in as
 APP_USER_PREFIX = "sl-"                              # each app runs as sl-<app_name>
 UPLOADS = VAR / "uploads"                            # UPLOADS/APP/vN: rsync staging, owned by DEPLOY_USER
+PORTS = VAR / "ports.json"                           # (app, version, process, instance) -> $PORT of workers
 ROUTES = VAR / "routes.json"                         # location -> app version: the node's routing table
 RUN = Path("/run/silverlining")                      # locks/, setup-node.lock
 SOCKETS = RUN / "apps"                               # SOCKETS/APP/vN.sock: sl-APP:www-data 0750 (nginx + app only)

@@ -42,7 +42,8 @@ def publish(app: str, versions: dict[str, dict]) -> None:
     """What the status server may know of an app's versions (root writes it)."""
     import grp
 
-    keep = ("number", "time", "who", "source", "health_check", "processes")
+    keep = ("number", "time", "who", "source", "health_check", "processes", "worker_checks",
+            "web")
     data = {v: {k: meta.get(k) for k in keep} for v, meta in versions.items()}
     paths.STATUS.mkdir(mode=0o750, exist_ok=True)
     write_private(status_path(app), json.dumps(data, sort_keys=True).encode(),
@@ -90,12 +91,16 @@ def health(location: str) -> tuple[int, dict]:
     path = meta.get("health_check") or "/"
     accepted = range(200, 300) if meta.get("health_check") else range(200, 400)
     try:
-        status, _ = instances.request(app, version, path, canonical_hostname(app),
-                                      prefix=slash + rest, timeout=5)
-        if status not in accepted:
-            problems.append(f"web: GET {path} answered {status}")
+        if meta.get("web", True):
+            status, _ = instances.request(app, version, path, canonical_hostname(app),
+                                          prefix=slash + rest, timeout=5)
+            if status not in accepted:
+                problems.append(f"web: GET {path} answered {status}")
     except OSError as exc:
         problems.append(f"web: GET {path} failed: {exc or type(exc).__name__}")
+    for key, (port, check) in sorted((meta.get("worker_checks") or {}).items()):
+        if problem := jobs.worker_health(port, check):
+            problems.append(f"process {key}: {problem}")
     for name, count in sorted((meta.get("processes") or {}).items()):
         units = [jobs.process_unit(app, version, name, i) for i in range(1, count + 1)]
         running = sum(1 for state in _active(units) if state == "active")

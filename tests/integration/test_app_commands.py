@@ -323,6 +323,13 @@ while True:
     print("beat", flush=True)
     time.sleep(0.3)
 """
+API = """import http.server, os
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(STATUS if self.path == "/ok" else 404)
+        self.end_headers()
+http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"""
 TICK = """import os, time
 with open(os.path.join(os.environ["CONFIG_FILES"], "ticks"), "a") as fh:
     fh.write(f"start {time.time()}\\n"); fh.flush()
@@ -444,8 +451,10 @@ def test_an_app_without_runner_runs_its_workers_as_at_app(node, tmp_path):
     app = tmp_path / "batch"
     app.mkdir()
     (app / "app.ini").write_text("[production]\napp_name = batch\nservice.files =\n\n"
-                                 "[process:beat]\ncommand = beat.py\n")
+                                 "[process:beat]\ncommand = beat.py\n\n[process:api]\n"
+                                 "command = api.py\ninstances = 2\nhealth_check = /ok\n")
     (app / "beat.py").write_text(BEAT)
+    (app / "api.py").write_text(API.replace("STATUS", "200"))
     wrong = node.update(app, "batch.test", check=False)
     assert wrong.returncode != 0 and "deploy it with --node NODE and no LOCATION" in wrong.stderr
     proc = node.silver("-y", "update", str(app), "--node", node.name, "--noetchosts",
@@ -465,5 +474,16 @@ def test_an_app_without_runner_runs_its_workers_as_at_app(node, tmp_path):
     node.silver("activate", "--node", node.name, "@batch", "prev", check=True)
     _wait_for(lambda: _beats(node, "batch")["beat-1"][1] == f"batch.{first}",
               "the worker of the version rolled back to")
-    query = node.silver("query", node.name, "batch", check=True).stdout
+    query = node.silver("query", node.name, "batch", "--health", check=True).stdout
     assert "live at @batch" in query and "process beat: 1/1 running" in query
+    assert "process api: 2/2 running" in query and "health of @batch: ok" in query
+    # a worker that fails its health check keeps the new version from going live
+    (app / "api.py").write_text(API.replace("STATUS", "500"))
+    failed = node.silver("-y", "update", str(app), "--node", node.name, "--noetchosts")
+    assert failed.returncode == 1
+    assert "failed its health check: GET /ok answered 500; the old version keeps serving" \
+        in failed.stderr.strip().splitlines()[-1]
+    _wait_for(lambda: _beats(node, "batch")["beat-1"][1] == f"batch.{first}",
+              "the old version's worker alone again")
+    assert "health of @batch: ok" in node.silver("query", node.name, "batch", "--health",
+                                                 check=True).stdout
