@@ -6,13 +6,20 @@ the command runs so ``silver --help`` stays fast.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 
 import click
 
 from silverlining import __version__
+from silverlining.commands._completion import complete_locations, complete_nodes, complete_providers
 from silverlining.console import Console
 from silverlining.errors import SilverError
+
+# Words a newcomer may try for a command, and the command that does it.
+SYNONYMS = {"deploy": "update", "push": "update", "rollback": "activate", "status": "query",
+            "new": "init", "start": "serve", "ssh": "run", "nodes": "list-nodes",
+            "ls": "list-nodes", "check": "doctor"}
 
 
 class SilverGroup(click.Group):
@@ -31,6 +38,39 @@ class SilverGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)  # in the order declared: workflow order
 
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        """An unknown command names the one closest to it (or the one it is a synonym of)."""
+        name = args[0] if args else ""
+        if (name and not name.startswith("-") and self.get_command(ctx, name) is None
+                and not ctx.resilient_parsing):
+            close = difflib.get_close_matches(name, list(self.commands), n=1, cutoff=0.6)
+            guess = close[0] if close else SYNONYMS.get(name)
+            hint = f" Did you mean {guess!r}?" if guess in self.commands else ""
+            ctx.fail(f"No such command {name!r}.{hint}")
+        return super().resolve_command(ctx, args)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Each command's first sentence whole, wrapped, never cut with '...'."""
+        rows = [(name, cmd.get_short_help_str(limit=10_000))
+                for name in self.list_commands(ctx)
+                if (cmd := self.get_command(ctx, name)) is not None and not cmd.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def yes_option(asks: str):
+    """``-y/--yes`` on a command that asks: the same as the global ``-y``, also
+    accepted after the command name; ``asks`` says what it answers yes to."""
+    def set_yes(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+        console = ctx.find_object(Console)      # None while the shell completes
+        if value and console is not None:
+            console.yes = True
+        return value
+
+    return click.option("-y", "--yes", is_flag=True, expose_value=False, callback=set_yes,
+                        help=f"Do not ask {asks}: answer yes.")
+
 
 def dispatch(ctx: click.Context, module: str, **kwargs) -> None:
     """Run ``silverlining.commands.<module>.run(console, **kwargs)``."""
@@ -40,9 +80,11 @@ def dispatch(ctx: click.Context, module: str, **kwargs) -> None:
         ctx.exit(code)
 
 
-@click.group(cls=SilverGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=SilverGroup, context_settings={"help_option_names": ["-h", "--help"],
+                                                "max_content_width": 100})
 @click.version_option(__version__, prog_name="silver")
-@click.option("-p", "--provider", metavar="NAME", help="Use [provider:NAME] from the user config.")
+@click.option("-p", "--provider", metavar="NAME", shell_complete=complete_providers,
+              help="Use [provider:NAME] from the user config.")
 @click.option("-y", "--yes", is_flag=True, help="Answer yes to every question.")
 @click.option("-v", "--verbose", is_flag=True, help="Show more detail.")
 @click.option("-q", "--quiet", is_flag=True, help="Show only results and errors.")
@@ -57,10 +99,16 @@ def silver(ctx: click.Context, provider: str | None, yes: bool, verbose: bool, q
 @silver.command("init")
 @click.argument("app_dir", type=click.Path(file_okay=False))
 @click.option("-f", "--force", is_flag=True, help="Overwrite files made by init (never app.ini).")
-@click.option("--main", "main_py", is_flag=True, help="Write a sample WSGI main.py and use it as runner.")
+@click.option("--main/--no-main", "main_py", default=None,
+              help="Write a sample hello-world main.py as the runner (default: only when "
+                   "the directory has no Python code yet).")
 @click.pass_context
 def init_cmd(ctx, app_dir, force, main_py):
-    """Create an app layout with app.ini and a virtualenv."""
+    """Create an app layout with app.ini and a virtualenv.
+
+    In a directory without code this is a runnable hello-world app: `silver
+    init myapp && silver serve myapp` answers at once.
+    """
     dispatch(ctx, "init", app_dir=app_dir, force=force, main_py=main_py)
 
 
@@ -87,9 +135,14 @@ def serve_cmd(ctx, app_dir, host, port, config_dir):
 @click.option("--setup-node", is_flag=True, help="Go on with setup-node (implies --wait).")
 @click.option("--if-not-exists", is_flag=True, help="Succeed quietly if a node of this name exists.")
 @click.option("--etc-hosts/--no-etc-hosts", default=None, help="Add the node's name to /etc/hosts (asks if not given).")
+@yes_option("whether to add the node's name to /etc/hosts")
 @click.pass_context
 def create_node_cmd(ctx, hostname, image, size, location, wait, setup_node, if_not_exists, etc_hosts):
-    """Create a server with the provider."""
+    """Create a server with the provider.
+
+    Asks whether to add the node's name to /etc/hosts unless --etc-hosts,
+    --no-etc-hosts or -y is given.
+    """
     dispatch(ctx, "create_node", hostname=hostname, image=image, size=size, location=location,
              wait=wait, setup_node=setup_node, if_not_exists=if_not_exists, etc_hosts=etc_hosts)
 
@@ -116,15 +169,19 @@ def list_sizes_cmd(ctx):
 
 
 @silver.command("destroy-node")
-@click.argument("hostnames", nargs=-1, required=True)
+@click.argument("hostnames", nargs=-1, required=True, shell_complete=complete_nodes)
+@yes_option("for confirmation before destroying")
 @click.pass_context
 def destroy_node_cmd(ctx, hostnames):
-    """Destroy servers (asks unless --yes)."""
+    """Destroy servers.
+
+    Asks for confirmation (everything on them is lost) unless -y is given.
+    """
     dispatch(ctx, "destroy_node", hostnames=hostnames)
 
 
 @silver.command("forget-host")
-@click.argument("hostnames", nargs=-1, required=True)
+@click.argument("hostnames", nargs=-1, required=True, shell_complete=complete_nodes)
 @click.pass_context
 def forget_host_cmd(ctx, hostnames):
     """Forget nodes' SSH host keys (after a re-install you know of)."""
@@ -132,7 +189,7 @@ def forget_host_cmd(ctx, hostnames):
 
 
 @silver.command("setup-node")
-@click.argument("hosts", nargs=-1, required=True)
+@click.argument("hosts", nargs=-1, required=True, shell_complete=complete_nodes)
 @click.pass_context
 def setup_node_cmd(ctx, hosts):
     """Install or upgrade the server software on nodes (idempotent)."""
@@ -143,9 +200,10 @@ def setup_node_cmd(ctx, hosts):
 
 @silver.command("update")
 @click.argument("app_dir", type=click.Path(file_okay=False, exists=True))
-@click.argument("location", required=False)
-@click.option("--host", metavar="HOST[/PATH]", help="The location, as an option (instead of LOCATION).")
-@click.option("--node", "nodes", multiple=True, metavar="NODE",
+@click.argument("location", required=False, shell_complete=complete_locations)
+@click.option("--host", metavar="HOST[/PATH]", shell_complete=complete_locations,
+              help="The location, as an option (instead of LOCATION).")
+@click.option("--node", "nodes", multiple=True, metavar="NODE", shell_complete=complete_nodes,
               help="Deploy to this node (repeat for several, in parallel). Default: the location's host.")
 @click.option("--name", metavar="NAME", help="App name to deploy as (default: app_name in app.ini).")
 @click.option("--config", "config_dir", type=click.Path(file_okay=False, exists=True),
@@ -160,22 +218,29 @@ def setup_node_cmd(ctx, hosts):
               help="Set a parameter to a file's content (for secrets).")
 @click.option("--lock-wait", type=float, hidden=True, help="Seconds to wait for the app's deploy lock.")
 @click.option("--dns/--no-dns", default=None, help="Point the host at the node in the provider's DNS zone (asks if not given).")
+@yes_option("whether to point the location's host at the node (DNS zone or /etc/hosts)")
 @click.pass_context
 def update_cmd(ctx, app_dir, location, host, nodes, name, config_dir, clear, backup, noetchosts,
                params, param_files, lock_wait, dns):
-    """Deploy APP_DIR to LOCATION (HOST[/PATH]) with zero downtime."""
+    """Deploy APP_DIR to LOCATION (HOST[/PATH]) with zero downtime.
+
+    Afterwards asks whether to point the location's host at the node: in the
+    provider's DNS zone if it has one (unless --dns/--no-dns), else in
+    /etc/hosts (unless --noetchosts); -y answers yes.
+    """
     dispatch(ctx, "update", app_dir=app_dir, location=location, host=host, nodes=nodes, name=name,
              config_dir=config_dir, clear=clear, backup=backup, noetchosts=noetchosts,
              lock_wait=lock_wait, params=params, param_files=param_files, dns=dns)
 
 
 @silver.command("params")
-@click.argument("location")
+@click.argument("location", shell_complete=complete_locations)
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Change a parameter.")
 @click.option("--set-file", "set_files", multiple=True, metavar="NAME=PATH",
               help="Change a parameter to a file's content.")
 @click.option("--unset", "unsets", multiple=True, metavar="NAME", help="Forget a stored value.")
-@click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+@click.option("--node", metavar="NODE", shell_complete=complete_nodes,
+              help="The node (default: the location's host).")
 @click.pass_context
 def params_cmd(ctx, location, sets, set_files, unsets, node):
     """List the parameters of the app at LOCATION, or change them (through the health gate)."""
@@ -197,7 +262,7 @@ def create_config_cmd(ctx, app_dir, out, assignments, info):
 
 
 @silver.command("query")
-@click.argument("node")
+@click.argument("node", shell_complete=complete_nodes)
 @click.argument("globs", nargs=-1)
 @click.option("--health", is_flag=True,
               help="Check each live location as /.silver/health does (exit 1 if one fails).")
@@ -208,9 +273,10 @@ def query_cmd(ctx, node, globs, health):
 
 
 @silver.command("activate")
-@click.argument("location")
+@click.argument("location", shell_complete=complete_locations)
 @click.argument("version")
-@click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+@click.option("--node", metavar="NODE", shell_complete=complete_nodes,
+              help="The node (default: the location's host).")
 @click.option("--restore-data", is_flag=True,
               help="Also bring back that version's data (saved by update --backup).")
 @click.pass_context
@@ -221,9 +287,10 @@ def activate_cmd(ctx, location, version, node, restore_data):
 
 
 @silver.command("deactivate")
-@click.argument("locations", nargs=-1, required=True)
+@click.argument("locations", nargs=-1, required=True, shell_complete=complete_locations)
 @click.option("--keep-prev", is_flag=True, help="Remember the version so 'activate LOCATION prev' brings it back.")
-@click.option("--node", metavar="NODE", help="The node (default: each location's host).")
+@click.option("--node", metavar="NODE", shell_complete=complete_nodes,
+              help="The node (default: each location's host).")
 @click.pass_context
 def deactivate_cmd(ctx, locations, keep_prev, node):
     """Stop serving LOCATIONs."""
@@ -231,7 +298,7 @@ def deactivate_cmd(ctx, locations, keep_prev, node):
 
 
 @silver.command("clean-node")
-@click.argument("node")
+@click.argument("node", shell_complete=complete_nodes)
 @click.option("-n", "--dry-run", is_flag=True, help="Only show what would be deleted.")
 @click.option("--keep", type=int, default=3, show_default=True, help="Newest versions kept per app.")
 @click.pass_context
@@ -242,13 +309,14 @@ def clean_node_cmd(ctx, node, dry_run, keep):
 
 @silver.command("run", context_settings={"ignore_unknown_options": True,
                                          "allow_interspersed_args": False})
-@click.argument("location")
+@click.argument("location", shell_complete=complete_locations)
 @click.argument("script", required=False)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("-i", "--interactive", is_flag=True, help="Give the script a terminal (e.g. python).")
 @click.option("--user", type=click.Choice(["app", "root"]), default="app", show_default=True,
               help="Run as the app's user or as root.")
-@click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+@click.option("--node", metavar="NODE", shell_complete=complete_nodes,
+              help="The node (default: the location's host).")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
               help="A parameter value for this run only.")
 @click.option("--detach", "detach_run", is_flag=True,
@@ -269,9 +337,10 @@ def run_cmd(ctx, location, script, args, interactive, user, node, params, detach
 
 
 @silver.command("jobs")
-@click.argument("location")
+@click.argument("location", shell_complete=complete_locations)
 @click.option("--stop", metavar="ID", help="Stop this detached run.")
-@click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+@click.option("--node", metavar="NODE", shell_complete=complete_nodes,
+              help="The node (default: the location's host).")
 @click.pass_context
 def jobs_cmd(ctx, location, stop, node):
     """List the detached runs (silver run --detach) of the app at LOCATION, or stop one."""
@@ -279,9 +348,10 @@ def jobs_cmd(ctx, location, stop, node):
 
 
 @silver.command("restart")
-@click.argument("location")
+@click.argument("location", shell_complete=complete_locations)
 @click.option("--process", metavar="NAME", help="Restart this worker ([process:NAME]) only.")
-@click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+@click.option("--node", metavar="NODE", shell_complete=complete_nodes,
+              help="The node (default: the location's host).")
 @click.pass_context
 def restart_cmd(ctx, location, process, node):
     """Restart the app at LOCATION without a deploy (the web app behind the health gate)."""
@@ -289,10 +359,11 @@ def restart_cmd(ctx, location, process, node):
 
 
 @silver.command("logs")
-@click.argument("location")
+@click.argument("location", shell_complete=complete_locations)
 @click.option("-f", "--follow", is_flag=True, help="Keep showing new lines until interrupted.")
 @click.option("-n", "--lines", type=int, default=50, show_default=True, help="Lines to show.")
-@click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+@click.option("--node", metavar="NODE", shell_complete=complete_nodes,
+              help="The node (default: the location's host).")
 @click.option("--process", metavar="NAME", help="A worker's log ([process:NAME]).")
 @click.option("--cron", metavar="NAME", help="A cron job's log ([cron:NAME]).")
 @click.option("--version", "version", metavar="vN", help="A kept version instead of the live one.")
@@ -307,18 +378,24 @@ def logs_cmd(ctx, location, follow, lines, node, process, cron, version, journal
 
 @silver.command("diff")
 @click.argument("app_dir", type=click.Path(file_okay=False, exists=True))
-@click.argument("location", required=False)
-@click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+@click.argument("location", required=False, shell_complete=complete_locations)
+@click.option("--node", metavar="NODE", shell_complete=complete_nodes,
+              help="The node (default: the location's host).")
 @click.pass_context
 def diff_cmd(ctx, app_dir, location, node):
-    """Show how APP_DIR differs from the version live at LOCATION."""
+    """Show how APP_DIR differs from the version live at LOCATION.
+
+    Prints a unified diff (live version first) and exits 1 when there are
+    differences, 0 when there are none, like diff(1); errors exit 2.
+    """
     dispatch(ctx, "diff", app_dir=app_dir, location=location, node=node)
 
 
 @silver.command("backup")
-@click.argument("location")
+@click.argument("location", shell_complete=complete_locations)
 @click.argument("dest", required=False)
-@click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+@click.option("--node", metavar="NODE", shell_complete=complete_nodes,
+              help="The node (default: the location's host).")
 @click.pass_context
 def backup_cmd(ctx, location, dest, node):
     """Dump every service of the app at LOCATION into one checked .tar.gz.
@@ -331,9 +408,10 @@ def backup_cmd(ctx, location, dest, node):
 
 @silver.command("restore")
 @click.argument("backup")
-@click.argument("location")
+@click.argument("location", shell_complete=complete_locations)
 @click.option("--force-app", is_flag=True, help="Restore a backup made of another app.")
-@click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+@click.option("--node", metavar="NODE", shell_complete=complete_nodes,
+              help="The node (default: the location's host).")
 @click.pass_context
 def restore_cmd(ctx, backup, location, force_app, node):
     """Replace the data of the app at LOCATION with BACKUP (a file or remote:NAME)."""
@@ -341,19 +419,36 @@ def restore_cmd(ctx, backup, location, force_app, node):
 
 
 @silver.command("clear")
-@click.argument("location")
-@click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+@click.argument("location", shell_complete=complete_locations)
+@click.option("--node", metavar="NODE", shell_complete=complete_nodes,
+              help="The node (default: the location's host).")
+@yes_option("before deleting the app's data")
 @click.pass_context
 def clear_cmd(ctx, location, node):
     """Delete all data of the app at LOCATION (asks unless --yes), then run update_fetch."""
     dispatch(ctx, "clear", location=location, node=node)
 
 
+@silver.command("doctor")
+@click.argument("node_names", metavar="[NODE]...", nargs=-1, shell_complete=complete_nodes)
+@click.pass_context
+def doctor_cmd(ctx, node_names):
+    """Check this machine and nodes; say how to fix each problem found.
+
+    Checks the config file, the node registry, SSH keys and each provider
+    (credentials, host packages for local nodes); then each NODE (default:
+    every node in the registry): reachable, host key, server files current,
+    disk, memory, nginx, failed units. Exits 1 if there is a problem.
+    """
+    dispatch(ctx, "doctor", node_names=node_names)
+
+
 def _disable_command(name: str, disable: bool, summary: str) -> None:
     @silver.command(name, help=summary)
-    @click.argument("location", required=False)
+    @click.argument("location", required=False, shell_complete=complete_locations)
     @click.option("--app", metavar="NAME", help="The app, by name (with --node).")
-    @click.option("--node", metavar="NODE", help="The node (default: the location's host).")
+    @click.option("--node", metavar="NODE", shell_complete=complete_nodes,
+              help="The node (default: the location's host).")
     @click.pass_context
     def command(ctx, location, app, node):
         dispatch(ctx, "disable", disable=disable, location=location, app=app, node=node)

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 from silverlining.errors import SilverError, UsageError
+from silverlining.inifile import suggest
 from silverlining.state import NodeRegistry
 
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?\Z")
@@ -64,7 +65,8 @@ def resolve(name_or_address: str, start: bool = True) -> NodeAddress:
         infos = socket.getaddrinfo(text, 22, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
         raise SilverError(f"unknown node {text!r}: not created with 'silver create-node' "
-                          "and its name does not resolve") from None
+                          f"and its name does not resolve{suggest(text, list(registry.all()))}"
+                          ) from None
     return NodeAddress(text, str(infos[0][4][0]))
 
 

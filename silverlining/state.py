@@ -82,6 +82,17 @@ class NodeRegistry:
             data.setdefault(name, {}).update(info)
             write_json_atomic(self.path, data)
 
+    def add_location(self, name: str, location: str) -> None:
+        """Remember that ``name`` serves ``location`` (for shell completion); only for
+        nodes already registered, so a DNS name never becomes a half-made entry."""
+        with locked(self.path.with_suffix(".lock")):
+            data = self.all()
+            entry = data.get(name)
+            if entry is None or location in entry.get("locations", []):
+                return
+            entry["locations"] = sorted({*entry.get("locations", []), location})
+            write_json_atomic(self.path, data)
+
     def remove(self, name: str) -> bool:
         with locked(self.path.with_suffix(".lock")):
             data = self.all()

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,6 +237,32 @@ def ssh_key_path() -> str | None:
     if key and not Path(key).expanduser().is_file():
         raise SilverError(f"SILVER_SSH_KEY: file {key!r} not found")
     return str(Path(key).expanduser()) if key else None
+
+
+# The private keys paramiko tries by itself (look_for_keys), in its order.
+DEFAULT_KEY_NAMES = ("id_rsa", "id_dsa", "id_ecdsa", "id_ed25519")
+
+
+def login_keys() -> list[str]:
+    """Which keys an SSH login would offer, described for ``silver doctor``:
+    ``SILVER_SSH_KEY``, the ssh agent's keys, then the default ``~/.ssh`` keys."""
+    found = []
+    extra = ssh_key_path()
+    if extra:
+        found.append(f"{extra} (SILVER_SSH_KEY)")
+    if os.environ.get("SSH_AUTH_SOCK"):
+        agent = paramiko.Agent()
+        try:
+            agent_keys = agent.get_keys()
+        except paramiko.SSHException:
+            agent_keys = ()
+        finally:
+            agent.close()
+        found += [f"{fingerprint(k)} (ssh agent)" for k in agent_keys]
+    home = Path.home() / ".ssh"
+    found += [f"{home / name} (default key)" for name in DEFAULT_KEY_NAMES
+              if (home / name).is_file()]
+    return found
 
 
 class _UnknownKeyPolicy(paramiko.MissingHostKeyPolicy):
@@ -570,11 +596,30 @@ def ssh_command() -> list[str]:
     return argv
 
 
+Progress = Callable[[int, int, str], None]
+"""``progress(bytes_so_far, percent, rate)``, rate as rsync prints it (``1.23MB/s``)."""
+
+_PROGRESS_RE = re.compile(r"^\s*([\d,]+)\s+(\d+)%\s+(\S+/s)\s")
+
+
+def output_records(pipe: BinaryIO) -> Iterator[str]:
+    """A program's output split at ``\n`` and ``\r`` (progress output redraws its
+    line with ``\r``), as each piece arrives."""
+    pending = b""
+    while chunk := pipe.read1(65536):
+        *records, pending = re.split(rb"[\r\n]", pending + chunk)
+        for record in records:
+            yield record.decode("utf-8", "replace")
+    if pending:
+        yield pending.decode("utf-8", "replace")
+
+
 def rsync(src: str, address: str, dest: str, *, user: str = "root",
           excludes: Iterable[str] = (), exclude_from: Path | None = None,
           link_dest: str | None = None, delete: bool = False, label: str | None = None,
           stream: Stream | None = None, dry_run: bool = False,
-          checksum: bool = False, pull: bool = False) -> RsyncStats:
+          checksum: bool = False, pull: bool = False,
+          progress: Progress | None = None) -> RsyncStats:
     """``rsync -a SRC user@address:DEST`` over verified SSH; returns what changed.
 
     Special files (FIFOs, sockets, devices) are never sent.
@@ -582,7 +627,8 @@ def rsync(src: str, address: str, dest: str, *, user: str = "root",
     ``pull`` copies the other way: SRC is on the node, DEST here (a backup).
 
     ``link_dest`` (relative to DEST on the node, or absolute) hard-links unchanged
-    files from a previous copy, so only differences are sent.
+    files from a previous copy, so only differences are sent. ``progress`` is
+    called as the transfer goes (rsync's ``--info=progress2``).
     """
     label = label or address
     argv = ["rsync", "-a", "--no-D", "--stats", "--out-format=%i %n%L",
@@ -600,6 +646,9 @@ def rsync(src: str, address: str, dest: str, *, user: str = "root",
         argv.append("--checksum")
     if pull:
         argv += ["--no-owner", "--no-group"]      # ours, not the node's deploy user's
+    if progress:
+        # the whole file list first, so the percentage is of the whole transfer
+        argv += ["--info=progress2", "--no-inc-recursive"]
     remote = f"{user}@{address}:{src if pull else dest}"
     argv += ["--", remote, dest] if pull else ["--", src, remote]
     env = {**os.environ, "LC_ALL": "C"}
@@ -622,9 +671,10 @@ def rsync(src: str, address: str, dest: str, *, user: str = "root",
     reader.start()
     stats = RsyncStats()
     assert proc.stdout is not None
-    for raw in proc.stdout:
-        line = raw.decode("utf-8", "replace").rstrip("\n")
-        if m := _ITEM_RE.match(line):
+    for line in output_records(proc.stdout):
+        if progress and (m := _PROGRESS_RE.match(line)):
+            progress(int(m.group(1).replace(",", "")), int(m.group(2)), m.group(3))
+        elif m := _ITEM_RE.match(line):
             stats.changed.append(m.group(1))
             if stream:
                 stream("stdout", line)

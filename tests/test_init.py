@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from silverlining.appconfig import AppConfig
+from silverlining.appconfig import AppConfig, Runner
 from silverlining.appfiles import (DEFAULT_EXCLUDES, Ignore, iter_app_files,
                                    make_paths_relative, read_silverignore)
 from silverlining.commands.init import app_name_for
@@ -252,3 +253,66 @@ def test_make_paths_relative(tmp_path):
     assert len(result.changed) == 3
     assert result.outside == [(lib / "a.pth", "/elsewhere/x")]
     assert make_paths_relative(lib).changed == []    # idempotent
+
+
+def test_init_then_serve_answers_with_a_hello_page(tmp_path):
+    root = tmp_path / "myapp"
+    proc = run_silver("init", str(root), check=True, timeout=120)
+    assert "runner = main.py" in proc.stderr
+    served = Served(root)
+    try:
+        body = served.get("/")
+        assert "<h1>Hello from myapp</h1>" in body
+        assert served.get("/health") == "ok\n"
+    finally:
+        served.stop()
+
+
+def test_init_in_a_directory_with_code_writes_no_sample(tmp_path):
+    flask_like = tmp_path / "site"
+    flask_like.mkdir()
+    (flask_like / "app.py").write_text("def app(environ, start_response):\n    pass\n")
+    proc = run_silver("init", str(flask_like), check=True, timeout=120)
+    assert not (flask_like / "main.py").exists()
+    assert AppConfig.load(flask_like).runner == Runner("app.py#app", path="app.py", attr="app")
+    assert f"runner = app.py#app guessed from your code: check it in {flask_like}" in proc.stderr
+
+    package = tmp_path / "shop"
+    (package / "src" / "shop").mkdir(parents=True)
+    (package / "src" / "shop" / "web.py").write_text("application = None\n")
+    proc = run_silver("init", str(package), check=True, timeout=120)
+    assert not (package / "main.py").exists()
+    assert (f"silver: warning: no main.py, app.py, wsgi.py here: set runner in "
+            f"{package / 'app.ini'} to where your app object is (or drop it: an app without "
+            "a web part)") in proc.stderr
+    assert "runner = main.py" in (package / "app.ini").read_text()
+
+
+def test_no_main_and_main_override_the_guess(tmp_path):
+    empty = tmp_path / "bare"
+    run_silver("init", str(empty), "--no-main", check=True, timeout=120)
+    assert not (empty / "main.py").exists()
+    coded = tmp_path / "coded"
+    coded.mkdir()
+    (coded / "tool.py").write_text("print('hi')\n")
+    run_silver("init", str(coded), "--main", check=True, timeout=120)
+    assert AppConfig.load(coded).runner.path == "main.py"
+
+
+def test_every_commented_example_in_the_app_ini_template_is_valid(tmp_path):
+    """Uncommenting the template's examples gives an app.ini that parses, and the
+    update_fetch script it suggests is a path that gets uploaded."""
+    run_silver("init", str(tmp_path / "demo"), "--no-main", check=True, timeout=120)
+    text = (tmp_path / "demo" / "app.ini").read_text()
+    uncommented = re.sub(r"^#(?=\S|    )", "", text, flags=re.M)
+    assert uncommented.count("\n#") < text.count("\n#")
+    (tmp_path / "demo" / "app.ini").write_text(uncommented)
+    config = AppConfig.load(tmp_path / "demo", check_files=False)
+    assert set(config.services) == {"files", "postgresql", "redis"}
+    assert config.health_check == "/health" and config.default_location == "demo.example.com"
+    scripts = [entry.script for entry in config.update_fetch if entry.script]
+    assert scripts == ["scripts/migrate.py"]
+    ignore = Ignore(read_silverignore(tmp_path / "demo"))
+    assert not ignore.matches("scripts", is_dir=True)
+    assert not ignore.matches("scripts/migrate.py", is_dir=False)
+    assert ignore.matches("bin/python", is_dir=False)   # the local virtualenv stays here

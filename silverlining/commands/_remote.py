@@ -7,19 +7,22 @@ deactivate, clean-node, run, logs, diff, disable/enable). Node progress
 
 from __future__ import annotations
 
+import contextlib
 import getpass
+import re
 import socket
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from silverlining import nodes
-from silverlining.console import Console
+from silverlining.console import Console, human
 from silverlining.errors import SilverError, UsageError
 from silverlining.locations import Location
 from silverlining.node import paths
 from silverlining.serverfiles import check_node_version
-from silverlining.transport import SSH
+from silverlining.transport import SSH, Progress
 
 NODE_ERROR = "silver-node: error: "
 
@@ -77,6 +80,23 @@ class NodeSession:
         if errors and status != 0:
             raise SilverError(f"[{self.name}] {errors[-1]}")
         return status
+
+    @contextlib.contextmanager
+    def upload_progress(self) -> Iterator[Progress | None]:
+        """An rsync ``progress`` callback drawing bytes, percentage and rate on the
+        status line (None when there is no terminal to draw on); cleared after."""
+        if not self.console.live:
+            yield None
+            return
+
+        def show(sent: int, percent: int, rate: str) -> None:
+            rate = re.sub(r"(\d)([kMGT]?B/s)$", r"\1 \2", rate)
+            self.console.status(self.name, f"uploading: {human(sent)}, {percent}%, {rate}")
+
+        try:
+            yield show
+        finally:
+            self.console.status_done(self.name)
 
     def close(self) -> None:
         self.ssh.close()

@@ -163,6 +163,7 @@ def _create(console: Console, cfg: ProviderConfig, driver: NodeDriver, hostname:
     console.step(hostname, "creating node" + (": " + ", ".join(described) if described else ""))
     if hasattr(driver, "progress"):  # the local driver reports image builds and boots
         driver.progress = lambda msg: console.step(hostname, msg)
+        driver.status = lambda text: console.status(hostname, text)
     create = getattr(profile, "create", None)
     try:
         if create is not None:
@@ -173,6 +174,8 @@ def _create(console: Console, cfg: ProviderConfig, driver: NodeDriver, hostname:
         if profile is not None and prepared.records:
             _release(console, profile, driver, cfg, hostname, prepared.records)
         raise
+    finally:
+        console.status_done(hostname)
     NodeRegistry().put(hostname, provider=cfg.name, driver=cfg.driver, node_id=str(node.id),
                        address=node_address(node, public=profile is not None),
                        **({"cloud": prepared.records} if prepared.records else {}))
@@ -288,7 +291,7 @@ def _wait_for_login(console: Console, hostname: str, address: str, deadline: flo
 def _etc_hosts(console: Console, hostname: str, address: str, choice: bool | None) -> None:
     """Add NAME to /etc/hosts when asked to, or when the user says yes at the prompt."""
     if choice is None:
-        if not sys.stdin.isatty() or etchosts.lookup(hostname) == address:
+        if etchosts.lookup(hostname) == address or not (console.yes or sys.stdin.isatty()):
             return
         choice = console.confirm(f"Add '{address} {hostname}' to {etchosts.hosts_path()}?")
     if not choice:

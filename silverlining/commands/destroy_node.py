@@ -16,6 +16,7 @@ from libcloud.compute.base import Node, NodeDriver
 from silverlining import etchosts, transport
 from silverlining.console import Console
 from silverlining.errors import SilverError, UsageError
+from silverlining.inifile import suggest
 from silverlining.locations import check_hostname
 from silverlining.providers import (call_provider, clouds, dns, find_node, node_address,
                                     open_provider)
@@ -52,8 +53,10 @@ def run(console: Console, hostnames: tuple[str, ...]) -> int | None:
             entry = registry.get(name) or {}
             node = find_node(nodes, name, entry.get("node_id"))
             if node is None and not entry:
+                known = list(registry.all()) + [n.name for n in nodes]
                 raise UsageError(f"unknown node {name!r}: not created with silver create-node "
-                                 f"and provider {cfg.name!r} has no node of that name")
+                                 f"and provider {cfg.name!r} has no node of that name"
+                                 f"{suggest(name, known)}")
             address = entry.get("address") or (node_address(node) if node else None)
             targets.append(Target(name, cfg, driver, node, address, entry))
     listing = ", ".join(t.name + (f" ({t.address})" if t.address else "") for t in targets)

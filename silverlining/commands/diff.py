@@ -16,7 +16,7 @@ from silverlining import appfiles
 from silverlining.appconfig import AppConfig
 from silverlining.commands._remote import node_for, open_node
 from silverlining.console import Console
-from silverlining.errors import UsageError
+from silverlining.errors import SilverError, UsageError
 from silverlining.locations import parse_location
 from silverlining.node.live import file_digest
 
@@ -70,6 +70,16 @@ def local_manifest(app_dir: Path, console: Console) -> dict[str, str]:
 
 
 def run(console: Console, app_dir: str, location: str | None, node: str | None) -> int:
+    """1 when there are differences, 0 when none; any error exits 2 (diff(1)'s
+    convention), so a script can tell "changed" from "could not compare"."""
+    try:
+        return _diff(console, app_dir, location, node)
+    except SilverError as exc:
+        exc.exit_code = 2
+        raise
+
+
+def _diff(console: Console, app_dir: str, location: str | None, node: str | None) -> int:
     config = AppConfig.load(app_dir)
     text = location or config.default_location
     if not text:
@@ -101,4 +111,4 @@ def run(console: Console, app_dir: str, location: str | None, node: str | None) 
     else:
         console.info(f"no differences: {loc} on {session.name} serves {label}, "
                      f"the same as {config.app_dir}")
-    return 0
+    return 1 if changes else 0

@@ -7,7 +7,7 @@ import string
 from pathlib import Path
 
 from silverlining.appconfig import MAX_NAME_LEN, NAME_RE
-from silverlining.appfiles import IGNORE_FILE, default_silverignore_text
+from silverlining.appfiles import IGNORE_FILE, default_silverignore_text, iter_app_files
 from silverlining.console import Console
 from silverlining.devserver import venv
 from silverlining.errors import UsageError
@@ -31,7 +31,34 @@ def _write(path: Path, text: str, force: bool, console: Console) -> None:
     console.info(f"wrote {path}")
 
 
-def run(console: Console, app_dir: str, force: bool, main_py: bool) -> int:
+# Files that usually hold a WSGI app, in the order a runner is guessed from them.
+RUNNER_CANDIDATES = ("main.py", "app.py", "wsgi.py")
+_APPLICATION_RE = re.compile(r"^(application\s*=|def application\b)", re.M)
+_APP_RE = re.compile(r"^(app\s*=|def app\b)", re.M)
+
+
+def has_code(root: Path) -> bool:
+    """Whether the directory already holds Python code of its own (libraries in
+    lib/ and the local virtualenv do not count)."""
+    return any(rel.endswith(".py") and not rel.startswith("lib/")
+               for rel in iter_app_files(root))
+
+
+def guess_runner(root: Path) -> str | None:
+    """``FILE`` or ``FILE#app`` for the first candidate file that exists."""
+    for name in RUNNER_CANDIDATES:
+        path = root / name
+        if path.is_file():
+            text = path.read_text(encoding="utf-8", errors="replace")
+            if not _APPLICATION_RE.search(text) and _APP_RE.search(text):
+                return f"{name}#app"
+            return name
+    return None
+
+
+def run(console: Console, app_dir: str, force: bool, main_py: bool | None) -> int:
+    """``main_py``: True writes the sample main.py, False never does, None (default)
+    writes it when the directory has no code yet, so a new app serves at once."""
     root = Path(app_dir).absolute()
     if root.exists() and not root.is_dir():
         raise UsageError(f"{app_dir} exists and is not a directory")
@@ -40,6 +67,9 @@ def run(console: Console, app_dir: str, force: bool, main_py: bool) -> int:
     except OSError as exc:
         raise UsageError(f"cannot create {app_dir}: {exc.strerror}") from None
     name = app_name_for(root)
+    if main_py is None:
+        main_py = not has_code(root)
+    runner = "main.py" if main_py else guess_runner(root)
     ini = root / "app.ini"
     if ini.exists():
         console.info("kept app.ini (never overwritten)")
@@ -47,8 +77,15 @@ def run(console: Console, app_dir: str, force: bool, main_py: bool) -> int:
             console.info("app.ini kept: point its runner at main.py yourself if needed")
     else:
         template = string.Template((TEMPLATES / "app.ini").read_text(encoding="utf-8"))
-        ini.write_text(template.substitute(app_name=name, runner="main.py"), encoding="utf-8")
-        console.info(f"wrote {ini} (app_name = {name})")
+        ini.write_text(template.substitute(app_name=name, runner=runner or "main.py"),
+                       encoding="utf-8")
+        console.info(f"wrote {ini} (app_name = {name}, runner = {runner or 'main.py'})")
+        if runner is None:
+            console.warn(f"no {', '.join(RUNNER_CANDIDATES)} here: set runner in {ini} "
+                         "to where your app object is (or drop it: an app without a web "
+                         "part)")
+        elif runner != "main.py" or not main_py:
+            console.info(f"runner = {runner} guessed from your code: check it in {ini}")
     for sub in DIRS:
         (root / sub).mkdir(parents=True, exist_ok=True)
     _write(root / IGNORE_FILE, default_silverignore_text(), force, console)

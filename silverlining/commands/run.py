@@ -113,8 +113,9 @@ def run(console: Console, location: str, script: str | None, args: tuple[str, ..
         if uploads:
             for up in uploads:
                 console.step(session.name, f"uploading {up.path}")
-                rsync(up.path, session.address, f"{prep['upload_dir']}/{up.index}/",
-                      user=paths.DEPLOY_USER, label=session.name)
+                with session.upload_progress() as progress:
+                    rsync(up.path, session.address, f"{prep['upload_dir']}/{up.index}/",
+                          user=paths.DEPLOY_USER, label=session.name, progress=progress)
             extra += ["--upload", prep["token"]]
             args = tuple(remote_args(args, uploads, prep["run_dir"]))
         console.detail(f"[{session.name}] running {script} of {prep['app']}.{prep['version']} "

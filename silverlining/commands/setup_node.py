@@ -89,8 +89,9 @@ def setup_host(console: Console, host: str, staged: Path, version: str, who: str
                                     delete=True, checksum=True, label=label)
             console.step(label, f"pushed server files {version} "
                                 f"({len(stats.changed)} paths changed, {stats.bytes_sent} bytes)")
-            _run_script(ssh, ["bash", str(paths.SETUP_SCRIPT), "--version", version, "--by", who],
-                        out, "setup script")
+            with console.ticking(label, "running the setup script"):
+                _run_script(ssh, ["bash", str(paths.SETUP_SCRIPT), "--version", version,
+                                  "--by", who], out, "setup script")
         result.ok = True
     except SilverError as exc:
         prefix = f"[{result.host}] "

@@ -24,12 +24,13 @@ from silverlining.appconfig import NAME_RE, AppConfig
 from silverlining.commands._params import (changes_input, check_given, complete,
                                            parse_assignments, read_param_files)
 from silverlining.commands._remote import NodeSession, node_for, open_node, who
-from silverlining.console import Console
+from silverlining.console import Console, human
 from silverlining.devserver.environ import app_config_dir
 from silverlining.errors import SilverError, UsageError
 from silverlining.locations import Location, parse_location
 from silverlining.node import paths
 from silverlining.providers import dns as providers_dns
+from silverlining.state import NodeRegistry
 from silverlining.transport import RsyncStats, rsync
 
 _EXT_RE = re.compile(r"\.cpython-(\d)(\d+)[^/]*\.so$")
@@ -62,14 +63,6 @@ class Outcome:
     sent: int
     files: int
     seconds: float
-
-
-def human(size: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size} B"
 
 
 def find_extensions(files: list[str]) -> list[tuple[str, str]]:
@@ -196,13 +189,16 @@ def upload(session: NodeSession, plan: Plan, reserved: dict) -> RsyncStats:
     def show(_name: str, line: str) -> None:
         session.console.detail(f"[{session.name}] {line}")
 
-    stats = rsync(f"{plan.app_dir}/", session.address, f"{dest}/app/", user=paths.DEPLOY_USER,
-                  excludes=plan.excludes, link_dest=f"{basis}/app" if basis else None,
-                  label=session.name, stream=show)
+    with session.upload_progress() as progress:
+        stats = rsync(f"{plan.app_dir}/", session.address, f"{dest}/app/",
+                      user=paths.DEPLOY_USER, excludes=plan.excludes,
+                      link_dest=f"{basis}/app" if basis else None, label=session.name,
+                      stream=show, progress=progress)
     if plan.config_dir:
-        more = rsync(f"{plan.config_dir}/", session.address, f"{dest}/config/",
-                     user=paths.DEPLOY_USER, link_dest=f"{basis}/config" if basis else None,
-                     label=session.name, stream=show)
+        with session.upload_progress() as progress:
+            more = rsync(f"{plan.config_dir}/", session.address, f"{dest}/config/",
+                         user=paths.DEPLOY_USER, link_dest=f"{basis}/config" if basis else None,
+                         label=session.name, stream=show, progress=progress)
         stats.bytes_sent += more.bytes_sent
         stats.files_transferred += more.files_transferred
         stats.changed += [f"config/{p}" for p in more.changed]
@@ -233,10 +229,12 @@ def deploy_to(console: Console, node: str, plan: Plan, ask: bool = False) -> Out
             args.append("--clear")
         if plan.backup:
             args.append("--backup")
-        result = session.call(*args, input=changes_input(values))
+        with console.ticking(session.name, f"installing {plan.app}.{version}"):
+            result = session.call(*args, input=changes_input(values))
     finally:
         session.close()
     console.step(session.name, f"{plan.app}.{version} is live at {plan.location}")
+    NodeRegistry().add_location(session.name, str(plan.location))
     return Outcome(session.name, version, result.get("previous"), stats.bytes_sent,
                    stats.files_transferred, time.monotonic() - started)
 

@@ -68,6 +68,8 @@ class LocalNodeDriver(NodeDriver):
                           else Path(env_cache) if env_cache else self.state_dir / "images")
         self.mirror = mirror or None
         self.progress: Callable[[str], None] = _stderr
+        # transient progress (the image build's phase): the CLI draws it on its status line
+        self.status: Callable[[str], None] = lambda _text: None
 
     # ---- catalogue -------------------------------------------------------------------
 
@@ -92,7 +94,7 @@ class LocalNodeDriver(NodeDriver):
         check_host()
         spec = local_image.image_spec(getattr(image, "id", image))
         return local_image.ensure_image(self.cache_dir, spec, self._sources(spec),
-                                        self.progress)
+                                        self.progress, self.status)
 
     # ---- nodes -----------------------------------------------------------------------
 
@@ -135,7 +137,8 @@ class LocalNodeDriver(NodeDriver):
         check_host()
         spec = local_image.image_spec(getattr(image, "id", image))
         sources = self._sources(spec)
-        base = local_image.ensure_image(self.cache_dir, spec, sources, self.progress)
+        base = local_image.ensure_image(self.cache_dir, spec, sources, self.progress,
+                                        self.status)
         node_dir = self._dir(name)
         with self._node_lock(name):
             old = self._read(name)

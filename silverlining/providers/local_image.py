@@ -63,8 +63,13 @@ def is_cached(cache_dir: Path, spec: ImageSpec) -> bool:
 
 
 def ensure_image(cache_dir: Path, spec: ImageSpec, sources: list[AptSource],
-                 progress: Callable[[str], None]) -> Path:
-    """The image's root dir, building it first if it is not cached yet."""
+                 progress: Callable[[str], None],
+                 status: Callable[[str], None] = lambda _text: None) -> Path:
+    """The image's root dir, building it first if it is not cached yet.
+
+    ``progress`` gets lasting lines (building, built); ``status`` each phase
+    mmdebstrap reports while it works (downloading, extracting, ...).
+    """
     root = image_root(cache_dir, spec)
     if is_cached(cache_dir, spec):
         return root
@@ -82,7 +87,7 @@ def ensure_image(cache_dir: Path, spec: ImageSpec, sources: list[AptSource],
         started = time.monotonic()
         tmp = Path(tempfile.mkdtemp(prefix=f".{spec.key}.build-", dir=cache_dir))
         try:
-            _build(tmp / "rootfs", spec, sources)
+            _build(tmp / "rootfs", spec, sources, status)
             _prepare(tmp / "rootfs")
             final = cache_dir / spec.key
             if final.exists():                   # leftovers of an incomplete old layout
@@ -95,15 +100,31 @@ def ensure_image(cache_dir: Path, spec: ImageSpec, sources: list[AptSource],
     return root
 
 
-def _build(target: Path, spec: ImageSpec, sources: list[AptSource]) -> None:
-    argv = [find_tool("mmdebstrap") or "mmdebstrap", "--variant=apt", "--quiet",
+def _build(target: Path, spec: ImageSpec, sources: list[AptSource],
+           status: Callable[[str], None]) -> None:
+    """Run mmdebstrap; its ``I: ...`` phase lines go to ``status`` as they come."""
+    argv = [find_tool("mmdebstrap") or "mmdebstrap", "--variant=apt",
             f"--include={','.join(spec.packages)}", spec.suite, str(target)]
     argv += [s.line() for s in sources]
-    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=1800)
-    if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-        tail = lines[-1] if lines else f"exit {proc.returncode}"
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    lines: list[str] = []
+    try:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            line = raw.decode("utf-8", "replace").strip()
+            if line:
+                lines.append(line)
+                if line.startswith("I: "):
+                    status(f"building image {spec.name}: {line[3:]}")
+        returncode = proc.wait(timeout=1800)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise SilverError(f"building image {spec.name} with mmdebstrap took over 30 "
+                          "minutes; stopped it") from None
+    if returncode != 0:
+        tail = lines[-1] if lines else f"exit {returncode}"
         raise SilverError(f"building image {spec.name} with mmdebstrap failed: {tail}")
 
 

@@ -1,4 +1,4 @@
-"""A minimal WSGI app made by `silver init --main`: replace it with yours."""
+"""A minimal WSGI app made by `silver init`: replace it with yours."""
 
 import html
 import os
