@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 import tempfile
 from pathlib import Path
 from urllib.parse import urlencode
@@ -381,3 +382,49 @@ def test_django_walkthrough(node, monkeypatch):  # noqa: F811
         assert users.stdout.strip() == "0"
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+CONSUMER = """import os, time
+import psycopg2, redis
+queue = redis.from_url(os.environ["CONFIG_REDIS_URL"])
+db = psycopg2.connect(os.environ["CONFIG_PG_URL"])
+db.autocommit = True
+with db.cursor() as cur:
+    cur.execute("CREATE TABLE IF NOT EXISTS items (id serial PRIMARY KEY, v text)")
+while True:
+    item = queue.blpop(os.environ["CONFIG_REDIS_PREFIX"] + "in", timeout=1)
+    if item:
+        with db.cursor() as cur:
+            cur.execute("INSERT INTO items (v) VALUES (%s)",
+                        (item[1].decode() + "@" + os.environ["SILVER_INSTANCE_NAME"],))
+"""
+PUSH = ("import os, sys, redis; redis.from_url(os.environ['CONFIG_REDIS_URL']).rpush("
+        "os.environ['CONFIG_REDIS_PREFIX'] + 'in', sys.argv[1])")
+
+
+def test_a_worker_consumes_redis_into_postgresql_across_deploys(node, shop, tmp_path):
+    """Issue 11's worker: fed through the app's Redis, writing to its database; it is
+    the new version's after a deploy of the web part, and comes back when killed."""
+    app = make_app(tmp_path, "queue", ("postgresql", "redis"),
+                   ("python3-psycopg2", "python3-redis"))
+    (app / "app.ini").write_text((app / "app.ini").read_text()
+                                 + "\n[process:consume]\ncommand = consume.py\n")
+    (app / "consume.py").write_text(CONSUMER)
+
+    def push_and_see(value: str, version: str) -> None:
+        node.silver("run", "--node", node.name, "queue.test", "python", "-c", PUSH, value,
+                    check=True)
+        deadline = time.monotonic() + 30
+        while f"{value}@queue.{version}" not in rows(node, "queue.test"):
+            assert time.monotonic() < deadline, rows(node, "queue.test")
+            time.sleep(0.5)
+
+    first = live_version(node.update(app, "queue.test").stdout)
+    push_and_see("a", first)
+    main = app / "main.py"
+    main.write_text(main.read_text() + "\n# a change of the web part\n")
+    second = live_version(node.update(app, "queue.test").stdout)
+    push_and_see("b", second)
+    node.root(f"systemctl kill -s KILL silver-queue-{second}.process-consume@1.service")
+    push_and_see("c", second)
+    assert [r.split("@")[0] for r in rows(node, "queue.test")] == ["a", "b", "c"]
