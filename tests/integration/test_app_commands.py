@@ -450,7 +450,8 @@ def test_detached_runs_outlive_the_command(node, deployed):
 def test_an_app_without_runner_runs_its_workers_as_at_app(node, tmp_path):
     app = tmp_path / "batch"
     app.mkdir()
-    (app / "app.ini").write_text("[production]\napp_name = batch\nservice.files =\n\n"
+    (app / "app.ini").write_text("[production]\napp_name = batch\nservice.files =\n"
+                                 "start_timeout = 10\n\n"
                                  "[process:beat]\ncommand = beat.py\n\n[process:api]\n"
                                  "command = api.py\ninstances = 2\nhealth_check = /ok\n")
     (app / "beat.py").write_text(BEAT)

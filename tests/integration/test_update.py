@@ -152,14 +152,14 @@ def test_crash_on_import_keeps_the_old_version(node, probe_app):
     assert probe(node.address, "gate.test")["instance"] == f"probe.{good}"
 
 
-def test_service_not_available_on_nodes_fails_clearly(node, probe_app):
+def test_a_service_value_is_refused_before_anything_changes(node, probe_app):
     good = live_version(node.update(probe_app, "svc.test").stdout)
     ini = probe_app / "app.ini"
-    ini.write_text(ini.read_text() + "service.postgresql =\n")
+    ini.write_text(ini.read_text() + "service.postgresql = 15\n")
     proc = node.update(probe_app, "svc.test", check=False)
-    assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines()[-1] == \
-        f"silver: error: [{node.name}] service postgresql is not available on nodes yet"
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"silver: error: {ini}:") and "service.postgresql takes no value" in last
     assert probe(node.address, "svc.test")["instance"] == f"probe.{good}"
 
 
@@ -270,7 +270,7 @@ def test_config_update_fetch_script_and_writable_root(node, probe_app, tmp_path)
     wr = seen["env"]["CONFIG_WRITABLE_ROOT"]
     proc = node.update(probe_app, "wr.test", "--config", str(config), "--name", "probe3",
                        "--clear")
-    assert "service writable_root: clearing" in proc.stderr
+    assert "writable_root: emptying /var/lib/silverlining/data/probe3/writable_root" in proc.stderr
     gone = probe(node.address, "wr.test", f"/read?path={wr}/shared.txt")
     assert gone == {"readable": False, "error": "No such file or directory"}
 
