@@ -205,6 +205,7 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
     make_dir(paths.TMP / app, 0, gid, 0o750)
     make_dir(instances.temp_dir(app, version), uid, gid, 0o700)
     instances.ensure_socket_dir(app, uid)
+    instances.upgrade_kept(app, state.versions, gid)
     basis = state.newest_built(before=version)
     say(f"building {instance_name(app, version)}"
         + (f" (unchanged files linked to {basis})" if basis else ""))
@@ -240,7 +241,7 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
     ports = jobs.install_units(app, version, config)
     meta.update(services=sorted(config.services), interface=config.interface, web=web,
                 runner=config.runner.spec if web else None, health_check=config.health_check,
-                start_timeout=config.start_timeout,
+                start_timeout=config.start_timeout, memory_max=config.memory_max,
                 processes={n: p.instances for n, p in config.processes.items()},
                 params_changed=sorted(n for n in values.keys() | stored.keys()
                                       if values.get(n) != stored.get(n)),

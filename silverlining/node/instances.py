@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import grp
 import http.client
+import os
 import socket
 import subprocess
 import time
@@ -141,6 +142,31 @@ def ensure_socket_dir(app: str, uid: int) -> None:
     conf = tmpfiles_path(app)
     if not conf.is_file() or conf.read_text() != text:
         conf.write_text(text)
+
+
+def upgrade_kept(app: str, versions: dict[str, dict], gid: int) -> None:
+    """Kept versions deployed before the hardening: their environment files become
+    root's and their units lose the root pre-commands, so a rollback to one of them
+    trusts nothing the app can change."""
+    env_dir = paths.ENV / app
+    for entry in os.scandir(env_dir) if env_dir.is_dir() else []:
+        if entry.is_file(follow_symlinks=False) and entry.name.endswith(".env"):
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                if os.fstat(fd).st_uid != 0:
+                    os.fchown(fd, 0, gid)
+                    os.fchmod(fd, 0o640)
+            finally:
+                os.close(fd)
+    changed = False
+    for version, meta in versions.items():
+        unit = paths.SYSTEMD_UNITS / unit_name(app, version)
+        if unit.is_file() and "ExecStartPre=+" in unit.read_text():
+            unit.write_text(unit_text(app, version, meta.get("interface", "wsgi"),
+                                      meta.get("memory_max")))
+            changed = True
+    if changed:
+        daemon_reload()
 
 
 def has_web(app: str, version: str) -> bool:

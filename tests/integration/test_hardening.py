@@ -466,3 +466,19 @@ def test_two_apps_installing_packages_at_once_with_stale_lists(node, victim, tmp
     assert node.root("tree --version").startswith("tree v")
     for name in ("pkg-a", "pkg-b"):
         assert probe(node.address, f"{name}.test")["instance"] == f"{name}.v1"
+
+
+def test_versions_kept_from_before_the_hardening_are_upgraded(node, victim):
+    """A node set up by an older silverlining keeps app-owned env files and units with
+    root pre-commands for its old versions; the next deploy makes them safe to roll
+    back to."""
+    old = probe(node.address, "victim.test")["instance"].split(".")[1]
+    env = f"{VAR}/env/probe/{old}.env"
+    unit = f"/etc/systemd/system/silver-probe-{old}.service"
+    node.root(f"chown sl-probe {env} && chmod 600 {env} && "
+              f"sed -i 's|^ExecStart=|ExecStartPre=+/bin/true\\nExecStart=|' {unit}")
+    node.update(victim, "victim.test")
+    assert node.root(f"stat -c '%U:%G %a' {env}").strip() == "root:sl-probe 640"
+    assert "ExecStartPre=+" not in node.root(f"cat {unit}")
+    node.silver("activate", "--node", node.name, "victim.test", old, check=True)
+    assert probe(node.address, "victim.test")["instance"] == f"probe.{old}"
