@@ -190,9 +190,12 @@ def enable(app: str, version: str) -> None:
 
 
 def stop_now(app: str, version: str) -> None:
+    """Stop an instance that serves nobody (a failed deploy, a removed version): killed
+    at once, not given the graceful stop a hung app would sit out to its timeout."""
     unit = unit_name(app, version)
     cancel_stop(app, version)
     _systemctl("disable", "--quiet", unit, check=False)
+    _systemctl("kill", "--signal=SIGKILL", unit, check=False)
     _systemctl("stop", unit, check=False)
     _systemctl("reset-failed", unit, check=False)
 
