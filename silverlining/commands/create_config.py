@@ -76,12 +76,15 @@ def run(console: Console, app_dir: str, out: str, assignments: tuple[str, ...],
         raise UsageError(f"{dest} already exists and is not an empty directory")
     for rel in template_files(root):
         target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
         tpl = _template(root / rel)
-        if tpl is None:
-            shutil.copyfile(root / rel, target)
-        else:
-            target.write_text(tpl.substitute(values), encoding="utf-8")
-        shutil.copymode(root / rel, target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if tpl is None:
+                shutil.copyfile(root / rel, target)
+            else:
+                target.write_text(tpl.substitute(values), encoding="utf-8")
+            shutil.copymode(root / rel, target)
+        except OSError as exc:
+            raise UsageError(f"cannot write {target}: {exc.strerror}") from None
     console.out(f"wrote {len(template_files(root))} files to {dest}")
     return 0

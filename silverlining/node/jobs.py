@@ -97,6 +97,8 @@ def ports_path(app: str, version: str):
 
 def allocate_ports(app: str, version: str, names: list[str]) -> dict[str, int]:
     """Ports on 127.0.0.1 for workers that serve HTTP, unique on the node."""
+    if not names:                  # the common case: no node-wide lock, no rewrite
+        return {}
     with flock("ports", 60, "the node's worker ports"):
         try:
             table = json.loads(paths.PORTS.read_text())
