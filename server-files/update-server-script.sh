@@ -221,6 +221,11 @@ install_lib() {
         LIB_CHANGED=1
         changed "node code in $LIB: $count paths updated"
     fi
+    # silver-node runs with -B (root writes no bytecode at run time), so without
+    # these every call would compile its modules again: a quarter of a second each.
+    if [ "$count" -gt 0 ] || [ ! -d "$LIB/silverlining/__pycache__" ]; then
+        python3 -m compileall -q "$LIB" >/dev/null
+    fi
 }
 
 install_deploy_user() {

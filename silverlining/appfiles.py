@@ -13,6 +13,7 @@ defaults into it); when it does not, ``DEFAULT_EXCLUDES`` apply.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import stat
@@ -207,6 +208,13 @@ class AppFiles:
     files: list[str] = field(default_factory=list)     # regular files and symlinks
     special: list[str] = field(default_factory=list)   # FIFOs, sockets, devices: skipped
     outside: list[tuple[str, str]] = field(default_factory=list)   # (symlink, its target)
+    stamps: list[str] = field(default_factory=list)    # what rsync's quick check compares
+
+    def fingerprint(self) -> str:
+        """Changes whenever rsync would send something (a path, type, mode, size, mtime
+        or link target differs), so an equal fingerprint means an identical upload."""
+        return hashlib.sha256("\0".join(self.stamps).encode("utf-8", "surrogateescape")
+                              ).hexdigest()
 
 
 def _leaves_app(root: Path, rel: str) -> str | None:
@@ -231,17 +239,21 @@ def scan_app_files(app_dir: Path | str, ignore: Ignore | None = None) -> AppFile
                              if not ignore.matches(prefix + d, is_dir=True))
         names = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
         names += [n for n in filenames if not ignore.matches(prefix + n, is_dir=False)]
+        found.stamps += [f"d {prefix}{d}" for d in dirnames]
         for name in sorted(names):
             path = prefix + name
-            mode = os.lstat(root / path).st_mode
+            st = os.lstat(root / path)
+            mode = st.st_mode
             if stat.S_ISLNK(mode):
                 target = _leaves_app(root, path)
                 if target is not None:
                     found.outside.append((path, target))
                 elif name in filenames:
                     found.files.append(path)
+                found.stamps.append(f"l {path} {os.readlink(root / path)}")
             elif stat.S_ISREG(mode):
                 found.files.append(path)
+                found.stamps.append(f"f {path} {mode:o} {st.st_size} {st.st_mtime_ns}")
             else:
                 found.special.append(path)
     return found

@@ -211,6 +211,8 @@ def setup_node_cmd(ctx, hosts):
 @click.option("--clear", is_flag=True, help="Empty the app's service data first.")
 @click.option("--backup", is_flag=True,
               help="First keep the live version's data on the node (remote:before-vN).")
+@click.option("--force", is_flag=True,
+              help="Deploy a new version even when the live one has exactly these files.")
 @click.option("--noetchosts", is_flag=True, help="Do not offer to map the host in /etc/hosts.")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
               help="Set a parameter of app.ini (kept on the node for later deploys).")
@@ -220,16 +222,18 @@ def setup_node_cmd(ctx, hosts):
 @click.option("--dns/--no-dns", default=None, help="Point the host at the node in the provider's DNS zone (asks if not given).")
 @yes_option("whether to point the location's host at the node (DNS zone or /etc/hosts)")
 @click.pass_context
-def update_cmd(ctx, app_dir, location, host, nodes, name, config_dir, clear, backup, noetchosts,
-               params, param_files, lock_wait, dns):
+def update_cmd(ctx, app_dir, location, host, nodes, name, config_dir, clear, backup, force,
+               noetchosts, params, param_files, lock_wait, dns):
     """Deploy APP_DIR to LOCATION (HOST[/PATH]) with zero downtime.
 
     Afterwards asks whether to point the location's host at the node: in the
     provider's DNS zone if it has one (unless --dns/--no-dns), else in
-    /etc/hosts (unless --noetchosts); -y answers yes.
+    /etc/hosts (unless --noetchosts); -y answers yes. When the live version already
+    has exactly these files, nothing is deployed (unless --force).
     """
     dispatch(ctx, "update", app_dir=app_dir, location=location, host=host, nodes=nodes, name=name,
-             config_dir=config_dir, clear=clear, backup=backup, noetchosts=noetchosts,
+             config_dir=config_dir, clear=clear, backup=backup, force=force,
+             noetchosts=noetchosts,
              lock_wait=lock_wait, params=params, param_files=param_files, dns=dns)
 
 

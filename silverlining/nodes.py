@@ -12,10 +12,14 @@ import re
 import socket
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from silverlining.errors import SilverError, UsageError
 from silverlining.inifile import suggest
 from silverlining.state import NodeRegistry
+
+if TYPE_CHECKING:
+    from silverlining.userconfig import DnsConfig
 
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?\Z")
 
@@ -119,3 +123,13 @@ def _follow_address(name: str, entry: dict, node: object) -> str | None:
             etchosts.add(name, address)
         entry["address"] = address
     return address
+
+
+def node_dns(node: str) -> DnsConfig | None:
+    """The ``[dns:NAME]`` of the provider the registered ``node`` was created with
+    (read without loading any provider library: most deploys have none)."""
+    from silverlining.userconfig import UserConfig
+
+    provider = (NodeRegistry().get(node) or {}).get("provider")
+    cfg = UserConfig.load().providers.get(provider) if provider else None
+    return cfg.dns if cfg is not None else None

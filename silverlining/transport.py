@@ -9,7 +9,9 @@ Every remote command is an argv list; this module quotes it.
 
 from __future__ import annotations
 
+import array
 import base64
+import contextlib
 import hashlib
 import json
 import logging
@@ -17,9 +19,11 @@ import os
 import re
 import select
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -27,7 +31,10 @@ from typing import BinaryIO
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import paramiko
+# paramiko's config module imports invoke (for ``Match exec`` in ssh_config, which
+# we never read) when it is installed: a fifth of silver's start-up time.
+sys.modules.setdefault("invoke", None)  # type: ignore[arg-type]
+import paramiko  # noqa: E402
 
 from silverlining import state
 from silverlining.errors import SilverError
@@ -614,13 +621,124 @@ def output_records(pipe: BinaryIO) -> Iterator[str]:
         yield pending.decode("utf-8", "replace")
 
 
+# rsync's "remote shell" when it runs through an open connection (``ChannelRsh``):
+# hands its stdin/stdout/stderr and the remote command to the CLI's process, which
+# runs the command in a channel of that connection, and exits with its status.
+# Standard library only, started with -I -S: a few milliseconds, not a login.
+_RSH_HELPER = """\
+import array, os, socket, sys
+args = sys.argv[2:]
+if args[:1] == ["-l"]:
+    args = args[2:]
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendmsg([chr(0).join(args[1:]).encode()],
+          [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [0, 1, 2]))])
+for fd in (0, 1, 2):
+    os.close(fd)
+status = s.recv(1)
+os._exit(status[0] if status else 255)
+"""
+
+
+class ChannelRsh:
+    """An ``rsync -e`` command that reuses an open ``SSH`` connection: rsync's remote
+    side runs in a new channel of it instead of behind a second login, whose
+    handshake is most of the time a small upload takes."""
+
+    def __init__(self, ssh: "SSH") -> None:
+        self.ssh = ssh
+        self._dir = tempfile.mkdtemp(prefix="silver-rsh-")
+        self._socket = os.path.join(self._dir, "relay")
+        helper = os.path.join(self._dir, "rsh.py")
+        with open(helper, "w") as f:
+            f.write(_RSH_HELPER)
+        self.command = shlex.join([sys.executable, "-I", "-S", helper, self._socket])
+        self._listener = socket.socket(socket.AF_UNIX)
+        self._listener.bind(self._socket)
+        self._listener.listen(4)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def __enter__(self) -> "ChannelRsh":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._listener.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(conn,), daemon=True).start()
+
+    def _relay(self, conn: socket.socket) -> None:
+        """Run the command the helper sent; its output goes to the helper's descriptors."""
+        fds: list[int] = []
+        status = 255
+        chan = None
+        try:
+            msg, ancdata, _, _ = conn.recvmsg(65536, socket.CMSG_SPACE(3 * 4))
+            for level, kind, data in ancdata:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds += array.array("i", data[:len(data) - len(data) % 4]).tolist()
+            if len(fds) != 3:
+                return
+            chan = self.ssh._transport().open_session(timeout=self.ssh.timeout)
+            chan.exec_command(" ".join(msg.decode().split("\0")))   # joined as ssh does
+            threading.Thread(target=_feed_channel, args=(chan, fds[0]), daemon=True).start()
+            while not (chan.exit_status_ready() and (chan.eof_received or chan.closed)
+                       and not chan.recv_ready() and not chan.recv_stderr_ready()):
+                select.select([chan], [], [], 0.5)
+                while chan.recv_ready():
+                    _write_all(fds[1], chan.recv(65536))
+                while chan.recv_stderr_ready():
+                    _write_all(fds[2], chan.recv_stderr(65536))
+            status = chan.recv_exit_status()
+        except (OSError, EOFError, paramiko.SSHException, SilverError) as exc:
+            if len(fds) == 3:
+                with contextlib.suppress(OSError):
+                    _write_all(fds[2], f"silver: relay to {self.ssh.label} failed: "
+                                       f"{_reason(exc)}\n".encode())
+        finally:
+            if chan is not None:
+                chan.close()
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            with contextlib.suppress(OSError):
+                conn.sendall(bytes([status & 0xFF]))
+            conn.close()
+
+
+def _feed_channel(chan: paramiko.Channel, fd: int) -> None:
+    """Copy what rsync writes into the channel, then end the remote side's stdin."""
+    try:
+        while data := os.read(fd, 65536):
+            chan.sendall(data)
+        chan.shutdown_write()
+    except (OSError, EOFError, paramiko.SSHException):
+        pass
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def rsync(src: str, address: str, dest: str, *, user: str = "root",
           excludes: Iterable[str] = (), exclude_from: Path | None = None,
           link_dest: str | None = None, delete: bool = False, label: str | None = None,
           stream: Stream | None = None, dry_run: bool = False,
           checksum: bool = False, pull: bool = False,
-          progress: Progress | None = None) -> RsyncStats:
+          progress: Progress | None = None, via: ChannelRsh | None = None) -> RsyncStats:
     """``rsync -a SRC user@address:DEST`` over verified SSH; returns what changed.
+
+    ``via`` runs it through an open connection (as that connection's user) instead
+    of a new ssh login.
 
     Special files (FIFOs, sockets, devices) are never sent.
 
@@ -632,7 +750,7 @@ def rsync(src: str, address: str, dest: str, *, user: str = "root",
     """
     label = label or address
     argv = ["rsync", "-a", "--no-D", "--stats", "--out-format=%i %n%L",
-            "-e", shlex.join(ssh_command())]
+            "-e", via.command if via else shlex.join(ssh_command())]
     argv += [f"--exclude={pattern}" for pattern in excludes]
     if exclude_from is not None:
         argv.append(f"--exclude-from={exclude_from}")

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from silverlining import appfiles, etchosts
+from silverlining import appfiles, etchosts, serverfiles
 from silverlining.appconfig import NAME_RE, AppConfig
 from silverlining.commands._params import (changes_input, check_given, complete,
                                            parse_assignments, read_param_files)
@@ -29,9 +29,9 @@ from silverlining.devserver.environ import app_config_dir
 from silverlining.errors import SilverError, UsageError
 from silverlining.locations import Location, parse_location
 from silverlining.node import paths
-from silverlining.providers import dns as providers_dns
+from silverlining.nodes import node_dns
 from silverlining.state import NodeRegistry
-from silverlining.transport import RsyncStats, rsync
+from silverlining.transport import ChannelRsh, RemoteCommandError, RsyncStats, rsync
 
 _EXT_RE = re.compile(r"\.cpython-(\d)(\d+)[^/]*\.so$")
 
@@ -52,7 +52,15 @@ class Plan:
     source: str
     config: AppConfig
     params: dict[str, str]
+    fingerprint: str              # of the upload and the server files (see ``prepare``)
     backup: bool = False          # keep the live version's data (remote:before-vN) first
+    force: bool = False           # deploy even when the live version has these files
+
+    @property
+    def may_skip(self) -> bool:
+        """Whether an upload equal to the live version may end the deploy early: not
+        when parameters, data or a forced restart were asked for."""
+        return not (self.force or self.clear or self.backup or self.params)
 
 
 @dataclass
@@ -63,6 +71,7 @@ class Outcome:
     sent: int
     files: int
     seconds: float
+    unchanged: bool = False       # the live version already had these files
 
 
 def find_extensions(files: list[str]) -> list[tuple[str, str]]:
@@ -175,10 +184,14 @@ def make_plan(app_dir: str, location: str | None, host: str | None, name: str | 
     for path in scan.special:
         console.warn(f"skipping {config.app_dir / path}: not a regular file (FIFO, socket "
                      "or device)")
+    stamps = [serverfiles.version(), *scan.stamps]
+    if cfg:
+        stamps += ["config", *appfiles.scan_app_files(cfg).stamps]
     return Plan(app_dir=config.app_dir, app=app, location=parse_location(text), config_dir=cfg,
                 clear=clear, excludes=appfiles.read_silverignore(config.app_dir),
                 extensions=find_extensions(scan.files), lock_wait=lock_wait, who=who(),
-                source=source_of(config.app_dir), config=config, params=dict(params or {}))
+                source=source_of(config.app_dir), config=config, params=dict(params or {}),
+                fingerprint=appfiles.AppFiles(stamps=stamps).fingerprint())
 
 
 def upload(session: NodeSession, plan: Plan, reserved: dict) -> RsyncStats:
@@ -189,33 +202,62 @@ def upload(session: NodeSession, plan: Plan, reserved: dict) -> RsyncStats:
     def show(_name: str, line: str) -> None:
         session.console.detail(f"[{session.name}] {line}")
 
-    with session.upload_progress() as progress:
-        stats = rsync(f"{plan.app_dir}/", session.address, f"{dest}/app/",
-                      user=paths.DEPLOY_USER, excludes=plan.excludes,
-                      link_dest=f"{basis}/app" if basis else None, label=session.name,
-                      stream=show, progress=progress)
-    if plan.config_dir:
+    with ChannelRsh(session.ssh) as via:
         with session.upload_progress() as progress:
-            more = rsync(f"{plan.config_dir}/", session.address, f"{dest}/config/",
-                         user=paths.DEPLOY_USER, link_dest=f"{basis}/config" if basis else None,
-                         label=session.name, stream=show, progress=progress)
-        stats.bytes_sent += more.bytes_sent
-        stats.files_transferred += more.files_transferred
-        stats.changed += [f"config/{p}" for p in more.changed]
+            stats = rsync(f"{plan.app_dir}/", session.address, f"{dest}/app/",
+                          user=paths.DEPLOY_USER, excludes=plan.excludes,
+                          link_dest=f"{basis}/app" if basis else None, label=session.name,
+                          stream=show, progress=progress, via=via)
+        if plan.config_dir:
+            with session.upload_progress() as progress:
+                more = rsync(f"{plan.config_dir}/", session.address, f"{dest}/config/",
+                             user=paths.DEPLOY_USER,
+                             link_dest=f"{basis}/config" if basis else None,
+                             label=session.name, stream=show, progress=progress, via=via)
+            stats.bytes_sent += more.bytes_sent
+            stats.files_transferred += more.files_transferred
+            stats.changed += [f"config/{p}" for p in more.changed]
     return stats
+
+
+def prepare(session: NodeSession, plan: Plan, ask: bool) -> tuple[dict, dict[str, str]]:
+    """One round trip before the upload (``silver-node prepare``): the node's server
+    version, Python and stored parameters, and a reserved version, or the live version
+    when it already has these files. Returns the node's answer and the parameter values."""
+    lock = ["--lock-wait", f"{plan.lock_wait:g}"] if plan.lock_wait is not None else []
+    needs = [n for n, p in sorted(plan.config.parameters.items())
+             if n not in plan.params and p.default is None]
+    skip = ["--fingerprint", plan.fingerprint, "--location", str(plan.location)] \
+        if plan.may_skip else []
+    try:
+        answer = session.call("prepare", plan.app, "--who", plan.who, "--source", plan.source,
+                              "--server-version", serverfiles.version(), *lock, *skip,
+                              *[arg for n in needs for arg in ("--needs", n)], quiet=True)
+    except RemoteCommandError:
+        serverfiles.check_node_version(session.ssh, session.name)  # not set up: say so
+        raise
+    if "server_version" in answer:
+        serverfiles.refuse_version(answer["server_version"], session.name)
+    check_extensions(plan, session.name, answer["python"])
+    values = complete(plan.config, plan.params, set(answer.get("params_set", [])),
+                      session.name, ask)
+    if "missing" in answer:         # given just now (prompted): reserve after all
+        answer.update(session.call("reserve", plan.app, "--who", plan.who, "--source",
+                                   plan.source, *lock, quiet=True))
+    return answer, values
 
 
 def deploy_to(console: Console, node: str, plan: Plan, ask: bool = False) -> Outcome:
     started = time.monotonic()
-    session = open_node(console, node)
+    session = open_node(console, node, check=False)
     try:
-        info = session.call("info", "--app", plan.app, quiet=True)
-        check_extensions(plan, session.name, info["python"])
-        values = complete(plan.config, plan.params, set(info.get("params_set", [])),
-                          session.name, ask)
+        reserved, values = prepare(session, plan, ask)
+        if live := reserved.get("unchanged"):
+            console.step(session.name, f"nothing changed: {plan.app}.{live} stays live at "
+                         f"{plan.location} (--force deploys these files again)")
+            return Outcome(session.name, live, None, 0, 0, time.monotonic() - started,
+                           unchanged=True)
         lock = ["--lock-wait", f"{plan.lock_wait:g}"] if plan.lock_wait is not None else []
-        reserved = session.call("reserve", plan.app, "--who", plan.who, "--source",
-                                plan.source, *lock, quiet=True)
         version = reserved["version"]
         console.step(session.name, f"uploading {plan.app_dir} as {plan.app}.{version}")
         stats = upload(session, plan, reserved)
@@ -224,7 +266,7 @@ def deploy_to(console: Console, node: str, plan: Plan, ask: bool = False) -> Out
         console.step(session.name, f"sent {human(stats.bytes_sent)} "
                      f"({stats.files_transferred} changed files)")
         args = ["deploy", plan.app, version, "--location", str(plan.location),
-                "--who", plan.who, "--params-stdin", *lock]
+                "--who", plan.who, "--params-stdin", "--fingerprint", plan.fingerprint, *lock]
         if plan.clear:
             args.append("--clear")
         if plan.backup:
@@ -264,17 +306,19 @@ def run(console: Console, app_dir: str, location: str | None, host: str | None,
         nodes: tuple[str, ...], name: str | None, config_dir: str | None, clear: bool,
         noetchosts: bool, lock_wait: float | None = None, params: tuple[str, ...] = (),
         param_files: tuple[str, ...] = (), dns: bool | None = None,
-        backup: bool = False) -> int:
+        backup: bool = False, force: bool = False) -> int:
     values = {**parse_assignments(params, "--param"), **read_param_files(param_files)}
     plan = make_plan(app_dir, location, host, name, config_dir, clear, lock_wait, console,
                      values)
-    plan.backup = backup
+    plan.backup, plan.force = backup, force
     targets = list(dict.fromkeys(nodes)) or [node_for(plan.location, None)]
     if len(targets) == 1:
         outcome = deploy_to(console, targets[0], plan, ask=True)
         report(console, plan, [outcome], {})
-        on_dns = plan.location.is_exact_host and providers_dns.offer_location(
-            console, plan.location.host, targets[0], dns)
+        on_dns = False
+        if plan.location.is_exact_host and node_dns(targets[0]) is not None:
+            from silverlining.providers import dns as providers_dns
+            on_dns = providers_dns.offer_location(console, plan.location.host, targets[0], dns)
         if not (noetchosts or on_dns):
             offer_etc_hosts(console, plan.location, targets[0])
         return 0
@@ -293,6 +337,10 @@ def run(console: Console, app_dir: str, location: str | None, host: str | None,
 
 def report(console: Console, plan: Plan, outcomes: list[Outcome], failures: dict[str, str]) -> None:
     for o in outcomes:
+        if o.unchanged:
+            console.out(f"{o.node}: nothing changed, {plan.app}.{o.version} stays live at "
+                        f"{plan.location} ({o.seconds:.1f}s)")
+            continue
         was = f"was {o.previous}" if o.previous else "first version there"
         console.out(f"{o.node}: {plan.app}.{o.version} live at {plan.location} ({was}; "
                     f"sent {human(o.sent)}, {o.seconds:.1f}s)")

@@ -252,7 +252,8 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
     if web:
         say(f"starting {instance_name(app, version)} ({config.interface}, "
             f"{'gunicorn' if config.interface == 'wsgi' else 'uvicorn'})")
-        instances.install_unit(app, version, config.interface, config.memory_max)
+        instances.install_unit(app, version, config.interface, config.memory_max,
+                               reload_all=bool(config.processes or config.crons))
     else:
         instances.daemon_reload()
     try:
@@ -283,12 +284,14 @@ def deploy(args) -> dict:
     version_number(args.version)
     changes = params.read_changes() if args.params_stdin else {}
     return run_deploy(args.app, args.version, location_key(args.location), args.clear,
-                      changes, args.who, args.lock_wait, args.backup)
+                      changes, args.who, args.lock_wait, args.backup, args.fingerprint)
 
 
 def run_deploy(app: str, version: str, location: str, clear: bool, changes: dict,
-               who: str | None, lock_wait: float, backup: bool = False) -> dict:
-    """Deploy a reserved, uploaded version under the app's lock; record how it went."""
+               who: str | None, lock_wait: float, backup: bool = False,
+               fingerprint: str | None = None) -> dict:
+    """Deploy a reserved, uploaded version under the app's lock; record how it went
+    (with the upload's ``fingerprint``, which lets the next identical upload stop early)."""
     with app_lock(app, lock_wait):
         state = AppState.load(app)
         meta = state.get(version)
@@ -318,6 +321,8 @@ def run_deploy(app: str, version: str, location: str, clear: bool, changes: dict
                          location=location, error=message)
             raise NodeError(message) from None
         meta["status"] = "ok"
+        if fingerprint:
+            meta["fingerprint"] = fingerprint
         state.save()
         audit.record("update", app, who=who, version=version, location=location,
                      previous=result["previous"])
@@ -343,7 +348,7 @@ def redeploy(args) -> dict:
         run(["rsync", "-a", "--no-D", f"--chown={deploy_user.pw_uid}:{deploy_user.pw_gid}",
              "--chmod=u+rwX", f"{src}/", f"{dest}/"], what="copying the live version")
     return run_deploy(app, reserved["version"], location, False, changes, args.who,
-                      args.lock_wait)
+                      args.lock_wait, fingerprint=AppState.load(app).get(live).get("fingerprint"))
 
 
 def register(subparsers) -> None:
@@ -356,6 +361,7 @@ def register(subparsers) -> None:
                    help="keep the live version's data as remote:before-VERSION first")
     p.add_argument("--params-stdin", action="store_true",
                    help="parameter changes as JSON on stdin (values never on the command line)")
+    p.add_argument("--fingerprint", help="of the uploaded files, kept with the version")
     p.add_argument("--who")
     p.add_argument("--lock-wait", type=float, default=300.0)
     p.set_defaults(handler=deploy)

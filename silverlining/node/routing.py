@@ -9,7 +9,10 @@ Matching: exact hosts beat ``.example.com`` suffix wildcards, which beat
 ``*``; within a host the longest path prefix wins and the app sees it as
 SCRIPT_NAME (``X-Script-Name``). ``static/`` of the instance, then the
 ``writable_root`` service's files (per-host subdirectory first), are served
-by nginx; everything else goes to the app's unix socket. ``www.HOST``
+by nginx; everything else goes to the app's unix socket. nginx reaches both
+through ``LIVE/<location>``, a link to the served version's ``FRONTS`` directory:
+switching a location to another version of the same app flips that link, and
+the nginx text, which names no version, stays the same (no reload). ``www.HOST``
 redirects to ``HOST``. The special location ``not-found`` serves unknown
 hosts and unmatched paths; ``disabled`` serves disabled apps' requests
 (only localhost still reaches a disabled app).
@@ -18,14 +21,16 @@ hosts and unmatched paths; ``disabled`` serves disabled apps' requests
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
 from silverlining.node import paths
 from silverlining.node._errors import NodeError
-from silverlining.node._util import say
+from silverlining.node._util import make_dir, say
 
 CONF_NAME = "routes.conf"
 UPDATE_HEADER = "X-Silverlining-Update"
@@ -103,7 +108,7 @@ def _route_locations(route: Route, key: str) -> list[str]:
         tries.append(f"{route.static_dir}$silver_rest")
     if route.writable_root:
         tries += [f"{route.writable_root}/$host$silver_rest", f"{route.writable_root}$silver_rest"]
-    out = [f"    # {route.location} -> {route.app}.{route.version}", *_status_locations(route)]
+    out = [f"    # {route.location} -> {route.app}", *_status_locations(route)]
     if not tries:
         out.append(f"    location ~ ^{rx}(/.*)?$ {{")
         out += _guard(route, "        ") + _proxy(route, "        ") + ["    }"]
@@ -194,9 +199,22 @@ def generate(routes: list[Route], pages: str = str(paths.PAGES)) -> str:
 
 # --- applying it on the node ---------------------------------------------------
 
+def live_link(location: str) -> Path:
+    """The location's link to the version it serves (``quote``: no '/', ':' or '$',
+    which nginx would read as a path, the socket's end or a variable)."""
+    return paths.LIVE / urllib.parse.quote(location, safe="")
+
+
+def static_dir(app: str, version: str) -> Path | None:
+    from silverlining.node._state import instance_dir
+
+    static = instance_dir(app, version) / "static"
+    return static if static.is_dir() and not static.is_symlink() else None
+
+
 def routes_from_table(table: dict[str, dict]) -> list[Route]:
     """Routes for every location that serves a version, from the node's records."""
-    from silverlining.node._state import AppState, instance_dir
+    from silverlining.node._state import AppState
 
     states: dict[str, AppState] = {}
     routes = []
@@ -207,15 +225,57 @@ def routes_from_table(table: dict[str, dict]) -> list[Route]:
         state = states.setdefault(app, AppState.load(app))
         meta = state.versions.get(version, {})
         host, slash, rest = location.partition("/")
-        static = instance_dir(app, version) / "static"
+        link = live_link(location)
         wr = paths.DATA / app / "writable_root"
         routes.append(Route(
             host=host, path=slash + rest, app=app, version=version,
-            socket=str(paths.SOCKETS / app / f"{version}.sock"),
-            static_dir=str(static) if static.is_dir() and not static.is_symlink() else None,
+            socket=f"{link}/sock",
+            static_dir=f"{link}/static" if static_dir(app, version) else None,
             writable_root=str(wr) if "writable_root" in meta.get("services", ()) else None,
             disabled=state.disabled))
     return routes
+
+
+def _front(app: str, version: str) -> Path:
+    """``FRONTS/APP/vN`` with ``sock`` and ``static`` links to the version (made once;
+    root's, in root's directories, so no app can redirect them)."""
+    front = paths.FRONTS / app / version
+    if not front.is_dir():
+        tmp = make_dir(paths.FRONTS / app, 0, 0, 0o755) / f".{version}.new"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(mode=0o755)
+        os.symlink(paths.SOCKETS / app / f"{version}.sock", tmp / "sock")
+        if static := static_dir(app, version):
+            os.symlink(static, tmp / "static")
+        os.rename(tmp, front)
+    return front
+
+
+def _point(link: Path, target: Path | None) -> None:
+    """Replace ``link`` atomically (a request sees the old or the new version, never
+    none); ``None`` removes it."""
+    if target is None:
+        link.unlink(missing_ok=True)
+        return
+    tmp = link.with_name(f".{link.name}.new")
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
+def _live_links() -> dict[Path, Path]:
+    if not paths.LIVE.is_dir():
+        return {}
+    return {p: Path(os.readlink(p)) for p in paths.LIVE.iterdir()
+            if p.is_symlink() and not p.name.startswith(".")}
+
+
+def _prune_fronts(kept: set[Path]) -> None:
+    """Drop the fronts of versions no location serves."""
+    for app_dir in paths.FRONTS.iterdir() if paths.FRONTS.is_dir() else []:
+        for front in app_dir.iterdir():
+            if front not in kept:
+                shutil.rmtree(front, ignore_errors=True)
 
 
 def _worker_pids() -> set[int]:
@@ -257,18 +317,39 @@ def _put(target: Path, data: bytes) -> None:
 
 
 def apply(table: dict[str, dict]) -> bool:
-    """Regenerate, check and load the routing; returns whether it changed.
+    """Point each location's live link at its version, then regenerate, check and load
+    the routing if its text changed; returns whether nginx was reloaded.
 
-    On any failure (``nginx -t`` refuses it, the reload fails) the old file is
-    put back byte for byte before the error is raised, so the caller's routing
-    table, saved only after this returns, still matches what nginx serves.
+    On any failure (``nginx -t`` refuses it, the reload fails) the old links and the
+    old file are put back byte for byte before the error is raised, so the caller's
+    routing table, saved only after this returns, still matches what nginx serves.
     """
-    text = generate(routes_from_table(table)).encode()
+    routes = routes_from_table(table)
+    text = generate(routes).encode()
+    make_dir(paths.LIVE, 0, 0, 0o755)
+    before = _live_links()
+    wanted = {live_link(r.location): _front(r.app, r.version) for r in routes}
+    for link, front in wanted.items():
+        if before.get(link) != front:
+            _point(link, front)
     paths.NGINX_ROUTES.mkdir(parents=True, exist_ok=True)
     target = paths.NGINX_ROUTES / CONF_NAME
     old = target.read_bytes() if target.exists() else None
-    if old == text:
-        return False
+    try:
+        reloaded = old != text and _load(target, old, text)
+    except BaseException:
+        for link in wanted.keys() | before.keys():
+            _point(link, before.get(link))
+        raise
+    for link in before.keys() - wanted.keys():
+        _point(link, None)
+    _prune_fronts(set(wanted.values()))
+    return reloaded
+
+
+def _load(target: Path, old: bytes | None, text: bytes) -> bool:
+    """Put the new routing file in place, check it and reload nginx, or put the old
+    one back."""
     _put(target, text)
     reloading = False
     try:

@@ -160,16 +160,6 @@ def in_zone(host: str, zone: str) -> bool:
     return host == zone or host.endswith("." + zone)
 
 
-def node_dns(node: str) -> DnsConfig | None:
-    """The ``[dns:NAME]`` of the provider the registered ``node`` was created with."""
-    from silverlining.state import NodeRegistry
-    from silverlining.userconfig import UserConfig
-
-    provider = (NodeRegistry().get(node) or {}).get("provider")
-    cfg = UserConfig.load().providers.get(provider) if provider else None
-    return cfg.dns if cfg is not None else None
-
-
 def offer_location(console: Console, host: str, node: str, choice: bool | None) -> bool:
     """Point an app's exact ``host`` at ``node`` in DNS (``silver update --dns``).
 
@@ -177,6 +167,7 @@ def offer_location(console: Console, host: str, node: str, choice: bool | None) 
     Returns False when the node's provider has no DNS, so the caller offers
     the /etc/hosts mapping instead.
     """
+    from silverlining.nodes import node_dns
     from silverlining.state import NodeRegistry
 
     cfg = node_dns(node)

@@ -57,8 +57,9 @@ class Node:
 
     def update(self, app_dir: Path, location: str, *extra: str,
                check: bool = True) -> subprocess.CompletedProcess:
+        """A new version every time (``--force``: tests deploy identical copies)."""
         return self.silver("-y", "update", str(app_dir), location, "--node", self.name,
-                           "--noetchosts", *extra, check=check)
+                           "--noetchosts", "--force", *extra, check=check)
 
     def root(self, command: str, check: bool = True) -> str:
         with self.env.ssh(self.name) as ssh:

@@ -59,10 +59,18 @@ def test_deploy_serves_app_static_files_and_environment(node, hello):
 
 
 def test_redeploy_sends_only_the_changed_file(node, hello):
-    node.update(hello, "hello.test")
-    same = node.silver("-v", "-y", "update", str(hello), "hello.test", "--node", node.name,
+    live = live_version(node.update(hello, "hello.test").stdout)
+    same = node.silver("-y", "update", str(hello), "hello.test", "--node", node.name,
                        "--noetchosts", check=True)
-    assert "(0 changed files)" in same.stderr, same.stderr
+    assert f"nothing changed, hello.{live} stays live at hello.test" in same.stdout, same.stdout
+    assert "uploading" not in same.stderr and "--force" in same.stderr
+    query = node.silver("query", node.name, "hello", check=True).stdout
+    assert re.search(rf"^  {live} .* running +live at hello\.test$", query, re.M), query
+    assert "reserved" not in query
+    forced = node.silver("-v", "-y", "update", str(hello), "hello.test", "--node", node.name,
+                         "--noetchosts", "--force", check=True)
+    assert "(0 changed files)" in forced.stderr, forced.stderr
+    assert live_version(forced.stdout) != live
     css = hello / "static" / "style.css"
     css.write_text(css.read_text() + "\n/* changed */\n" + "x" * 20000 + "\n")
     size = css.stat().st_size
@@ -76,6 +84,9 @@ def test_redeploy_sends_only_the_changed_file(node, hello):
     assert sent_bytes < size + 4000, proc.stderr
     status, body, _ = http_get(node.address, "hello.test", "/style.css")
     assert status == 200 and body == css.read_bytes()
+    # the switch flipped the location's link: nginx, whose text names no version, was
+    # not reloaded
+    assert "switching hello.test" in proc.stderr and "reloading nginx" not in proc.stderr
     version = live_version(proc.stdout)
     # unchanged files of the new instance are hard links to the previous one
     links = node.root(f"stat -c %h /var/lib/silverlining/apps/hello/{version}/main.py")
@@ -173,6 +184,8 @@ def test_activate_prev_rolls_back_without_upload(node, probe_app):
     assert probe(node.address, "roll.test")["instance"] == f"probe.{first}"
     proc = node.silver("activate", "roll.test", "prev", "--node", node.name, check=True)
     assert probe(node.address, "roll.test")["instance"] == f"probe.{second}"
+    # the second instance was still draining: no start, and no nginx reload either
+    assert "starting" not in proc.stderr and "reloading nginx" not in proc.stderr
     proc = node.silver("activate", "roll.test", "v999", "--node", node.name)
     assert proc.returncode == 1 and "has no version v999" in proc.stderr
     assert "Traceback" not in proc.stderr
