@@ -122,12 +122,9 @@ def check_node_version(ssh, node: str | None = None) -> None:
     ``ssh`` is a ``transport.SSH`` (root or the deploy user: the version file
     is world-readable). Later commands call this before touching the node.
     """
+    node = node or ssh.label
     result = ssh.run(["cat", str(paths.SERVER_VERSION)], check=False)
-    refuse_version(result.stdout.strip() if result.status == 0 else "", node or ssh.label)
-
-
-def refuse_version(found: str, node: str) -> None:
-    """Raise unless ``found`` (the node's server version, "" if none) is ours."""
+    found = result.stdout.strip() if result.status == 0 else ""
     if not found:
         raise SilverError(f"{node} is not set up: run silver setup-node {node}")
     if found != version():

@@ -16,12 +16,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from silverlining import nodes
+from silverlining import nodes, serverfiles
 from silverlining.console import Console, human
 from silverlining.errors import SilverError, UsageError
 from silverlining.locations import Location
 from silverlining.node import paths
-from silverlining.serverfiles import check_node_version
 from silverlining.transport import SSH, Progress
 
 NODE_ERROR = "silver-node: error: "
@@ -42,6 +41,20 @@ class NodeSession:
     address: str
     ssh: SSH
     console: Console
+    verified: bool = False        # the node is known to run our server files
+
+    def _entry(self) -> list[str]:
+        """``sudo silver-node``; until the node is verified, told to refuse to run
+        unless its server version is ours (one round trip instead of two)."""
+        expect = [] if self.verified else ["--expect-version", serverfiles.version()]
+        return ["sudo", "-n", str(paths.ENTRY), *expect]
+
+    def _explain(self) -> None:
+        """After a failed first call: say so if the node is not set up or runs other
+        server files (else the caller re-raises the call's own error)."""
+        if not self.verified:
+            serverfiles.check_node_version(self.ssh, self.name)
+            self.verified = True
 
     def call(self, sub: str, *args: str, quiet: bool = False,
              timeout: float | None = None, input: str | None = None) -> dict:
@@ -51,8 +64,14 @@ class NodeSession:
             if line.strip():
                 (self.console.detail if quiet else self.console.info)(f"[{self.name}] {line}")
 
-        return self.ssh.run_json(["sudo", "-n", str(paths.ENTRY), sub, *args],
-                                 stream=stream, timeout=timeout, input=input)
+        try:
+            result = self.ssh.run_json([*self._entry(), sub, *args], stream=stream,
+                                       timeout=timeout, input=input)
+        except SilverError:
+            self._explain()
+            raise
+        self.verified = True
+        return result
 
     def raw(self, sub: str, *args: str, pty: bool = False, terminal: bool = False,
             input: BinaryIO | None = None) -> int:
@@ -63,6 +82,9 @@ class NodeSession:
         ends (SIGHUP) when we disconnect; ``input`` is fed to its stdin. The node's
         own errors become one line.
         """
+        if not self.verified:
+            serverfiles.check_node_version(self.ssh, self.name)
+            self.verified = True
         argv = ["sudo", "-n", str(paths.ENTRY), sub, *args]
         if terminal:
             return self.ssh.interactive(argv)
@@ -104,16 +126,16 @@ class NodeSession:
 
 def open_node(console: Console, node: str, check: bool = True) -> NodeSession:
     """Connect as the deploy user and make sure the node runs our server files
-    (``check=False``: the caller's first node call checks that itself)."""
+    (``check=False``: its first ``call`` makes sure of that, in the same round trip)."""
     where = nodes.resolve(node)
     ssh = SSH(where.address, user=paths.DEPLOY_USER, label=where.name)
     try:
         if check:
-            check_node_version(ssh, where.name)
+            serverfiles.check_node_version(ssh, where.name)
     except BaseException:
         ssh.close()
         raise
-    return NodeSession(where.name, where.address, ssh, console)
+    return NodeSession(where.name, where.address, ssh, console, verified=check)
 
 
 def node_for(location: Location, node: str | None) -> str:

@@ -15,7 +15,7 @@ from silverlining.locations import parse_location
 
 def run(console: Console, location: str, node: str | None) -> int:
     loc = parse_location(location)
-    session = open_node(console, node_for(loc, node))
+    session = open_node(console, node_for(loc, node), check=False)
     try:
         live = session.call("served", str(loc), quiet=True)
         if not console.confirm(f"Delete all data of {live['app']} on {session.name} "

@@ -13,7 +13,7 @@ def run(console: Console, locations: tuple[str, ...], keep_prev: bool, node: str
         loc = parse_location(text)
         by_node.setdefault(node_for(loc, node), []).append(str(loc))
     for target, locs in by_node.items():
-        session = open_node(console, target)
+        session = open_node(console, target, check=False)
         try:
             args = ["deactivate", *locs, "--who", who()]
             if keep_prev:

@@ -15,7 +15,7 @@ from silverlining.locations import parse_location
 
 def run(console: Console, location: str, node: str | None, process: str | None) -> int:
     loc = parse_location(location)
-    session = open_node(console, node_for(loc, node))
+    session = open_node(console, node_for(loc, node), check=False)
     try:
         if process:
             result = session.call("restart-process", str(loc), process, "--who", who())

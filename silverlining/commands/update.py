@@ -31,7 +31,7 @@ from silverlining.locations import Location, parse_location
 from silverlining.node import paths
 from silverlining.nodes import node_dns
 from silverlining.state import NodeRegistry
-from silverlining.transport import ChannelRsh, RemoteCommandError, RsyncStats, rsync
+from silverlining.transport import ChannelRsh, RsyncStats, rsync
 
 _EXT_RE = re.compile(r"\.cpython-(\d)(\d+)[^/]*\.so$")
 
@@ -221,23 +221,18 @@ def upload(session: NodeSession, plan: Plan, reserved: dict) -> RsyncStats:
 
 
 def prepare(session: NodeSession, plan: Plan, ask: bool) -> tuple[dict, dict[str, str]]:
-    """One round trip before the upload (``silver-node prepare``): the node's server
-    version, Python and stored parameters, and a reserved version, or the live version
-    when it already has these files. Returns the node's answer and the parameter values."""
+    """One round trip before the upload (``silver-node prepare``, which also checks the
+    node's server version): the node's Python and stored parameters, and a reserved
+    version, or the live version when it already has these files. Returns the node's
+    answer and the parameter values."""
     lock = ["--lock-wait", f"{plan.lock_wait:g}"] if plan.lock_wait is not None else []
     needs = [n for n, p in sorted(plan.config.parameters.items())
              if n not in plan.params and p.default is None]
     skip = ["--fingerprint", plan.fingerprint, "--location", str(plan.location)] \
         if plan.may_skip else []
-    try:
-        answer = session.call("prepare", plan.app, "--who", plan.who, "--source", plan.source,
-                              "--server-version", serverfiles.version(), *lock, *skip,
-                              *[arg for n in needs for arg in ("--needs", n)], quiet=True)
-    except RemoteCommandError:
-        serverfiles.check_node_version(session.ssh, session.name)  # not set up: say so
-        raise
-    if "server_version" in answer:
-        serverfiles.refuse_version(answer["server_version"], session.name)
+    answer = session.call("prepare", plan.app, "--who", plan.who, "--source", plan.source,
+                          *lock, *skip, *[arg for n in needs for arg in ("--needs", n)],
+                          quiet=True)
     check_extensions(plan, session.name, answer["python"])
     values = complete(plan.config, plan.params, set(answer.get("params_set", [])),
                       session.name, ask)

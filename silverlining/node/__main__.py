@@ -16,28 +16,59 @@ import importlib
 import json
 import os
 import pkgutil
+import re
 import sys
+from pathlib import Path
 
 import silverlining.node as node_pkg
 from silverlining.node._errors import NodeError
 
 
-def build_parser() -> argparse.ArgumentParser:
+_ADD_PARSER = re.compile(r"""add_parser\(\s*["']([a-z-]+)["']""")
+
+
+def _modules_for(command: str | None) -> list[str]:
+    """The node modules to import: the one that registers ``command`` (found in the
+    sources, without importing the others: each call is a new process, and importing
+    every module would cost more than most subcommands take), else all of them."""
+    names = sorted(i.name for i in pkgutil.iter_modules(node_pkg.__path__)
+                   if not i.name.startswith("_"))
+    for name in names if command else []:
+        source = Path(node_pkg.__path__[0], f"{name}.py")
+        if source.is_file() and command in _ADD_PARSER.findall(source.read_text()):
+            return [name]
+    return names
+
+
+def _server_version() -> str:
+    from silverlining.node import paths
+
+    try:
+        return paths.SERVER_VERSION.read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="silver-node")
+    parser.add_argument("--expect-version", metavar="HASH",
+                        help="refuse to run unless the node's server version is this")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for info in sorted(pkgutil.iter_modules(node_pkg.__path__), key=lambda i: i.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"silverlining.node.{info.name}")
+    for name in _modules_for(command):
+        module = importlib.import_module(f"silverlining.node.{name}")
         if hasattr(module, "register"):
             module.register(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv[0] if argv and not argv[0].startswith("-") else None
+                        ).parse_args(argv)
     raw = getattr(args, "raw", False)
     try:
+        if args.expect_version and args.expect_version != _server_version():
+            raise NodeError("this node was set up with other server files")
         result = args.handler(args)
     except NodeError as exc:
         try:

@@ -38,20 +38,13 @@ def info(app: str | None = None) -> dict:
 
 
 def prepare(app: str, who: str | None, source: str | None, lock_wait: float,
-            server_version: str, needs: list[str], fingerprint: str | None,
-            location: str | None) -> dict:
-    """Everything ``silver update`` asks before uploading, in one round trip: whether
-    the node runs our server files, its Python, which of the app's parameters it lacks,
-    whether the live version already is this upload, and else a reserved version.
+            needs: list[str], fingerprint: str | None, location: str | None) -> dict:
+    """Everything ``silver update`` asks before uploading, in one round trip: the
+    node's Python, which of the app's parameters it lacks, whether the live version
+    already is this upload, and else a reserved version.
 
-    Nothing is reserved when the answer stops the deploy (other server files, missing
-    parameters, nothing changed), so such an answer leaves no trace on the node."""
-    try:
-        found = paths.SERVER_VERSION.read_text().strip()
-    except FileNotFoundError:
-        found = ""
-    if found != server_version:
-        return {"server_version": found}
+    Nothing is reserved when the answer stops the deploy (missing parameters, nothing
+    changed), so such an answer leaves no trace on the node."""
     result = info(app)
     missing = sorted(set(needs) - set(result["params_set"]))
     if missing:
@@ -184,21 +177,19 @@ def register(subparsers) -> None:
     p.add_argument("--source")
     p.add_argument("--lock-wait", type=float, default=300.0)
     p.set_defaults(handler=lambda a: reserve(a.app, a.who, a.source, a.lock_wait))
-    p = subparsers.add_parser("prepare", help="server version, info, unchanged check and "
-                              "reserve, in one call")
+    p = subparsers.add_parser("prepare", help="info, unchanged check and reserve, in one "
+                              "call")
     p.add_argument("app")
     p.add_argument("--who")
     p.add_argument("--source")
     p.add_argument("--lock-wait", type=float, default=300.0)
-    p.add_argument("--server-version", required=True)
     p.add_argument("--needs", action="append", default=[],
                    help="a parameter the upload does not set itself")
     p.add_argument("--fingerprint", help="of the uploaded files; with --location, no "
                    "version is reserved when the live one has the same")
     p.add_argument("--location")
-    p.set_defaults(handler=lambda a: prepare(a.app, a.who, a.source, a.lock_wait,
-                                             a.server_version, a.needs, a.fingerprint,
-                                             a.location))
+    p.set_defaults(handler=lambda a: prepare(a.app, a.who, a.source, a.lock_wait, a.needs,
+                                             a.fingerprint, a.location))
     p = subparsers.add_parser("query", help="apps, versions and where they are live")
     p.add_argument("globs", nargs="*")
     p.add_argument("--health", action="store_true", help="check each live location")

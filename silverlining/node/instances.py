@@ -230,6 +230,9 @@ def stop_later(app: str, version: str, delay: int = DRAIN_SECONDS) -> None:
 
 def cancel_stop(app: str, version: str) -> None:
     name = stop_unit_name(app, version)
+    if not any((paths.TRANSIENT_UNITS / f"{name}.{kind}").exists()
+               for kind in ("timer", "service")):
+        return              # none scheduled (systemd keeps transient units' files while loaded)
     _systemctl("stop", f"{name}.timer", check=False)
     _systemctl("reset-failed", f"{name}.timer", f"{name}.service", check=False)
 

@@ -39,4 +39,5 @@ RUN = Path("/run/silverlining")                      # locks/, setup-node.lock
 SOCKETS = RUN / "apps"                               # SOCKETS/APP/vN.sock: sl-APP:www-data 0750 (nginx + app only)
 TMPFILES = Path("/etc/tmpfiles.d")                   # silverlining-app-APP.conf: SOCKETS/APP again after a reboot
 SYSTEMD_UNITS = Path("/etc/systemd/system")          # silver-APP-vN.service per instance
+TRANSIENT_UNITS = Path("/run/systemd/transient")     # systemd-run's units (scheduled stops)
 NGINX_USER = "www-data"

@@ -146,9 +146,18 @@ def test_check_node_version_catches_other_and_missing_versions(nodes, node_env):
         with pytest.raises(SilverError, match="^sn-c was set up with other server files: "
                                               "run silver setup-node sn-c$"):
             serverfiles.check_node_version(ssh, "sn-c")
+        # commands that check in their first node call (--expect-version) say the same
+        for args in (["query", "sn-c"], ["activate", "x.test", "prev", "--node", "sn-c"]):
+            proc = node_env.silver(*args)
+            assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == \
+                "silver: error: sn-c was set up with other server files: run silver " \
+                "setup-node sn-c", proc.stderr
         ssh.run(["rm", str(paths.SERVER_VERSION)])
         with pytest.raises(SilverError, match="^sn-c is not set up: run silver setup-node sn-c$"):
             serverfiles.check_node_version(ssh, "sn-c")
+        proc = node_env.silver("query", "sn-c")
+        assert proc.stderr.strip().splitlines()[-1] == \
+            "silver: error: sn-c is not set up: run silver setup-node sn-c", proc.stderr
     proc = node_env.silver("setup-node", "sn-c")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"changed: file {paths.SERVER_VERSION}" in proc.stderr

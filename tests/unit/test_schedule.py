@@ -56,7 +56,7 @@ def systemd_next(calendar: str, count: int) -> list[dt.datetime]:
     return [dt.datetime.strptime(t.rsplit(" ", 1)[0], "%a %Y-%m-%d %H:%M:%S") for t in times]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(CRON)
 def test_cron_and_systemd_agree(expr):
     assert systemd_next(to_calendar(expr), 3) == cron_next(expr, 3)

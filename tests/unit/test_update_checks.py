@@ -123,3 +123,41 @@ def test_links_are_judged_like_the_filesystem_resolves_them(tmp_path_factory, wh
     inside = landed == str(root) or landed.startswith(str(root) + "/")
     leaves = appfiles._leaves_app(root, rel) is not None
     assert leaves == (absolute or not inside)
+
+
+def _fingerprint(app: Path, **kw) -> str:
+    return make_plan(str(app), "probe.test", None, None, None, False, None, Console(),
+                     **kw).fingerprint
+
+
+def test_the_fingerprint_changes_with_what_rsync_would_send(app, tmp_path):
+    first = _fingerprint(app)
+    copy = tmp_path / "copy"
+    shutil.copytree(app, copy)                           # copy2: same times and modes
+    assert _fingerprint(copy) == first
+    main = app / "main.py"
+    stat = main.stat()
+    os.utime(main, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    touched = _fingerprint(app)
+    assert touched != first
+    os.chmod(main, 0o700)
+    assert _fingerprint(app) != touched
+    os.chmod(main, stat.st_mode)
+    assert _fingerprint(app) == touched
+    (app / "static").mkdir(exist_ok=True)
+    (app / "static" / "empty").mkdir()
+    assert _fingerprint(app) != touched                  # rsync would make the directory
+    (app / ".silverignore").write_text("static/empty/\n")
+    ignored = _fingerprint(app)
+    (app / "static" / "empty" / "note.txt").write_text("not uploaded")
+    assert _fingerprint(app) == ignored
+    (app / "link.py").symlink_to("main.py")
+    assert _fingerprint(app) != ignored
+
+
+def test_parameters_data_and_force_always_deploy(app):
+    plan = make_plan(str(app), "probe.test", None, None, None, False, None, Console())
+    assert plan.may_skip
+    for change in ({"force": True}, {"backup": True}, {"clear": True},
+                   {"params": {"X": "1"}}):
+        assert not Plan(**{**plan.__dict__, **change}).may_skip, change
