@@ -413,7 +413,7 @@ class SSH:
         return (chan.recv_exit_status(), splitters["stdout"].finish(),
                 splitters["stderr"].finish())
 
-    def run_json(self, argv: list[str], *, input: bytes | str | None = None,
+    def run_json(self, argv: list[str], *, input: bytes | str | BinaryIO | None = None,
                  stream: Stream | None = None, timeout: float | None = None) -> dict:
         """Run a node-side command and return the JSON object on its last stdout line.
 

@@ -57,7 +57,7 @@ class NodeSession:
             self.verified = True
 
     def call(self, sub: str, *args: str, quiet: bool = False,
-             timeout: float | None = None, input: str | None = None) -> dict:
+             timeout: float | None = None, input: str | BinaryIO | None = None) -> dict:
         """Run ``silver-node SUB ARGS`` as root through sudo; node progress is shown.
         ``input`` goes to its stdin (how secrets travel: never as arguments)."""
         def stream(_name: str, line: str) -> None:

@@ -9,7 +9,9 @@ serving.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import queue
 import re
 import socket
 import subprocess
@@ -29,6 +31,7 @@ from silverlining.devserver.environ import app_config_dir
 from silverlining.errors import SilverError, UsageError
 from silverlining.locations import Location, parse_location
 from silverlining.node import paths
+from silverlining.node.params import UPLOADED
 from silverlining.nodes import node_dns
 from silverlining.state import NodeRegistry
 from silverlining.transport import ChannelRsh, RsyncStats, rsync
@@ -242,6 +245,53 @@ def prepare(session: NodeSession, plan: Plan, ask: bool) -> tuple[dict, dict[str
     return answer, values
 
 
+class _DeployInput:
+    """The stdin of ``deploy --wait-upload``: the parameter changes at once, then, when
+    the upload is over, the ``UPLOADED`` line, or just the end when it failed."""
+
+    def __init__(self, changes: str) -> None:
+        self._parts: queue.Queue[bytes] = queue.Queue()
+        self._parts.put(changes.encode())
+
+    def read1(self, _size: int = -1) -> bytes:
+        return self._parts.get()
+
+    def end(self, uploaded: bool) -> None:
+        if uploaded:
+            self._parts.put(f"{UPLOADED}\n".encode())
+        self._parts.put(b"")
+
+
+def upload_and_deploy(session: NodeSession, plan: Plan, reserved: dict,
+                      values: dict[str, str]) -> tuple[RsyncStats, dict]:
+    """Upload the version while ``silver-node deploy`` already starts on the node (its
+    Python, its imports): it waits for the line saying the upload is complete, and
+    gives up, deploying nothing, when its input ends without it."""
+    console, version = session.console, reserved["version"]
+    lock = ["--lock-wait", f"{plan.lock_wait:g}"] if plan.lock_wait is not None else []
+    args = ["deploy", plan.app, version, "--location", str(plan.location), "--who", plan.who,
+            "--params-stdin", "--wait-upload", "--fingerprint", plan.fingerprint, *lock,
+            *(["--clear"] if plan.clear else []), *(["--backup"] if plan.backup else [])]
+    feed = _DeployInput(changes_input(values) + "\n")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        deploying = pool.submit(session.call, *args, input=feed)
+        try:
+            console.step(session.name, f"uploading {plan.app_dir} as {plan.app}.{version}")
+            stats = upload(session, plan, reserved)
+        except BaseException:
+            feed.end(uploaded=False)
+            with contextlib.suppress(SilverError):
+                deploying.result()
+            raise
+        feed.end(uploaded=True)
+        console.detail(f"[{session.name}] rsync: {stats.bytes_sent} bytes sent, "
+                       f"{stats.files_transferred} files transferred")
+        console.step(session.name, f"sent {human(stats.bytes_sent)} "
+                     f"({stats.files_transferred} changed files)")
+        with console.ticking(session.name, f"installing {plan.app}.{version}"):
+            return stats, deploying.result()
+
+
 def deploy_to(console: Console, node: str, plan: Plan, ask: bool = False) -> Outcome:
     started = time.monotonic()
     session = open_node(console, node, check=False)
@@ -252,22 +302,8 @@ def deploy_to(console: Console, node: str, plan: Plan, ask: bool = False) -> Out
                          f"{plan.location} (--force deploys these files again)")
             return Outcome(session.name, live, None, 0, 0, time.monotonic() - started,
                            unchanged=True)
-        lock = ["--lock-wait", f"{plan.lock_wait:g}"] if plan.lock_wait is not None else []
         version = reserved["version"]
-        console.step(session.name, f"uploading {plan.app_dir} as {plan.app}.{version}")
-        stats = upload(session, plan, reserved)
-        console.detail(f"[{session.name}] rsync: {stats.bytes_sent} bytes sent, "
-                       f"{stats.files_transferred} files transferred")
-        console.step(session.name, f"sent {human(stats.bytes_sent)} "
-                     f"({stats.files_transferred} changed files)")
-        args = ["deploy", plan.app, version, "--location", str(plan.location),
-                "--who", plan.who, "--params-stdin", "--fingerprint", plan.fingerprint, *lock]
-        if plan.clear:
-            args.append("--clear")
-        if plan.backup:
-            args.append("--backup")
-        with console.ticking(session.name, f"installing {plan.app}.{version}"):
-            result = session.call(*args, input=changes_input(values))
+        stats, result = upload_and_deploy(session, plan, reserved, values)
     finally:
         session.close()
     console.step(session.name, f"{plan.app}.{version} is live at {plan.location}")

@@ -33,7 +33,8 @@ def _modules_for(command: str | None) -> list[str]:
     every module would cost more than most subcommands take), else all of them."""
     names = sorted(i.name for i in pkgutil.iter_modules(node_pkg.__path__)
                    if not i.name.startswith("_"))
-    for name in names if command else []:
+    first = (command or "").split("-")[0]        # "deploy" is in deploy.py, "job-stop"...
+    for name in sorted(names, key=lambda n: n != first) if command else []:
         source = Path(node_pkg.__path__[0], f"{name}.py")
         if source.is_file() and command in _ADD_PARSER.findall(source.read_text()):
             return [name]

@@ -282,7 +282,7 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
 
 def deploy(args) -> dict:
     version_number(args.version)
-    changes = params.read_changes() if args.params_stdin else {}
+    changes = params.read_changes(args.wait_upload) if args.params_stdin else {}
     return run_deploy(args.app, args.version, location_key(args.location), args.clear,
                       changes, args.who, args.lock_wait, args.backup, args.fingerprint)
 
@@ -362,6 +362,8 @@ def register(subparsers) -> None:
     p.add_argument("--params-stdin", action="store_true",
                    help="parameter changes as JSON on stdin (values never on the command line)")
     p.add_argument("--fingerprint", help="of the uploaded files, kept with the version")
+    p.add_argument("--wait-upload", action="store_true",
+                   help="start now; deploy once stdin says the upload is complete")
     p.add_argument("--who")
     p.add_argument("--lock-wait", type=float, default=300.0)
     p.set_defaults(handler=deploy)

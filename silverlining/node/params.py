@@ -38,10 +38,19 @@ def save(app: str, values: dict[str, str], gid: int) -> None:
     write_private(params_path(app), (json.dumps(values, sort_keys=True) + "\n").encode(), gid)
 
 
-def read_changes() -> dict:
-    """``{"set": {...}, "unset": [...]}`` from stdin (what the CLI sends)."""
+UPLOADED = "uploaded"
+"""The line ``silver update`` sends a ``deploy --wait-upload`` once the upload is complete."""
+
+
+def read_changes(wait_upload: bool = False) -> dict:
+    """``{"set": {...}, "unset": [...]}`` from stdin (what the CLI sends). With
+    ``wait_upload`` they are the first line, and the call returns only when the
+    ``UPLOADED`` line follows: the deploy starts while its files are still coming."""
+    text = sys.stdin.readline() if wait_upload else sys.stdin.read()
+    if wait_upload and sys.stdin.readline().strip() != UPLOADED:
+        raise NodeError("the upload did not finish: nothing was deployed")
     try:
-        data = json.loads(sys.stdin.read() or "{}")
+        data = json.loads(text or "{}")
     except ValueError:
         raise NodeError("the parameter changes on stdin are not JSON") from None
     if not isinstance(data, dict) or not isinstance(data.get("set", {}), dict) \
