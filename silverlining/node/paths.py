@@ -38,3 +38,6 @@ SOCKETS = RUN / "apps"                               # SOCKETS/APP/vN.sock: sl-A
 TMPFILES = Path("/etc/tmpfiles.d")                   # silverlining-app-APP.conf: SOCKETS/APP again after a reboot
 SYSTEMD_UNITS = Path("/etc/systemd/system")          # silver-APP-vN.service per instance
 NGINX_USER = "www-data"
+CERTS = ETC / "certs"                                # CERTS/HOST/{fullchain,privkey}.pem, cert.json: root only
+ACME_WEBROOT = VAR / "acme-webroot"                  # HTTP-01 answers certbot writes; root-owned, nginx reads
+ACME_CA = ETC / "acme-ca"                            # CA bundles of private ACME directories (by hash)
