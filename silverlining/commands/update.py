@@ -21,6 +21,7 @@ from pathlib import Path
 
 from silverlining import appfiles, etchosts
 from silverlining.appconfig import NAME_RE, AppConfig
+from silverlining.commands import _https
 from silverlining.commands._params import (changes_input, check_given, complete,
                                            parse_assignments, read_param_files)
 from silverlining.commands._remote import NodeSession, node_for, open_node, who
@@ -53,6 +54,7 @@ class Plan:
     config: AppConfig
     params: dict[str, str]
     backup: bool = False          # keep the live version's data (remote:before-vN) first
+    https: _https.HttpsRequest | None = None     # None: HTTP only
 
 
 @dataclass
@@ -223,6 +225,8 @@ def deploy_to(console: Console, node: str, plan: Plan, ask: bool = False) -> Out
                        f"{stats.files_transferred} files transferred")
         console.step(session.name, f"sent {human(stats.bytes_sent)} "
                      f"({stats.files_transferred} changed files)")
+        if plan.https:
+            _https.prepare(console, session, plan.app, version, plan.location, plan.https, lock)
         args = ["deploy", plan.app, version, "--location", str(plan.location),
                 "--who", plan.who, "--params-stdin", *lock]
         if plan.clear:
@@ -264,11 +268,13 @@ def run(console: Console, app_dir: str, location: str | None, host: str | None,
         nodes: tuple[str, ...], name: str | None, config_dir: str | None, clear: bool,
         noetchosts: bool, lock_wait: float | None = None, params: tuple[str, ...] = (),
         param_files: tuple[str, ...] = (), dns: bool | None = None,
-        backup: bool = False) -> int:
+        backup: bool = False, https: str | None = None, cert: str | None = None,
+        key: str | None = None) -> int:
     values = {**parse_assignments(params, "--param"), **read_param_files(param_files)}
     plan = make_plan(app_dir, location, host, name, config_dir, clear, lock_wait, console,
                      values)
     plan.backup = backup
+    plan.https = _https.request_for(plan.config, plan.location, https, cert, key)
     targets = list(dict.fromkeys(nodes)) or [node_for(plan.location, None)]
     if len(targets) == 1:
         outcome = deploy_to(console, targets[0], plan, ask=True)

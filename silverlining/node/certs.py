@@ -212,8 +212,7 @@ def _prepare_host(host: str, directory: str | None, email: str | None, ca: str |
     replaced = (cert_dir(host) / "fullchain.pem").exists()
     try:
         obtain(host, directory, email, ca)
-    except NodeError as exc:
-        say(f"{host}: no certificate: {exc}")
+    except NodeError as exc:            # the client says it, with what follows from it
         return {"ok": False, "message": str(exc)}, False
     say(f"{host}: certificate issued")
     return {"ok": True, "how": "issued"}, replaced
