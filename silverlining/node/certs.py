@@ -36,6 +36,7 @@ LETSENCRYPT = Path("/etc/letsencrypt")
 RENEW_WITHIN_DAYS = 30.0
 MODES = ("off", "auto", "required")
 CERTBOT_TIMEOUT = 300
+BEST_EFFORT_RETRY = 86400.0
 
 
 def check_host(host: str) -> str:
@@ -197,9 +198,11 @@ def reload_nginx() -> None:
 # --- subcommands ----------------------------------------------------------------
 
 def _prepare_host(host: str, directory: str | None, email: str | None, ca: str | None,
-                  user_pair: tuple[bytes, bytes] | None) -> tuple[dict, bool]:
+                  user_pair: tuple[bytes, bytes] | None,
+                  best_effort: bool = False) -> tuple[dict, bool]:
     """Get ``host`` a certificate; returns (its result for the client, replaced a live
-    one)."""
+    one). A ``best_effort`` name (www.HOST) that failed is not asked for again for a
+    day: public CAs limit failed validations, and most hosts have no www name."""
     if user_pair:
         replaced = install(host, user_pair[0], user_pair[1], {"source": "user"})
         say(f"{host}: installed the certificate you gave")
@@ -208,11 +211,16 @@ def _prepare_host(host: str, directory: str | None, email: str | None, ca: str |
         return {"ok": False, "message": "no certificate (none given, no ACME directory)"}, False
     if reusable(host, directory):
         return {"ok": True, "how": "kept"}, False
+    failed = load_meta(host).get("failed_at", 0)
+    if best_effort and time.time() - failed < BEST_EFFORT_RETRY:
+        return {"ok": False, "message": "validation failed within the last day; "
+                "not asked again before"}, False
     say(f"{host}: asking {directory} for a certificate (HTTP-01)")
     replaced = (cert_dir(host) / "fullchain.pem").exists()
     try:
         obtain(host, directory, email, ca)
     except NodeError as exc:            # the client says it, with what follows from it
+        save_meta(host, {**load_meta(host), "failed_at": time.time()})
         return {"ok": False, "message": str(exc)}, False
     say(f"{host}: certificate issued")
     return {"ok": True, "how": "issued"}, replaced
@@ -237,7 +245,7 @@ def prepare(args) -> dict:
                 tlscerts.read_facts(cert_dir(host) / "fullchain.pem").names, www) else None
             if user_www or args.directory:
                 results[www], again = _prepare_host(www, args.directory, args.email, ca,
-                                                    user_www)
+                                                    user_www, best_effort=True)
                 replaced = replaced or again
     if replaced:
         with routing_lock():
@@ -257,6 +265,8 @@ def list_certs(hosts: list[str] | None = None) -> dict:
     for d in sorted(paths.CERTS.iterdir()):
         if not d.is_dir() or not tlscerts.HOSTNAME_RE.match(d.name) or \
                 (hosts and d.name not in hosts):
+            continue
+        if not (d / "fullchain.pem").is_file():      # only a failed attempt recorded
             continue
         have, meta = facts(d.name), load_meta(d.name)
         out[d.name] = {"source": meta.get("source", "?"),

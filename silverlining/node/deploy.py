@@ -334,6 +334,7 @@ def redeploy(args) -> dict:
     why = "parameters changed on" if changes.get("set") or changes.get("unset") else \
         "restart of"
     reserved = apps.reserve(app, args.who, f"{why} {instance_name(app, live)}", args.lock_wait)
+    keep_https(app, live, reserved["version"])
     upload = Path(reserved["upload_dir"])
     deploy_user = pwd.getpwnam(paths.DEPLOY_USER)
     sources = [(instance_dir(app, live), upload / "app")]
@@ -344,6 +345,15 @@ def redeploy(args) -> dict:
              "--chmod=u+rwX", f"{src}/", f"{dest}/"], what="copying the live version")
     return run_deploy(app, reserved["version"], location, False, changes, args.who,
                       args.lock_wait)
+
+
+def keep_https(app: str, live: str, version: str) -> None:
+    """A redeploy serves the live version's files, so also its HTTPS mode."""
+    with app_lock(app):
+        state = AppState.load(app)
+        if "https" in state.versions.get(live, {}):
+            state.get(version)["https"] = state.versions[live]["https"]
+            state.save()
 
 
 def register(subparsers) -> None:

@@ -208,6 +208,9 @@ def test_required_redirects_http_sends_hsts_and_still_answers_challenges(
     finally:
         node.root("rm -f /var/lib/silverlining/acme-webroot/.well-known/acme-challenge/t1")
     assert http_get(node.address, "secure.test", "/.silver/health")[0] == 200
+    # a restart (a redeploy of the live files) keeps the version's HTTPS mode
+    node.silver("restart", "secure.test", "--node", node.name, check=True, env=acme_config)
+    assert http_get(node.address, "secure.test")[0] == 301
 
 
 def test_user_certificate_is_served_and_checked_first(node, acme_config, app, tmp_path):
@@ -269,6 +272,9 @@ def test_renewal_replaces_certificates_and_query_shows_them(node, pebble, acme_c
     after = served_cert(node, "secure.test", pebble.issuer_root)
     assert after != before                               # nginx reloaded onto the new one
     assert node.root("systemctl is-enabled silverlining-certs.timer").strip() == "enabled"
+    # setup-node checks renewals too, and its second run still changes nothing
+    again = node.silver("setup-node", node.name, check=True, env=acme_config)
+    assert "0 changes" in again.stdout and "changed:" not in again.stderr, again.stderr
     plain = node.silver("query", node.name, "hello", check=True, env=acme_config).stdout
     line = [ln for ln in plain.splitlines() if ln.startswith("certificate secure.test:")]
     assert line and "Pebble" in line[0] and "expires" in line[0] and "acme" in line[0], plain
