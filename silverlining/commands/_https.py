@@ -49,8 +49,10 @@ def request_for(config: AppConfig, location: Location, mode: str | None,
         mode = "auto"
     host = location.host.removeprefix(".")
     if config.runner is None or location.host == "*" or not tlscerts.HOSTNAME_RE.match(host):
+        if mode == "auto" and not cert:       # nothing to get a certificate for: plain HTTP
+            return None
         raise UsageError(f"{location}: HTTPS needs a hostname location (https = {mode}); "
-                         "use https = off here")
+                         "use https = off or auto here")
     if not cert:
         return HttpsRequest(mode, host)
     assert key is not None

@@ -205,3 +205,53 @@ def test_bad_https_value_names_file_key_and_choices(tmp_path):
         AppConfig.load(write_app(tmp_path, "https = yes\n"))
     message = info.value.message
     assert "app.ini" in message and "https" in message and "off, auto, required" in message
+
+
+# --- what silver update asks for -------------------------------------------------
+
+def test_request_for_modes_certificates_and_locations(tmp_path):
+    from silverlining.commands._https import request_for
+    from silverlining.errors import UsageError
+    from silverlining.locations import parse_location
+
+    config = AppConfig.load(write_app(tmp_path, ""))
+    shop = parse_location("shop.example.com/app")
+    assert request_for(config, shop, None, None, None) is None          # no key: off
+    assert request_for(config, shop, "required", None, None).mode == "required"
+    assert request_for(config, parse_location(".example.com"), "auto", None,
+                       None).host == "example.com"
+    assert request_for(config, parse_location("*"), "auto", None, None) is None
+    with pytest.raises(UsageError, match="needs a hostname"):
+        request_for(config, parse_location("*"), "required", None, None)
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    selfsigned(cert, key, "shop.example.com")
+    given = request_for(config, shop, None, str(cert), str(key))
+    assert given.mode == "auto" and given.cert_pem == cert.read_text()
+    with pytest.raises(UsageError, match="together"):
+        request_for(config, shop, None, str(cert), None)
+    with pytest.raises(UsageError, match="--https off"):
+        request_for(config, shop, "off", str(cert), str(key))
+    with pytest.raises(UsageError, match="not valid for other.example.com"):
+        request_for(config, parse_location("other.example.com"), None, str(cert), str(key))
+
+
+def test_provider_acme_settings(tmp_path):
+    from silverlining.userconfig import LETSENCRYPT, UserConfig
+
+    conf = tmp_path / "silver.conf"
+    conf.write_text("[provider:a]\ndriver = local\n\n[provider:b]\ndriver = local\n"
+                    "acme_email = ops@example.com\nacme_directory = https://10.213.1.1:14000/dir\n"
+                    f"acme_ca = {tmp_path}/ca.pem\n")
+    config = UserConfig.load(conf)
+    assert config.providers["a"].acme is None
+    b = config.providers["b"]
+    assert b.acme.directory == "https://10.213.1.1:14000/dir" and b.acme.explicit
+    assert "acme_email" not in b.driver_args and "acme_ca" not in b.driver_args
+    with pytest.raises(ConfigError, match="cannot read"):
+        b.acme.ca_pem(str(conf))
+    conf.write_text("[provider:c]\ndriver = local\nacme_email = x@y.org\n")
+    acme = UserConfig.load(conf).providers["c"].acme
+    assert acme.directory == LETSENCRYPT and not acme.explicit
+    conf.write_text("[provider:c]\ndriver = local\nacme_directory = http://plain/dir\n")
+    with pytest.raises(ConfigError, match="acme_directory"):
+        UserConfig.load(conf)
