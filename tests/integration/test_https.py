@@ -215,7 +215,7 @@ def test_required_redirects_http_sends_hsts_and_still_answers_challenges(
 
 def test_user_certificate_is_served_and_checked_first(node, acme_config, app, tmp_path):
     cert, key = tmp_path / "own.pem", tmp_path / "own.key"
-    selfsigned(cert, key, "own.test")
+    selfsigned(cert, key, "own.test", days=5)          # doctor warns about it later
     other_cert, other_key = tmp_path / "other.pem", tmp_path / "other.key"
     selfsigned(other_cert, other_key, "other.test")
     bad = update(node, acme_config, app, "own.test", "--cert", str(cert), "--key",
@@ -284,3 +284,6 @@ def test_renewal_replaces_certificates_and_query_shows_them(node, pebble, acme_c
                      re.M), full
     assert re.search(r"^certificate own\.test: own\.test, .*user\); last renewal: never$",
                      full, re.M), full
+    doctor = node.silver("doctor", node.name, env=acme_config).stdout
+    assert re.search(r"warning +certificates +own\.test expires in [45](\.\d)? days", doctor), doctor
+    assert "--cert FILE --key FILE" in doctor
