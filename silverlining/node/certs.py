@@ -250,9 +250,14 @@ def prepare(args) -> dict:
     if replaced:
         with routing_lock():
             reload_nginx()
+    refused = args.mode == "required" and not results[host]["ok"]
     with app_lock(args.app, args.lock_wait):
         state = AppState.load(args.app)
-        state.get(args.version)["https"] = args.mode
+        meta = state.get(args.version)
+        meta["https"] = args.mode
+        if refused:                # the client stops here: the version is never deployed
+            meta.update(status="failed", error=f"https = required and no certificate for "
+                        f"{host}: {results[host]['message']}")
         state.save()
     return {"hosts": results}
 

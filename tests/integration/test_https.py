@@ -261,6 +261,7 @@ def test_unvalidatable_host_under_auto_is_served_over_http_and_fails_required(
     assert "the live version keeps serving" in last
     query = node.silver("query", node.name, "hello", check=True).stdout
     assert re.search(rf"^  {first} .* running +live at .*bad\.test", query, re.M), query
+    assert re.search(r"^  v\d+ .*\bfailed\b", query, re.M), query    # the refused version
     assert http_get(node.address, "bad.test")[0] == 200
 
 
