@@ -273,6 +273,8 @@ def test_renewal_replaces_certificates_and_query_shows_them(node, pebble, acme_c
     after = served_cert(node, "secure.test", pebble.issuer_root)
     assert after != before                               # nginx reloaded onto the new one
     assert node.root("systemctl is-enabled silverlining-certs.timer").strip() == "enabled"
+    assert node.root("systemctl start silverlining-certs.service && systemctl show -P Result "
+                     "silverlining-certs.service").strip() == "success"   # what the timer runs
     # setup-node checks renewals too, and its second run still changes nothing
     again = node.silver("setup-node", node.name, check=True, env=acme_config)
     assert "0 changes" in again.stdout and "changed:" not in again.stderr, again.stderr
