@@ -102,8 +102,8 @@ def prepare(console: Console, session: NodeSession, app: str, version: str,
     with console.ticking(session.name, f"certificate for {request.host}"):
         result = session.call(*args, input=json.dumps(given))
     hosts = result.get("hosts", {})
-    main = hosts.get(request.host) or {"ok": False, "message": why_not or "no certificate"}
-    if why_not:
+    main = hosts[request.host]
+    if why_not and not main["ok"]:
         main = {"ok": False, "message": why_not}
     if not main["ok"]:
         if request.mode == "required":

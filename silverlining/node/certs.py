@@ -176,7 +176,7 @@ def obtain(host: str, directory: str, email: str | None, ca: str | None) -> None
             {"source": "acme", "directory": directory, "email": email, "ca": ca})
 
 
-def reusable(host: str, directory: str) -> bool:
+def reusable(host: str, directory: str | None) -> bool:
     """Whether the host's certificate can stay: the user's own (never replaced by
     ACME), or one from the same directory with more than the renewal margin left."""
     meta, have = load_meta(host), facts(host)
@@ -184,7 +184,8 @@ def reusable(host: str, directory: str) -> bool:
         return False
     if meta.get("source") == "user":
         return have.days_left() > 0
-    return meta.get("directory") == directory and have.days_left() > RENEW_WITHIN_DAYS
+    return directory is not None and meta.get("directory") == directory and \
+        have.days_left() > RENEW_WITHIN_DAYS
 
 
 def reload_nginx() -> None:
@@ -207,10 +208,10 @@ def _prepare_host(host: str, directory: str | None, email: str | None, ca: str |
         replaced = install(host, user_pair[0], user_pair[1], {"source": "user"})
         say(f"{host}: installed the certificate you gave")
         return {"ok": True, "how": "installed"}, replaced
-    if directory is None:
-        return {"ok": False, "message": "no certificate (none given, no ACME directory)"}, False
     if reusable(host, directory):
         return {"ok": True, "how": "kept"}, False
+    if directory is None:
+        return {"ok": False, "message": "none given, and no ACME directory to ask"}, False
     failed = load_meta(host).get("failed_at", 0)
     if best_effort and time.time() - failed < BEST_EFFORT_RETRY:
         return {"ok": False, "message": "validation failed within the last day; "

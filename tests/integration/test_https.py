@@ -232,6 +232,10 @@ def test_user_certificate_is_served_and_checked_first(node, acme_config, app, tm
     status, headers, body = curl(node, "own.test", cert)
     assert status == 0 and headers["status"] == "200" and "Hello from hello" in body
     assert str(key.read_text()).split("\n")[1] not in proc.stdout + proc.stderr
+    # later deploys keep it (ACME never replaces a certificate of yours)
+    again = update(node, acme_config, app, "own.test", "--https", "required")
+    assert "HTTPS for own.test: certificate kept" in again.stderr, again.stderr
+    assert http_get(node.address, "own.test")[2]["Location"] == "https://own.test/"
 
 
 def test_app_user_cannot_read_private_keys(node):
