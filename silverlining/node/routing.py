@@ -144,12 +144,13 @@ def _acme_challenge() -> list[str]:
             "        try_files $uri =404;", "    }"]
 
 
-def _listen(cert_dir: str | None, hsts: bool = False) -> list[str]:
-    """Port 80, or 443 with the certificate in ``cert_dir`` (and HSTS if asked)."""
+def _head(names: str, cert_dir: str | None, hsts: bool = False) -> list[str]:
+    """A server's start: port 80 with the ACME challenges, or 443 with the certificate
+    in ``cert_dir`` (and HSTS if asked)."""
     if cert_dir is None:
-        return [*LISTEN, *_acme_challenge()]
-    out = ["    listen 443 ssl;", "    listen [::]:443 ssl;",
-           f"    ssl_certificate {cert_dir}/fullchain.pem;",
+        return ["server {", *LISTEN, f"    server_name {names};", *_acme_challenge()]
+    out = ["server {", "    listen 443 ssl;", "    listen [::]:443 ssl;",
+           f"    server_name {names};", f"    ssl_certificate {cert_dir}/fullchain.pem;",
            f"    ssl_certificate_key {cert_dir}/privkey.pem;"]
     return out + ([f"    {HSTS}"] if hsts else [])
 
@@ -159,8 +160,7 @@ def _server(names: str, routes: list[Route], pages: str, specials: dict[str, Rou
     """One server block: port 80 (``tls`` False; required routes redirect when the host
     has a certificate) or its HTTPS twin on 443."""
     required = any(r.https == "required" for r in routes)
-    out = ["server {", *_listen(cert_dir if tls else None, hsts=required),
-           f"    server_name {names};"]
+    out = _head(names, cert_dir if tls else None, hsts=required)
     if "not-found" in specials:
         out.append("    error_page 404 = @silver_not_found;")
     else:
@@ -243,8 +243,7 @@ def generate(routes: list[Route], pages: str = str(paths.PAGES),
         tls = www in certs and wants_https(by_host[host])
         for cert_dir in (None, certs[www]) if tls else (None,):
             scheme = "https" if cert_dir else "$scheme"
-            out += ["", "server {", *_listen(cert_dir), f"    server_name {www};",
-                    "    location / {", f"        return 301 {scheme}://{host}$request_uri;",
+            out += ["", *_head(www, cert_dir), "    location / {", f"        return 301 {scheme}://{host}$request_uri;",
                     "    }", "}"]
     return "\n".join(out) + "\n"
 
