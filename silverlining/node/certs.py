@@ -263,6 +263,16 @@ def prepare(args) -> dict:
     return {"hosts": results}
 
 
+def keep_mode(app: str, live: str, version: str, lock_wait: float) -> None:
+    """A redeploy (restart, parameter change) serves the live version's files, so also
+    with its HTTPS mode."""
+    with app_lock(app, lock_wait):
+        state = AppState.load(app)
+        if "https" in state.versions.get(live, {}):
+            state.get(version)["https"] = state.versions[live]["https"]
+            state.save()
+
+
 def list_certs(hosts: list[str] | None = None) -> dict:
     """Each certificate: where it came from, issuer, expiry, last renewal."""
     out = {}
