@@ -37,6 +37,10 @@ APP_LOGS=$LOGS/apps
 SETUP_LOG=$LOGS/setup-node.log
 LOCKS=/run/silverlining/locks
 NGINX_ROUTES=/etc/nginx/silverlining
+CERTS=$ETC/certs
+ACME_WEBROOT=$VAR/acme-webroot
+ACME_CA=$ETC/acme-ca
+ENTRY=/usr/local/sbin/silver-node
 DEPLOY_USER=silver
 NGINX_FRESH=0                         # 1 when this run installs nginx
 LIB_CHANGED=0                         # 1 when this run updated the node code
@@ -253,6 +257,9 @@ install_dirs() {
     ensure_dir "$LOGS" 0755
     ensure_dir "$APP_LOGS" 0755
     ensure_dir "$NGINX_ROUTES" 0755
+    ensure_dir "$CERTS" 0700
+    ensure_dir "$ACME_CA" 0755
+    ensure_dir "$ACME_WEBROOT" 0755
 }
 
 # /run is emptied at boot: systemd-tmpfiles makes these again from our tmpfiles.d file.
@@ -348,6 +355,23 @@ install_status() {
     fi
 }
 
+# HTTPS certificates: the twice-daily renewal timer, and a renewal check now
+# (certificates within 30 days of expiry; nothing to do on a node without any).
+# A failed renewal is recorded per hostname (silver query --certs), not fatal here.
+install_certs() {
+    ensure_enabled silverlining-certs.timer
+    if ! systemctl is-active --quiet silverlining-certs.timer; then
+        systemctl start silverlining-certs.timer
+        changed "certificate renewal timer started"
+    fi
+    local out
+    if ! out=$("$ENTRY" certs-renew 2>&1); then
+        echo "warning: certificate renewal check failed: ${out//$'\n'/ }" >&2
+    elif [[ "$out" == *'"renewed": ["'* ]]; then
+        echo "certificates renewed: ${out##*$'\n'}"
+    fi
+}
+
 log_run() {
     local status=$?
     if [ -n "$VERSION" ]; then
@@ -387,6 +411,7 @@ setup() {
     install_firewall
     install_nginx
     install_status
+    install_certs
     ensure_text "$SERVER_VERSION" 0644 root:root "$VERSION"
 
     if [ "$CHANGES" = 0 ]; then

@@ -26,9 +26,14 @@ _PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*[a-z0-9+]\Z")
 _MEMORY_RE = re.compile(r"^[1-9][0-9]*[KMGT]?\Z")
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*\Z")
 INTERFACES = ("wsgi", "asgi")
+# off: HTTP only (what an app.ini without the key gets, so existing apps never
+# contact an ACME server); auto: HTTPS where a certificate can be had; required:
+# HTTPS or no deploy, and plain HTTP redirects.
+HTTPS_MODES = ("off", "auto", "required")
 KEYS = ("app_name", "runner", "interface", "update_fetch", "default_location",
         "packages", "health_check", "config.required", "config.default",
-        "config.checker", "config.schema", "config.template", "memory_max", "start_timeout")
+        "config.checker", "config.schema", "config.template", "memory_max", "start_timeout",
+        "https")
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,7 @@ class AppConfig:
     config_template: str | None = None
     memory_max: str | None = None
     start_timeout: int = 60
+    https: str = "off"
     parameters: dict[str, Parameter] = field(default_factory=dict)
     processes: dict[str, Process] = field(default_factory=dict)
     crons: dict[str, Cron] = field(default_factory=dict)
@@ -242,6 +248,10 @@ def parse_app_ini(ini: IniFile, app_dir: Path, check_files: bool = True) -> AppC
             parse_location(location)
         except UsageError as exc:
             raise ini.error(exc.message, SECTION, "default_location") from None
+    https = values.get("https", "off").strip().lower() or "off"
+    if https not in HTTPS_MODES:
+        raise ini.error(f"{values['https']!r} must be one of: {', '.join(HTTPS_MODES)}",
+                        SECTION, "https")
     if "runner" not in values:
         check_no_web(ini, values)
     return AppConfig(
@@ -262,6 +272,7 @@ def parse_app_ini(ini: IniFile, app_dir: Path, check_files: bool = True) -> AppC
         config_template=inside["config.template"],
         memory_max=memory_max,
         start_timeout=int(start_timeout),
+        https=https,
         parameters=parse_parameters(ini),
         processes=parse_processes(ini),
         crons=parse_crons(ini),
@@ -274,6 +285,9 @@ def check_no_web(ini: IniFile, values: dict[str, str]) -> None:
         if values.get(key):
             raise ini.error(f"the app has no runner (no web part), so {key} means nothing: "
                             "add runner = ... or drop it", SECTION, key)
+    if values.get("https", "off").strip().lower() not in ("", "off"):
+        raise ini.error("the app has no runner (no web part), so it has nothing to serve "
+                        "over HTTPS: drop https or set it to off", SECTION, "https")
     if any(not line.startswith("script:") for line in split_lines(values.get("update_fetch",
                                                                             ""))):
         raise ini.error("the app has no runner: update_fetch can only run scripts "

@@ -220,10 +220,16 @@ def setup_node_cmd(ctx, hosts):
               help="Set a parameter to a file's content (for secrets).")
 @click.option("--lock-wait", type=float, hidden=True, help="Seconds to wait for the app's deploy lock.")
 @click.option("--dns/--no-dns", default=None, help="Point the host at the node in the provider's DNS zone (asks if not given).")
+@click.option("--https", type=click.Choice(["off", "auto", "required"]),
+              help="HTTPS for this deploy, instead of app.ini's https (see docs/https.md).")
+@click.option("--cert", type=click.Path(dir_okay=False, exists=True), metavar="FILE",
+              help="Serve this certificate (PEM, full chain) instead of one from ACME.")
+@click.option("--key", type=click.Path(dir_okay=False, exists=True), metavar="FILE",
+              help="The private key of --cert (PEM); sent over SSH, kept root-only.")
 @yes_option("whether to point the location's host at the node (DNS zone or /etc/hosts)")
 @click.pass_context
 def update_cmd(ctx, app_dir, location, host, nodes, name, config_dir, clear, backup, force,
-               noetchosts, params, param_files, lock_wait, dns):
+               noetchosts, params, param_files, lock_wait, dns, https, cert, key):
     """Deploy APP_DIR to LOCATION (HOST[/PATH]) with zero downtime.
 
     Afterwards asks whether to point the location's host at the node: in the
@@ -233,8 +239,8 @@ def update_cmd(ctx, app_dir, location, host, nodes, name, config_dir, clear, bac
     """
     dispatch(ctx, "update", app_dir=app_dir, location=location, host=host, nodes=nodes, name=name,
              config_dir=config_dir, clear=clear, backup=backup, force=force,
-             noetchosts=noetchosts,
-             lock_wait=lock_wait, params=params, param_files=param_files, dns=dns)
+             noetchosts=noetchosts, lock_wait=lock_wait, params=params,
+             param_files=param_files, dns=dns, https=https, cert=cert, key=key)
 
 
 @silver.command("params")
@@ -270,10 +276,12 @@ def create_config_cmd(ctx, app_dir, out, assignments, info):
 @click.argument("globs", nargs=-1)
 @click.option("--health", is_flag=True,
               help="Check each live location as /.silver/health does (exit 1 if one fails).")
+@click.option("--certs", is_flag=True,
+              help="Every certificate on the node, with its last renewal's result.")
 @click.pass_context
-def query_cmd(ctx, node, globs, health):
+def query_cmd(ctx, node, globs, health, certs):
     """List a node's apps, versions, and where each is live."""
-    dispatch(ctx, "query", node=node, globs=globs, health=health)
+    dispatch(ctx, "query", node=node, globs=globs, health=health, certs=certs)
 
 
 @silver.command("activate")

@@ -16,7 +16,9 @@ from silverlining import state
 from silverlining.errors import ConfigError
 from silverlining.inifile import IniFile, read_ini, suggest
 
-PROVIDER_KEYS = ("driver", "image", "size", "location", "ssh_public_key", "dns")
+PROVIDER_KEYS = ("driver", "image", "size", "location", "ssh_public_key", "dns",
+                 "acme_email", "acme_directory", "acme_ca")
+LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 DNS_KEYS = ("driver", "zone", "ttl")
 _DRIVER_RE = re.compile(r"^[A-Za-z0-9_]+\Z|^[A-Za-z_][\w.]*:[A-Za-z_]\w*\Z")
 
@@ -35,6 +37,7 @@ class ProviderConfig:
     create_args: dict[str, str] = field(default_factory=dict)   # create.* keys
     path: str = ""
     dns: "DnsConfig | None" = None
+    acme: "AcmeConfig | None" = None     # None: no acme_* key, the defaults apply
 
     def public_key_path(self) -> Path:
         """The SSH public key given to new nodes (first that exists of the defaults)."""
@@ -51,6 +54,29 @@ class ProviderConfig:
         raise ConfigError(self.path, "no SSH public key: set ssh_public_key or create "
                           "~/.ssh/id_ed25519.pub (ssh-keygen -t ed25519)",
                           section=f"provider:{self.name}")
+
+
+@dataclass(frozen=True)
+class AcmeConfig:
+    """Where the nodes of a provider get certificates (docs/https.md)."""
+
+    directory: str = LETSENCRYPT
+    email: str | None = None
+    ca: Path | None = None            # CA bundle of a private directory's API (pebble)
+    explicit: bool = False            # the directory was set, not defaulted
+
+    def ca_pem(self, path: str) -> str | None:
+        """The CA bundle's text, to send to the node; ConfigError if unreadable."""
+        if self.ca is None:
+            return None
+        try:
+            text = self.ca.read_text()
+        except OSError as exc:
+            raise ConfigError(path, f"cannot read {str(self.ca)!r}: {exc.strerror}",
+                              key="acme_ca") from None
+        if "-----BEGIN CERTIFICATE-----" not in text:
+            raise ConfigError(path, f"{str(self.ca)!r} is not a PEM CA bundle", key="acme_ca")
+        return text
 
 
 @dataclass(frozen=True)
@@ -177,9 +203,25 @@ def _parse_provider(ini: IniFile, section: str, name: str,
         raise ini.error(f"no section [dns:{dns_name}]{suggest(dns_name, list(dns))}",
                         section, "dns")
     return ProviderConfig(
+        acme=_parse_acme(ini, section, values),
         name=name, driver=driver, image=values.get("image") or None,
         size=values.get("size") or None, location=values.get("location") or None,
         ssh_public_key=values.get("ssh_public_key") or None,
         driver_args=_driver_args(ini, section, values, PROVIDER_KEYS),
         create_args=create_args, path=str(ini.path),
         dns=dns[dns_name] if dns_name else None)
+
+
+def _parse_acme(ini: IniFile, section: str, values: dict[str, str]) -> AcmeConfig | None:
+    if not any(values.get(k) for k in ("acme_email", "acme_directory", "acme_ca")):
+        return None
+    directory = values.get("acme_directory") or None
+    if directory and not re.match(r"^https://[^\s/]+(/\S*)?\Z", directory):
+        raise ini.error(f"{directory!r} must be an https:// URL of an ACME directory",
+                        section, "acme_directory")
+    email = values.get("acme_email") or None
+    if email and not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+\Z", email):
+        raise ini.error(f"{email!r} is not an email address", section, "acme_email")
+    ca = values.get("acme_ca") or None
+    return AcmeConfig(directory=directory or LETSENCRYPT, email=email,
+                      ca=Path(ca).expanduser() if ca else None, explicit=bool(directory))

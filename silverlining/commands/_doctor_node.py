@@ -1,5 +1,6 @@
 """``silver doctor``'s checks of one node, as root over SSH: reachable, host key,
-server files (current, or stale and by how much), disk, memory, nginx, failed units.
+server files (current, or stale and by how much), disk, memory, nginx, HTTPS
+certificates near expiry, failed units.
 
 Read-only: doctor changes nothing on the node; each problem names the command
 that fixes it.
@@ -8,6 +9,7 @@ that fixes it.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 
 from silverlining import nodes, serverfiles, transport
@@ -18,6 +20,9 @@ from silverlining.state import NodeRegistry, known_hosts_path
 
 DISK_WARN, DISK_PROBLEM = 0.85, 0.95        # fraction of / used
 MEMORY_WARN = 0.10                          # fraction of memory available
+# Renewals start 30 days before expiry, twice a day: a certificate this close to it
+# means they have been failing for two weeks (or it is one the user brought).
+CERT_WARN_DAYS = 14
 
 
 def check_node(name: str) -> tuple[str, list[Finding]]:
@@ -67,6 +72,7 @@ def _node_checks(ssh: transport.SSH, name: str) -> list[Finding]:
     found += _resources(ssh, name)
     if ssh.run(["sh", "-c", "command -v nginx"], check=False).ok:
         found += _nginx(ssh, name)
+    found += _certs(ssh, name)
     found.append(_failed_units(ssh))
     return found
 
@@ -152,6 +158,29 @@ def _nginx(ssh: transport.SSH, name: str) -> list[Finding]:
         found.append(problem("nginx", f"not running ({state or 'unknown'}): no app answers",
                              fix))
     return found
+
+
+def _certs(ssh: transport.SSH, name: str) -> list[Finding]:
+    """Certificates that expire soon; nothing on a node without any (or too old to say)."""
+    result = ssh.run([str(paths.ENTRY), "certs-list"], check=False)
+    lines = result.stdout.strip().splitlines()
+    if not result.ok or not lines:
+        return []
+    certs = json.loads(lines[-1]).get("certs", {})
+    if not certs:
+        return []
+    late = sorted((c["days_left"], host, c["source"]) for host, c in certs.items()
+                  if c["days_left"] is not None and c["days_left"] < CERT_WARN_DAYS)
+    if not late:
+        return [ok("certificates", f"{len(certs)}, none within {CERT_WARN_DAYS} days of "
+                   "expiry")]
+    days, host, source = late[0]
+    what = f"{host} expires in {days:g} days" if days > 0 else f"{host} has expired"
+    more = f" ({len(late) - 1} more within {CERT_WARN_DAYS} days)" if len(late) > 1 else ""
+    fix = (f"silver update APP_DIR {host} --cert FILE --key FILE (a new one of yours)"
+           if source == "user" else f"silver query {name} --certs (why renewals fail), then "
+           f"ssh root@{ssh.address} {paths.ENTRY} certs-renew")
+    return [(warn if days > 0 else problem)("certificates", what + more, fix)]
 
 
 def _failed_units(ssh: transport.SSH) -> Finding:

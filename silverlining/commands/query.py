@@ -3,6 +3,7 @@ their services (names only, never credentials) and the backups kept on the node.
 
 from __future__ import annotations
 
+from silverlining.commands._https import format_certs, query_certs
 from silverlining.commands._remote import open_node
 from silverlining.console import Console
 
@@ -59,13 +60,16 @@ def format_query(result: dict) -> list[str]:
     return lines
 
 
-def run(console: Console, node: str, globs: tuple[str, ...], health: bool = False) -> int:
+def run(console: Console, node: str, globs: tuple[str, ...], health: bool = False,
+        certs: bool = False) -> int:
     session = open_node(console, node, check=False)
     try:
         result = session.call("query", *globs, *(["--health"] if health else []), quiet=True)
+        live = {loc: e for loc, e in result.get("routes", {}).items() if e.get("version")}
+        found = query_certs(session, live, certs and not globs)
     finally:
         session.close()
-    for line in format_query(result):
+    for line in format_query(result) + format_certs(found, renewals=certs):
         console.out(line)
     unhealthy = 0
     for location, body in sorted(result.get("health", {}).items()):

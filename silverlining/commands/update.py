@@ -23,6 +23,7 @@ from pathlib import Path
 
 from silverlining import appfiles, etchosts, serverfiles
 from silverlining.appconfig import NAME_RE, AppConfig
+from silverlining.commands import _https
 from silverlining.commands._params import (changes_input, check_given, complete,
                                            parse_assignments, read_param_files)
 from silverlining.commands._remote import NodeSession, node_for, open_node, who
@@ -58,6 +59,7 @@ class Plan:
     fingerprint: str              # of the upload and the server files (see ``prepare``)
     backup: bool = False          # keep the live version's data (remote:before-vN) first
     force: bool = False           # deploy even when the live version has these files
+    https: _https.HttpsRequest | None = None     # None: HTTP only
 
     @property
     def may_skip(self) -> bool:
@@ -278,6 +280,9 @@ def upload_and_deploy(session: NodeSession, plan: Plan, reserved: dict,
         try:
             console.step(session.name, f"uploading {plan.app_dir} as {plan.app}.{version}")
             stats = upload(session, plan, reserved)
+            if plan.https:          # certificates before the deploy may switch
+                _https.prepare(console, session, plan.app, version, plan.location,
+                               plan.https, lock)
         except BaseException:
             feed.end(uploaded=False)
             with contextlib.suppress(SilverError):
@@ -337,11 +342,14 @@ def run(console: Console, app_dir: str, location: str | None, host: str | None,
         nodes: tuple[str, ...], name: str | None, config_dir: str | None, clear: bool,
         noetchosts: bool, lock_wait: float | None = None, params: tuple[str, ...] = (),
         param_files: tuple[str, ...] = (), dns: bool | None = None,
-        backup: bool = False, force: bool = False) -> int:
+        backup: bool = False, force: bool = False, https: str | None = None,
+        cert: str | None = None, key: str | None = None) -> int:
     values = {**parse_assignments(params, "--param"), **read_param_files(param_files)}
     plan = make_plan(app_dir, location, host, name, config_dir, clear, lock_wait, console,
                      values)
-    plan.backup, plan.force = backup, force
+    # an HTTPS mode or a certificate given here is a change even to the same files
+    plan.backup, plan.force = backup, force or https is not None or cert is not None
+    plan.https = _https.request_for(plan.config, plan.location, https, cert, key)
     targets = list(dict.fromkeys(nodes)) or [node_for(plan.location, None)]
     if len(targets) == 1:
         outcome = deploy_to(console, targets[0], plan, ask=True)

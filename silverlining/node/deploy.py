@@ -19,7 +19,7 @@ from pathlib import Path
 from silverlining import __version__
 from silverlining.appconfig import AppConfig
 from silverlining.errors import SilverError
-from silverlining.node import apps, audit, instances, jobs, params, paths
+from silverlining.node import apps, audit, certs, instances, jobs, params, paths
 from silverlining.node._env import read_env, write_env
 from silverlining.node.scripts import script_argv
 from silverlining.node._errors import NodeError
@@ -339,6 +339,7 @@ def redeploy(args) -> dict:
     why = "parameters changed on" if changes.get("set") or changes.get("unset") else \
         "restart of"
     reserved = apps.reserve(app, args.who, f"{why} {instance_name(app, live)}", args.lock_wait)
+    certs.keep_mode(app, live, reserved["version"], args.lock_wait)
     upload = Path(reserved["upload_dir"])
     deploy_user = pwd.getpwnam(paths.DEPLOY_USER)
     sources = [(instance_dir(app, live), upload / "app")]

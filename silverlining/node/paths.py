@@ -41,3 +41,6 @@ TMPFILES = Path("/etc/tmpfiles.d")                   # silverlining-app-APP.conf
 SYSTEMD_UNITS = Path("/etc/systemd/system")          # silver-APP-vN.service per instance
 TRANSIENT_UNITS = Path("/run/systemd/transient")     # systemd-run's units (scheduled stops)
 NGINX_USER = "www-data"
+CERTS = ETC / "certs"                                # CERTS/HOST/{fullchain,privkey}.pem, cert.json: root only
+ACME_WEBROOT = VAR / "acme-webroot"                  # HTTP-01 answers certbot writes; root-owned, nginx reads
+ACME_CA = ETC / "acme-ca"                            # CA bundles of private ACME directories (by hash)

@@ -16,6 +16,13 @@ the nginx text, which names no version, stays the same (no reload). ``www.HOST``
 redirects to ``HOST``. The special location ``not-found`` serves unknown
 hosts and unmatched paths; ``disabled`` serves disabled apps' requests
 (only localhost still reaches a disabled app).
+
+HTTPS (docs/https.md): every port-80 server answers ACME HTTP-01 challenges
+from the root-owned webroot, so certificates are had with no downtime. A
+host with a certificate in ``paths.CERTS`` also gets a ``listen 443 ssl``
+copy of its server; a ``.example.com`` wildcard uses ``example.com``'s. A
+route whose version was deployed with ``https = required`` redirects plain
+HTTP to HTTPS (status pages and challenges excepted) and its host sends HSTS.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import shutil
 import subprocess
 import time
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +46,7 @@ SCRIPT_NAME_HEADER = "X-Script-Name"
 STATUS_LOCATION_HEADER = "X-Silver-Location"
 _CATCH_ALL = "~^.+$"
 LISTEN = ("    listen 80;", "    listen [::]:80;")
+HSTS = 'add_header Strict-Transport-Security "max-age=31536000" always;'
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,7 @@ class Route:
     static_dir: str | None = None
     writable_root: str | None = None
     disabled: bool = False
+    https: str = "off"        # the version's mode: off, auto, required
 
     @property
     def location(self) -> str:
@@ -99,10 +109,14 @@ def _status_locations(route: Route) -> list[str]:
     return out
 
 
-def _route_locations(route: Route, key: str) -> list[str]:
+def _route_locations(route: Route, key: str, redirect: bool = False) -> list[str]:
     """nginx locations for one route: its status pages, static/writable_root files, then
-    the app."""
+    the app; with ``redirect`` (HTTPS required, plain HTTP) a redirect instead."""
     rx = _regex_path(route.path)
+    if redirect:
+        return [f"    # {route.location} -> {route.app} (HTTPS required)",
+                *_status_locations(route), f"    location ~ ^{rx}(/.*)?$ {{",
+                "        return 301 https://$host$request_uri;", "    }"]
     tries = []
     if route.static_dir:
         tries.append(f"{route.static_dir}$silver_rest")
@@ -128,9 +142,30 @@ def _route_locations(route: Route, key: str) -> list[str]:
     return out
 
 
+def _acme_challenge() -> list[str]:
+    """HTTP-01 answers, written by certbot as root; they beat every app's regex location."""
+    return ["    location ^~ /.well-known/acme-challenge/ {",
+            f"        root {paths.ACME_WEBROOT};", "        default_type text/plain;",
+            "        try_files $uri =404;", "    }"]
+
+
+def _head(names: str, cert_dir: str | None, hsts: bool = False) -> list[str]:
+    """A server's start: port 80 with the ACME challenges, or 443 with the certificate
+    in ``cert_dir`` (and HSTS if asked)."""
+    if cert_dir is None:
+        return ["server {", *LISTEN, f"    server_name {names};", *_acme_challenge()]
+    out = ["server {", "    listen 443 ssl;", "    listen [::]:443 ssl;",
+           f"    server_name {names};", f"    ssl_certificate {cert_dir}/fullchain.pem;",
+           f"    ssl_certificate_key {cert_dir}/privkey.pem;"]
+    return out + ([f"    {HSTS}"] if hsts else [])
+
+
 def _server(names: str, routes: list[Route], pages: str, specials: dict[str, Route],
-            counter: list[int]) -> list[str]:
-    out = ["server {", *LISTEN, f"    server_name {names};"]
+            counter: list[int], cert_dir: str | None = None, tls: bool = False) -> list[str]:
+    """One server block: port 80 (``tls`` False; required routes redirect when the host
+    has a certificate) or its HTTPS twin on 443."""
+    required = any(r.https == "required" for r in routes)
+    out = _head(names, cert_dir if tls else None, hsts=required)
     if "not-found" in specials:
         out.append("    error_page 404 = @silver_not_found;")
     else:
@@ -150,15 +185,31 @@ def _server(names: str, routes: list[Route], pages: str, specials: dict[str, Rou
         out.append("    }")
     for route in sorted(routes, key=lambda r: (-len(r.path), r.path)):
         counter[0] += 1
-        out += _route_locations(route, f"silver_app_{counter[0]}")
+        redirect = not tls and cert_dir is not None and route.https == "required"
+        out += _route_locations(route, f"silver_app_{counter[0]}", redirect)
     if not any(r.path == "" for r in routes):
         out += ["    location / {", "        return 404;", "    }"]
     out.append("}")
     return out
 
 
-def generate(routes: list[Route], pages: str = str(paths.PAGES)) -> str:
-    """The whole routing file for these routes (deterministic: same input, same text)."""
+def cert_host(host: str) -> str:
+    """The hostname whose certificate a routing host uses (``.example.com`` shares
+    ``example.com``'s)."""
+    return host.removeprefix(".")
+
+
+def wants_https(routes: list[Route]) -> bool:
+    """A host is served over HTTPS (given a certificate) when a version live there was
+    deployed with https auto or required."""
+    return any(r.https != "off" and r.host != "*" for r in routes)
+
+
+def generate(routes: list[Route], pages: str = str(paths.PAGES),
+             certs: Mapping[str, str] | None = None) -> str:
+    """The whole routing file for these routes (deterministic: same input, same text);
+    ``certs`` maps a hostname to the directory of its certificate."""
+    certs = certs or {}
     specials = {r.host: r for r in routes if r.host in ("not-found", "disabled")}
     by_host: dict[str, list[Route]] = {}
     for route in routes:
@@ -186,14 +237,19 @@ def generate(routes: list[Route], pages: str = str(paths.PAGES)) -> str:
             names = f"*{host}" if host[1:] in exact else host
         else:
             names = host
-        out.append("")
-        out += _server(names, by_host[host], pages, specials, counter)
+        cert_dir = certs.get(cert_host(host)) if wants_https(by_host[host]) else None
+        for tls in (False, True) if cert_dir else (False,):
+            out.append("")
+            out += _server(names, by_host[host], pages, specials, counter, cert_dir, tls)
     for host in sorted(exact):
         www = f"www.{host}"
         if host.startswith("www.") or www in exact:
             continue
-        out += ["", "server {", *LISTEN, f"    server_name {www};",
-                f"    return 301 $scheme://{host}$request_uri;", "}"]
+        tls = www in certs and wants_https(by_host[host])
+        for cert_dir in (None, certs[www]) if tls else (None,):
+            scheme = "https" if cert_dir else "$scheme"
+            out += ["", *_head(www, cert_dir), "    location / {", f"        return 301 {scheme}://{host}$request_uri;",
+                    "    }", "}"]
     return "\n".join(out) + "\n"
 
 
@@ -232,7 +288,7 @@ def routes_from_table(table: dict[str, dict]) -> list[Route]:
             socket=f"{link}/sock",
             static_dir=f"{link}/static" if static_dir(app, version) else None,
             writable_root=str(wr) if "writable_root" in meta.get("services", ()) else None,
-            disabled=state.disabled))
+            disabled=state.disabled, https=meta.get("https", "off")))
     return routes
 
 
@@ -278,6 +334,14 @@ def _prune_fronts(kept: set[Path]) -> None:
                 shutil.rmtree(front, ignore_errors=True)
 
 
+def installed_certs() -> dict[str, str]:
+    """Hostname -> directory of each certificate nginx can load (both files present)."""
+    if not paths.CERTS.is_dir():
+        return {}
+    return {d.name: str(d) for d in sorted(paths.CERTS.iterdir())
+            if (d / "fullchain.pem").is_file() and (d / "privkey.pem").is_file()}
+
+
 def _worker_pids() -> set[int]:
     pids = set()
     for entry in Path("/proc").iterdir():
@@ -292,7 +356,7 @@ def _worker_pids() -> set[int]:
     return pids
 
 
-def _reload_nginx() -> None:
+def reload_nginx() -> None:
     """Reload gracefully and wait until the old workers stopped taking requests."""
     before = _worker_pids()
     active = subprocess.run(["systemctl", "is-active", "--quiet", "nginx"]).returncode == 0
@@ -325,7 +389,7 @@ def apply(table: dict[str, dict]) -> bool:
     routing table, saved only after this returns, still matches what nginx serves.
     """
     routes = routes_from_table(table)
-    text = generate(routes).encode()
+    text = generate(routes, certs=installed_certs()).encode()
     make_dir(paths.LIVE, 0, 0, 0o755)
     before = _live_links()
     wanted = {live_link(r.location): _front(r.app, r.version) for r in routes}
@@ -360,7 +424,7 @@ def _load(target: Path, old: bytes | None, text: bytes) -> bool:
                             f"one): {message}")
         say("reloading nginx (requests in flight finish on the old workers)")
         reloading = True
-        _reload_nginx()
+        reload_nginx()
     except BaseException:
         if old is None:
             target.unlink(missing_ok=True)

@@ -18,6 +18,8 @@ SCRIPT_PATHS = {
     "SECRET": paths.SECRET, "ETC": paths.ETC, "SERVER_VERSION": paths.SERVER_VERSION,
     "LOGS": paths.LOGS, "APP_LOGS": paths.APP_LOGS, "SETUP_LOG": paths.SETUP_LOG,
     "LOCKS": paths.LOCKS, "NGINX_ROUTES": paths.NGINX_ROUTES, "DEPLOY_USER": paths.DEPLOY_USER,
+    "CERTS": paths.CERTS, "ACME_WEBROOT": paths.ACME_WEBROOT, "ACME_CA": paths.ACME_CA,
+    "ENTRY": paths.ENTRY,
 }
 
 
@@ -48,6 +50,7 @@ def test_serverroot_paths_match_paths_py():
     nginx = (root / "etc/nginx/conf.d/silverlining.conf").read_text()
     assert f"include {paths.NGINX_ROUTES}/*.conf;" in nginx
     assert f"root {paths.PAGES};" in nginx
+    assert f"root {paths.ACME_WEBROOT};" in nginx
     sudoers = (root / "etc/sudoers.d/silverlining").read_text()
     assert f"{paths.DEPLOY_USER} ALL=(root) NOPASSWD: {paths.ENTRY}" in sudoers
 
