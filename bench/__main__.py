@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"creating {', '.join(names)} ...", flush=True)
         env.create_nodes(names)
         seconds, _ = env.silver("-y", "setup-node", *names)
-        figures.append(Figure("setup-node", f"first setup-node, {count} fresh node"
-                              f"{'s' if count > 1 else ''} in parallel", [seconds]))
+        figures.append(Figure("setup-node", f"first setup-node of {count} fresh node"
+                              f"{'s' if count > 1 else ''} (one run, no target)", [seconds]))
         ctx = Context(env, args.runs, names)
         floors = measure_floors(ctx)
         print(floors_table(floors), flush=True)

@@ -149,7 +149,7 @@ class BenchEnv:
                        allow_agent=False, look_for_keys=False, timeout=10)
         return client
 
-    def root(self, name: str, command: str, stdin: str = "", timeout: float = 300) -> str:
+    def as_root(self, name: str, command: str, stdin: str = "", timeout: float = 300) -> str:
         """A shell command as root on a node, on one kept-open connection."""
         if name not in self._ssh:
             self._ssh[name] = self.connect(name)
