@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from bench.cases import CASES, MULTI_NODE, Context, measure_floors
-from bench.env import REPO, BenchEnv
+from bench.env import REPO, BenchEnv, BenchError
 from bench.report import Figure, Floor, floors_table, markdown_table, replace_section, text_table
 
 DOC = REPO / "docs" / "benchmarks.md"
@@ -117,6 +117,13 @@ def main(argv: list[str] | None = None) -> int:
             case_start = time.monotonic()
             figures += CASES[case](ctx)
             print(f"case {case}: {time.monotonic() - case_start:.0f} s", flush=True)
+    except BaseException as exc:
+        if figures:
+            print(f"\nmeasured before it stopped:\n{text_table(figures)}", flush=True)
+        if isinstance(exc, BenchError):
+            print(f"bench: error: {exc}", file=sys.stderr)
+            return 1
+        raise
     finally:
         if args.keep:
             print(f"kept nodes {', '.join(env.nodes)} (SILVER_HOME={env.env['SILVER_HOME']}, "

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -100,18 +101,23 @@ class BenchEnv:
                     marker: str) -> tuple[float, str]:
         """Start ``silver ARGS``; seconds from its start until the node serves ``marker``
         at /bench-marker for ``host`` (polled over HTTP); and the command's output."""
-        start = time.monotonic()
-        proc = subprocess.Popen(self.argv(*args), env=self.env, cwd=REPO, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        served = None
-        while served is None:
-            if probe(address, host) == marker:
-                served = time.monotonic() - start
-            elif proc.poll() is not None and time.monotonic() - start > 60:
-                break
-            else:
-                time.sleep(0.01)
-        out = proc.communicate(timeout=300)[0]
+        with tempfile.TemporaryFile("w+") as output:     # a pipe could fill up and block it
+            start = time.monotonic()
+            proc = subprocess.Popen(self.argv(*args), env=self.env, cwd=REPO, text=True,
+                                    stdout=output, stderr=subprocess.STDOUT)
+            served = deadline = None
+            while served is None:
+                if probe(address, host) == marker:
+                    served = time.monotonic() - start
+                elif deadline is None and proc.poll() is not None:
+                    deadline = time.monotonic() + 10    # ended: the marker comes now or never
+                elif deadline is not None and time.monotonic() > deadline:
+                    break
+                else:
+                    time.sleep(0.01)
+            proc.wait(timeout=300)
+            output.seek(0)
+            out = output.read()
         if proc.returncode != 0 or served is None:
             raise BenchError(f"silver {' '.join(args)}: exit {proc.returncode}, marker "
                              f"{marker!r} {'served' if served else 'never served'}:\n{out}")
