@@ -26,7 +26,7 @@ from bench.report import Figure, Floor
 
 HELLO_HOST = "hello.bench"
 BIG_LIB_CACHE = Path("/var/tmp/silverlining-bench/lib-python-200M")
-SOCAT_PORT = 18080
+PROXY_PORT = 18080
 
 
 @dataclass
@@ -66,18 +66,14 @@ class Context:
             self.apps[location] = app
         return self.apps[location]
 
-    def redeploy(self, location: str, nodes: list[str] | None = None) -> tuple[float, str]:
-        """A one-file change (a new marker in main.py), deployed; seconds until it is
-        served on the first of ``nodes`` (or the command's end for several)."""
-        nodes = nodes or [self.first]
-        app = self.deployed(location, nodes)
+    def redeploy(self, location: str) -> tuple[float, str]:
+        """A one-file change (a new marker in main.py) deployed to the first node;
+        seconds until it is served there, and the command's output."""
+        app = self.deployed(location)
         marker = self.marker()
         set_marker(app, marker)
-        args = self.env.update_args(app, location, nodes)
-        if len(nodes) > 1:
-            seconds, proc = self.env.silver(*args)
-            return seconds, proc.stdout + proc.stderr
-        return self.env.timed_until(args, self.env.nodes[nodes[0]], location, marker)
+        return self.env.timed_until(self.env.update_args(app, location, [self.first]),
+                                    self.address, location, marker)
 
 
 def bytes_sent(output: str) -> float:
@@ -91,7 +87,7 @@ def bytes_sent(output: str) -> float:
 # --- floors ---------------------------------------------------------------------------
 
 GUNICORN_START = r"""
-import http.client, os, socket, subprocess, sys, tempfile, time
+import os, socket, subprocess, sys, tempfile, time
 d = tempfile.mkdtemp()
 open(os.path.join(d, "floorapp.py"), "w").write(
     "def application(e, r):\n    r('200 OK', [('Content-Length', '2')])\n    return [b'ok']\n")
@@ -301,21 +297,22 @@ def live_socket(ctx: Context, app: str, location: str) -> str:
 
 def case_throughput(ctx: Context, seconds: int = 5) -> list[Figure]:
     """wrk inside the node, 8 keep-alive connections: through nginx (127.0.0.1:80,
-    Host header) vs straight to the app's socket (socat from a local TCP port).
-    Both clients run at the same place so only the proxy differs."""
+    Host header) vs straight to the app's socket (systemd's socket proxy from a
+    local TCP port). Both clients run at the same place so only the path differs."""
     ctx.deployed(HELLO_HOST)
     env, node = ctx.env, ctx.first
-    env.as_root(node, "command -v wrk socat >/dev/null || DEBIAN_FRONTEND=noninteractive "
-                   "apt-get install -y -q --no-install-recommends wrk socat >/dev/null")
+    env.as_root(node, "command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive "
+                      "apt-get install -y -q --no-install-recommends wrk >/dev/null 2>&1")
     sock = live_socket(ctx, "hello", HELLO_HOST)
-    pid = env.as_root(node, f"socat TCP-LISTEN:{SOCAT_PORT},bind=127.0.0.1,reuseaddr,fork "
-                         f"UNIX-CONNECT:{sock} >/dev/null 2>&1 & echo $!").strip()
+    pid = env.as_root(node, f"systemd-socket-activate -l 127.0.0.1:{PROXY_PORT} "
+                            f"/lib/systemd/systemd-socket-proxyd {sock} >/dev/null 2>&1 "
+                            "& echo $!").strip()
     nginx, direct, host = [], [], []
     try:
         time.sleep(0.5)
         for _ in range(ctx.runs):
             for url, into in (("http://127.0.0.1:80/bench-marker", nginx),
-                              (f"http://127.0.0.1:{SOCAT_PORT}/bench-marker", direct)):
+                              (f"http://127.0.0.1:{PROXY_PORT}/bench-marker", direct)):
                 into.append(checked(url, env.as_root(node, shlex.join(
                     wrk_command(url, HELLO_HOST, seconds)))))
             url = f"http://{ctx.address}:80/bench-marker"
