@@ -1,0 +1,433 @@
+"""The cases of the suite (issue 14's targets) and the floors they are compared with.
+
+Each case runs its measurement ``ctx.runs`` times, interleaving the variants it
+compares so they share whatever else loads the machine, and returns figures.
+Times are wall-clock from the command's start: for a deploy or a rollback
+until the node serves the new marker at /bench-marker (polled over HTTP every
+10 ms), otherwise until the command ends.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.env import REPO, BenchEnv, BenchError, probe, set_marker
+from bench.load import PacedLoad, WrkResult, parse_wrk, percentile, wrk_command
+from bench.report import Figure, Floor
+
+HELLO_HOST = "hello.bench"
+BIG_LIB_CACHE = Path("/var/tmp/silverlining-bench/lib-python-200M")
+PROXY_PORT = 18080
+
+
+@dataclass
+class Context:
+    env: BenchEnv
+    runs: int
+    nodes: list[str]
+    floors: dict[str, Floor] = field(default_factory=dict)
+    apps: dict[str, Path] = field(default_factory=dict)     # location -> deployed copy
+    results: dict[str, list[float]] = field(default_factory=dict)  # shared between cases
+    counter: int = 0
+
+    @property
+    def first(self) -> str:
+        return self.nodes[0]
+
+    @property
+    def address(self) -> str:
+        return self.env.nodes[self.first]
+
+    def marker(self) -> str:
+        self.counter += 1
+        return f"bench-{os.getpid()}-{self.counter}"
+
+    def floor(self, *names: str) -> Floor:
+        """One floor, or several added run by run (the bare costs a step adds up)."""
+        parts = [self.floors[n] for n in names]
+        runs = min(len(p.values) for p in parts)
+        return Floor("+".join(names), [sum(p.values[i] for p in parts) for i in range(runs)])
+
+    def deployed(self, location: str, nodes: list[str] | None = None) -> Path:
+        """A hello copy live at ``location`` (deployed once, untimed, on first use),
+        named after the location's first label (``rollback.bench``: app rollback)."""
+        if location not in self.apps:
+            app = self.env.hello_copy(location.split(".")[0])
+            self.env.silver(*self.env.update_args(app, location, nodes or [self.first]))
+            self.apps[location] = app
+        return self.apps[location]
+
+    def redeploy(self, location: str) -> tuple[float, str]:
+        """A one-file change (a new marker in main.py) deployed to the first node;
+        seconds until it is served there, and the command's output."""
+        app = self.deployed(location)
+        marker = self.marker()
+        set_marker(app, marker)
+        return self.env.timed_until(self.env.update_args(app, location, [self.first]),
+                                    self.address, location, marker)
+
+
+def bytes_sent(output: str) -> float:
+    """rsync's bytes sent, as ``silver -v update`` reports them (all uploads added)."""
+    found = re.findall(r"rsync: (\d+) bytes sent", output)
+    if not found:
+        raise BenchError(f"no 'rsync: N bytes sent' in the output of silver -v update:\n{output}")
+    return float(sum(int(n) for n in found))
+
+
+# --- floors ---------------------------------------------------------------------------
+
+GUNICORN_START = r"""
+import os, socket, subprocess, sys, tempfile, time
+d = tempfile.mkdtemp()
+open(os.path.join(d, "floorapp.py"), "w").write(
+    "def application(e, r):\n    r('200 OK', [('Content-Length', '2')])\n    return [b'ok']\n")
+sock = os.path.join(d, "g.sock")
+start = time.monotonic()
+p = subprocess.Popen([sys.executable, "-m", "gunicorn", "--bind", "unix:" + sock,
+                      "--workers", "2", "floorapp:application"], cwd=d,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+try:
+    while time.monotonic() - start < 30:
+        try:
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(sock)
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            if b" 200 " in s.recv(100)[:16]:
+                print(time.monotonic() - start)
+                break
+        except OSError:
+            time.sleep(0.005)
+        finally:
+            s.close()
+    else:
+        sys.exit("gunicorn did not answer within 30 s")
+finally:
+    p.terminate()
+    p.wait()
+"""
+
+
+def measure_floors(ctx: Context) -> list[Floor]:
+    """The bare costs, measured now: what no deploy can beat on this machine today."""
+    env, node = ctx.env, ctx.first
+    python, ssh_new, ssh_exec, rsync, gunicorn = ([] for _ in range(5))
+    env.as_root(node, "mkdir -p /tmp/bench-floor")
+    sample = REPO / "examples" / "hello" / "main.py"
+    rsync_argv = ["rsync", "-a", "-e", " ".join(env.ssh_argv()), str(sample),
+                  f"root@{ctx.address}:/tmp/bench-floor/"]
+    timed_run(rsync_argv)
+    client = env.connect(node, "silver")
+    try:
+        for _ in range(ctx.runs):
+            python.append(timed_run([sys.executable, "-c", "pass"]))
+            start = time.monotonic()
+            fresh = env.connect(node, "silver")
+            fresh.exec_command("true")[1].channel.recv_exit_status()
+            fresh.close()
+            ssh_new.append(time.monotonic() - start)
+            start = time.monotonic()
+            client.exec_command("true")[1].channel.recv_exit_status()
+            ssh_exec.append(time.monotonic() - start)
+            rsync.append(timed_run(rsync_argv))
+            gunicorn.append(float(env.as_root(node, "python3 -", stdin=GUNICORN_START)))
+    finally:
+        client.close()
+    floors = [Floor("python start", python), Floor("ssh", ssh_new),
+              Floor("ssh exec", ssh_exec), Floor("rsync", rsync),
+              Floor("gunicorn start", gunicorn)]
+    ctx.floors.update((f.name, f) for f in floors)
+    return floors
+
+
+def timed_run(argv: list[str]) -> float:
+    start = time.monotonic()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    return time.monotonic() - start
+
+
+# --- cases ----------------------------------------------------------------------------
+
+def case_cli(ctx: Context) -> list[Figure]:
+    """CLI start (``silver --help``) and ``silver query NODE`` on a node with an app."""
+    ctx.deployed(HELLO_HOST)
+    start, query = [], []
+    for _ in range(ctx.runs):
+        start.append(ctx.env.silver("--help")[0])
+        query.append(ctx.env.silver("query", ctx.first)[0])
+    return [Figure("cli", "CLI start (silver --help)", start, floor=ctx.floor("python start"),
+                   target=0.15),
+            Figure("cli", "silver query NODE", query, floor=ctx.floor("ssh"), target=0.4)]
+
+
+def case_redeploy(ctx: Context) -> list[Figure]:
+    """examples/hello redeployed: one file changed (until served), nothing changed,
+    and forced (when the CLI has ``update --force``); bytes rsync sent."""
+    app = ctx.deployed(HELLO_HOST)
+    force = ctx.env.supports("--force", "update")
+    one, sent, same, forced = [], [], [], []
+    for _ in range(ctx.runs):
+        seconds, out = ctx.redeploy(HELLO_HOST)
+        one.append(seconds)
+        sent.append(bytes_sent(out))
+        same.append(ctx.env.silver(*ctx.env.update_args(app, HELLO_HOST, [ctx.first]))[0])
+        if force:
+            forced.append(ctx.env.silver(*ctx.env.update_args(
+                app, HELLO_HOST, [ctx.first], "--force"))[0])
+    ctx.results["redeploy"] = one
+    size = (app / "main.py").stat().st_size
+    return [
+        Figure("redeploy", "one-file redeploy, until served", one,
+               floor=ctx.floor("ssh", "rsync", "gunicorn start"), target=1.0),
+        Figure("redeploy", "bytes sent for it (floor: the file's size)", sent, unit="B",
+               floor=Floor("main.py", [float(size)], "B")),
+        Figure("redeploy", "no-change redeploy", same, floor=ctx.floor("ssh", "rsync"),
+               target=0.5),
+        Figure("redeploy", "no-change redeploy with --force", forced,
+               floor=ctx.floor("ssh", "rsync", "gunicorn start"),
+               unsupported="" if force else "not supported"),
+    ]
+
+
+def prev_state(query: str, location: str) -> str | None:
+    """The process state ``silver query`` shows for the version that is ``prev at
+    LOCATION`` (``running``, ``ok`` once stopped), None if none is."""
+    for line in query.splitlines():
+        if f"prev at {location}" in line:
+            fields = line.split()
+            return fields[3] if len(fields) > 3 else None
+    return None
+
+
+def wait_prev_stopped(ctx: Context, location: str, timeout: float = 120) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if prev_state(ctx.env.silver("query", ctx.first)[1].stdout, location) != "running":
+            return True
+        time.sleep(1)
+    return False
+
+
+def case_rollback(ctx: Context) -> list[Figure]:
+    """``silver activate LOCATION prev``: warm (right after a deploy, the previous
+    version still draining) and cold (after ``silver query`` shows it stopped)."""
+    location = "rollback.bench"
+    app = ctx.deployed(location)
+    activate = ["activate", location, "prev", "--node", ctx.first]
+    warm, cold = [], []
+    cold_note = ""
+    for _ in range(ctx.runs):
+        old = ctx.marker()
+        set_marker(app, old)
+        ctx.env.silver(*ctx.env.update_args(app, location, [ctx.first]))
+        ctx.redeploy(location)
+        warm.append(ctx.env.timed_until(activate, ctx.address, location, old)[0])
+        # now `old` is live; a new deploy makes it prev, and its process stops after the drain
+        old = probe(ctx.address, location) or ""
+        ctx.redeploy(location)
+        if not wait_prev_stopped(ctx, location):
+            cold_note = "previous version never stopped"
+            continue
+        cold.append(ctx.env.timed_until(activate, ctx.address, location, old)[0])
+    return [
+        Figure("rollback", "activate prev, previous version running (warm)", warm,
+               floor=ctx.floor("ssh"), target=0.3),
+        Figure("rollback", "activate prev, previous version stopped (cold)", cold,
+               floor=ctx.floor("ssh", "gunicorn start"), target=0.8,
+               unsupported="" if cold else cold_note),
+    ]
+
+
+def case_setup_node(ctx: Context) -> list[Figure]:
+    """``silver setup-node`` again on set-up nodes (0 changes): 1 node, then all at once."""
+    one, many = [], []
+    for _ in range(ctx.runs):
+        one.append(ctx.env.silver("-y", "setup-node", ctx.first)[0])
+        if len(ctx.nodes) > 1:
+            many.append(ctx.env.silver("-y", "setup-node", *ctx.nodes)[0])
+    figures = [Figure("setup-node", "setup-node second run (0 changes), 1 node", one,
+                      floor=ctx.floor("ssh"), target=0.6)]
+    if many:
+        figures.append(Figure("setup-node", f"the same, {len(ctx.nodes)} nodes in parallel",
+                              many, floor=Floor("1 node", one), target=1.5,
+                              target_on="ratio"))
+    return figures
+
+
+def curve_sizes(most: int) -> list[int]:
+    return sorted({n for n in (1, 4, most) if n <= most})
+
+
+def case_curve(ctx: Context) -> list[Figure]:
+    """A one-file redeploy to 1, 4 and N nodes in one ``silver update`` (wall time of
+    the command), the app live on all N."""
+    location = "curve.bench"
+    ctx.deployed(location, ctx.nodes)
+    sizes = curve_sizes(len(ctx.nodes))
+    times: dict[int, list[float]] = {n: [] for n in sizes}
+    app = ctx.apps[location]
+    for _ in range(ctx.runs):
+        for n in sizes:
+            set_marker(app, ctx.marker())
+            times[n].append(ctx.env.silver(*ctx.env.update_args(app, location,
+                                                                ctx.nodes[:n]))[0])
+    one = Floor("1 node", times[1])
+    return [Figure("curve", f"update to {n} node{'s' if n > 1 else ''} in parallel",
+                   times[n], floor=one if n > 1 else ctx.floor("ssh", "rsync", "gunicorn start"),
+                   target=1.3 if n == 8 else None, target_on="ratio" if n > 1 else "value")
+            for n in sizes]
+
+
+def live_socket(ctx: Context, app: str, location: str) -> str:
+    """The unix socket of the version live at ``location`` (from ``silver query``)."""
+    for line in ctx.env.silver("query", ctx.first)[1].stdout.splitlines():
+        if f"live at {location}" in line:
+            return f"/run/silverlining/apps/{app}/{line.split()[0]}.sock"
+    raise BenchError(f"silver query shows nothing live at {location}")
+
+
+def case_throughput(ctx: Context, seconds: int = 5) -> list[Figure]:
+    """wrk inside the node, 8 keep-alive connections: through nginx (127.0.0.1:80,
+    Host header) vs straight to the app's socket (systemd's socket proxy from a
+    local TCP port). Both clients run at the same place so only the path differs."""
+    ctx.deployed(HELLO_HOST)
+    env, node = ctx.env, ctx.first
+    env.as_root(node, "command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive "
+                      "apt-get install -y -q --no-install-recommends wrk >/dev/null 2>&1")
+    sock = live_socket(ctx, "hello", HELLO_HOST)
+    pid = env.as_root(node, f"systemd-socket-activate -l 127.0.0.1:{PROXY_PORT} "
+                            f"/lib/systemd/systemd-socket-proxyd {sock} >/dev/null 2>&1 "
+                            "& echo $!").strip()
+    nginx, direct, host = [], [], []
+    try:
+        time.sleep(0.5)
+        for _ in range(ctx.runs):
+            for url, into in (("http://127.0.0.1:80/bench-marker", nginx),
+                              (f"http://127.0.0.1:{PROXY_PORT}/bench-marker", direct)):
+                into.append(checked(url, env.as_root(node, shlex.join(
+                    wrk_command(url, HELLO_HOST, seconds)))))
+            url = f"http://{ctx.address}:80/bench-marker"
+            host.append(checked(url, subprocess.run(
+                wrk_command(url, HELLO_HOST, seconds), check=True, capture_output=True,
+                text=True).stdout))
+    finally:
+        env.as_root(node, f"kill {pid}")
+    return [
+        Figure("throughput", "requests/s through nginx (floor: to the socket)",
+               [r.requests_per_s for r in nginx], unit="req/s",
+               floor=Floor("socket", [r.requests_per_s for r in direct], "req/s"),
+               target=0.9, target_on="ratio", higher=True),
+        Figure("throughput", "p99 latency through nginx (floor: to the socket)",
+               [r.p99_ms for r in nginx], unit="ms",
+               floor=Floor("socket", [r.p99_ms for r in direct], "ms")),
+        Figure("throughput", "requests/s from the host's wrk through nginx",
+               [r.requests_per_s for r in host], unit="req/s"),
+    ]
+
+
+def checked(url: str, output: str) -> WrkResult:
+    result = parse_wrk(output)
+    if result.errors:
+        raise BenchError(f"wrk {url}: {result.errors} failed requests")
+    return result
+
+
+def case_load(ctx: Context, redeploys: int = 10, rate: float = 40.0) -> list[Figure]:
+    """Failed requests and p99 of a steady paced load (new connection per request)
+    during 10 consecutive one-file redeploys; the floor is the p99 of the same load
+    for 5 s with nothing deploying."""
+    ctx.deployed(HELLO_HOST)
+    rest = PacedLoad(ctx.address, HELLO_HOST, rate=rate)
+    rest.start()
+    time.sleep(5)
+    rest.stop()
+    busy = PacedLoad(ctx.address, HELLO_HOST, rate=rate)
+    busy.start()
+    try:
+        time.sleep(1)
+        for _ in range(redeploys):
+            ctx.redeploy(HELLO_HOST)
+        time.sleep(1)
+    finally:
+        busy.stop()
+    if not busy.latencies or not rest.latencies:
+        raise BenchError(f"the load got no answer: {busy.failures[:3] or rest.failures[:3]}")
+    total = len(busy.latencies) + len(busy.failures)
+    return [
+        Figure("load", f"failed requests over {redeploys} redeploys (of {total})",
+               [float(len(busy.failures))], unit="count", target=0),
+        Figure("load", f"p99 over {redeploys} redeploys, {rate:.0f} req/s "
+                       "(floor: same load, no deploy)",
+               [percentile(busy.latencies, 0.99)], unit="ms",
+               floor=Floor("at rest", [percentile(rest.latencies, 0.99)], "ms"), target=100),
+    ]
+
+
+def big_lib(size_mb: int = 200) -> Path:
+    """~200 MB of libraries as an app's lib/python holds them: 5,000 small modules in
+    50 packages and 8 big binary files. Made once, kept in /var/tmp for later runs."""
+    done = BIG_LIB_CACHE / ".complete"
+    if done.exists():
+        return BIG_LIB_CACHE
+    shutil.rmtree(BIG_LIB_CACHE, ignore_errors=True)
+    small, big = 8 * 1024, (size_mb - 40) * 1024 * 1024 // 8
+    for package in range(50):
+        pkg = BIG_LIB_CACHE / f"benchlib{package:02d}"
+        pkg.mkdir(parents=True)
+        (pkg / "__init__.py").write_text("")
+        for module in range(100):
+            line = f"VALUE_{package}_{module} = {os.urandom(24).hex()!r}\n"
+            (pkg / f"mod{module:03d}.py").write_text(line * (small // len(line)))
+    for n in range(8):
+        (BIG_LIB_CACHE / "benchlib00" / f"_native{n}.so").write_bytes(os.urandom(big))
+    done.touch()
+    return BIG_LIB_CACHE
+
+
+def case_bigapp(ctx: Context) -> list[Figure]:
+    """hello with ~200 MB in lib/python: its first deploy (reported, no target) and
+    a one-file redeploy until served, against the same redeploy of plain hello."""
+    location = "bigapp.bench"
+    lib = big_lib()
+    app = ctx.env.hello_copy("bigapp")
+    shutil.copytree(lib, app / "lib" / "python", copy_function=os.link)
+    first, out = ctx.env.timed_until(ctx.env.update_args(app, location, [ctx.first]),
+                                     ctx.address, location, "start")
+    ctx.apps[location] = app
+    once = [bytes_sent(out)]
+    times, sent = [], []
+    for _ in range(ctx.runs):
+        seconds, out = ctx.redeploy(location)
+        times.append(seconds)
+        sent.append(bytes_sent(out))
+    plain = ctx.results.get("redeploy")
+    return [
+        Figure("bigapp", "first deploy, 200 MB lib/python (until served)", [first]),
+        Figure("bigapp", "bytes sent by that first deploy", once, unit="B"),
+        Figure("bigapp", "one-file redeploy, 200 MB lib/python, until served", times,
+               floor=Floor("hello one-file", plain) if plain
+               else ctx.floor("ssh", "rsync", "gunicorn start")),
+        Figure("bigapp", "bytes sent for it", sent, unit="B"),
+    ]
+
+
+CASES: dict[str, Callable[[Context], list[Figure]]] = {
+    "cli": case_cli,
+    "redeploy": case_redeploy,
+    "rollback": case_rollback,
+    "setup-node": case_setup_node,
+    "curve": case_curve,
+    "throughput": case_throughput,
+    "load": case_load,
+    "bigapp": case_bigapp,
+}
+MULTI_NODE = ("setup-node", "curve")
