@@ -293,8 +293,14 @@ def upload_and_deploy(session: NodeSession, plan: Plan, reserved: dict,
                        f"{stats.files_transferred} files transferred")
         console.step(session.name, f"sent {human(stats.bytes_sent)} "
                      f"({stats.files_transferred} changed files)")
-        with console.ticking(session.name, f"installing {plan.app}.{version}"):
-            return stats, deploying.result()
+        try:
+            with console.ticking(session.name, f"installing {plan.app}.{version}"):
+                return stats, deploying.result()
+        except BaseException:
+            # Ctrl-C while the node deploys: drop the connection, so the node sees
+            # its client gone before the switch (the call's thread then ends too)
+            session.close()
+            raise
 
 
 def deploy_to(console: Console, node: str, plan: Plan, ask: bool = False) -> Outcome:
