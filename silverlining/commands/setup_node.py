@@ -85,9 +85,8 @@ def setup_host(console: Console, host: str, staged: Path, version: str, who: str
         with transport.SSH(node.address, label=label) as ssh:
             _run_script(ssh, ["bash", "-s", "--", "--preflight"], out, "preflight",
                         input=serverfiles.script_text())
-            with transport.ChannelRsh(ssh) as via:
-                stats = transport.rsync(f"{staged}/", node.address, f"{paths.SERVER_FILES}/",
-                                        delete=True, checksum=True, label=label, via=via)
+            stats = transport.rsync(f"{staged}/", node.address, f"{paths.SERVER_FILES}/",
+                                    delete=True, checksum=True, label=label)
             console.step(label, f"pushed server files {version} "
                                 f"({len(stats.changed)} paths changed, {stats.bytes_sent} bytes)")
             with console.ticking(label, "running the setup script"):
