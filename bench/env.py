@@ -44,6 +44,24 @@ class BenchError(Exception):
     """A step of the bench failed: the run stops (nodes are still destroyed)."""
 
 
+def private_environment(root: Path, comment: str) -> dict[str, str]:
+    """SILVER_* variables for a run of its own in ``root``: state, a ``[provider:local]``
+    config, a fresh ed25519 key (comment ``comment``), an /etc/hosts and the shared image
+    cache. The node tests' ``node_env`` uses it too."""
+    key = root / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment,
+                    "-f", str(key)], check=True)
+    cache = os.environ.get("SILVER_LOCAL_CACHE") or DEFAULT_CACHE
+    config = root / "silverlining.conf"
+    config.write_text(f"[provider:local]\ndriver = local\ncache_dir = {cache}\n"
+                      f"ssh_public_key = {key}.pub\n")
+    hosts = root / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n")
+    return {"SILVER_HOME": str(root / "state"), "SILVER_CONFIG": str(config),
+            "SILVER_SSH_KEY": str(key), "SILVER_LOCAL_CACHE": cache,
+            "SILVER_ETC_HOSTS": str(hosts)}
+
+
 class BenchEnv:
     """A temp SILVER_HOME/SILVER_CONFIG with ``[provider:local]`` and a fresh key,
     like the node tests' ``node_env``, plus the nodes this run created."""
@@ -51,17 +69,7 @@ class BenchEnv:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.key = root / "id_ed25519"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "silver-bench",
-                        "-f", str(self.key)], check=True)
-        cache = os.environ.get("SILVER_LOCAL_CACHE") or DEFAULT_CACHE
-        config = root / "silverlining.conf"
-        config.write_text(f"[provider:local]\ndriver = local\ncache_dir = {cache}\n"
-                          f"ssh_public_key = {self.key}.pub\n")
-        hosts = root / "hosts"
-        hosts.write_text("127.0.0.1 localhost\n")
-        self.env = {**os.environ, "SILVER_HOME": str(root / "state"),
-                    "SILVER_CONFIG": str(config), "SILVER_SSH_KEY": str(self.key),
-                    "SILVER_LOCAL_CACHE": cache, "SILVER_ETC_HOSTS": str(hosts),
+        self.env = {**os.environ, **private_environment(root, "silver-bench"),
                     "PYTHONPATH": str(REPO)}
         self.nodes: dict[str, str] = {}         # name -> address, every node made here
         self._ssh: dict[str, paramiko.SSHClient] = {}

@@ -36,10 +36,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.env import private_environment
 from silverlining.nodes import NodeAddress
 from tests.conftest import run_silver
-
-DEFAULT_CACHE = "/var/cache/silverlining-test/images"
 
 
 @dataclass
@@ -104,18 +103,7 @@ class NodeEnv:
 @pytest.fixture(scope="session")
 def node_env(tmp_path_factory) -> Iterator[NodeEnv]:
     root = tmp_path_factory.mktemp("node-env")
-    key = root / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "silver-test",
-                    "-f", str(key)], check=True)
-    cache = os.environ.get("SILVER_LOCAL_CACHE") or DEFAULT_CACHE
-    config = root / "silverlining.conf"
-    config.write_text(f"[provider:local]\ndriver = local\ncache_dir = {cache}\n"
-                      f"ssh_public_key = {key}.pub\n")
-    hosts = root / "hosts"
-    hosts.write_text("127.0.0.1 localhost\n")
-    env = NodeEnv(root, {"SILVER_HOME": str(root / "state"), "SILVER_CONFIG": str(config),
-                         "SILVER_SSH_KEY": str(key), "SILVER_LOCAL_CACHE": cache,
-                         "SILVER_ETC_HOSTS": str(hosts)})
+    env = NodeEnv(root, private_environment(root, "silver-test"))
     yield env
     listed = env.silver("list-nodes").stdout.splitlines()[1:]
     left = sorted(set(env.registry()) | {line.split()[0] for line in listed if line.strip()})
