@@ -2,8 +2,7 @@
 
 The server files are ``server-files/`` (``serverroot/`` mirrored onto the node
 by the setup script, and the script itself) plus the node-side Python code
-(the ``silverlining`` package without the modules that only run on the
-developer's machine). Their hash is the *server version*: the node records it
+(the parts of the ``silverlining`` package in ``NODE_SHIPPED``). Their hash is the *server version*: the node records it
 after a successful setup, and commands that use a node compare it with their
 own (``check_node_version``) so a node set up by an older or newer checkout is
 caught before it is used with code that does not match.
@@ -28,12 +27,12 @@ PACKAGE_DIR = Path(silverlining.__file__).resolve().parent
 SERVER_FILES_LINK = PACKAGE_DIR / "_server_files"
 SCRIPT_NAME = "update-server-script.sh"
 
-# Top-level entries of the package that run only on the developer's machine
-# (and may import more than the stdlib): never shipped, not part of the version.
-CLIENT_ONLY = frozenset({
-    "cli.py", "__main__.py", "console.py", "commands", "providers", "transport.py", "devserver",
-    "devserver.py", "serverfiles.py", "nodes.py", "etchosts.py", "_server_files",
-    "templates",
+# What of the package runs on nodes, by top-level entry: the node side and what it
+# imports. An allow-list, so a new client module never ships by accident; standard
+# library only (tests/unit/test_serverfiles.py checks every import of these).
+NODE_SHIPPED = frozenset({
+    "__init__.py", "appconfig.py", "apploader.py", "backups.py", "errors.py", "inifile.py",
+    "locations.py", "schedule.py", "secret.py", "tlscerts.py", "node", "services",
 })
 _SKIP_NAMES = frozenset({"__pycache__"})
 _SKIP_SUFFIXES = (".pyc", ".pyo", "~", ".swp")
@@ -66,7 +65,7 @@ def node_code_files() -> Iterator[tuple[str, Path]]:
     """(path relative to the lib dir, local file) of the Python code that ships to nodes."""
     for path in _walk(PACKAGE_DIR):
         rel = path.relative_to(PACKAGE_DIR)
-        if rel.parts[0] in CLIENT_ONLY:
+        if rel.parts[0] not in NODE_SHIPPED:
             continue
         yield f"silverlining/{rel.as_posix()}", path
 

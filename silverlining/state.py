@@ -8,14 +8,12 @@ Tests set both so they never touch the real home.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 from silverlining.errors import SilverError
+from silverlining.node.base import flock, write_atomic
 
 
 def state_dir() -> Path:
@@ -36,22 +34,14 @@ def known_hosts_path() -> Path:
     return state_dir() / "known_hosts"
 
 
-@contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
+def locked(path: Path):
     """An exclusive flock on ``path`` (created), for read-modify-write of state files."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return flock(path, None, str(path))
 
 
 def write_json_atomic(path: Path, data: object) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode=0o600,
+                 uid=None, gid=None)
 
 
 class NodeRegistry:

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from silverlining.node._errors import NodeError
-from silverlining.node._util import write_private
+from silverlining.node.base import write_atomic
 
 _SAFE = re.compile(r"^[A-Za-z0-9_./:@%+,=-]*\Z")
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -52,7 +52,7 @@ def parse_env(text: str) -> dict[str, str]:
 def write_env(path: Path, env: dict[str, str], gid: int) -> None:
     """Write atomically as ``root:APP-group 0640``: the app reads its environment but
     cannot change what systemd and root-run scripts later trust."""
-    write_private(path, format_env(env).encode(), gid)
+    write_atomic(path, format_env(env), mode=0o640, gid=gid)
 
 
 def read_env(path: Path) -> dict[str, str]:

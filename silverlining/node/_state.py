@@ -9,56 +9,29 @@ different apps never wait for each other except while nginx reloads.
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import json
-import os
-import time
-from collections.abc import Iterator
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from silverlining.errors import SilverError
+from silverlining.locations import parse_location
 from silverlining.node import paths
 from silverlining.node._errors import NodeError
-from silverlining.node._util import check_app, say, version_number
+from silverlining.node._util import check_app, version_number
+from silverlining.node.base import node_lock, write_atomic
 
 DEFAULT_LOCK_WAIT = 300.0
 
 
-@contextlib.contextmanager
-def flock(name: str, wait: float, what: str) -> Iterator[None]:
-    """Hold ``LOCKS/NAME.lock``; wait up to ``wait`` seconds, then fail clearly."""
-    paths.LOCKS.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(paths.LOCKS / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        deadline = time.monotonic() + wait
-        told = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-            if time.monotonic() >= deadline:
-                raise NodeError(f"{what} is busy (another deploy holds its lock); gave up "
-                                f"after {wait:g}s")
-            if not told:
-                say(f"waiting for {what}: another deploy holds its lock")
-                told = True
-            time.sleep(0.2)
-        yield
-    finally:
-        os.close(fd)
-
-
 def app_lock(app: str, wait: float = DEFAULT_LOCK_WAIT):
-    return flock(f"app-{check_app(app)}", wait, f"app {app}")
+    """Held by whatever changes an app: its record, its instances, its data."""
+    return node_lock(f"app-{check_app(app)}", wait, f"app {app}")
 
 
 def routing_lock(wait: float = DEFAULT_LOCK_WAIT):
-    return flock("routing", wait, "the node's routing")
+    """Held while the routing table and nginx change (briefly: apps never wait long)."""
+    return node_lock("routing", wait, "the node's routing")
 
 
 def _read_json(path: Path, default: object) -> object:
@@ -71,13 +44,7 @@ def _read_json(path: Path, default: object) -> object:
 
 
 def _write_json(path: Path, data: object, mode: int = 0o644) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(json.dumps(data, indent=1, sort_keys=True) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n", mode=mode)
 
 
 @dataclass
@@ -174,3 +141,28 @@ def all_apps() -> list[str]:
     if not paths.APPS.is_dir():
         return []
     return sorted(p.name for p in paths.APPS.iterdir() if (p / "app.json").is_file())
+
+
+def location_key(text: str) -> str:
+    """The canonical form of a location (``Host/path``, lowercased host)."""
+    try:
+        return str(parse_location(text))
+    except SilverError as exc:
+        raise NodeError(exc.message) from None
+
+
+def canonical_hostname(app: str, extra_location: str | None = None) -> str:
+    """The shortest exact hostname mapped to ``app`` (SILVER_CANONICAL_HOSTNAME)."""
+    locations = [loc for loc, e in load_routes().items()
+                 if e.get("app") == app and e.get("version")]
+    if extra_location:
+        locations.append(extra_location)
+    hosts = {loc.partition("/")[0] for loc in locations}
+    exact = [h for h in hosts if h not in ("*", "not-found", "disabled")
+             and not h.startswith((".", "@"))]
+    if exact:
+        return min(exact, key=lambda h: (len(h), h))
+    suffixes = [h[1:] for h in hosts if h.startswith(".")]
+    if suffixes:
+        return min(suffixes, key=lambda h: (len(h), h))
+    return socket.getfqdn()

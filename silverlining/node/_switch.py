@@ -8,39 +8,10 @@ nginx already sent to it finish.
 
 from __future__ import annotations
 
-import socket
-
-from silverlining.errors import SilverError
-from silverlining.locations import parse_location
 from silverlining.node import instances, jobs, routing, status
 from silverlining.node._errors import NodeError
 from silverlining.node._state import AppState, load_routes, referenced, routing_lock, save_routes
-from silverlining.node._util import say
-
-
-def location_key(text: str) -> str:
-    """The canonical form of a location (``Host/path``, lowercased host)."""
-    try:
-        return str(parse_location(text))
-    except SilverError as exc:
-        raise NodeError(exc.message) from None
-
-
-def canonical_hostname(app: str, extra_location: str | None = None) -> str:
-    """The shortest exact hostname mapped to ``app`` (SILVER_CANONICAL_HOSTNAME)."""
-    locations = [loc for loc, e in load_routes().items()
-                 if e.get("app") == app and e.get("version")]
-    if extra_location:
-        locations.append(extra_location)
-    hosts = {loc.partition("/")[0] for loc in locations}
-    exact = [h for h in hosts if h not in ("*", "not-found", "disabled")
-             and not h.startswith((".", "@"))]
-    if exact:
-        return min(exact, key=lambda h: (len(h), h))
-    suffixes = [h[1:] for h in hosts if h.startswith(".")]
-    if suffixes:
-        return min(suffixes, key=lambda h: (len(h), h))
-    return socket.getfqdn()
+from silverlining.node.base import say
 
 
 def retire(table: dict[str, dict], candidates: set[tuple[str, str]]) -> None:

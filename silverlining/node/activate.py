@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 
-from silverlining.node import audit, instances
+from silverlining.node import audit, data, instances
 from silverlining.node._errors import NodeError
-from silverlining.node._state import AppState, app_lock, instance_dir, load_routes
-from silverlining.node._switch import canonical_hostname, location_key, switch, unroute
+from silverlining.node._state import (AppState, app_lock, canonical_hostname, instance_dir,
+                                      load_routes, location_key)
+from silverlining.node._switch import switch, unroute
 
 _SPEC = re.compile(r"^(?:(?P<app>[a-z0-9][a-z0-9_-]*)\.)?v?(?P<number>[1-9][0-9]*)\Z")
 
@@ -68,7 +69,6 @@ def activate(args) -> dict:
     app, version = resolve(location, args.version)
     if not args.restore_data:
         return _activate(args, app, version, location)
-    from silverlining.node import data
     name = data_backup_for(app, version)
     archive = data.backup_dir(app) / f"{name}.tar.gz"
     config, services = data.app_services(app, version)

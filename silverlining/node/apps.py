@@ -1,4 +1,4 @@
-"""Facts about the node and its apps: ``info``, ``reserve``, ``prepare`` and ``query``.
+"""Before an upload: ``info`` (the node and an app's parameters), ``reserve`` and ``prepare``.
 
 ``reserve`` allocates the next version number of an app (under the app's
 lock) and an upload directory owned by the deploy user, pre-seeded by
@@ -8,27 +8,25 @@ network. Each upload has its own directory, so two uploads never collide.
 
 from __future__ import annotations
 
-import fnmatch
 import platform
 import pwd
 import shutil
 import socket
-import subprocess
 import sys
 import time
 
 from silverlining import __version__
-from silverlining.node import paths
+from silverlining.node import params, paths
 from silverlining.node._errors import NodeError
-from silverlining.node._state import AppState, all_apps, app_lock, load_routes
-from silverlining.node._util import check_app, make_dir, version_number
+from silverlining.node._state import AppState, app_lock, load_routes
+from silverlining.node._util import check_app, version_number
+from silverlining.node.base import make_dir
+from silverlining.node.instances import has_web, is_active
 
 
 def info(app: str | None = None) -> dict:
     """The node's Python and platform; with an app, the names of its stored parameters
     (so the CLI can refuse a missing one before uploading anything)."""
-    from silverlining.node import params
-
     result = {"python": f"{sys.version_info.major}.{sys.version_info.minor}",
               "python_full": platform.python_version(), "machine": platform.machine(),
               "hostname": socket.getfqdn(), "silverlining": __version__}
@@ -58,8 +56,6 @@ def unchanged(app: str, location: str, fingerprint: str) -> str | None:
     """The version live at ``location`` when it was deployed from exactly these files
     (same ``fingerprint``) and its web instance still runs: redeploying it would change
     nothing. ``location`` is canonical (the CLI sends ``str(Location)``)."""
-    from silverlining.node.instances import has_web, is_active
-
     entry = load_routes().get(location) or {}
     live = entry.get("version")
     if entry.get("app") != app or not live:
@@ -118,55 +114,6 @@ def _is_version(name: str) -> bool:
     return True
 
 
-def running_units() -> set[str]:
-    proc = subprocess.run(["systemctl", "list-units", "silver-*.service", "--state=active",
-                           "--plain", "--no-legend"], capture_output=True, text=True)
-    return {line.split()[0] for line in proc.stdout.splitlines() if line.strip()}
-
-
-def query(globs: list[str], health: bool = False) -> dict:
-    """Every app (or those matching ``globs``): versions, where they are live, their
-    workers and crons, the services of the version live (else the newest deployed), its
-    kept backups; with ``health``, what each live location's /.silver/health says."""
-    from silverlining.node import jobs
-    from silverlining.node.data import list_backups
-    from silverlining.node.instances import unit_name
-
-    routes = load_routes()
-    running = running_units()
-    apps = []
-    for app in all_apps():
-        if globs and not any(fnmatch.fnmatch(app, g) for g in globs):
-            continue
-        state = AppState.load(app)
-        versions = []
-        for version in state.ordered():
-            meta = dict(state.versions[version])
-            meta["version"] = version
-            meta["live_at"] = sorted(loc for loc, e in routes.items()
-                                     if e.get("app") == app and e.get("version") == version)
-            meta["prev_at"] = sorted(loc for loc, e in routes.items()
-                                     if e.get("app") == app and e.get("prev") == version)
-            meta["running"] = unit_name(app, version) in running
-            if meta["live_at"]:
-                meta["jobs"] = jobs.status(app, version)
-            versions.append(meta)
-        live = [v for v in versions if v["live_at"]] or [v for v in versions
-                                                          if v.get("status") == "ok"]
-        apps.append({"app": app, "disabled": state.disabled, "versions": versions,
-                     "services": live[-1].get("services", []) if live else [],
-                     "backups": list_backups(app)})
-    shown = {loc: e for loc, e in sorted(routes.items())
-             if any(a["app"] == e.get("app") for a in apps)}
-    result = {"node": socket.getfqdn(), "apps": apps, "routes": shown}
-    if health:       # what /.silver/health answers, for @APP locations too
-        from silverlining.node import status
-
-        result["health"] = {loc: status.health(loc)[1] for loc, e in shown.items()
-                            if e.get("version")}
-    return result
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser("info", help="the node's Python and platform")
     p.add_argument("--app")
@@ -190,7 +137,3 @@ def register(subparsers) -> None:
     p.add_argument("--location")
     p.set_defaults(handler=lambda a: prepare(a.app, a.who, a.source, a.lock_wait, a.needs,
                                              a.fingerprint, a.location))
-    p = subparsers.add_parser("query", help="apps, versions and where they are live")
-    p.add_argument("globs", nargs="*")
-    p.add_argument("--health", action="store_true", help="check each live location")
-    p.set_defaults(handler=lambda args: query(args.globs, args.health))

@@ -6,12 +6,12 @@ the account that ran sudo; both are kept because the first is only a claim.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
 
 from silverlining.node import paths
+from silverlining.node.base import node_lock
 
 
 def record(action: str, app: str | None, *, who: str | None = None, result: str = "ok",
@@ -21,12 +21,12 @@ def record(action: str, app: str | None, *, who: str | None = None, result: str 
              "result": result}
     entry.update({k: v for k, v in details.items() if v is not None})
     paths.LOGS.mkdir(parents=True, exist_ok=True)
-    fd = os.open(paths.AUDIT_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        os.write(fd, (json.dumps(entry, sort_keys=True) + "\n").encode())
-    finally:
-        os.close(fd)
+    with node_lock("audit", 60, "the audit log"):
+        fd = os.open(paths.AUDIT_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            os.write(fd, (json.dumps(entry, sort_keys=True) + "\n").encode())
+        finally:
+            os.close(fd)
 
 
 def read(app: str | None = None, limit: int = 50) -> list[dict]:

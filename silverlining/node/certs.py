@@ -30,13 +30,14 @@ from silverlining import tlscerts
 from silverlining.node import paths, routing
 from silverlining.node._errors import NodeError
 from silverlining.node._state import AppState, app_lock, routing_lock
-from silverlining.node._util import say
+from silverlining.node.base import apt_install, say, write_atomic
 
 LETSENCRYPT = Path("/etc/letsencrypt")
 RENEW_WITHIN_DAYS = 30.0
 MODES = ("off", "auto", "required")
 CERTBOT_TIMEOUT = 300
 BEST_EFFORT_RETRY = 86400.0
+NGINX_REFUSED = "nginx -t failed, not reloaded"
 
 
 def check_host(host: str) -> str:
@@ -55,15 +56,6 @@ def _private_dir(path: Path) -> None:
     os.chmod(path, 0o700)
 
 
-def _put_private(path: Path, data: bytes) -> None:
-    """Write a root-only file atomically (nginx never loads half a key)."""
-    tmp = path.with_name(f".{path.name}.new")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
-
-
 def load_meta(host: str) -> dict:
     try:
         return json.loads((cert_dir(host) / "cert.json").read_text())
@@ -75,8 +67,8 @@ def load_meta(host: str) -> dict:
 
 def save_meta(host: str, meta: dict) -> None:
     _private_dir(cert_dir(host))
-    _put_private(cert_dir(host) / "cert.json",
-                 (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode())
+    write_atomic(cert_dir(host) / "cert.json",
+                 json.dumps(meta, indent=1, sort_keys=True) + "\n", mode=0o600)
 
 
 def install(host: str, fullchain: bytes, key: bytes, meta: dict) -> bool:
@@ -86,8 +78,8 @@ def install(host: str, fullchain: bytes, key: bytes, meta: dict) -> bool:
     _private_dir(paths.CERTS)
     with tempfile.TemporaryDirectory(dir=paths.CERTS) as tmp:
         cert_file, key_file = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
-        _put_private(cert_file, fullchain)
-        _put_private(key_file, key)
+        write_atomic(cert_file, fullchain, mode=0o600)
+        write_atomic(key_file, key, mode=0o600)
         why = tlscerts.problems(cert_file, key_file, host)
         if why:
             raise NodeError(why.replace(str(cert_file), "the certificate")
@@ -96,8 +88,8 @@ def install(host: str, fullchain: bytes, key: bytes, meta: dict) -> bool:
     target = cert_dir(host)
     existed = (target / "fullchain.pem").exists()
     _private_dir(target)
-    _put_private(target / "privkey.pem", key)
-    _put_private(target / "fullchain.pem", fullchain)
+    write_atomic(target / "privkey.pem", key, mode=0o600)
+    write_atomic(target / "fullchain.pem", fullchain, mode=0o600)
     save_meta(host, {**load_meta(host), **meta, "issuer": facts.issuer,
                      "not_after": facts.not_after, "installed": _now()})
     return existed
@@ -120,11 +112,9 @@ def facts(host: str) -> tlscerts.CertFacts | None:
 def ensure_certbot() -> None:
     """certbot from the OS packages, the first time a deploy needs it; its own renewal
     timer is turned off (ours records results and copies the certificate for nginx)."""
-    from silverlining.node.deploy import install_packages
-
     if shutil.which("certbot"):
         return
-    install_packages(("certbot",))
+    apt_install(("certbot",))
     subprocess.run(["systemctl", "disable", "--now", "certbot.timer"], capture_output=True)
 
 
@@ -134,10 +124,7 @@ def store_ca(pem: str) -> str:
     paths.ACME_CA.mkdir(mode=0o755, parents=True, exist_ok=True)
     path = paths.ACME_CA / f"{hashlib.sha256(data).hexdigest()[:16]}.pem"
     if not path.is_file() or path.read_bytes() != data:
-        tmp = path.with_name(f".{path.name}.new")
-        tmp.write_bytes(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        write_atomic(path, data)
     return str(path)
 
 
@@ -186,14 +173,6 @@ def reusable(host: str, directory: str | None) -> bool:
         return have.days_left() > 0
     return directory is not None and meta.get("directory") == directory and \
         have.days_left() > RENEW_WITHIN_DAYS
-
-
-def reload_nginx() -> None:
-    """Serve replaced certificate files: nginx reads them only on a reload."""
-    check = subprocess.run(["nginx", "-t", "-q"], capture_output=True, text=True)
-    if check.returncode != 0:
-        raise NodeError(f"nginx -t failed, not reloaded: {check.stderr.strip()}")
-    routing.reload_nginx()
 
 
 # --- subcommands ----------------------------------------------------------------
@@ -250,7 +229,7 @@ def prepare(args) -> dict:
                 replaced = replaced or again
     if replaced:
         with routing_lock():
-            reload_nginx()
+            routing.reload_nginx(NGINX_REFUSED)
     refused = args.mode == "required" and not results[host]["ok"]
     with app_lock(args.app, args.lock_wait):
         state = AppState.load(args.app)
@@ -321,7 +300,7 @@ def renew(within: float, only: list[str] | None = None) -> dict:
         renewed.append(host)
     if renewed:
         with routing_lock():
-            reload_nginx()
+            routing.reload_nginx(NGINX_REFUSED)
     return {"renewed": renewed, "failed": failed, "checked": sorted(hosts)}
 
 

@@ -24,12 +24,15 @@ from silverlining.appconfig import AppConfig
 from silverlining.backups import (BackupError, check_name, default_name, remove_tree, verify,
                                   write_archive)
 from silverlining.errors import SilverError
-from silverlining.node import audit, instances, paths
+from silverlining.node import audit, disable, instances, paths
 from silverlining.node._env import read_env
 from silverlining.node._errors import NodeError
-from silverlining.node._state import AppState, app_lock, instance_dir, load_routes, served
-from silverlining.node._switch import location_key
-from silverlining.node._util import app_ids, check_app, make_dir, say
+from silverlining.node._state import (AppState, app_lock, instance_dir, load_routes,
+                                      location_key, served)
+from silverlining.node._util import app_ids, check_app
+from silverlining.node.base import make_dir, say
+from silverlining.node.scripts import run_update_fetch
+from silverlining.services import get_service
 
 _TOKEN_LEN = 16
 
@@ -58,7 +61,6 @@ def staging_dir(app: str) -> Path:
 
 
 def _call(service_name: str, method: str, *args) -> None:
-    from silverlining.services import get_service
     try:
         getattr(get_service(service_name), method)(*args)
     except SilverError as exc:
@@ -211,8 +213,8 @@ def restore_services(app: str, config: AppConfig, services: list[str], staging: 
 
 
 def set_disabled(app: str, disabled: bool, who: str | None, lock_wait: float) -> None:
-    from silverlining.node.disable import set_disabled as apply
-    apply(Namespace(app=app, location=None, who=who, lock_wait=lock_wait), disabled)
+    disable.set_disabled(Namespace(app=app, location=None, who=who, lock_wait=lock_wait),
+                         disabled)
 
 
 def restore(args: Namespace) -> dict:
@@ -252,7 +254,6 @@ def restore(args: Namespace) -> dict:
 
 def clear(args: Namespace) -> dict:
     """Empty every service of the app, then run its update_fetch on the live version."""
-    from silverlining.node.deploy import run_update_fetch
     app, version = served(location_key(args.location))
     config, services = app_services(app, version)
     uid, gid = app_ids(app)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import pwd
-import subprocess
 import traceback
 from pathlib import Path
 
@@ -20,16 +19,19 @@ from silverlining import __version__
 from silverlining.appconfig import AppConfig
 from silverlining.errors import SilverError
 from silverlining.node import apps, audit, certs, instances, jobs, params, paths
-from silverlining.node._env import read_env, write_env
-from silverlining.node.scripts import script_argv
+from silverlining.node._env import write_env
 from silverlining.node._errors import NodeError
-from silverlining.node._state import (AppState, app_lock, flock, instance_dir, instance_name,
-                                      load_routes, referenced, served)
-from silverlining.node._switch import canonical_hostname, location_key, switch
-from silverlining.node._util import (client_gone, ensure_app_user, make_dir, run, say,
-                                     version_number, write_private)
+from silverlining.node._state import (AppState, app_lock, canonical_hostname, instance_dir,
+                                      instance_name, load_routes, location_key, referenced,
+                                      served)
+from silverlining.node._switch import switch
+from silverlining.node._util import ensure_app_user, version_number
+from silverlining.node.base import apt_install, client_gone, make_dir, run, say, write_atomic
+from silverlining.node.data import backup_before
+from silverlining.node.scripts import run_update_fetch
 from silverlining.secret import ENV_VAR as SECRET_ENV
 from silverlining.secret import derive
+from silverlining.services import get_service
 
 
 def build_instance(app: str, version: str, source: Path, basis: str | None, gid: int) -> Path:
@@ -61,52 +63,9 @@ def build_instance(app: str, version: str, source: Path, basis: str | None, gid:
     return target
 
 
-def install_packages(packages: tuple[str, ...]) -> None:
-    """apt-get install what is missing, one install at a time on the node (two apps
-    deploying at once wait for each other, and for dpkg's own lock, instead of
-    failing); the package lists are refreshed when apt does not know a name."""
-    missing = [pkg for pkg in packages if not _installed(pkg)]
-    if not missing:
-        return
-    with flock("apt", 1800, "the node's package installs"):
-        missing = [pkg for pkg in missing if not _installed(pkg)]
-        if not missing:
-            return
-        say(f"installing packages: {' '.join(missing)}")
-        if any(not _known(pkg) for pkg in missing):
-            say("refreshing the package lists (apt-get update)")
-            _apt("update")
-        unknown = [pkg for pkg in missing if not _known(pkg)]
-        if unknown:
-            raise NodeError(f"no such package on this node's OS: {' '.join(unknown)} "
-                            "(app.ini packages)")
-        _apt("install", "--no-install-recommends", "--", *missing)
-
-
-def _installed(pkg: str) -> bool:
-    proc = subprocess.run(["dpkg-query", "-W", "-f=${Status}", "--", pkg],
-                          capture_output=True, text=True)
-    return "install ok installed" in proc.stdout
-
-
-def _known(pkg: str) -> bool:
-    """Whether apt has an installation candidate for ``pkg``."""
-    proc = subprocess.run(["apt-cache", "policy", "--", pkg], capture_output=True, text=True)
-    return any(line.strip().startswith("Candidate:") and "(none)" not in line
-               for line in proc.stdout.splitlines())
-
-
-def _apt(*args: str) -> None:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    run(["apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=600", *args], env=env,
-        what=f"apt-get {args[0]}", timeout=1800)
-
-
 def install_services(config: AppConfig, clear: bool) -> dict[str, str]:
     """Each service ready for the app (emptied first with ``clear``); returns their
     CONFIG_* variables. A ready service costs a cheap check, nothing more."""
-    from silverlining.services import get_service
-
     env: dict[str, str] = {}
     for name in sorted(config.services):
         service = get_service(name)
@@ -129,7 +88,7 @@ def write_app_secret(app: str, gid: int) -> Path:
         raise NodeError(f"{paths.SECRET} is missing: run silver setup-node") from None
     text = derive(master, app) + "\n"
     if not path.is_file() or path.read_text() != text:
-        write_private(path, text.encode(), gid)
+        write_atomic(path, text, mode=0o640, gid=gid)
     return path
 
 
@@ -156,37 +115,6 @@ def instance_env(config: AppConfig, app: str, version: str, location: str,
         env["SILVER_APP_CONFIG"] = str(instance_dir(app, version) / config.config_default)
     env.update(service_env)
     return env
-
-
-def run_update_fetch(config: AppConfig, app: str, version: str, host: str, prefix: str,
-                     uid: int, gid: int) -> None:
-    """Internal requests and scripts that prepare the new version (tables, caches...)."""
-    for entry in config.update_fetch:
-        if entry.url:
-            say(f"update_fetch: GET {entry.url}")
-            try:
-                status, body = instances.request(app, version, entry.url, host, prefix=prefix,
-                                                 update=True, timeout=300)
-            except OSError as exc:
-                raise NodeError(f"update_fetch {entry.url} failed: {exc}") from None
-            if status >= 400:
-                snippet = body[:300].decode("utf-8", "replace").strip()
-                raise NodeError(f"update_fetch {entry.url} answered {status}: {snippet}")
-            continue
-        say(f"update_fetch: script {entry.script} {' '.join(entry.args)}".rstrip())
-        env = read_env(instances.env_path(app, version))
-        try:
-            proc = subprocess.run(
-                script_argv(instance_dir(app, version), entry.script or "", list(entry.args)),
-                user=uid, group=gid, extra_groups=[], env=env, cwd=instance_dir(app, version),
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800)
-        except OSError as exc:
-            raise NodeError(f"update_fetch script {entry.script}: {exc.strerror}") from None
-        for line in proc.stdout.splitlines():
-            say(f"  {line}")
-        if proc.returncode != 0:
-            raise NodeError(f"update_fetch script {entry.script} exited with status "
-                            f"{proc.returncode}")
 
 
 def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
@@ -228,9 +156,8 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
     stored = params.load(app)
     values = params.merged(config, stored, changes)
     param_env = params.environment(config, values)
-    install_packages(config.packages)
+    apt_install(config.packages, why="app.ini packages")
     if backup:
-        from silverlining.node.data import backup_before
         meta["backup"] = backup_before(app, version, location)
         state.save()
     service_env = install_services(config, clear)

@@ -19,9 +19,9 @@ import time
 from silverlining.node import audit, instances, paths
 from silverlining.node._errors import NodeError
 from silverlining.node._job import log_path
-from silverlining.node._state import instance_dir, served
-from silverlining.node._switch import location_key
-from silverlining.node._util import app_ids, app_user, check_app, run
+from silverlining.node._state import instance_dir, location_key, served
+from silverlining.node._util import app_ids, app_user, check_app
+from silverlining.node.base import run, wait_until
 from silverlining.node.scripts import script_path
 
 _ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{4}\Z")
@@ -109,12 +109,15 @@ def attach(args) -> int:
                        user=uid, group=gid, extra_groups=[])
     except KeyboardInterrupt:
         return 130
-    for _ in range(50):            # systemd records the status just after the process ends
+    def ended() -> dict:          # systemd records the status just after the process ends
         state = _state(app, job_id)
-        if state.get("ExecMainExitTimestamp"):
-            return int(state.get("ExecMainStatus") or 0)
-        time.sleep(0.1)
-    return 0
+        return state if state.get("ExecMainExitTimestamp") else {}
+
+    try:
+        return int(wait_until(ended, 5, 0.1, failed="no exit status").get("ExecMainStatus")
+                   or 0)
+    except NodeError:
+        return 0
 
 
 def register(subparsers) -> None:

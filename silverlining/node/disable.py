@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from silverlining.node import audit, routing
 from silverlining.node._errors import NodeError
-from silverlining.node._state import AppState, app_lock, load_routes, routing_lock, served
-from silverlining.node._switch import location_key
+from silverlining.node._state import (AppState, app_lock, load_routes, location_key,
+                                      routing_lock, served)
 from silverlining.node._util import check_app
 
 

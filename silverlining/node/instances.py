@@ -21,7 +21,8 @@ from pathlib import Path
 from silverlining.node import paths
 from silverlining.node._errors import NodeError
 from silverlining.node._state import instance_dir, instance_name
-from silverlining.node._util import app_user, make_dir, run, say, tail
+from silverlining.node._util import app_user
+from silverlining.node.base import make_dir, run, say, tail, wait_until, write_atomic
 from silverlining.node.routing import SCRIPT_NAME_HEADER, UPDATE_HEADER
 
 DRAIN_SECONDS = 10
@@ -109,7 +110,8 @@ WantedBy=multi-user.target
 """
 
 
-def _systemctl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+def systemctl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """``systemctl ARGS``; with ``check``, a failure is an error saying what systemd said."""
     proc = subprocess.run(["systemctl", *args], capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise NodeError(f"systemctl {' '.join(args)} failed: "
@@ -118,15 +120,15 @@ def _systemctl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def daemon_reload() -> None:
-    _systemctl("daemon-reload")
+    systemctl("daemon-reload")
 
 
 def install_unit(app: str, version: str, interface: str, memory_max: str | None,
                  reload_all: bool = False) -> None:
     """Write the instance's unit and make systemd see it (``reload_all``: other new
     unit files of the version are waiting too)."""
-    path = paths.SYSTEMD_UNITS / unit_name(app, version)
-    path.write_text(unit_text(app, version, interface, memory_max))
+    write_atomic(paths.SYSTEMD_UNITS / unit_name(app, version),
+                 unit_text(app, version, interface, memory_max))
     if reload_all:
         daemon_reload()
     else:
@@ -137,7 +139,7 @@ def load_units(*units: str) -> None:
     """Make systemd see freshly written unit files. A unit it never loaded is read from
     disk when first asked about, so the whole-manager ``daemon-reload`` (a quarter of a
     second, a third of a redeploy) is needed only when an already loaded file changed."""
-    out = _systemctl("show", "-p", "LoadState", "-p", "NeedDaemonReload", *units).stdout
+    out = systemctl("show", "-p", "LoadState", "-p", "NeedDaemonReload", *units).stdout
     if any(line in ("NeedDaemonReload=yes", "LoadState=not-found", "LoadState=error")
            for line in out.splitlines()):
         daemon_reload()
@@ -157,7 +159,7 @@ def ensure_socket_dir(app: str, uid: int) -> None:
             f"d {socket_dir(app)} 0750 {app_user(app)} {paths.NGINX_USER} -\n")
     conf = tmpfiles_path(app)
     if not conf.is_file() or conf.read_text() != text:
-        conf.write_text(text)
+        write_atomic(conf, text)
 
 
 def upgrade_kept(app: str, versions: dict[str, dict], gid: int) -> None:
@@ -178,8 +180,8 @@ def upgrade_kept(app: str, versions: dict[str, dict], gid: int) -> None:
     for version, meta in versions.items():
         unit = paths.SYSTEMD_UNITS / unit_name(app, version)
         if unit.is_file() and "ExecStartPre=+" in unit.read_text():
-            unit.write_text(unit_text(app, version, meta.get("interface", "wsgi"),
-                                      meta.get("memory_max")))
+            write_atomic(unit, unit_text(app, version, meta.get("interface", "wsgi"),
+                                         meta.get("memory_max")))
             changed = True
     if changed:
         daemon_reload()
@@ -198,13 +200,13 @@ def remove_unit(app: str, version: str) -> None:
 
 def start(app: str, version: str) -> None:
     cancel_stop(app, version)
-    _systemctl("start", unit_name(app, version))
+    systemctl("start", unit_name(app, version))
 
 
 def enable(app: str, version: str) -> None:
     """Started at boot from now on. ``--no-reload``: the manager reads the links at
     boot, so reloading it now would only cost time."""
-    _systemctl("enable", "--quiet", "--no-reload", unit_name(app, version))
+    systemctl("enable", "--quiet", "--no-reload", unit_name(app, version))
 
 
 def stop_now(app: str, version: str) -> None:
@@ -212,17 +214,17 @@ def stop_now(app: str, version: str) -> None:
     at once, not given the graceful stop a hung app would sit out to its timeout."""
     unit = unit_name(app, version)
     cancel_stop(app, version)
-    _systemctl("disable", "--quiet", "--no-reload", unit, check=False)
-    _systemctl("kill", "--signal=SIGKILL", unit, check=False)
-    _systemctl("stop", unit, check=False)
-    _systemctl("reset-failed", unit, check=False)
+    systemctl("disable", "--quiet", "--no-reload", unit, check=False)
+    systemctl("kill", "--signal=SIGKILL", unit, check=False)
+    systemctl("stop", unit, check=False)
+    systemctl("reset-failed", unit, check=False)
 
 
 def stop_later(app: str, version: str, delay: int = DRAIN_SECONDS) -> None:
     """Disable now (a reboot will not start it), stop after the drain period."""
     unit = unit_name(app, version)
     cancel_stop(app, version)
-    _systemctl("disable", "--quiet", "--no-reload", unit, check=False)
+    systemctl("disable", "--quiet", "--no-reload", unit, check=False)
     run(["systemd-run", "--quiet", f"--unit={stop_unit_name(app, version)}",
          f"--on-active={delay}", "--timer-property=AccuracySec=1s",
          "/bin/systemctl", "stop", unit], what=f"scheduling the stop of {unit}")
@@ -233,8 +235,8 @@ def cancel_stop(app: str, version: str) -> None:
     if not any((paths.TRANSIENT_UNITS / f"{name}.{kind}").exists()
                for kind in ("timer", "service")):
         return              # none scheduled (systemd keeps transient units' files while loaded)
-    _systemctl("stop", f"{name}.timer", check=False)
-    _systemctl("reset-failed", f"{name}.timer", f"{name}.service", check=False)
+    systemctl("stop", f"{name}.timer", check=False)
+    systemctl("reset-failed", f"{name}.timer", f"{name}.service", check=False)
 
 
 @dataclass
@@ -248,7 +250,7 @@ class UnitState:
 
 
 def unit_state(app: str, version: str) -> UnitState:
-    out = _systemctl("show", "-p", "ActiveState", "-p", "SubState",
+    out = systemctl("show", "-p", "ActiveState", "-p", "SubState",
                      unit_name(app, version), check=False).stdout
     values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
     return UnitState(values.get("ActiveState", "unknown"), values.get("SubState", "unknown"))
@@ -320,46 +322,63 @@ def wait_ready(app: str, version: str, host: str, prefix: str = "",
     """Until the socket answers at all (any status), or the unit crashed."""
     deadline = time.monotonic() + timeout
     name = instance_name(app, version)
-    last = "no socket yet"
-    checked = 0.0
-    while (now := time.monotonic()) < deadline:
-        if now - checked >= 0.25:     # asking systemd costs more than a look at the socket
-            checked = now
+    last = ["no socket yet"]
+    checked = [0.0]
+
+    def answers() -> bool:
+        now = time.monotonic()
+        if now - checked[0] >= 0.25:     # asking systemd costs more than a look at the socket
+            checked[0] = now
             state = unit_state(app, version)
             if state.crashed:
                 raise _fail(app, version, f"{name} exited while starting ({state.active}/"
                             f"{state.sub}); the old version keeps serving")
-        if socket_path(app, version).exists():
-            try:
-                request(app, version, "/", host, prefix=prefix,
-                        timeout=max(1.0, deadline - time.monotonic()))
-                return
-            except OSError as exc:
-                last = str(exc) or type(exc).__name__
-        time.sleep(0.02)
-    raise _fail(app, version, f"{name} did not answer on its socket within {timeout:g}s "
-                f"({last}); the old version keeps serving")
+        if not socket_path(app, version).exists():
+            return False
+        try:
+            request(app, version, "/", host, prefix=prefix,
+                    timeout=max(1.0, deadline - time.monotonic()))
+            return True
+        except OSError as exc:
+            last[0] = str(exc) or type(exc).__name__
+            return False
+
+    wait_until(answers, timeout, 0.02, failed=lambda: _fail(
+        app, version, f"{name} did not answer on its socket within {timeout:g}s "
+        f"({last[0]}); the old version keeps serving"))
+
+
+def healthy(status: int, health_check: str | None) -> bool:
+    """The one rule for a healthy answer, at the deploy gate and on ``/.silver/health``:
+    the app's ``health_check`` must answer 2xx; without one, ``GET /`` 2xx or 3xx (a 404
+    from a mistyped path never goes live)."""
+    return 200 <= status < (300 if health_check else 400)
 
 
 def health_gate(app: str, version: str, host: str, health_check: str | None,
                 prefix: str = "", timeout: float = HEALTH_TIMEOUT) -> None:
-    """The app's ``health_check`` must answer 2xx; without one, ``GET /`` must answer
-    2xx or 3xx (a 404 from a mistyped path never goes live). Retried until the timeout."""
+    """The instance must answer ``healthy`` (retried until the timeout, or until the
+    unit crashed)."""
     name = instance_name(app, version)
-    deadline = time.monotonic() + timeout
     path = health_check or "/"
-    accepted = range(200, 300) if health_check else range(200, 400)
-    while True:
+    problem = [""]
+
+    def failed() -> GateFailed:
+        return _fail(app, version, f"{name} failed its health check: {problem[0]}; "
+                     "the old version keeps serving")
+
+    def passes() -> bool:
         try:
             status, _ = request(app, version, path, host, prefix=prefix, timeout=10)
-            problem = None if status in accepted else f"GET {path} answered {status}"
         except OSError as exc:
-            problem = f"GET {path} failed: {exc or type(exc).__name__}"
-        if problem is None:
-            say(f"health check: GET {path} answered {status}")
-            return
-        state = unit_state(app, version)
-        if state.crashed or time.monotonic() >= deadline:
-            raise _fail(app, version, f"{name} failed its health check: {problem}; "
-                        "the old version keeps serving")
-        time.sleep(0.5)
+            problem[0] = f"GET {path} failed: {exc or type(exc).__name__}"
+        else:
+            if healthy(status, health_check):
+                say(f"health check: GET {path} answered {status}")
+                return True
+            problem[0] = f"GET {path} answered {status}"
+        if unit_state(app, version).crashed:
+            raise failed()
+        return False
+
+    wait_until(passes, timeout, 0.5, failed=failed)

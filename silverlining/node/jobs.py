@@ -17,14 +17,15 @@ import grp
 import http.client
 import json
 import subprocess
-import time
 
 from silverlining.appconfig import AppConfig
-from silverlining.node import paths
-from silverlining.node._state import AppState, flock, instance_dir, load_routes, referenced
+from silverlining.node import audit, paths
 from silverlining.node._errors import NodeError
-from silverlining.node._util import app_user, say, write_private
-from silverlining.node.instances import SANDBOX, env_path
+from silverlining.node._state import (AppState, instance_dir, load_routes, location_key,
+                                      referenced, served)
+from silverlining.node._util import app_user
+from silverlining.node.base import node_lock, say, wait_until, write_atomic
+from silverlining.node.instances import SANDBOX, env_path, systemctl
 
 START_LIMIT = "StartLimitIntervalSec=60\nStartLimitBurst=5\n"    # then: a crash loop
 PORT_RANGE = (20000, 30000)        # $PORT of workers with a health check, on 127.0.0.1
@@ -82,12 +83,12 @@ def install_units(app: str, version: str, config: AppConfig) -> dict[str, int]:
     its health-checked workers (``NAME@I`` -> port), also in ``ENV/APP/vN.ports.json``
     where the worker reads its ``PORT``."""
     for name, text in unit_files(app, version, config).items():
-        (paths.SYSTEMD_UNITS / name).write_text(text)
+        write_atomic(paths.SYSTEMD_UNITS / name, text)
     wanted = [f"{name}@{i}" for name, p in config.processes.items() if p.health_check
               for i in range(1, p.instances + 1)]
     ports = allocate_ports(app, version, wanted)
-    write_private(ports_path(app, version), json.dumps(ports).encode(),
-                  grp.getgrnam(app_user(app)).gr_gid)
+    write_atomic(ports_path(app, version), json.dumps(ports), mode=0o640,
+                 gid=grp.getgrnam(app_user(app)).gr_gid)
     return ports
 
 
@@ -99,7 +100,7 @@ def allocate_ports(app: str, version: str, names: list[str]) -> dict[str, int]:
     """Ports on 127.0.0.1 for workers that serve HTTP, unique on the node."""
     if not names:                  # the common case: no node-wide lock, no rewrite
         return {}
-    with flock("ports", 60, "the node's worker ports"):
+    with node_lock("ports", 60, "the node's worker ports"):
         try:
             table = json.loads(paths.PORTS.read_text())
         except FileNotFoundError:
@@ -112,19 +113,19 @@ def allocate_ports(app: str, version: str, names: list[str]) -> dict[str, int]:
                 table[key] = next(p for p in range(PORT_RANGE[0], PORT_RANGE[1]) if p not in used)
                 used.add(table[key])
             mine[name] = table[key]
-        paths.PORTS.write_text(json.dumps(table, sort_keys=True))
+        write_atomic(paths.PORTS, json.dumps(table, sort_keys=True))
     return mine
 
 
 def release_ports(app: str, version: str) -> None:
-    with flock("ports", 60, "the node's worker ports"):
+    with node_lock("ports", 60, "the node's worker ports"):
         try:
             table = json.loads(paths.PORTS.read_text())
         except FileNotFoundError:
             return
         prefix = f"{app}/{version}/"
-        paths.PORTS.write_text(json.dumps({k: v for k, v in table.items()
-                                           if not k.startswith(prefix)}, sort_keys=True))
+        write_atomic(paths.PORTS, json.dumps({k: v for k, v in table.items()
+                                              if not k.startswith(prefix)}, sort_keys=True))
 
 
 def start_workers(app: str, version: str, config: AppConfig, ports: dict[str, int],
@@ -140,18 +141,24 @@ def start_workers(app: str, version: str, config: AppConfig, ports: dict[str, in
     for key, port in sorted(ports.items()):
         name = key.split("@")[0]
         path = config.processes[name].health_check or "/"
-        deadline = time.monotonic() + timeout
-        while True:
-            problem = worker_health(port, path)
-            if problem is None:
-                say(f"worker {key}: GET {path} on port {port} answered")
-                break
-            unit = process_unit(app, version, name, int(key.split("@")[1]))
-            if time.monotonic() >= deadline or _state_of(unit) == "failed":
-                raise NodeError(f"worker {key} of {app}.{version} failed its health check: "
-                                f"{problem}; the old version keeps serving (silver logs "
-                                f"--version {version} --process {name})")
-            time.sleep(0.3)
+        unit = process_unit(app, version, name, int(key.split("@")[1]))
+        problem = [""]
+
+        def failed() -> NodeError:
+            return NodeError(f"worker {key} of {app}.{version} failed its health check: "
+                             f"{problem[0]}; the old version keeps serving (silver logs "
+                             f"--version {version} --process {name})")
+
+        def passes() -> bool:
+            problem[0] = worker_health(port, path) or ""
+            if not problem[0]:
+                return True
+            if _state_of(unit) == "failed":
+                raise failed()
+            return False
+
+        wait_until(passes, timeout, 0.3, failed=failed)
+        say(f"worker {key}: GET {path} on port {port} answered")
 
 
 def worker_health(port: int, path: str) -> str | None:
@@ -187,7 +194,8 @@ def _units_to_run(app: str, version: str) -> tuple[list[str], list[str]]:
 
 
 def _systemctl(*args: str) -> None:
-    proc = subprocess.run(["systemctl", *args], capture_output=True, text=True)
+    """``systemctl ARGS`` whose failure is said, not raised: the other units go on."""
+    proc = systemctl(*args, check=False)
     if proc.returncode != 0:
         say(f"systemctl {' '.join(args[:2])}: {proc.stderr.strip()}")
 
@@ -276,10 +284,6 @@ def status(app: str, version: str) -> dict:
 
 def restart_process(args) -> dict:
     """Restart a worker's instances of the version live at a location."""
-    from silverlining.node import audit
-    from silverlining.node._state import served
-    from silverlining.node._switch import location_key
-
     app, version = served(location_key(args.location))
     config = AppConfig.load(instance_dir(app, version), check_files=False)
     if args.process not in config.processes:
@@ -289,7 +293,7 @@ def restart_process(args) -> dict:
              for i in range(1, config.processes[args.process].instances + 1)]
     for unit in units:
         subprocess.run(["systemctl", "reset-failed", unit], capture_output=True)
-    proc = subprocess.run(["systemctl", "restart", *units], capture_output=True, text=True)
+    proc = systemctl("restart", *units, check=False)
     if proc.returncode != 0:
         raise NodeError(f"restarting {args.process} failed: {proc.stderr.strip()}")
     audit.record("restart", app, who=args.who, version=version, process=args.process)

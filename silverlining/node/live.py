@@ -15,11 +15,11 @@ from pathlib import Path
 
 from silverlining.appconfig import JOB_NAME
 from silverlining.node import instances
-from silverlining.node._job import log_path as job_log_path
 from silverlining.node._errors import NodeError
-from silverlining.node._state import instance_dir, served
-from silverlining.node._switch import location_key
+from silverlining.node._job import log_path as job_log_path
+from silverlining.node._state import instance_dir, location_key, served
 from silverlining.node._util import app_ids, check_app, version_number
+from silverlining.node.detached import check_id
 
 CAT_LIMIT = 2_000_000      # bytes per file; a bigger file is reported, not shown
 
@@ -88,8 +88,6 @@ def logs(args) -> int:
         except KeyboardInterrupt:
             return 0
     if args.job:
-        from silverlining.node.detached import check_id
-
         log = Path(job_log_path(args.app, args.version, "run", check_id(args.job)))
     elif args.process or args.cron:
         kind, name = ("process", args.process) if args.process else ("cron", args.cron)

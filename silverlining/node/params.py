@@ -10,14 +10,17 @@ the parameter, not the value.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 from silverlining.appconfig import AppConfig
+from silverlining.errors import SilverError
 from silverlining.node import paths
 from silverlining.node._errors import NodeError
-from silverlining.node._util import write_private
+from silverlining.node._state import instance_dir, location_key, served
+from silverlining.node.base import write_atomic
 
 
 def params_path(app: str) -> Path:
@@ -35,7 +38,7 @@ def load(app: str) -> dict[str, str]:
 
 
 def save(app: str, values: dict[str, str], gid: int) -> None:
-    write_private(params_path(app), (json.dumps(values, sort_keys=True) + "\n").encode(), gid)
+    write_atomic(params_path(app), json.dumps(values, sort_keys=True) + "\n", mode=0o640, gid=gid)
 
 
 UPLOADED = "uploaded"
@@ -106,11 +109,6 @@ def listing(config: AppConfig, values: dict[str, str]) -> list[dict]:
 
 def live_config(app: str, version: str) -> AppConfig:
     """The app.ini of a deployed version (what declares its parameters)."""
-    import dataclasses
-
-    from silverlining.errors import SilverError
-    from silverlining.node._state import instance_dir
-
     try:
         config = AppConfig.load(instance_dir(app, version), check_files=False)
     except SilverError as exc:
@@ -119,9 +117,6 @@ def live_config(app: str, version: str) -> AppConfig:
 
 
 def show(args) -> dict:
-    from silverlining.node._state import served
-    from silverlining.node._switch import location_key
-
     app, version = served(location_key(args.location))
     return {"app": app, "version": version,
             "params": listing(live_config(app, version), load(app))}

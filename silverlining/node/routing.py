@@ -30,7 +30,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,7 +37,8 @@ from pathlib import Path
 
 from silverlining.node import paths
 from silverlining.node._errors import NodeError
-from silverlining.node._util import make_dir, say
+from silverlining.node._state import AppState, instance_dir, load_routes, routing_lock
+from silverlining.node.base import make_dir, say, wait_until, write_atomic
 
 CONF_NAME = "routes.conf"
 UPDATE_HEADER = "X-Silverlining-Update"
@@ -262,16 +262,12 @@ def live_link(location: str) -> Path:
 
 
 def static_dir(app: str, version: str) -> Path | None:
-    from silverlining.node._state import instance_dir
-
     static = instance_dir(app, version) / "static"
     return static if static.is_dir() and not static.is_symlink() else None
 
 
 def routes_from_table(table: dict[str, dict]) -> list[Route]:
     """Routes for every location that serves a version, from the node's records."""
-    from silverlining.node._state import AppState
-
     states: dict[str, AppState] = {}
     routes = []
     for location, entry in sorted(table.items()):
@@ -356,28 +352,27 @@ def _worker_pids() -> set[int]:
     return pids
 
 
-def reload_nginx() -> None:
-    """Reload gracefully and wait until the old workers stopped taking requests."""
+def reload_nginx(refused: str) -> None:
+    """``nginx -t``, then reload gracefully and wait until the old workers stopped taking
+    requests. A configuration nginx refuses is never loaded: ``NodeError(refused: why)``."""
+    check = subprocess.run(["nginx", "-t", "-q"], capture_output=True, text=True)
+    if check.returncode != 0:
+        message = " | ".join(ln for ln in check.stderr.splitlines() if ln.strip())
+        raise NodeError(f"{refused}: {message}")
     before = _worker_pids()
     active = subprocess.run(["systemctl", "is-active", "--quiet", "nginx"]).returncode == 0
     proc = subprocess.run(["systemctl", "reload" if active else "start", "nginx"],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise NodeError(f"nginx reload failed: {proc.stderr.strip() or proc.stdout.strip()}")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+
+    def new_workers() -> bool:
         now = _worker_pids()
-        if now and not (now & before):
-            return
-        time.sleep(0.05)
-    raise NodeError("nginx did not start new workers within 10s after a reload")
+        return bool(now) and not (now & before)
 
-
-def _put(target: Path, data: bytes) -> None:
-    """Replace ``target`` atomically (nginx never reads half a file)."""
-    tmp = target.with_name(f".{target.name}.new")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
+    wait_until(new_workers, 10, 0.05,
+               failed=lambda: NodeError("nginx did not start new workers within 10s after "
+                                        "a reload"))
 
 
 def apply(table: dict[str, dict]) -> bool:
@@ -414,24 +409,17 @@ def apply(table: dict[str, dict]) -> bool:
 def _load(target: Path, old: bytes | None, text: bytes) -> bool:
     """Put the new routing file in place, check it and reload nginx, or put the old
     one back."""
-    _put(target, text)
-    reloading = False
+    write_atomic(target, text)
     try:
-        check = subprocess.run(["nginx", "-t", "-q"], capture_output=True, text=True)
-        if check.returncode != 0:
-            message = " | ".join(ln for ln in check.stderr.splitlines() if ln.strip())
-            raise NodeError(f"the new nginx routing was refused by 'nginx -t' (kept the old "
-                            f"one): {message}")
         say("reloading nginx (requests in flight finish on the old workers)")
-        reloading = True
-        reload_nginx()
+        reload_nginx("the new nginx routing was refused by 'nginx -t' (kept the old one)")
     except BaseException:
         if old is None:
             target.unlink(missing_ok=True)
         else:
-            _put(target, old)
-        if reloading:     # nginx may have taken the new file: give it the old one again
-            subprocess.run(["systemctl", "reload", "nginx"], capture_output=True)
+            write_atomic(target, old)
+        # nginx may have taken the new file: give it the old one again
+        subprocess.run(["systemctl", "reload", "nginx"], capture_output=True)
         raise
     return True
 
@@ -442,8 +430,6 @@ def register(subparsers) -> None:
 
 
 def _cmd_apply(args) -> dict:
-    from silverlining.node._state import load_routes, routing_lock
-
     with routing_lock():
         changed = apply(load_routes())
     return {"changed": changed}

@@ -1,4 +1,5 @@
-"""``run-prepare`` and ``run``: a script of a deployed app, in its environment (``silver run``).
+"""Scripts of a deployed app, in its environment: ``run-prepare`` and ``run`` (``silver run``),
+and update_fetch (after a deploy's start, after ``silver clear``).
 
 ``run-prepare`` (JSON) finds the version live at a location, checks the
 script exists and, when the CLI has local files to pass, makes an upload
@@ -20,13 +21,15 @@ import subprocess
 import time
 from pathlib import Path
 
+from silverlining.appconfig import AppConfig
 from silverlining.apploader import script_command
 from silverlining.node import instances, params, paths
 from silverlining.node._env import read_env
 from silverlining.node._errors import NodeError
 from silverlining.node._state import instance_dir, served
-from silverlining.node._switch import location_key
-from silverlining.node._util import app_ids, check_app, make_dir, version_number, write_private
+from silverlining.node._state import location_key
+from silverlining.node._util import app_ids, check_app, version_number
+from silverlining.node.base import make_dir, say, write_atomic
 
 PYTHON = "/usr/bin/python3"
 _TOKEN = re.compile(r"^[0-9a-f]{16}\Z")
@@ -53,6 +56,37 @@ def script_argv(inst: Path, script: str, args: list[str]) -> list[str]:
     return script_command(PYTHON, inst, str(path.relative_to(inst.resolve())), args)
 
 
+def run_update_fetch(config: AppConfig, app: str, version: str, host: str, prefix: str,
+                     uid: int, gid: int) -> None:
+    """Internal requests and scripts that prepare the new version (tables, caches...)."""
+    for entry in config.update_fetch:
+        if entry.url:
+            say(f"update_fetch: GET {entry.url}")
+            try:
+                status, body = instances.request(app, version, entry.url, host, prefix=prefix,
+                                                 update=True, timeout=300)
+            except OSError as exc:
+                raise NodeError(f"update_fetch {entry.url} failed: {exc}") from None
+            if status >= 400:
+                snippet = body[:300].decode("utf-8", "replace").strip()
+                raise NodeError(f"update_fetch {entry.url} answered {status}: {snippet}")
+            continue
+        say(f"update_fetch: script {entry.script} {' '.join(entry.args)}".rstrip())
+        env = read_env(instances.env_path(app, version))
+        try:
+            proc = subprocess.run(
+                script_argv(instance_dir(app, version), entry.script or "", list(entry.args)),
+                user=uid, group=gid, extra_groups=[], env=env, cwd=instance_dir(app, version),
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800)
+        except OSError as exc:
+            raise NodeError(f"update_fetch script {entry.script}: {exc.strerror}") from None
+        for line in proc.stdout.splitlines():
+            say(f"  {line}")
+        if proc.returncode != 0:
+            raise NodeError(f"update_fetch script {entry.script} exited with status "
+                            f"{proc.returncode}")
+
+
 def run_dir(app: str, token: str) -> Path:
     return paths.TMP / app / f"silver-run-{token}"
 
@@ -73,7 +107,7 @@ def prepare(args) -> dict:
         values = params.merged(params.live_config(app, version), params.load(app), changes)
         token = secrets.token_hex(8)
         make_dir(paths.TMP / app, 0, app_ids(app)[1], 0o750)
-        write_private(overrides_path(app, token), json.dumps(values).encode(), 0, 0o600)
+        write_atomic(overrides_path(app, token), json.dumps(values), mode=0o600)
         result["params"] = token
     return result
 

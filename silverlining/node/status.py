@@ -18,6 +18,7 @@ systemd for its workers' state.
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import socket
@@ -26,9 +27,9 @@ import subprocess
 import sys
 from http.server import BaseHTTPRequestHandler
 
-from silverlining.node import instances, paths
-from silverlining.node._state import load_routes
-from silverlining.node._util import write_private
+from silverlining.node import instances, jobs, paths
+from silverlining.node._state import canonical_hostname, load_routes
+from silverlining.node.base import write_atomic
 from silverlining.node.routing import STATUS_LOCATION_HEADER
 
 LISTEN_FD = 3                          # systemd socket activation
@@ -40,14 +41,12 @@ def status_path(app: str):
 
 def publish(app: str, versions: dict[str, dict]) -> None:
     """What the status server may know of an app's versions (root writes it)."""
-    import grp
-
     keep = ("number", "time", "who", "source", "health_check", "processes", "worker_checks",
             "web")
     data = {v: {k: meta.get(k) for k in keep} for v, meta in versions.items()}
     paths.STATUS.mkdir(mode=0o750, exist_ok=True)
-    write_private(status_path(app), json.dumps(data, sort_keys=True).encode(),
-                  grp.getgrnam(paths.NGINX_USER).gr_gid)
+    write_atomic(status_path(app), json.dumps(data, sort_keys=True), mode=0o640,
+                 gid=grp.getgrnam(paths.NGINX_USER).gr_gid)
 
 
 def _live(location: str) -> tuple[str, str, dict]:
@@ -81,20 +80,15 @@ def _active(units: list[str]) -> list[str]:
 
 
 def health(location: str) -> tuple[int, dict]:
-    from silverlining.node import jobs
-
     app, version, meta = _live(location)
-    from silverlining.node._switch import canonical_hostname
-
     _, slash, rest = location.partition("/")
     problems = []
     path = meta.get("health_check") or "/"
-    accepted = range(200, 300) if meta.get("health_check") else range(200, 400)
     try:
         if meta.get("web", True):
             status, _ = instances.request(app, version, path, canonical_hostname(app),
                                           prefix=slash + rest, timeout=5)
-            if status not in accepted:
+            if not instances.healthy(status, meta.get("health_check")):
                 problems.append(f"web: GET {path} answered {status}")
     except OSError as exc:
         problems.append(f"web: GET {path} failed: {exc or type(exc).__name__}")

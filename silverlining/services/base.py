@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import quote
 
 from silverlining.errors import SilverError
+from silverlining.node.base import write_atomic
 
 
 class Service:
@@ -103,17 +104,16 @@ class Service:
     def write_credentials(self, app: Any, node_paths: Any, values: dict[str, str]) -> Path:
         """Write ``key=value`` lines, mode 0640, owned by root with the app's group
         (``sl-APP``): the app reads its secrets, no other app does. Written
-        atomically through a new ``O_EXCL|O_NOFOLLOW`` temp file (``write_private``).
+        atomically, never through a link (``write_atomic``).
         Without ``APP_USER_PREFIX`` in ``node_paths`` (tests): the caller's group."""
         for key, value in values.items():
             if "\n" in key or "\n" in value or "=" in key:
                 raise ValueError(f"bad credential {key!r}")
         path = self.credentials_path(app, node_paths)
         path.parent.mkdir(parents=True, exist_ok=True)
-        from silverlining.node._util import write_private
         prefix = getattr(node_paths, "APP_USER_PREFIX", None)
         gid = grp.getgrnam(prefix + app.app_name).gr_gid if prefix else os.getgid()
-        write_private(path, "".join(f"{k}={v}\n" for k, v in values.items()).encode(), gid)
+        write_atomic(path, "".join(f"{k}={v}\n" for k, v in values.items()), mode=0o640, gid=gid)
         return path
 
 

@@ -11,6 +11,7 @@ import pwd
 from pathlib import Path
 from typing import Any
 
+from silverlining.node.base import empty_dir, make_dir, run, say
 from silverlining.services.base import Service
 
 
@@ -33,28 +34,24 @@ class DirectoryService(Service):
         return {self.variable: str(self.data_dir(app, node_paths))}
 
     def install(self, app: Any, node_paths: Any) -> None:
-        from silverlining.node._util import make_dir
         user = pwd.getpwnam(node_paths.APP_USER_PREFIX + app.app_name)
         make_dir(self.data_dir(app, node_paths), user.pw_uid, self.group(app, node_paths),
                  0o2750)
 
     def clear(self, app: Any, node_paths: Any) -> None:
-        from silverlining.node._util import empty_dir, say
         say(f"{self.name}: emptying {self.data_dir(app, node_paths)}")
         empty_dir(self.data_dir(app, node_paths))
         self.install(app, node_paths)
 
     def backup(self, app: Any, node_paths: Any, dest_dir: Path) -> None:
-        from silverlining.services._system import command
         self.install(app, node_paths)
-        command(["tar", "--create", "--file", str(dest_dir / "files.tar"), "--numeric-owner",
+        run(["tar", "--create", "--file", str(dest_dir / "files.tar"), "--numeric-owner",
                  "--directory", str(self.data_dir(app, node_paths)), "."], what="tar")
 
     def restore(self, app: Any, node_paths: Any, src_dir: Path) -> None:
-        from silverlining.services._system import command
         self.clear(app, node_paths)
         with open(src_dir / "files.tar", "rb") as archive:
-            command(["tar", "--extract", "--file", "-", "--no-same-owner",
+            run(["tar", "--extract", "--file", "-", "--no-same-owner",
                      "--directory", str(self.data_dir(app, node_paths))],
                     stdin=archive, user=node_paths.APP_USER_PREFIX + app.app_name,
                     what="unpacking files")

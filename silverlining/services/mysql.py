@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from silverlining.errors import SilverError
+from silverlining.node.base import apt_install, run, say, wait_until
 from silverlining.services.base import Service, sqlalchemy_url
+from silverlining.services._system import (db_name, mysql_native_hash, new_password,
+                                          server_lock, systemctl_start)
 
 KEYS = ("dbname", "user", "password", "host", "port")
 HOSTS = ("localhost", "127.0.0.1")
@@ -44,16 +47,13 @@ class MysqlService(Service):
     def install(self, app: Any, node_paths: Any) -> None:
         if self._ready(app, node_paths):
             return
-        from silverlining.services._system import server_lock
         with server_lock("mysql"):
             self._install(app, node_paths)
 
     def _install(self, app: Any, node_paths: Any) -> None:
-        from silverlining.services._system import (apt_install, db_name, mysql_native_hash,
-                                                   new_password, systemctl_start, wait_until)
         apt_install(self.packages)
         systemctl_start("mariadb")
-        wait_until(self._up, "MariaDB", timeout=90)
+        wait_until(self._up, 90, failed="MariaDB did not come up")
         name = db_name(app.app_name)
         path = self.credentials_path(app, node_paths)
         creds = self.read_credentials(app, node_paths) if path.is_file() else {}
@@ -97,22 +97,19 @@ class MysqlService(Service):
                 "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;\n")
 
     def clear(self, app: Any, node_paths: Any) -> None:
-        from silverlining.services._system import say
         self.install(app, node_paths)
         name = self.read_credentials(app, node_paths)["dbname"]
         say(f"mysql: dropping and re-creating database {name}")
         mariadb(f"DROP DATABASE IF EXISTS `{name}`;\n" + self._create_sql(name))
 
     def backup(self, app: Any, node_paths: Any, dest_dir: Path) -> None:
-        from silverlining.services._system import command
         self.install(app, node_paths)
         name = self.read_credentials(app, node_paths)["dbname"]
         with open(dest_dir / "database.sql", "wb") as out:
-            command(["mariadb-dump", "--single-transaction", "--routines", "--triggers",
+            run(["mariadb-dump", "--single-transaction", "--routines", "--triggers",
                      "--skip-lock-tables", name], stdout=out, what="mariadb-dump", timeout=7200)
 
     def restore(self, app: Any, node_paths: Any, src_dir: Path) -> None:
-        from silverlining.services._system import command
         self.clear(app, node_paths)
         creds = self.read_credentials(app, node_paths)
         # the app's own login, from a root-only file: never on the command line
@@ -122,7 +119,7 @@ class MysqlService(Service):
             fh.write(f"[client]\nuser={creds['user']}\npassword={creds['password']}\n"
                      "host=localhost\n")
         with open(src_dir / "database.sql", "rb") as dump:
-            command(["mariadb", f"--defaults-extra-file={options}", "--batch", creds["dbname"]],
+            run(["mariadb", f"--defaults-extra-file={options}", "--batch", creds["dbname"]],
                     stdin=dump, what="restoring the database", timeout=7200)
 
 
@@ -134,8 +131,7 @@ def grant_pattern(name: str) -> str:
 
 def mariadb(sql: str) -> str:
     """Run SQL (on stdin) as MariaDB's root through the unix socket; tab-separated rows."""
-    from silverlining.services._system import command
-    return command(["mariadb", "--batch", "--skip-column-names"], input=sql, what="mariadb")
+    return run(["mariadb", "--batch", "--skip-column-names"], input=sql, what="mariadb")
 
 
 def mysql_env(values: dict[str, str]) -> dict[str, str]:

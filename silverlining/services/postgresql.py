@@ -11,13 +11,15 @@ password reaches the server only as a SCRAM verifier computed here.
 from __future__ import annotations
 
 import getpass
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
 from silverlining.errors import SilverError
+from silverlining.node.base import apt_install, run, say, wait_until, write_atomic
 from silverlining.services.base import Service, sqlalchemy_url
+from silverlining.services._system import (db_name, new_password, scram_verifier,
+                                          server_lock, systemctl_start)
 
 KEYS = ("dbname", "user", "password", "host", "port")
 HBA_MARK = "# silverlining: passwords only (scram-sha-256), no trust"
@@ -73,13 +75,10 @@ class PostgresqlService(Service):
     def install(self, app: Any, node_paths: Any) -> None:
         if self._ready(app, node_paths):
             return
-        from silverlining.services._system import server_lock
         with server_lock("postgresql"):
             self._install(app, node_paths)
 
     def _install(self, app: Any, node_paths: Any) -> None:
-        from silverlining.services._system import (apt_install, db_name, new_password,
-                                                   scram_verifier)
         apt_install(self.packages)
         self._server_up()
         role = db_name(app.app_name)
@@ -118,19 +117,14 @@ class PostgresqlService(Service):
 
     def _server_up(self) -> None:
         """The cluster running, with our pg_hba.conf."""
-        from silverlining.services._system import say, systemctl_start, wait_until
         systemctl_start("postgresql")
-        wait_until(lambda: subprocess.run(["pg_isready", "-q"]).returncode == 0,
-                   "PostgreSQL", timeout=90)
+        wait_until(lambda: subprocess.run(["pg_isready", "-q"]).returncode == 0, 90,
+                   failed="PostgreSQL did not come up")
         hba = Path(psql("postgres", "SHOW hba_file;").strip())
         if not hba.read_text().startswith(HBA_MARK):
             say("PostgreSQL: password authentication only (pg_hba.conf)")
-            tmp = hba.with_name(hba.name + ".silver-tmp")
-            tmp.write_text(HBA)
             st = hba.stat()
-            os.chown(tmp, st.st_uid, st.st_gid)
-            os.chmod(tmp, 0o640)
-            os.replace(tmp, hba)
+            write_atomic(hba, HBA, mode=0o640, uid=st.st_uid, gid=st.st_gid)
             psql("postgres", "SELECT pg_reload_conf();")
         # apps reach their own database only, not the server's maintenance ones
         psql("postgres", "REVOKE CONNECT ON DATABASE postgres FROM PUBLIC;\n"
@@ -147,7 +141,6 @@ class PostgresqlService(Service):
             psql(role, f"CREATE EXTENSION IF NOT EXISTS {ext};")
 
     def clear(self, app: Any, node_paths: Any) -> None:
-        from silverlining.services._system import say
         self.install(app, node_paths)
         role = self.read_credentials(app, node_paths)["user"]
         say(f"{self.name}: dropping and re-creating database {role}")
@@ -155,21 +148,19 @@ class PostgresqlService(Service):
         self._create_database(role)
 
     def backup(self, app: Any, node_paths: Any, dest_dir: Path) -> None:
-        from silverlining.services._system import command
         self.install(app, node_paths)
         role = self.read_credentials(app, node_paths)["user"]
         with open(dest_dir / "database.dump", "wb") as out:
-            command(["pg_dump", "--format=custom", "--no-owner", "--no-acl", "-d", role],
+            run(["pg_dump", "--format=custom", "--no-owner", "--no-acl", "-d", role],
                     user="postgres", stdout=out, what="pg_dump", timeout=7200)
 
     def restore(self, app: Any, node_paths: Any, src_dir: Path) -> None:
         """An empty database, then the dump's SQL run as the app's own role (so it
         owns what it gets back and can touch nothing else), in one transaction."""
-        from silverlining.services._system import command
         self.clear(app, node_paths)
         role = self.read_credentials(app, node_paths)["user"]
         dump = src_dir / "database.dump"
-        listing = command(["pg_restore", "--list", str(dump)], what="reading the dump")
+        listing = run(["pg_restore", "--list", str(dump)], what="reading the dump")
         keep = [ln for ln in listing.splitlines()
                 if not any(mark in f" {ln} " for mark in SERVER_ENTRIES)]
         (src_dir / "restore.list").write_text("\n".join(keep) + "\n")
@@ -177,7 +168,7 @@ class PostgresqlService(Service):
             ["pg_restore", "--no-owner", "--no-acl", "--use-list", str(src_dir / "restore.list"),
              "--file=-", str(dump)], stdout=subprocess.PIPE)
         try:
-            command(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
+            run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
                      "-d", role, "-c", f'SET ROLE "{role}"', "-f", "-"],
                     user="postgres", stdin=script.stdout, stdout=subprocess.DEVNULL,
                     what="restoring the database", timeout=7200)
@@ -191,11 +182,10 @@ class PostgresqlService(Service):
 def psql(dbname: str, sql: str, **variables: str) -> str:
     """Run SQL (on stdin) as the ``postgres`` superuser; ``variables`` become psql
     variables (use ``:'name'`` / ``:"name"`` to quote them). Unaligned output."""
-    from silverlining.services._system import command
     if any("'" in v or "\\" in v or "\n" in v for v in variables.values()):
         raise SilverError("bad psql variable")
     head = "".join(f"\\set {key} '{value}'\n" for key, value in variables.items())
-    return command(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", dbname],
+    return run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", dbname],
                    input=head + sql, user="postgres", what="psql")
 
 

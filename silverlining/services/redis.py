@@ -11,16 +11,18 @@ other's keys. The node talks RESP itself (no password in an argv).
 from __future__ import annotations
 
 import base64
+import grp
 import hashlib
 import json
-import os
 import socket
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from silverlining.errors import SilverError
+from silverlining.node.base import apt_install, run, say, wait_until, write_atomic
 from silverlining.services.base import Service
+from silverlining.services._system import new_password, server_lock, systemctl_start
 
 KEYS = ("host", "port", "db", "password", "user")
 HOST, PORT = "127.0.0.1", 6379
@@ -69,12 +71,10 @@ class RedisService(Service):
                         return
             except (OSError, SilverError):
                 pass
-        from silverlining.services._system import server_lock
         with server_lock("redis"):
             self._install(app, node_paths)
 
     def _install(self, app: Any, node_paths: Any) -> None:
-        from silverlining.services._system import new_password
         self._setup_server(node_paths)
         path = self.credentials_path(app, node_paths)
         creds = self.read_credentials(app, node_paths) if path.is_file() else {}
@@ -91,12 +91,10 @@ class RedisService(Service):
 
     def _setup_server(self, node_paths: Any) -> None:
         """redis-server installed, reading our ACL file, with the admin user."""
-        from silverlining.services._system import (apt_install, command, new_password, say,
-                                                   systemctl_start, wait_until)
         apt_install(self.packages)
         secret = admin_secret_path(node_paths)
         if not secret.is_file():
-            write_private(secret, new_password() + "\n")
+            write_atomic(secret, new_password() + "\n", mode=0o600)
         set_acl_user("default", "off resetkeys resetchannels -@all")
         set_acl_user(ADMIN, f"on #{sha256(read_secret(secret))} ~* &* +@all")
         conf = REDIS_CONF.read_text()
@@ -106,7 +104,7 @@ class RedisService(Service):
             with open(REDIS_CONF, "a") as fh:
                 fh.write(f"\n# silverlining: users per app\n{line}\n")
             systemctl_start("redis-server")
-            command(["systemctl", "restart", "redis-server"], what="restarting redis-server")
+            run(["systemctl", "restart", "redis-server"], what="restarting redis-server")
         else:
             systemctl_start("redis-server")
 
@@ -117,10 +115,9 @@ class RedisService(Service):
             except (OSError, SilverError):
                 return False
             return True
-        wait_until(up, "redis-server", timeout=60)
+        wait_until(up, 60, failed="redis-server did not come up")
 
     def clear(self, app: Any, node_paths: Any) -> None:
-        from silverlining.services._system import say
         self.install(app, node_paths)
         with admin(node_paths) as r:
             keys = list(app_keys(r, app.app_name))
@@ -175,30 +172,12 @@ def read_secret(path: Path) -> str:
     return path.read_text().strip()
 
 
-def write_private(path: Path, text: str) -> None:
-    """A new root-only (0600) file, atomically, never through a planted link."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def set_acl_user(user: str, rules: str) -> None:
     """Put ``user USER RULES`` into our ACL file (replacing that user's line);
     root-owned, readable by the redis group only, since it holds password hashes."""
-    import grp
     lines = ACL_FILE.read_text().splitlines() if ACL_FILE.is_file() else []
     lines = [ln for ln in lines if ln.split()[:2] != ["user", user]] + [f"user {user} {rules}"]
-    tmp = ACL_FILE.with_name(f".{ACL_FILE.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        os.fchown(fh.fileno(), 0, grp.getgrnam("redis").gr_gid)
-        os.fchmod(fh.fileno(), 0o640)
-        fh.write("\n".join(lines) + "\n")
-    os.replace(tmp, ACL_FILE)
+    write_atomic(ACL_FILE, "\n".join(lines) + "\n", mode=0o640, gid=grp.getgrnam("redis").gr_gid)
 
 
 def sha256(text: str) -> str:

@@ -12,7 +12,7 @@ from silverlining.appconfig import NAME_RE
 from silverlining.node import instances
 from silverlining.node._env import parse_env, write_env
 from silverlining.node._errors import NodeError
-from silverlining.node._util import make_dir, tail
+from silverlining.node.base import make_dir, tail
 
 APP_NAMES = st.from_regex(NAME_RE, fullmatch=True)
 VERSIONS = st.integers(min_value=1, max_value=10**6).map(lambda n: f"v{n}")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -66,9 +68,47 @@ def test_node_code_ships_without_client_modules():
     assert "silverlining/node/paths.py" in shipped
     assert "silverlining/node/setup.py" in shipped
     for rel in shipped:
-        top = rel.split("/")[1]
-        assert top not in serverfiles.CLIENT_ONLY, rel
+        assert rel.split("/")[1] in serverfiles.NODE_SHIPPED, rel
         assert "__pycache__" not in rel and not rel.endswith(".pyc"), rel
+    for client in ("cli.py", "transport.py", "serverfiles.py", "commands", "providers",
+                   "devserver", "state.py"):
+        assert not any(rel.split("/")[1] == client for rel in shipped), client
+
+
+# Imports of shipped code that only ever run on the developer's machine (``silver
+# serve``'s own PostgreSQL), never on a node.
+DEVELOPER_ONLY = {("silverlining/services/postgresql.py", "silverlining.devserver")}
+
+
+def _imports(source: str) -> set[str]:
+    """Every module a file imports, at any depth of its code (absolute names)."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_node_code_imports_only_the_standard_library_and_itself():
+    shipped = {rel for rel, _ in serverfiles.node_code_files()}
+    modules = {rel[:-len(".py")].removesuffix("/__init__").replace("/", ".")
+               for rel in shipped if rel.endswith(".py")}
+    for rel, path in serverfiles.node_code_files():
+        if not rel.endswith(".py"):
+            continue
+        for name in _imports(path.read_text()):
+            top = name.split(".")[0]
+            if top == "silverlining":
+                # ``from silverlining.node import paths``: the module or a name in it
+                assert name in modules or name.rpartition(".")[0] in modules or any(
+                    (rel, m) in DEVELOPER_ONLY for m in (name, name.rpartition(".")[0])), \
+                    f"{rel} imports {name}, which is not shipped to nodes"
+            else:
+                assert top in sys.stdlib_module_names or top == "__future__", \
+                    f"{rel} imports {name}: node code is standard library only"
 
 
 def test_stage_holds_exactly_the_pushed_files(tmp_path):

@@ -1,0 +1,66 @@
+"""``query``: every app on the node, its versions, where they are live, their jobs and backups.
+
+Its own module: what it reads (jobs, backups, the status pages' health) is imported by
+no deploy.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import socket
+import subprocess
+
+from silverlining.node import jobs, status
+from silverlining.node._state import AppState, all_apps, load_routes
+from silverlining.node.data import list_backups
+from silverlining.node.instances import unit_name
+
+
+def running_units() -> set[str]:
+    proc = subprocess.run(["systemctl", "list-units", "silver-*.service", "--state=active",
+                           "--plain", "--no-legend"], capture_output=True, text=True)
+    return {line.split()[0] for line in proc.stdout.splitlines() if line.strip()}
+
+
+def query(globs: list[str], health: bool = False) -> dict:
+    """Every app (or those matching ``globs``): versions, where they are live, their
+    workers and crons, the services of the version live (else the newest deployed), its
+    kept backups; with ``health``, what each live location's /.silver/health says."""
+    routes = load_routes()
+    running = running_units()
+    apps = []
+    for app in all_apps():
+        if globs and not any(fnmatch.fnmatch(app, g) for g in globs):
+            continue
+        state = AppState.load(app)
+        versions = []
+        for version in state.ordered():
+            meta = dict(state.versions[version])
+            meta["version"] = version
+            meta["live_at"] = sorted(loc for loc, e in routes.items()
+                                     if e.get("app") == app and e.get("version") == version)
+            meta["prev_at"] = sorted(loc for loc, e in routes.items()
+                                     if e.get("app") == app and e.get("prev") == version)
+            meta["running"] = unit_name(app, version) in running
+            if meta["live_at"]:
+                meta["jobs"] = jobs.status(app, version)
+            versions.append(meta)
+        live = [v for v in versions if v["live_at"]] or [v for v in versions
+                                                          if v.get("status") == "ok"]
+        apps.append({"app": app, "disabled": state.disabled, "versions": versions,
+                     "services": live[-1].get("services", []) if live else [],
+                     "backups": list_backups(app)})
+    shown = {loc: e for loc, e in sorted(routes.items())
+             if any(a["app"] == e.get("app") for a in apps)}
+    result = {"node": socket.getfqdn(), "apps": apps, "routes": shown}
+    if health:       # what /.silver/health answers, for @APP locations too
+        result["health"] = {loc: status.health(loc)[1] for loc, e in shown.items()
+                            if e.get("version")}
+    return result
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("query", help="apps, versions and where they are live")
+    p.add_argument("globs", nargs="*")
+    p.add_argument("--health", action="store_true", help="check each live location")
+    p.set_defaults(handler=lambda args: query(args.globs, args.health))
