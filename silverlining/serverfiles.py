@@ -32,7 +32,8 @@ SCRIPT_NAME = "update-server-script.sh"
 # library only (tests/unit/test_serverfiles.py checks every import of these).
 NODE_SHIPPED = frozenset({
     "__init__.py", "appconfig.py", "apploader.py", "backups.py", "errors.py", "inifile.py",
-    "locations.py", "schedule.py", "secret.py", "tlscerts.py", "node", "services",
+    "locations.py", "protocol.py", "schedule.py", "secret.py", "tlscerts.py", "node",
+    "services",
 })
 _SKIP_NAMES = frozenset({"__pycache__"})
 _SKIP_SUFFIXES = (".pyc", ".pyo", "~", ".swp")

@@ -10,10 +10,12 @@ deploy while the old version still serves, and only warns under ``auto``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from silverlining import protocol
 from silverlining import tlscerts
 from silverlining.appconfig import HTTPS_MODES, AppConfig
 from silverlining.commands._remote import NodeSession
@@ -80,12 +82,14 @@ def acme_for(node: str) -> tuple[AcmeConfig, str]:
 
 
 def prepare(console: Console, session: NodeSession, app: str, version: str,
-            location: Location, request: HttpsRequest, lock: list[str]) -> None:
+            location: Location, request: HttpsRequest, lock_wait: float) -> None:
     """Certificates for the location on the node, before its switch; a ``required``
     deploy stops here (SilverError) when the host gets none."""
     acme, config_path = acme_for(session.name)
-    args = ["certs-prepare", app, version, "--location", str(location), "--mode",
-            request.mode, "--stdin", *lock]
+    command = protocol.CertsPrepare(app=app, version=version, location=str(location),
+                                    mode=request.mode, stdin=True, lock_wait=lock_wait,
+                                    www=location.is_exact_host
+                                    and not request.host.startswith("www."))
     given: dict[str, str | None] = {"cert": request.cert_pem, "key": request.key_pem}
     why_not = None
     if request.cert_pem is None and not acme.explicit and \
@@ -94,13 +98,11 @@ def prepare(console: Console, session: NodeSession, app: str, version: str,
                    "validate it (set acme_directory for a private ACME server, or give "
                    "--cert/--key)")
     elif request.cert_pem is None:
-        args += ["--directory", acme.directory]
-        args += ["--email", acme.email] if acme.email else []
+        command = dataclasses.replace(command, directory=acme.directory,
+                                      email=acme.email or None)
         given["ca"] = acme.ca_pem(config_path)
-    if location.is_exact_host and not request.host.startswith("www."):
-        args.append("--www")
     with console.ticking(session.name, f"certificate for {request.host}"):
-        result = session.call(*args, input=json.dumps(given))
+        result = session.send(command, input=json.dumps(given))
     hosts = result.get("hosts", {})
     main = hosts[request.host]
     if why_not and not main["ok"]:
@@ -139,10 +141,10 @@ def query_certs(session: NodeSession, routes: dict, everything: bool) -> dict:
     """The node's certificates for the hosts these locations are served at (all of
     them with ``everything``)."""
     if everything:
-        return session.call("certs-list", quiet=True)["certs"]
+        return session.send(protocol.CertsList(), quiet=True)["certs"]
     hosts = {loc.partition("/")[0].removeprefix(".") for loc in routes}
     hosts = {h for h in hosts if tlscerts.HOSTNAME_RE.match(h)}
     if not hosts:
         return {}
     hosts |= {f"www.{h}" for h in hosts}
-    return session.call("certs-list", *sorted(hosts), quiet=True)["certs"]
+    return session.send(protocol.CertsList(hosts=tuple(sorted(hosts))), quiet=True)["certs"]

@@ -1,22 +1,26 @@
 """Talking to the node side of one node: log in as the deploy user, ``sudo silver-node``.
 
 Shared by the commands that manage apps on nodes (update, query, activate,
-deactivate, clean-node, run, logs, diff, disable/enable). Node progress
-(stderr) streams back as ``[node] ...`` lines; the result is the node's JSON.
+deactivate, clean-node, run, logs, diff, disable/enable). A node command is
+sent as its definition (``send(protocol.Deploy(...))``, see
+``silverlining.protocol``); ``call`` and ``raw`` are the wire below it. Node
+progress (stderr) streams back as ``[node] ...`` lines; the result is the
+node's JSON.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import getpass
 import re
 import socket
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from silverlining import nodes, serverfiles
+from silverlining import nodes, protocol, serverfiles
 from silverlining.console import Console, human
 from silverlining.errors import SilverError, UsageError
 from silverlining.locations import Location
@@ -33,6 +37,12 @@ def who() -> str:
     except (KeyError, OSError):
         user = "unknown"
     return f"{user}@{socket.gethostname()}"
+
+
+def _signed(command: protocol.Command) -> protocol.Command:
+    if isinstance(command, protocol.Audited) and command.who is None:
+        return dataclasses.replace(command, who=who())
+    return command
 
 
 @dataclass
@@ -72,6 +82,19 @@ class NodeSession:
             raise
         self.verified = True
         return result
+
+    def send(self, command: protocol.Command, *, quiet: bool = False,
+             timeout: float | None = None, input: str | BinaryIO | None = None) -> Any:
+        """Run a node command (``silverlining.protocol``) and return its answer (the
+        command's ``Result``); an ``Audited`` one is said to come from ``who()``."""
+        return self.call(command.NAME, _signed(command).encode(), quiet=quiet,
+                         timeout=timeout, input=input)
+
+    def send_raw(self, command: protocol.Command, *, pty: bool = False,
+                 terminal: bool = False, input: BinaryIO | None = None) -> int:
+        """Run a raw node command (``RAW``: a script, a log tail); see ``raw``."""
+        return self.raw(command.NAME, _signed(command).encode(), pty=pty, terminal=terminal,
+                        input=input)
 
     def raw(self, sub: str, *args: str, pty: bool = False, terminal: bool = False,
             input: BinaryIO | None = None) -> int:

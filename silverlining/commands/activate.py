@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 
-from silverlining.commands._remote import node_for, open_node, who
+from silverlining import protocol
+from silverlining.commands._remote import node_for, open_node
 from silverlining.console import Console
 from silverlining.errors import UsageError
 from silverlining.locations import parse_location
@@ -26,8 +27,8 @@ def run(console: Console, location: str, version: str, node: str | None,
         raise UsageError(f"bad version {version!r}: use prev, vN, N or APP.vN")
     session = open_node(console, node_for(loc, node), check=False)
     try:
-        extra = ["--restore-data"] if restore_data else []
-        result = session.call("activate", str(loc), version, *extra, "--who", who(),
+        result = session.send(protocol.Activate(location=str(loc), version=version,
+                                                restore_data=restore_data),
                               timeout=None if restore_data else 600)
     finally:
         session.close()

@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from silverlining import protocol
 from silverlining.backups import BackupError, check_name, verify
-from silverlining.commands._remote import node_for, open_node, who
+from silverlining.commands._remote import node_for, open_node
 from silverlining.console import Console
 from silverlining.errors import SilverError, UsageError
 from silverlining.locations import parse_location
@@ -48,8 +49,8 @@ def run(console: Console, location: str, dest: str | None, node: str | None) -> 
             raise UsageError(f"{target.parent} is not a directory")
     session = open_node(console, node_for(loc, node))
     try:
-        result = session.call("backup", str(loc), *(["--remote", remote] if remote else []),
-                              "--who", who(), timeout=None)
+        result = session.send(protocol.Backup(location=str(loc), remote=remote or None),
+                              timeout=None)
         if remote is not None:
             console.out(f"{result['app']}: backup {REMOTE}{result['name']} on {session.name} "
                         f"({', '.join(result['services'])}; {size_text(result['size'])})")
@@ -69,7 +70,8 @@ def run(console: Console, location: str, dest: str | None, node: str | None) -> 
             partial.unlink(missing_ok=True)
             raise
         finally:
-            session.call("backup-discard", result["app"], result["token"], quiet=True)
+            session.send(protocol.BackupDiscard(app=result["app"], token=result["token"]),
+                         quiet=True)
     finally:
         session.close()
     console.out(f"{result['app']}: backup written to {target} "

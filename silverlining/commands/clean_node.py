@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from silverlining.commands._remote import open_node, who
+from silverlining import protocol
+from silverlining.commands._remote import open_node
 from silverlining.console import Console
 from silverlining.errors import UsageError
 
@@ -12,10 +13,7 @@ def run(console: Console, node: str, dry_run: bool, keep: int) -> int:
         raise UsageError("--keep must be 0 or more")
     session = open_node(console, node)
     try:
-        args = ["clean", "--keep", str(keep), "--who", who()]
-        if dry_run:
-            args.append("--dry-run")
-        result = session.call(*args)
+        result = session.send(protocol.Clean(keep=keep, dry_run=dry_run))
     finally:
         session.close()
     verb = "would delete" if dry_run else "deleted"

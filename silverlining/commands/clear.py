@@ -7,7 +7,8 @@ create its tables again). Asks first unless ``-y``.
 
 from __future__ import annotations
 
-from silverlining.commands._remote import node_for, open_node, who
+from silverlining import protocol
+from silverlining.commands._remote import node_for, open_node
 from silverlining.console import Console
 from silverlining.errors import SilverError
 from silverlining.locations import parse_location
@@ -17,11 +18,11 @@ def run(console: Console, location: str, node: str | None) -> int:
     loc = parse_location(location)
     session = open_node(console, node_for(loc, node), check=False)
     try:
-        live = session.call("served", str(loc), quiet=True)
+        live = session.send(protocol.Served(location=str(loc)), quiet=True)
         if not console.confirm(f"Delete all data of {live['app']} on {session.name} "
                                "(databases, files)?"):
             raise SilverError("nothing cleared")
-        result = session.call("clear", str(loc), "--who", who(), timeout=None)
+        result = session.send(protocol.Clear(location=str(loc)), timeout=None)
     finally:
         session.close()
     console.out(f"{result['app']} on {session.name}: cleared "

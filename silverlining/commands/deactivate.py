@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from silverlining.commands._remote import node_for, open_node, who
+from silverlining import protocol
+from silverlining.commands._remote import node_for, open_node
 from silverlining.console import Console
 from silverlining.locations import parse_location
 
@@ -15,10 +16,8 @@ def run(console: Console, locations: tuple[str, ...], keep_prev: bool, node: str
     for target, locs in by_node.items():
         session = open_node(console, target, check=False)
         try:
-            args = ["deactivate", *locs, "--who", who()]
-            if keep_prev:
-                args.append("--keep-prev")
-            result = session.call(*args)
+            result = session.send(protocol.Deactivate(locations=tuple(locs),
+                                                      keep_prev=keep_prev))
         finally:
             session.close()
         for item in result["removed"]:

@@ -12,6 +12,7 @@ import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
+from silverlining import protocol
 from silverlining import appfiles
 from silverlining.appconfig import AppConfig
 from silverlining.commands._remote import node_for, open_node
@@ -88,10 +89,11 @@ def _diff(console: Console, app_dir: str, location: str | None, node: str | None
     loc = parse_location(text)
     session = open_node(console, node_for(loc, node))
     try:
-        live = session.call("manifest", str(loc), quiet=True)
+        live = session.send(protocol.Manifest(location=str(loc)), quiet=True)
         changes = compare(local_manifest(config.app_dir, console), live["files"])
         wanted = changes.changed + changes.removed
-        fetched = session.call("cat", live["app"], live["version"], *wanted,
+        fetched = session.send(protocol.Cat(app=live["app"], version=live["version"],
+                                            paths=tuple(wanted)),
                                quiet=True)["files"] if wanted else {}
     finally:
         session.close()

@@ -6,7 +6,8 @@ itself still reach it, so it can be checked before it is enabled again.
 
 from __future__ import annotations
 
-from silverlining.commands._remote import node_for, open_node, who
+from silverlining import protocol
+from silverlining.commands._remote import node_for, open_node
 from silverlining.console import Console
 from silverlining.errors import UsageError
 from silverlining.locations import parse_location
@@ -20,13 +21,14 @@ def run(console: Console, disable: bool, location: str | None, app: str | None,
     if app:
         if not node:
             raise UsageError(f"{verb} --app {app}: give --node too")
-        target, args = node, ["--app", app]
+        target, where = node, {"app": app}
     else:
         loc = parse_location(location or "")
-        target, args = node_for(loc, node), [str(loc)]
+        target, where = node_for(loc, node), {"location": str(loc)}
+    command = protocol.Disable if verb == "disable" else protocol.Enable
     session = open_node(console, target, check=False)
     try:
-        result = session.call(verb, *args, "--who", who(), quiet=True)
+        result = session.send(command(**where), quiet=True)
     finally:
         session.close()
     state = "disabled (503 for everyone but the node)" if result["disabled"] else "enabled"

@@ -9,7 +9,8 @@ follows it to the end.
 
 from __future__ import annotations
 
-from silverlining.commands._remote import node_for, open_node, who
+from silverlining import protocol
+from silverlining.commands._remote import node_for, open_node
 from silverlining.console import Console
 from silverlining.locations import parse_location
 
@@ -19,10 +20,10 @@ def run(console: Console, location: str, node: str | None, stop: str | None) -> 
     session = open_node(console, node_for(loc, node))
     try:
         if stop:
-            result = session.call("job-stop", str(loc), stop, "--who", who())
+            result = session.send(protocol.JobStop(location=str(loc), id=stop))
             console.out(f"{result['app']}: job {result['id']} stopped")
             return 0
-        result = session.call("jobs", str(loc), quiet=True)
+        result = session.send(protocol.Jobs(location=str(loc)), quiet=True)
     finally:
         session.close()
     if not result["jobs"]:

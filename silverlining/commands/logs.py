@@ -10,6 +10,7 @@ kill), and ``--version vN`` any kept version (one whose deploy failed, say).
 
 from __future__ import annotations
 
+from silverlining import protocol
 from silverlining.commands._remote import node_for, open_node
 from silverlining.console import Console
 from silverlining.errors import UsageError
@@ -23,20 +24,17 @@ def run(console: Console, location: str, follow: bool, lines: int, node: str | N
         raise UsageError(f"-n {lines}: give a number of lines, 0 or more")
     if sum(bool(x) for x in (process, cron, job, journal)) > 1:
         raise UsageError("give one of --process, --cron, --job and --journal")
-    which = ["--process", process] if process else ["--cron", cron] if cron else \
-        ["--job", job] if job else []
-    if journal:
-        which.append("--journal")
     loc = parse_location(location)
     session = open_node(console, node_for(loc, node))
     try:
-        live = session.call("served", str(loc), quiet=True)
+        live = session.send(protocol.Served(location=str(loc)), quiet=True)
         if version:          # a kept version of the app served there (e.g. one that failed)
             live["version"] = version if version.startswith("v") else f"v{version}"
-        what = " (systemd journal)" if journal else \
-            f" ({which[0][2:]} {which[1]})" if which else ""
+        what = " (systemd journal)" if journal else f" (process {process})" if process else \
+            f" (cron {cron})" if cron else f" (job {job})" if job else ""
         console.info(f"[{session.name}] log of {live['app']}.{live['version']}{what} at {loc}")
-        return session.raw("logs", live["app"], live["version"], "-n", str(lines),
-                           *(["-f"] if follow else []), *which, pty=follow)
+        return session.send_raw(protocol.Logs(
+            app=live["app"], version=live["version"], lines=lines, follow=follow,
+            process=process, cron=cron, job=job, journal=journal), pty=follow)
     finally:
         session.close()

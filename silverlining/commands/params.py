@@ -7,8 +7,9 @@ the new values, through the same health gate and switch as a deploy.
 
 from __future__ import annotations
 
+from silverlining import protocol
 from silverlining.commands._params import changes_input, parse_assignments, read_param_files
-from silverlining.commands._remote import node_for, open_node, who
+from silverlining.commands._remote import node_for, open_node
 from silverlining.console import Console
 from silverlining.locations import parse_location
 
@@ -20,12 +21,12 @@ def run(console: Console, location: str, node: str | None, sets: tuple[str, ...]
     session = open_node(console, node_for(loc, node))
     try:
         if values or unsets:
-            result = session.call("redeploy", str(loc), "--who", who(),
+            result = session.send(protocol.Redeploy(location=str(loc)),
                                   input=changes_input(values, unsets))
             console.out(f"{result['app']}.{result['version']} live at {loc} with the new "
                         f"parameters (was {result['previous']})")
             return 0
-        result = session.call("params", str(loc), quiet=True)
+        result = session.send(protocol.Params(location=str(loc)), quiet=True)
     finally:
         session.close()
     rows = result["params"]

@@ -3,6 +3,7 @@ their services (names only, never credentials) and the backups kept on the node.
 
 from __future__ import annotations
 
+from silverlining import protocol
 from silverlining.commands._https import format_certs, query_certs
 from silverlining.commands._remote import open_node
 from silverlining.console import Console
@@ -64,7 +65,7 @@ def run(console: Console, node: str, globs: tuple[str, ...], health: bool = Fals
         certs: bool = False) -> int:
     session = open_node(console, node, check=False)
     try:
-        result = session.call("query", *globs, *(["--health"] if health else []), quiet=True)
+        result = session.send(protocol.Query(globs=tuple(globs), health=health), quiet=True)
         live = {loc: e for loc, e in result.get("routes", {}).items() if e.get("version")}
         found = query_certs(session, live, certs and not globs)
     finally:

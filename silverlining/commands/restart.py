@@ -8,7 +8,8 @@ with nothing uploaded (so a bad restart leaves the running one serving).
 
 from __future__ import annotations
 
-from silverlining.commands._remote import node_for, open_node, who
+from silverlining import protocol
+from silverlining.commands._remote import node_for, open_node
 from silverlining.console import Console
 from silverlining.locations import parse_location
 
@@ -18,11 +19,11 @@ def run(console: Console, location: str, node: str | None, process: str | None) 
     session = open_node(console, node_for(loc, node), check=False)
     try:
         if process:
-            result = session.call("restart-process", str(loc), process, "--who", who())
+            result = session.send(protocol.RestartProcess(location=str(loc), process=process))
             console.out(f"{result['app']}.{result['version']}: restarted {len(result['units'])}"
                         f" instance(s) of process {process}")
             return 0
-        result = session.call("redeploy", str(loc), "--who", who(), input="{}")
+        result = session.send(protocol.Redeploy(location=str(loc)), input="{}")
     finally:
         session.close()
     console.out(f"{result['app']}.{result['version']} live at {loc} (restarted from "

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from silverlining import protocol
 from silverlining.backups import check_name, verify
-from silverlining.commands._remote import node_for, open_node, who
+from silverlining.commands._remote import node_for, open_node
 from silverlining.commands.backup import REMOTE
 from silverlining.console import Console
 from silverlining.errors import UsageError
@@ -23,10 +24,9 @@ from silverlining.transport import rsync
 
 def run(console: Console, backup: str, location: str, force_app: bool, node: str | None) -> int:
     loc = parse_location(location)
-    extra = ["--force-app"] if force_app else []
     archive = None
     if backup.startswith(REMOTE):
-        source = ["--remote", check_name(backup[len(REMOTE):])]
+        source = {"remote": check_name(backup[len(REMOTE):])}
     else:
         archive = Path(backup).expanduser()
         if not archive.is_file():
@@ -37,16 +37,16 @@ def run(console: Console, backup: str, location: str, force_app: bool, node: str
     session = open_node(console, node_for(loc, node))
     try:
         if archive is not None:
-            prep = session.call("restore-prepare", str(loc), quiet=True)
+            prep = session.send(protocol.RestorePrepare(location=str(loc)), quiet=True)
             if manifest.app != prep["app"] and not force_app:
                 raise UsageError(f"{archive} is a backup of {manifest.app}, not of "
                                  f"{prep['app']} (--force-app to restore it anyway)")
             console.step(session.name, f"uploading {archive.name}")
             rsync(str(archive), session.address, f"{prep['upload_dir']}/",
                   user=paths.DEPLOY_USER, label=session.name)
-            source = ["--upload", prep["token"]]
-        result = session.call("restore", str(loc), *source, *extra, "--who", who(),
-                              timeout=None)
+            source = {"upload": prep["token"]}
+        result = session.send(protocol.Restore(location=str(loc), force_app=force_app,
+                                               **source), timeout=None)
     finally:
         session.close()
     made = result["backup"]

@@ -10,12 +10,14 @@ data.csv`` works as it would locally. Piped standard input reaches the script;
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from dataclasses import dataclass
 
+from silverlining import protocol
 from silverlining.commands._params import changes_input, parse_assignments
-from silverlining.commands._remote import node_for, open_node, who
+from silverlining.commands._remote import node_for, open_node
 from silverlining.console import Console
 from silverlining.errors import UsageError
 from silverlining.locations import parse_location
@@ -64,8 +66,8 @@ def attach(console: Console, loc, job_id: str, node: str | None) -> int:
     """Follow a detached run's output to its end; its exit status is ours."""
     session = open_node(console, node_for(loc, node))
     try:
-        live = session.call("served", str(loc), quiet=True)
-        return session.raw("job-attach", live["app"], job_id)
+        live = session.send(protocol.Served(location=str(loc)), quiet=True)
+        return session.send_raw(protocol.JobAttach(app=live["app"], id=job_id))
     finally:
         session.close()
 
@@ -78,7 +80,7 @@ def detach(console: Console, loc, script: str, args: tuple[str, ...],
                          "command): put them on the node first, e.g. with a plain silver run")
     session = open_node(console, node_for(loc, node))
     try:
-        result = session.call("run-detach", "--who", who(), str(loc), script, *args,
+        result = session.send(protocol.RunDetach(location=str(loc), script=script, args=args),
                               quiet=True)
     finally:
         session.close()
@@ -105,24 +107,24 @@ def run(console: Console, location: str, script: str | None, args: tuple[str, ..
     overrides = parse_assignments(params, "--param")
     session = open_node(console, node_for(loc, node))
     try:
-        prep = session.call("run-prepare", str(loc), script,
-                            *(["--upload"] if uploads else []),
-                            *(["--params-stdin"] if overrides else []), quiet=True,
-                            input=changes_input(overrides) if overrides else None)
-        extra = ["--params", prep["params"]] if overrides else []
+        prep = session.send(protocol.RunPrepare(location=str(loc), script=script,
+                                                upload=bool(uploads),
+                                                params_stdin=bool(overrides)),
+                            quiet=True, input=changes_input(overrides) if overrides else None)
+        command = protocol.Run(app=prep["app"], version=prep["version"], script=script,
+                               user=user, params=prep["params"] if overrides else None)
         if uploads:
             for up in uploads:
                 console.step(session.name, f"uploading {up.path}")
                 with session.upload_progress() as progress:
                     rsync(up.path, session.address, f"{prep['upload_dir']}/{up.index}/",
                           user=paths.DEPLOY_USER, label=session.name, progress=progress)
-            extra += ["--upload", prep["token"]]
+            command = dataclasses.replace(command, upload=prep["token"])
             args = tuple(remote_args(args, uploads, prep["run_dir"]))
         console.detail(f"[{session.name}] running {script} of {prep['app']}.{prep['version']} "
                        f"as {'the app user' if user == 'app' else 'root'}")
         piped = sys.stdin is not None and not sys.stdin.isatty() and not interactive
-        return session.raw("run", "--user", user, *extra, prep["app"], prep["version"],
-                           script, *args, terminal=interactive,
-                           input=sys.stdin.buffer if piped else None)
+        return session.send_raw(dataclasses.replace(command, args=args), terminal=interactive,
+                                input=sys.stdin.buffer if piped else None)
     finally:
         session.close()

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from silverlining import appfiles, etchosts, serverfiles
+from silverlining import appfiles, etchosts, protocol, serverfiles
 from silverlining.appconfig import NAME_RE, AppConfig
 from silverlining.commands import _https
 from silverlining.commands._params import (changes_input, check_given, complete,
@@ -51,7 +51,7 @@ class Plan:
     clear: bool
     excludes: list[str]
     extensions: list[tuple[str, str]]   # (app-relative path, "3.X")
-    lock_wait: float | None
+    lock_wait: float              # for the app's lock on the node (another deploy)
     who: str
     source: str
     config: AppConfig
@@ -194,7 +194,8 @@ def make_plan(app_dir: str, location: str | None, host: str | None, name: str | 
         stamps += ["config", *appfiles.scan_app_files(cfg).stamps]
     return Plan(app_dir=config.app_dir, app=app, location=parse_location(text), config_dir=cfg,
                 clear=clear, excludes=appfiles.read_silverignore(config.app_dir),
-                extensions=find_extensions(scan.files), lock_wait=lock_wait, who=who(),
+                extensions=find_extensions(scan.files), who=who(),
+                lock_wait=protocol.DEFAULT_LOCK_WAIT if lock_wait is None else lock_wait,
                 source=source_of(config.app_dir), config=config, params=dict(params or {}),
                 fingerprint=appfiles.AppFiles(stamps=stamps).fingerprint())
 
@@ -230,20 +231,18 @@ def prepare(session: NodeSession, plan: Plan, ask: bool) -> tuple[dict, dict[str
     node's server version): the node's Python and stored parameters, and a reserved
     version, or the live version when it already has these files. Returns the node's
     answer and the parameter values."""
-    lock = ["--lock-wait", f"{plan.lock_wait:g}"] if plan.lock_wait is not None else []
-    needs = [n for n, p in sorted(plan.config.parameters.items())
-             if n not in plan.params and p.default is None]
-    skip = ["--fingerprint", plan.fingerprint, "--location", str(plan.location)] \
-        if plan.may_skip else []
-    answer = session.call("prepare", plan.app, "--who", plan.who, "--source", plan.source,
-                          *lock, *skip, *[arg for n in needs for arg in ("--needs", n)],
-                          quiet=True)
+    needs = tuple(n for n, p in sorted(plan.config.parameters.items())
+                  if n not in plan.params and p.default is None)
+    reserve = protocol.Reserve(app=plan.app, who=plan.who, source=plan.source,
+                               lock_wait=plan.lock_wait)
+    answer = session.send(protocol.Prepare(
+        **vars(reserve), needs=needs, fingerprint=plan.fingerprint if plan.may_skip else None,
+        location=str(plan.location) if plan.may_skip else None), quiet=True)
     check_extensions(plan, session.name, answer["python"])
     values = complete(plan.config, plan.params, set(answer.get("params_set", [])),
                       session.name, ask)
     if "missing" in answer:         # given just now (prompted): reserve after all
-        answer.update(session.call("reserve", plan.app, "--who", plan.who, "--source",
-                                   plan.source, *lock, quiet=True))
+        answer.update(session.send(reserve, quiet=True))
     return answer, values
 
 
@@ -270,19 +269,19 @@ def upload_and_deploy(session: NodeSession, plan: Plan, reserved: dict,
     Python, its imports): it waits for the line saying the upload is complete, and
     gives up, deploying nothing, when its input ends without it."""
     console, version = session.console, reserved["version"]
-    lock = ["--lock-wait", f"{plan.lock_wait:g}"] if plan.lock_wait is not None else []
-    args = ["deploy", plan.app, version, "--location", str(plan.location), "--who", plan.who,
-            "--params-stdin", "--wait-upload", "--fingerprint", plan.fingerprint, *lock,
-            *(["--clear"] if plan.clear else []), *(["--backup"] if plan.backup else [])]
+    command = protocol.Deploy(app=plan.app, version=version, location=str(plan.location),
+                              who=plan.who, lock_wait=plan.lock_wait, clear=plan.clear,
+                              backup=plan.backup, params_stdin=True, wait_upload=True,
+                              fingerprint=plan.fingerprint)
     feed = _DeployInput(changes_input(values) + "\n")
     with ThreadPoolExecutor(max_workers=1) as pool:
-        deploying = pool.submit(session.call, *args, input=feed)
+        deploying = pool.submit(session.send, command, input=feed)
         try:
             console.step(session.name, f"uploading {plan.app_dir} as {plan.app}.{version}")
             stats = upload(session, plan, reserved)
             if plan.https:          # certificates before the deploy may switch
                 _https.prepare(console, session, plan.app, version, plan.location,
-                               plan.https, lock)
+                               plan.https, plan.lock_wait)
         except BaseException:
             feed.end(uploaded=False)
             with contextlib.suppress(SilverError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from silverlining import protocol
 from silverlining.node import audit, data, instances
 from silverlining.node._errors import NodeError
 from silverlining.node._state import (AppState, app_lock, canonical_hostname, instance_dir,
@@ -34,7 +35,7 @@ def resolve(location: str, spec: str) -> tuple[str, str]:
     return app, f"v{m.group('number')}"
 
 
-def _check_and_start(args, app: str, version: str, location: str, host: str,
+def _check_and_start(args: protocol.Activate, app: str, version: str, location: str, host: str,
                      meta: dict) -> None:
     """The kept instance runs and passes the health gate, or is stopped again."""
     was_running = instances.is_active(app, version)
@@ -64,7 +65,7 @@ def data_backup_for(app: str, version: str) -> str:
                     "silver update --backup)")
 
 
-def activate(args) -> dict:
+def activate(args: protocol.Activate) -> protocol.ActivateResult:
     location = location_key(args.location)
     app, version = resolve(location, args.version)
     if not args.restore_data:
@@ -95,7 +96,8 @@ def activate(args) -> dict:
     return {**result, "restored": f"remote:{name}"}
 
 
-def _activate(args, app: str, version: str, location: str, before=None) -> dict:
+def _activate(args: protocol.Activate, app: str, version: str, location: str,
+              before=None) -> protocol.ActivateResult:
     """Switch ``location`` to ``version`` under the app's lock; ``before`` runs first
     under that lock (the data restore of ``--restore-data``)."""
     with app_lock(app, args.lock_wait):
@@ -120,7 +122,7 @@ def _activate(args, app: str, version: str, location: str, before=None) -> dict:
     return {"app": app, "version": version, "location": location, "previous": previous}
 
 
-def deactivate(args) -> dict:
+def deactivate(args: protocol.Deactivate) -> protocol.DeactivateResult:
     locations = [location_key(loc) for loc in args.locations]
     removed = unroute(locations, args.keep_prev)
     for location, entry in removed:
@@ -128,19 +130,3 @@ def deactivate(args) -> dict:
                      location=location, keep_prev=args.keep_prev)
     return {"removed": [{"location": loc, "app": e["app"], "version": e["version"]}
                         for loc, e in removed]}
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("activate", help="point a location at a kept version")
-    p.add_argument("location")
-    p.add_argument("version", help="prev, vN, N or APP.vN")
-    p.add_argument("--restore-data", action="store_true",
-                   help="bring back the data this version left (silver update --backup)")
-    p.add_argument("--who")
-    p.add_argument("--lock-wait", type=float, default=300.0)
-    p.set_defaults(handler=activate)
-    p = subparsers.add_parser("deactivate", help="stop serving locations")
-    p.add_argument("locations", nargs="+")
-    p.add_argument("--keep-prev", action="store_true")
-    p.add_argument("--who")
-    p.set_defaults(handler=deactivate)

@@ -15,7 +15,7 @@ import socket
 import sys
 import time
 
-from silverlining import __version__
+from silverlining import __version__, protocol
 from silverlining.node import params, paths
 from silverlining.node._errors import NodeError
 from silverlining.node._state import AppState, app_lock, load_routes
@@ -24,7 +24,11 @@ from silverlining.node.base import make_dir
 from silverlining.node.instances import has_web, is_active
 
 
-def info(app: str | None = None) -> dict:
+def info(call: protocol.Info) -> protocol.InfoResult:
+    return node_info(call.app)
+
+
+def node_info(app: str | None) -> protocol.InfoResult:
     """The node's Python and platform; with an app, the names of its stored parameters
     (so the CLI can refuse a missing one before uploading anything)."""
     result = {"python": f"{sys.version_info.major}.{sys.version_info.minor}",
@@ -35,21 +39,21 @@ def info(app: str | None = None) -> dict:
     return result
 
 
-def prepare(app: str, who: str | None, source: str | None, lock_wait: float,
-            needs: list[str], fingerprint: str | None, location: str | None) -> dict:
+def prepare(call: protocol.Prepare) -> protocol.PrepareResult:
     """Everything ``silver update`` asks before uploading, in one round trip: the
     node's Python, which of the app's parameters it lacks, whether the live version
     already is this upload, and else a reserved version.
 
     Nothing is reserved when the answer stops the deploy (missing parameters, nothing
     changed), so such an answer leaves no trace on the node."""
-    result = info(app)
-    missing = sorted(set(needs) - set(result["params_set"]))
+    result: protocol.PrepareResult = {**node_info(call.app)}
+    missing = sorted(set(call.needs) - set(result["params_set"]))
     if missing:
         return {**result, "missing": missing}
-    if fingerprint and location and (live := unchanged(app, location, fingerprint)):
+    if call.fingerprint and call.location and \
+            (live := unchanged(call.app, call.location, call.fingerprint)):
         return {**result, "unchanged": live}
-    return {**result, **reserve(app, who, source, lock_wait)}
+    return {**result, **reserve(call)}
 
 
 def unchanged(app: str, location: str, fingerprint: str) -> str | None:
@@ -70,14 +74,16 @@ def upload_root(app: str):
     return paths.UPLOADS / app
 
 
-def reserve(app: str, who: str | None, source: str | None, lock_wait: float) -> dict:
-    check_app(app)
+def reserve(call: protocol.Reserve) -> protocol.ReserveResult:
+    """Under the app's lock: its next version number, recorded as reserved, and an upload
+    directory for it."""
+    app, who, source = check_app(call.app), call.who, call.source
     try:
         deploy = pwd.getpwnam(paths.DEPLOY_USER)
     except KeyError:
         raise NodeError(f"no user {paths.DEPLOY_USER!r} on this node: run silver setup-node") \
             from None
-    with app_lock(app, lock_wait):
+    with app_lock(app, call.lock_wait):
         if not (paths.APPS / app).is_dir():
             make_dir(paths.APPS / app, 0, 0, 0o700)
         state = AppState.load(app)
@@ -112,28 +118,3 @@ def _is_version(name: str) -> bool:
     except NodeError:
         return False
     return True
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("info", help="the node's Python and platform")
-    p.add_argument("--app")
-    p.set_defaults(handler=lambda args: info(args.app))
-    p = subparsers.add_parser("reserve", help="allocate an app's next version and upload dir")
-    p.add_argument("app")
-    p.add_argument("--who")
-    p.add_argument("--source")
-    p.add_argument("--lock-wait", type=float, default=300.0)
-    p.set_defaults(handler=lambda a: reserve(a.app, a.who, a.source, a.lock_wait))
-    p = subparsers.add_parser("prepare", help="info, unchanged check and reserve, in one "
-                              "call")
-    p.add_argument("app")
-    p.add_argument("--who")
-    p.add_argument("--source")
-    p.add_argument("--lock-wait", type=float, default=300.0)
-    p.add_argument("--needs", action="append", default=[],
-                   help="a parameter the upload does not set itself")
-    p.add_argument("--fingerprint", help="of the uploaded files; with --location, no "
-                   "version is reserved when the live one has the same")
-    p.add_argument("--location")
-    p.set_defaults(handler=lambda a: prepare(a.app, a.who, a.source, a.lock_wait, a.needs,
-                                             a.fingerprint, a.location))

@@ -10,6 +10,7 @@ import json
 import os
 import time
 
+from silverlining import protocol
 from silverlining.node import paths
 from silverlining.node.base import node_lock
 
@@ -45,8 +46,5 @@ def read(app: str | None = None, limit: int = 50) -> list[dict]:
     return entries[-limit:]
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser("audit", help="the last entries of the audit log")
-    p.add_argument("--app")
-    p.add_argument("-n", type=int, default=50)
-    p.set_defaults(handler=lambda args: {"entries": read(args.app, args.n)})
+def listing(call: protocol.Audit) -> protocol.AuditResult:
+    return {"entries": read(call.app, call.n)}

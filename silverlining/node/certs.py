@@ -26,14 +26,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from silverlining import tlscerts
+from silverlining import protocol, tlscerts
 from silverlining.node import paths, routing
 from silverlining.node._errors import NodeError
 from silverlining.node._state import AppState, app_lock, routing_lock
 from silverlining.node.base import apt_install, say, write_atomic
 
 LETSENCRYPT = Path("/etc/letsencrypt")
-RENEW_WITHIN_DAYS = 30.0
 MODES = ("off", "auto", "required")
 CERTBOT_TIMEOUT = 300
 BEST_EFFORT_RETRY = 86400.0
@@ -172,7 +171,7 @@ def reusable(host: str, directory: str | None) -> bool:
     if meta.get("source") == "user":
         return have.days_left() > 0
     return directory is not None and meta.get("directory") == directory and \
-        have.days_left() > RENEW_WITHIN_DAYS
+        have.days_left() > protocol.RENEW_WITHIN_DAYS
 
 
 # --- subcommands ----------------------------------------------------------------
@@ -206,7 +205,7 @@ def _prepare_host(host: str, directory: str | None, email: str | None, ca: str |
     return {"ok": True, "how": "issued"}, replaced
 
 
-def prepare(args) -> dict:
+def prepare(args: protocol.CertsPrepare) -> protocol.CertsPrepareResult:
     """``certs-prepare``: certificates for a location's host (and best effort for its
     www. name), then the version's HTTPS mode recorded for the switch."""
     if args.mode not in MODES:
@@ -304,24 +303,9 @@ def renew(within: float, only: list[str] | None = None) -> dict:
     return {"renewed": renewed, "failed": failed, "checked": sorted(hosts)}
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser("certs-prepare", help="certificates for a location before its "
-                              "switch; records the version's https mode")
-    p.add_argument("app")
-    p.add_argument("version")
-    p.add_argument("--location", required=True)
-    p.add_argument("--mode", required=True)
-    p.add_argument("--directory", help="ACME directory URL (none: only a given certificate)")
-    p.add_argument("--email")
-    p.add_argument("--www", action="store_true", help="also try www.HOST (best effort)")
-    p.add_argument("--stdin", action="store_true",
-                   help="JSON on stdin: ca (PEM), cert and key (PEM) of the user's own")
-    p.add_argument("--lock-wait", type=float, default=300.0)
-    p.set_defaults(handler=prepare)
-    p = subparsers.add_parser("certs-list", help="certificates: issuer, expiry, last renewal")
-    p.add_argument("hosts", nargs="*")
-    p.set_defaults(handler=lambda a: list_certs(a.hosts))
-    p = subparsers.add_parser("certs-renew", help="renew ACME certificates near expiry")
-    p.add_argument("--renew-within", type=float, default=RENEW_WITHIN_DAYS, metavar="DAYS")
-    p.add_argument("hosts", nargs="*")
-    p.set_defaults(handler=lambda a: renew(a.renew_within, a.hosts))
+def certs_list(call: protocol.CertsList) -> protocol.CertsListResult:
+    return list_certs(list(call.hosts))
+
+
+def certs_renew(call: protocol.CertsRenew) -> protocol.CertsRenewResult:
+    return renew(call.renew_within, list(call.hosts))

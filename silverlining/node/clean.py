@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import time
 
+from silverlining import protocol
 from silverlining.node import apps, audit, instances, jobs, paths
 from silverlining.node._state import AppState, all_apps, app_lock, instance_dir, load_routes, \
     referenced
@@ -39,7 +40,7 @@ def remove_version(app: str, version: str) -> None:
         shutil.rmtree(apps.upload_root(app) / version, ignore_errors=True)
 
 
-def clean(args) -> dict:
+def clean(args: protocol.Clean) -> protocol.CleanResult:
     removed: list[str] = []
     for app in all_apps():
         with app_lock(app, args.lock_wait):
@@ -62,12 +63,3 @@ def clean(args) -> dict:
         instances.daemon_reload()
         audit.record("clean-node", None, who=args.who, removed=removed)
     return {"removed": removed, "dry_run": args.dry_run}
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("clean", help="delete versions nothing points to")
-    p.add_argument("--keep", type=int, default=3)
-    p.add_argument("-n", "--dry-run", action="store_true")
-    p.add_argument("--who")
-    p.add_argument("--lock-wait", type=float, default=300.0)
-    p.set_defaults(handler=clean)

@@ -17,9 +17,9 @@ import pwd
 import secrets
 import shutil
 import time
-from argparse import Namespace
 from pathlib import Path
 
+from silverlining import protocol
 from silverlining.appconfig import AppConfig
 from silverlining.backups import (BackupError, check_name, default_name, remove_tree, verify,
                                   write_archive)
@@ -131,7 +131,7 @@ def backup_before(app: str, version: str, location: str) -> dict | None:
     return {"name": name, "of": entry["version"]}
 
 
-def backup(args: Namespace) -> dict:
+def backup(args: protocol.Backup) -> protocol.BackupResult:
     app, version = served(location_key(args.location))
     if args.remote:
         with app_lock(app, args.lock_wait):
@@ -164,12 +164,12 @@ def _token_dir(app: str, kind: str, token: str) -> Path:
     return paths.UPLOADS / app / f"{kind}-{token}"
 
 
-def discard(args: Namespace) -> dict:
+def discard(args: protocol.BackupDiscard) -> protocol.Nothing:
     shutil.rmtree(_token_dir(args.app, "backup", args.token), ignore_errors=True)
     return {}
 
 
-def restore_prepare(args: Namespace) -> dict:
+def restore_prepare(args: protocol.RestorePrepare) -> protocol.RestorePrepareResult:
     """An upload directory the deploy user can rsync a local archive into."""
     app, _ = served(location_key(args.location))
     deploy = pwd.getpwnam(paths.DEPLOY_USER)
@@ -213,11 +213,10 @@ def restore_services(app: str, config: AppConfig, services: list[str], staging: 
 
 
 def set_disabled(app: str, disabled: bool, who: str | None, lock_wait: float) -> None:
-    disable.set_disabled(Namespace(app=app, location=None, who=who, lock_wait=lock_wait),
-                         disabled)
+    disable.set_disabled(protocol.Disable(app=app, who=who, lock_wait=lock_wait), disabled)
 
 
-def restore(args: Namespace) -> dict:
+def restore(args: protocol.Restore) -> protocol.RestoreResult:
     app, version = served(location_key(args.location))
     if args.remote:
         archive = paths.BACKUPS / app / f"{_backup_name(args.remote)}.tar.gz"
@@ -252,7 +251,7 @@ def restore(args: Namespace) -> dict:
                        "time": manifest.time}}
 
 
-def clear(args: Namespace) -> dict:
+def clear(args: protocol.Clear) -> protocol.ClearResult:
     """Empty every service of the app, then run its update_fetch on the live version."""
     app, version = served(location_key(args.location))
     config, services = app_services(app, version)
@@ -278,33 +277,3 @@ def list_backups(app: str) -> list[dict]:
         out.append({"name": path.name[:-len(".tar.gz")], "size": st.st_size,
                     "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(st.st_mtime))})
     return out
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("backup", help="dump the services of the app at a location")
-    p.add_argument("location")
-    p.add_argument("--remote", metavar="NAME", help="keep it on the node as remote:NAME")
-    p.add_argument("--who")
-    p.add_argument("--lock-wait", type=float, default=300.0)
-    p.set_defaults(handler=backup)
-    p = subparsers.add_parser("backup-discard", help="remove a fetched backup's copy")
-    p.add_argument("app")
-    p.add_argument("token")
-    p.set_defaults(handler=discard)
-    p = subparsers.add_parser("restore-prepare", help="an upload dir for an archive to restore")
-    p.add_argument("location")
-    p.set_defaults(handler=restore_prepare)
-    p = subparsers.add_parser("restore", help="replace the app's data with a checked backup")
-    p.add_argument("location")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--upload", metavar="TOKEN")
-    src.add_argument("--remote", metavar="NAME")
-    p.add_argument("--force-app", action="store_true")
-    p.add_argument("--who")
-    p.add_argument("--lock-wait", type=float, default=300.0)
-    p.set_defaults(handler=restore)
-    p = subparsers.add_parser("clear", help="empty the app's service data, then update_fetch")
-    p.add_argument("location")
-    p.add_argument("--who")
-    p.add_argument("--lock-wait", type=float, default=300.0)
-    p.set_defaults(handler=clear)

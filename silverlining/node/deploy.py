@@ -15,7 +15,7 @@ import pwd
 import traceback
 from pathlib import Path
 
-from silverlining import __version__
+from silverlining import __version__, protocol
 from silverlining.appconfig import AppConfig
 from silverlining.errors import SilverError
 from silverlining.node import apps, audit, certs, instances, jobs, params, paths
@@ -207,7 +207,7 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
             "instance": instance_name(app, version), "host": host}
 
 
-def deploy(args) -> dict:
+def deploy(args: protocol.Deploy) -> protocol.DeployResult:
     version_number(args.version)
     changes = params.read_changes(args.wait_upload) if args.params_stdin else {}
     return run_deploy(args.app, args.version, location_key(args.location), args.clear,
@@ -257,7 +257,7 @@ def run_deploy(app: str, version: str, location: str, clear: bool, changes: dict
     return result
 
 
-def redeploy(args) -> dict:
+def redeploy(args: protocol.Redeploy) -> protocol.DeployResult:
     """A new version with the live version's files and new parameter values: the same
     build, gate and switch as an upload (``silver params --set``), nothing uploaded."""
     location = location_key(args.location)
@@ -265,7 +265,8 @@ def redeploy(args) -> dict:
     changes = params.read_changes()
     why = "parameters changed on" if changes.get("set") or changes.get("unset") else \
         "restart of"
-    reserved = apps.reserve(app, args.who, f"{why} {instance_name(app, live)}", args.lock_wait)
+    reserved = apps.reserve(protocol.Reserve(app=app, who=args.who, lock_wait=args.lock_wait,
+                                             source=f"{why} {instance_name(app, live)}"))
     certs.keep_mode(app, live, reserved["version"], args.lock_wait)
     upload = Path(reserved["upload_dir"])
     deploy_user = pwd.getpwnam(paths.DEPLOY_USER)
@@ -277,27 +278,3 @@ def redeploy(args) -> dict:
              "--chmod=u+rwX", f"{src}/", f"{dest}/"], what="copying the live version")
     return run_deploy(app, reserved["version"], location, False, changes, args.who,
                       args.lock_wait, fingerprint=AppState.load(app).get(live).get("fingerprint"))
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("deploy", help="build, start, check and switch to an uploaded version")
-    p.add_argument("app")
-    p.add_argument("version")
-    p.add_argument("--location", required=True)
-    p.add_argument("--clear", action="store_true")
-    p.add_argument("--backup", action="store_true",
-                   help="keep the live version's data as remote:before-VERSION first")
-    p.add_argument("--params-stdin", action="store_true",
-                   help="parameter changes as JSON on stdin (values never on the command line)")
-    p.add_argument("--fingerprint", help="of the uploaded files, kept with the version")
-    p.add_argument("--wait-upload", action="store_true",
-                   help="start now; deploy once stdin says the upload is complete")
-    p.add_argument("--who")
-    p.add_argument("--lock-wait", type=float, default=300.0)
-    p.set_defaults(handler=deploy)
-    p = subparsers.add_parser("redeploy", help="the live version again, with parameter "
-                              "changes read as JSON from stdin")
-    p.add_argument("location")
-    p.add_argument("--who")
-    p.add_argument("--lock-wait", type=float, default=300.0)
-    p.set_defaults(handler=redeploy)

@@ -16,6 +16,7 @@ import secrets
 import subprocess
 import time
 
+from silverlining import protocol
 from silverlining.node import audit, instances, paths
 from silverlining.node._errors import NodeError
 from silverlining.node._job import log_path
@@ -37,7 +38,7 @@ def check_id(job_id: str) -> str:
     return job_id
 
 
-def start(args) -> dict:
+def start(args: protocol.RunDetach) -> protocol.RunDetachResult:
     app, version = served(location_key(args.location))
     inst = instance_dir(app, version)
     script_path(inst, args.script)
@@ -65,7 +66,7 @@ def _state(app: str, job_id: str) -> dict:
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
-def listing(args) -> dict:
+def listing(args: protocol.Jobs) -> protocol.JobsResult:
     app, _ = served(location_key(args.location))
     found = []
     for log in sorted((paths.APP_LOGS / app).glob("run-*.log")):
@@ -84,7 +85,7 @@ def listing(args) -> dict:
     return {"app": app, "jobs": found}
 
 
-def stop(args) -> dict:
+def stop(args: protocol.JobStop) -> protocol.JobStopResult:
     app, _ = served(location_key(args.location))
     job_id = check_id(args.id)
     if _state(app, job_id).get("LoadState") != "loaded":
@@ -94,7 +95,7 @@ def stop(args) -> dict:
     return {"app": app, "id": job_id}
 
 
-def attach(args) -> int:
+def attach(args: protocol.JobAttach) -> int:
     """Follow the job's log (as the app) until the job ends; its exit status is ours."""
     app = check_app(args.app)
     job_id = check_id(args.id)
@@ -118,24 +119,3 @@ def attach(args) -> int:
                    or 0)
     except NodeError:
         return 0
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("run-detach", help="start a script of a live app in the background")
-    p.add_argument("--who")
-    p.add_argument("location")
-    p.add_argument("script")
-    p.add_argument("args", nargs="...")
-    p.set_defaults(handler=start)
-    p = subparsers.add_parser("jobs", help="an app's detached runs")
-    p.add_argument("location")
-    p.set_defaults(handler=listing)
-    p = subparsers.add_parser("job-stop", help="stop a detached run")
-    p.add_argument("location")
-    p.add_argument("id")
-    p.add_argument("--who")
-    p.set_defaults(handler=stop)
-    p = subparsers.add_parser("job-attach", help="follow a detached run until it ends")
-    p.add_argument("app")
-    p.add_argument("id")
-    p.set_defaults(handler=attach, raw=True)

@@ -7,6 +7,7 @@ so it can be checked or repaired before it is enabled again.
 
 from __future__ import annotations
 
+from silverlining import protocol
 from silverlining.node import audit, routing
 from silverlining.node._errors import NodeError
 from silverlining.node._state import (AppState, app_lock, load_routes, location_key,
@@ -14,7 +15,17 @@ from silverlining.node._state import (AppState, app_lock, load_routes, location_
 from silverlining.node._util import check_app
 
 
-def set_disabled(args, disabled: bool) -> dict:
+def disable(call: protocol.Disable) -> protocol.DisableResult:
+    return set_disabled(call, True)
+
+
+def enable(call: protocol.Enable) -> protocol.DisableResult:
+    return set_disabled(call, False)
+
+
+def set_disabled(args: protocol.Disable, disabled: bool) -> protocol.DisableResult:
+    if (args.app is None) == (args.location is None):
+        raise NodeError("name the app by its location or by app, not both")
     if args.app:
         app = check_app(args.app)
         if not AppState.exists(app):
@@ -31,14 +42,3 @@ def set_disabled(args, disabled: bool) -> dict:
         if changed:
             audit.record("disable" if disabled else "enable", app, who=args.who)
     return {"app": app, "disabled": disabled, "changed": changed}
-
-
-def register(subparsers) -> None:
-    for name, disabled in (("disable", True), ("enable", False)):
-        p = subparsers.add_parser(name, help=f"{name} an app (by location or --app)")
-        where = p.add_mutually_exclusive_group(required=True)
-        where.add_argument("location", nargs="?")
-        where.add_argument("--app")
-        p.add_argument("--who")
-        p.add_argument("--lock-wait", type=float, default=300.0)
-        p.set_defaults(handler=lambda args, d=disabled: set_disabled(args, d))

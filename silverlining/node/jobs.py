@@ -18,6 +18,7 @@ import http.client
 import json
 import subprocess
 
+from silverlining import protocol
 from silverlining.appconfig import AppConfig
 from silverlining.node import audit, paths
 from silverlining.node._errors import NodeError
@@ -282,7 +283,7 @@ def status(app: str, version: str) -> dict:
     return result
 
 
-def restart_process(args) -> dict:
+def restart_process(args: protocol.RestartProcess) -> protocol.RestartProcessResult:
     """Restart a worker's instances of the version live at a location."""
     app, version = served(location_key(args.location))
     config = AppConfig.load(instance_dir(app, version), check_files=False)
@@ -298,11 +299,3 @@ def restart_process(args) -> dict:
         raise NodeError(f"restarting {args.process} failed: {proc.stderr.strip()}")
     audit.record("restart", app, who=args.who, version=version, process=args.process)
     return {"app": app, "version": version, "units": units}
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("restart-process", help="restart a worker of a live app")
-    p.add_argument("location")
-    p.add_argument("process")
-    p.add_argument("--who")
-    p.set_defaults(handler=restart_process)

@@ -13,6 +13,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from silverlining import protocol
 from silverlining.appconfig import JOB_NAME
 from silverlining.node import instances
 from silverlining.node._errors import NodeError
@@ -44,7 +45,7 @@ def _instance(app: str, version: str):
     return inst
 
 
-def manifest(args) -> dict:
+def manifest(args: protocol.Manifest) -> protocol.ManifestResult:
     app, version = served(location_key(args.location))
     inst = _instance(app, version)
     files = {}
@@ -57,7 +58,7 @@ def manifest(args) -> dict:
     return {"app": app, "version": version, "files": files}
 
 
-def cat(args) -> dict:
+def cat(args: protocol.Cat) -> protocol.CatResult:
     inst = _instance(args.app, args.version).resolve()
     out = {}
     for rel in args.paths:
@@ -71,12 +72,12 @@ def cat(args) -> dict:
     return {"files": out}
 
 
-def served_cmd(args) -> dict:
+def served_cmd(args: protocol.Served) -> protocol.ServedResult:
     app, version = served(location_key(args.location))
     return {"app": app, "version": version}
 
 
-def logs(args) -> int:
+def logs(args: protocol.Logs) -> int:
     _instance(args.app, args.version)
     if args.journal:         # what systemd said: failed starts, crash loops, kills
         units = [instances.unit_name(args.app, args.version),
@@ -104,27 +105,3 @@ def logs(args) -> int:
         return subprocess.run(argv, user=uid, group=gid, extra_groups=[]).returncode
     except KeyboardInterrupt:
         return 0
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("served", help="the app version live at a location")
-    p.add_argument("location")
-    p.set_defaults(handler=served_cmd)
-    p = subparsers.add_parser("manifest", help="sha256 of each file of the version at a location")
-    p.add_argument("location")
-    p.set_defaults(handler=manifest)
-    p = subparsers.add_parser("cat", help="the contents of files of an app version (base64)")
-    p.add_argument("app")
-    p.add_argument("version")
-    p.add_argument("paths", nargs="+")
-    p.set_defaults(handler=cat)
-    p = subparsers.add_parser("logs", help="the end of an app version's log")
-    p.add_argument("app")
-    p.add_argument("version")
-    p.add_argument("-n", "--lines", type=int, default=50)
-    p.add_argument("-f", "--follow", action="store_true")
-    p.add_argument("--process", help="a worker's log ([process:NAME])")
-    p.add_argument("--cron", help="a cron job's log ([cron:NAME])")
-    p.add_argument("--journal", action="store_true", help="systemd's lines on the version's units")
-    p.add_argument("--job", help="a detached run's output (silver run --detach)")
-    p.set_defaults(handler=logs, raw=True)

@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+from silverlining import protocol
 from silverlining.appconfig import AppConfig
 from silverlining.errors import SilverError
 from silverlining.node import paths
@@ -116,13 +117,7 @@ def live_config(app: str, version: str) -> AppConfig:
     return dataclasses.replace(config, app_name=app)
 
 
-def show(args) -> dict:
+def show(args: protocol.Params) -> protocol.ParamsResult:
     app, version = served(location_key(args.location))
     return {"app": app, "version": version,
             "params": listing(live_config(app, version), load(app))}
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("params", help="the parameters of the app live at a location")
-    p.add_argument("location")
-    p.set_defaults(handler=show)

@@ -10,6 +10,7 @@ import fnmatch
 import socket
 import subprocess
 
+from silverlining import protocol
 from silverlining.node import jobs, status
 from silverlining.node._state import AppState, all_apps, load_routes
 from silverlining.node.data import list_backups
@@ -22,7 +23,7 @@ def running_units() -> set[str]:
     return {line.split()[0] for line in proc.stdout.splitlines() if line.strip()}
 
 
-def query(globs: list[str], health: bool = False) -> dict:
+def query(call: protocol.Query) -> protocol.QueryResult:
     """Every app (or those matching ``globs``): versions, where they are live, their
     workers and crons, the services of the version live (else the newest deployed), its
     kept backups; with ``health``, what each live location's /.silver/health says."""
@@ -30,7 +31,7 @@ def query(globs: list[str], health: bool = False) -> dict:
     running = running_units()
     apps = []
     for app in all_apps():
-        if globs and not any(fnmatch.fnmatch(app, g) for g in globs):
+        if call.globs and not any(fnmatch.fnmatch(app, g) for g in call.globs):
             continue
         state = AppState.load(app)
         versions = []
@@ -53,14 +54,7 @@ def query(globs: list[str], health: bool = False) -> dict:
     shown = {loc: e for loc, e in sorted(routes.items())
              if any(a["app"] == e.get("app") for a in apps)}
     result = {"node": socket.getfqdn(), "apps": apps, "routes": shown}
-    if health:       # what /.silver/health answers, for @APP locations too
+    if call.health:       # what /.silver/health answers, for @APP locations too
         result["health"] = {loc: status.health(loc)[1] for loc, e in shown.items()
                             if e.get("version")}
     return result
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("query", help="apps, versions and where they are live")
-    p.add_argument("globs", nargs="*")
-    p.add_argument("--health", action="store_true", help="check each live location")
-    p.set_defaults(handler=lambda args: query(args.globs, args.health))

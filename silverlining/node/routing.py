@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from silverlining import protocol
 from silverlining.node import paths
 from silverlining.node._errors import NodeError
 from silverlining.node._state import AppState, instance_dir, load_routes, routing_lock
@@ -424,12 +425,8 @@ def _load(target: Path, old: bytes | None, text: bytes) -> bool:
     return True
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser("routing-apply", help="regenerate nginx routing from the table")
-    p.set_defaults(handler=_cmd_apply)
-
-
-def _cmd_apply(args) -> dict:
+def apply_table(call: protocol.RoutingApply) -> protocol.RoutingApplyResult:
+    """``routing-apply``: the nginx routing made again from the routing table."""
     with routing_lock():
         changed = apply(load_routes())
     return {"changed": changed}

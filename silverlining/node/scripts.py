@@ -21,6 +21,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from silverlining import protocol
 from silverlining.appconfig import AppConfig
 from silverlining.apploader import script_command
 from silverlining.node import instances, params, paths
@@ -91,7 +92,7 @@ def run_dir(app: str, token: str) -> Path:
     return paths.TMP / app / f"silver-run-{token}"
 
 
-def prepare(args) -> dict:
+def prepare(args: protocol.RunPrepare) -> protocol.RunPrepareResult:
     app, version = served(location_key(args.location))
     script_path(instance_dir(app, version), args.script)
     result = {"app": app, "version": version}
@@ -150,8 +151,10 @@ def _chown_tree(root: Path, uid: int, gid: int) -> None:
             os.chown(name, uid, gid, follow_symlinks=False)
 
 
-def run(args) -> int:
+def run(args: protocol.Run) -> int:
     app, version = check_app(args.app), args.version
+    if args.user not in ("app", "root"):
+        raise NodeError(f"bad user {args.user!r}: app or root")
     version_number(version)
     inst = instance_dir(app, version)
     if not inst.is_dir():
@@ -160,7 +163,7 @@ def run(args) -> int:
     env = read_env(instances.env_path(app, version))
     if args.params:
         env.update(_take_overrides(app, version, args.params))
-    argv = script_argv(inst, args.script, args.args)
+    argv = script_argv(inst, args.script, list(args.args))
     files = None
     if args.upload:
         if not _TOKEN.match(args.upload):
@@ -181,22 +184,3 @@ def run(args) -> int:
         if files is not None:
             shutil.rmtree(files, ignore_errors=True)
     return 128 - status if status < 0 else status
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("run-prepare", help="check a script of a live app before running it")
-    p.add_argument("location")
-    p.add_argument("script")
-    p.add_argument("--upload", action="store_true", help="make a directory for local files")
-    p.add_argument("--params-stdin", action="store_true",
-                   help="parameter values for this run, as JSON on stdin")
-    p.set_defaults(handler=prepare)
-    p = subparsers.add_parser("run", help="run a script of an app version in its environment")
-    p.add_argument("--user", choices=("app", "root"), default="app")
-    p.add_argument("--upload", metavar="ID", help="files uploaded after run-prepare --upload")
-    p.add_argument("--params", metavar="ID", help="parameters stored by run-prepare")
-    p.add_argument("app")
-    p.add_argument("version")
-    p.add_argument("script")
-    p.add_argument("args", nargs="...")
-    p.set_defaults(handler=run, raw=True)

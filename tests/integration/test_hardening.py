@@ -106,13 +106,15 @@ def test_symlinks_out_of_the_app_never_reach_the_node(node, victim, tmp_path):
         "it in .silverignore)"]
     assert probe(node.address, "victim.test")["instance"] == before
     # a client that skips the check (or an older one): the node drops the link itself
-    upload = json.loads(node.root("/usr/local/sbin/silver-node reserve probe --who attacker"
+    upload = json.loads(node.root("/usr/local/sbin/silver-node reserve "
+                                  "'{\"app\": \"probe\", \"who\": \"attacker\"}'"
                                   ).strip().splitlines()[-1])
     version, dest = upload["version"], upload["upload_dir"]
     node.root(f"cp -a {VAR}/apps/probe/{before.split('.')[1]}/. {dest}/app/ && "
               f"ln -s /etc/shadow {dest}/app/static/shadow.txt && "
               f"ln -s ../main.py {dest}/app/static/code.py && chown -R silver: {dest}")
-    node.root(f"/usr/local/sbin/silver-node deploy probe {version} --location victim.test")
+    deploy = json.dumps({"app": "probe", "version": version, "location": "victim.test"})
+    node.root(f"/usr/local/sbin/silver-node deploy '{deploy}'")
     assert probe(node.address, "victim.test")["instance"] == f"probe.{version}"
     status, body, _ = http_get(node.address, "victim.test", "/shadow.txt")
     assert b"root:" not in body

@@ -271,7 +271,8 @@ def test_unvalidatable_host_under_auto_is_served_over_http_and_fails_required(
 
 def test_renewal_replaces_certificates_and_query_shows_them(node, pebble, acme_config):
     before = served_cert(node, "secure.test", pebble.issuer_root)
-    out = node.root("/usr/local/sbin/silver-node certs-renew --renew-within 100000 secure.test")
+    out = node.root("/usr/local/sbin/silver-node certs-renew "
+                    "'{\"renew_within\": 100000, \"hosts\": [\"secure.test\"]}'")
     result = json.loads(out.strip().splitlines()[-1])
     assert result["renewed"] == ["secure.test"] and not result["failed"], out
     after = served_cert(node, "secure.test", pebble.issuer_root)

@@ -1,0 +1,719 @@
+"""One definition of each node command: its name, its typed parameters and its result.
+
+Shared by both sides. The CLI builds a call from a definition
+(``NodeSession.send(protocol.Deploy(app=..., ...))``): the parameters travel as
+one JSON argument of ``silver-node NAME``, which the transport quotes like any
+other. The node (``silverlining.node.__main__``) finds the name in ``COMMANDS``,
+decodes and checks the JSON into the same class, imports only the module named
+by ``HANDLER`` and calls the handler with it; the handler's answer (a JSON object,
+the command's ``Result``) is the last line of stdout. Secrets never travel as
+parameters: a command that needs them says what it reads on stdin (``STDIN``).
+
+A raw command (``RAW``: ``run``, ``logs``, ``job-attach``) owns stdout instead;
+its exit status is its result.
+
+Standard library only: this module ships to nodes and is imported by every call.
+"""
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypedDict
+
+DEFAULT_LOCK_WAIT = 300.0
+"""Seconds a command waits for an app's lock (another deploy) before it gives up."""
+RENEW_WITHIN_DAYS = 30.0
+"""A certificate this close to its expiry is renewed (and never kept by a deploy)."""
+
+COMMANDS: dict[str, type["Command"]] = {}
+
+
+class ProtocolError(ValueError):
+    """Parameters that do not fit a command's definition."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Command:
+    """A node command's parameters; the class says what the command is."""
+
+    NAME: ClassVar[str]
+    HANDLER: ClassVar[str]        # "MODULE:FUNCTION" in silverlining.node
+    Result: ClassVar[type]        # a TypedDict: the keys of the JSON answer
+    RAW: ClassVar[bool] = False   # owns stdout; its exit status is the result
+    STDIN: ClassVar[str] = ""     # what it reads on stdin (secrets travel there)
+
+    def encode(self) -> str:
+        """The parameters that differ from their defaults, as one JSON object."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                  if f.default is dataclasses.MISSING or getattr(self, f.name) != f.default}
+        return json.dumps(values, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def decode(cls, text: str | None) -> "Command":
+        """The parameters of a call (no text: every one at its default), checked."""
+        try:
+            values = json.loads(text) if text else {}
+        except ValueError:
+            raise ProtocolError(f"{cls.NAME}: the parameters are not JSON") from None
+        if not isinstance(values, dict):
+            raise ProtocolError(f"{cls.NAME}: the parameters are not a JSON object")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise ProtocolError(f"{cls.NAME}: no parameter {', '.join(unknown)}")
+        missing = sorted(name for name, f in fields.items() if name not in values
+                         and f.default is dataclasses.MISSING
+                         and f.default_factory is dataclasses.MISSING)
+        if missing:
+            raise ProtocolError(f"{cls.NAME}: missing {', '.join(missing)}")
+        hints = typing.get_type_hints(cls)
+        return cls(**{name: _checked(cls.NAME, name, value, hints[name])
+                      for name, value in values.items()})
+
+
+def _checked(command: str, name: str, value: Any, kind: Any) -> Any:
+    """``value`` if JSON gave it the declared type (an int stands for a float)."""
+    if isinstance(kind, types.UnionType):
+        if value is None and type(None) in kind.__args__:
+            return None
+        kind = next(k for k in kind.__args__ if k is not type(None))
+    if typing.get_origin(kind) is tuple:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(value, kind):
+        return value
+    raise ProtocolError(f"{command}: {name} must be {getattr(kind, '__name__', kind)}, "
+                        f"not {json.dumps(value)}")
+
+
+def command(cls: type[Command]) -> type[Command]:
+    """Declare a command: a frozen keyword-only dataclass, listed in ``COMMANDS``."""
+    cls = dataclass(frozen=True, kw_only=True)(cls)
+    assert cls.NAME not in COMMANDS, cls.NAME
+    COMMANDS[cls.NAME] = cls
+    return cls
+
+
+@dataclass(frozen=True, kw_only=True)
+class Audited(Command):
+    """A command that changes something: recorded in the node's audit log with who
+    asked (``user@host`` of the CLI, filled in by ``NodeSession.send``)."""
+
+    who: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Locked(Audited):
+    """A change made under the app's lock, waiting for it up to ``lock_wait`` seconds."""
+
+    lock_wait: float = DEFAULT_LOCK_WAIT
+
+
+class Nothing(TypedDict):
+    """An answer with nothing in it."""
+
+
+# --- before an upload -------------------------------------------------------------
+
+class InfoResult(TypedDict, total=False):
+    python: str
+    python_full: str
+    machine: str
+    hostname: str
+    silverlining: str
+    params_set: list[str]
+
+
+@command
+class Info(Command):
+    """The node's Python and platform; with ``app``, the names of its stored parameters."""
+
+    NAME = "info"
+    HANDLER = "apps:info"
+    Result = InfoResult
+    app: str | None = None
+
+
+class ReserveResult(TypedDict):
+    version: str
+    upload_dir: str
+    basis: str | None
+
+
+@command
+class Reserve(Locked):
+    """Allocate an app's next version and its upload directory."""
+
+    NAME = "reserve"
+    HANDLER = "apps:reserve"
+    Result = ReserveResult
+    app: str
+    source: str | None = None
+
+
+class PrepareResult(InfoResult, total=False):
+    missing: list[str]
+    unchanged: str
+    version: str
+    upload_dir: str
+    basis: str | None
+
+
+@command
+class Prepare(Reserve):
+    """``info``, the no-change check and ``reserve`` in one round trip."""
+
+    NAME = "prepare"
+    HANDLER = "apps:prepare"
+    Result = PrepareResult
+    needs: tuple[str, ...] = ()       # parameters the upload does not set itself
+    fingerprint: str | None = None    # of the upload; with location, nothing is reserved
+    location: str | None = None       # when the live version has the same
+
+
+# --- deploying --------------------------------------------------------------------
+
+class DeployResult(TypedDict):
+    app: str
+    version: str
+    location: str
+    previous: str | None
+    instance: str
+    host: str
+
+
+@command
+class Deploy(Locked):
+    """Build, start, check and switch to an uploaded version."""
+
+    NAME = "deploy"
+    HANDLER = "deploy:deploy"
+    Result = DeployResult
+    STDIN = ("with params_stdin: the parameter changes as JSON ({\"set\": {...}, \"unset\": "
+             "[...]}); with wait_upload that is the first line, and the deploy goes on "
+             "only when the line 'uploaded' follows")
+    app: str
+    version: str
+    location: str
+    clear: bool = False
+    backup: bool = False              # keep the live version's data as remote:before-VERSION
+    params_stdin: bool = False
+    fingerprint: str | None = None    # of the uploaded files, kept with the version
+    wait_upload: bool = False
+
+
+@command
+class Redeploy(Locked):
+    """The live version again as a new version, with parameter changes (nothing uploaded)."""
+
+    NAME = "redeploy"
+    HANDLER = "deploy:redeploy"
+    Result = DeployResult
+    STDIN = "the parameter changes as JSON ({\"set\": {...}, \"unset\": [...]})"
+    location: str
+
+
+class CertsPrepareResult(TypedDict):
+    hosts: dict[str, dict]
+
+
+@command
+class CertsPrepare(Command):
+    """Certificates for a location before its switch; records the version's HTTPS mode."""
+
+    NAME = "certs-prepare"
+    HANDLER = "certs:prepare"
+    Result = CertsPrepareResult
+    STDIN = "with stdin: JSON with ca (PEM), and cert and key (PEM) of the user's own"
+    app: str
+    version: str
+    location: str
+    mode: str
+    directory: str | None = None      # ACME directory URL (none: only a given certificate)
+    email: str | None = None
+    www: bool = False                 # also try www.HOST (best effort)
+    stdin: bool = False
+    lock_wait: float = DEFAULT_LOCK_WAIT
+
+
+class CertsListResult(TypedDict):
+    certs: dict[str, dict]
+
+
+@command
+class CertsList(Command):
+    """Certificates: issuer, expiry, last renewal."""
+
+    NAME = "certs-list"
+    HANDLER = "certs:certs_list"
+    Result = CertsListResult
+    hosts: tuple[str, ...] = ()
+
+
+class CertsRenewResult(TypedDict):
+    renewed: list[str]
+    failed: dict[str, str]
+    checked: list[str]
+
+
+@command
+class CertsRenew(Command):
+    """Renew the ACME certificates that expire within ``renew_within`` days."""
+
+    NAME = "certs-renew"
+    HANDLER = "certs:certs_renew"
+    Result = CertsRenewResult
+    renew_within: float = RENEW_WITHIN_DAYS
+    hosts: tuple[str, ...] = ()
+
+
+# --- what is live -----------------------------------------------------------------
+
+class ActivateResult(TypedDict, total=False):
+    app: str
+    version: str
+    location: str
+    previous: str | None
+    unchanged: bool
+    restored: str
+
+
+@command
+class Activate(Locked):
+    """Point a location at a kept version (``prev``, ``vN``, ``N`` or ``APP.vN``)."""
+
+    NAME = "activate"
+    HANDLER = "activate:activate"
+    Result = ActivateResult
+    location: str
+    version: str
+    restore_data: bool = False        # bring back the data this version left (update --backup)
+
+
+class DeactivateResult(TypedDict):
+    removed: list[dict]
+
+
+@command
+class Deactivate(Audited):
+    """Stop serving locations."""
+
+    NAME = "deactivate"
+    HANDLER = "activate:deactivate"
+    Result = DeactivateResult
+    locations: tuple[str, ...]
+    keep_prev: bool = False
+
+
+class DisableResult(TypedDict):
+    app: str
+    disabled: bool
+    changed: bool
+
+
+@command
+class Disable(Locked):
+    """Answer an app's requests with the 503 page (the app at ``location``, or ``app``)."""
+
+    NAME = "disable"
+    HANDLER = "disable:disable"
+    Result = DisableResult
+    location: str | None = None
+    app: str | None = None
+
+
+@command
+class Enable(Disable):
+    """Serve a disabled app again."""
+
+    NAME = "enable"
+    HANDLER = "disable:enable"
+
+
+class ServedResult(TypedDict):
+    app: str
+    version: str
+
+
+@command
+class Served(Command):
+    """The app version live at a location."""
+
+    NAME = "served"
+    HANDLER = "live:served_cmd"
+    Result = ServedResult
+    location: str
+
+
+class ManifestResult(TypedDict):
+    app: str
+    version: str
+    files: dict[str, str]
+
+
+@command
+class Manifest(Command):
+    """sha256 of each file of the version live at a location."""
+
+    NAME = "manifest"
+    HANDLER = "live:manifest"
+    Result = ManifestResult
+    location: str
+
+
+class CatResult(TypedDict):
+    files: dict[str, str | None]
+
+
+@command
+class Cat(Command):
+    """The contents of files of an app version (base64; None: too big to show)."""
+
+    NAME = "cat"
+    HANDLER = "live:cat"
+    Result = CatResult
+    app: str
+    version: str
+    paths: tuple[str, ...]
+
+
+@command
+class Logs(Command):
+    """The end of an app version's log (raw: the log is our output)."""
+
+    NAME = "logs"
+    HANDLER = "live:logs"
+    Result = Nothing
+    RAW = True
+    app: str
+    version: str
+    lines: int = 50
+    follow: bool = False
+    process: str | None = None        # a worker's log ([process:NAME])
+    cron: str | None = None           # a cron job's log ([cron:NAME])
+    journal: bool = False             # systemd's lines on the version's units
+    job: str | None = None            # a detached run's output (silver run --detach)
+
+
+class ParamsResult(TypedDict):
+    app: str
+    version: str
+    params: list[dict]
+
+
+@command
+class Params(Command):
+    """The parameters of the app live at a location (hidden values never leave the node)."""
+
+    NAME = "params"
+    HANDLER = "params:show"
+    Result = ParamsResult
+    location: str
+
+
+class QueryResult(TypedDict, total=False):
+    node: str
+    apps: list[dict]
+    routes: dict[str, dict]
+    health: dict[str, dict]
+
+
+@command
+class Query(Command):
+    """Apps (all, or those matching ``globs``), their versions and where they are live."""
+
+    NAME = "query"
+    HANDLER = "query:query"
+    Result = QueryResult
+    globs: tuple[str, ...] = ()
+    health: bool = False              # what each live location's /.silver/health says
+
+
+class AuditResult(TypedDict):
+    entries: list[dict]
+
+
+@command
+class Audit(Command):
+    """The last entries of the audit log."""
+
+    NAME = "audit"
+    HANDLER = "audit:listing"
+    Result = AuditResult
+    app: str | None = None
+    n: int = 50
+
+
+class CleanResult(TypedDict):
+    removed: list[str]
+    dry_run: bool
+
+
+@command
+class Clean(Locked):
+    """Delete versions nothing points to, beyond the newest ``keep`` of each app."""
+
+    NAME = "clean"
+    HANDLER = "clean:clean"
+    Result = CleanResult
+    keep: int = 3
+    dry_run: bool = False
+
+
+# --- data -------------------------------------------------------------------------
+
+class BackupResult(TypedDict, total=False):
+    app: str
+    version: str
+    services: list[str]
+    time: str
+    size: int
+    path: str
+    name: str
+    token: str
+
+
+@command
+class Backup(Locked):
+    """Dump the services of the app at a location (``remote``: kept on the node)."""
+
+    NAME = "backup"
+    HANDLER = "data:backup"
+    Result = BackupResult
+    location: str
+    remote: str | None = None
+
+
+@command
+class BackupDiscard(Command):
+    """Remove the node's copy of a fetched backup."""
+
+    NAME = "backup-discard"
+    HANDLER = "data:discard"
+    Result = Nothing
+    app: str
+    token: str
+
+
+class RestorePrepareResult(TypedDict):
+    app: str
+    token: str
+    upload_dir: str
+
+
+@command
+class RestorePrepare(Command):
+    """An upload directory for an archive to restore."""
+
+    NAME = "restore-prepare"
+    HANDLER = "data:restore_prepare"
+    Result = RestorePrepareResult
+    location: str
+
+
+class RestoreResult(TypedDict):
+    app: str
+    version: str
+    services: list[str]
+    backup: dict
+
+
+@command
+class Restore(Locked):
+    """Replace the app's data with a checked backup (``upload`` token or ``remote`` name)."""
+
+    NAME = "restore"
+    HANDLER = "data:restore"
+    Result = RestoreResult
+    location: str
+    upload: str | None = None
+    remote: str | None = None
+    force_app: bool = False
+
+
+class ClearResult(TypedDict):
+    app: str
+    version: str
+    services: list[str]
+
+
+@command
+class Clear(Locked):
+    """Empty the app's service data, then run its update_fetch."""
+
+    NAME = "clear"
+    HANDLER = "data:clear"
+    Result = ClearResult
+    location: str
+
+
+# --- scripts and jobs -------------------------------------------------------------
+
+class RestartProcessResult(TypedDict):
+    app: str
+    version: str
+    units: list[str]
+
+
+@command
+class RestartProcess(Audited):
+    """Restart a worker of the app live at a location."""
+
+    NAME = "restart-process"
+    HANDLER = "jobs:restart_process"
+    Result = RestartProcessResult
+    location: str
+    process: str
+
+
+class RunPrepareResult(TypedDict, total=False):
+    app: str
+    version: str
+    token: str
+    upload_dir: str
+    run_dir: str
+    params: str
+
+
+@command
+class RunPrepare(Command):
+    """Check a script of a live app before running it; an upload dir for local files."""
+
+    NAME = "run-prepare"
+    HANDLER = "scripts:prepare"
+    Result = RunPrepareResult
+    STDIN = "with params_stdin: parameter values for this run only, as JSON"
+    location: str
+    script: str
+    upload: bool = False
+    params_stdin: bool = False
+
+
+@command
+class Run(Command):
+    """Run a script of an app version in its environment (raw: its output is ours)."""
+
+    NAME = "run"
+    HANDLER = "scripts:run"
+    Result = Nothing
+    RAW = True
+    STDIN = "the script's own"
+    app: str
+    version: str
+    script: str
+    args: tuple[str, ...] = ()
+    user: str = "app"                 # or "root"
+    upload: str | None = None         # files uploaded after run-prepare's upload
+    params: str | None = None         # parameters stored by run-prepare
+
+
+class RunDetachResult(TypedDict):
+    app: str
+    version: str
+    id: str
+
+
+@command
+class RunDetach(Audited):
+    """Start a script of a live app in the background."""
+
+    NAME = "run-detach"
+    HANDLER = "detached:start"
+    Result = RunDetachResult
+    location: str
+    script: str
+    args: tuple[str, ...] = ()
+
+
+class JobsResult(TypedDict):
+    app: str
+    jobs: list[dict]
+
+
+@command
+class Jobs(Command):
+    """An app's detached runs."""
+
+    NAME = "jobs"
+    HANDLER = "detached:listing"
+    Result = JobsResult
+    location: str
+
+
+class JobStopResult(TypedDict):
+    app: str
+    id: str
+
+
+@command
+class JobStop(Audited):
+    """Stop a detached run."""
+
+    NAME = "job-stop"
+    HANDLER = "detached:stop"
+    Result = JobStopResult
+    location: str
+    id: str
+
+
+@command
+class JobAttach(Command):
+    """Follow a detached run until it ends (raw: its exit status is ours)."""
+
+    NAME = "job-attach"
+    HANDLER = "detached:attach"
+    Result = Nothing
+    RAW = True
+    app: str
+    id: str
+
+
+# --- the node itself --------------------------------------------------------------
+
+class ServerVersionResult(TypedDict):
+    version: str | None
+    setup_runs: list[str]
+
+
+@command
+class ServerVersion(Command):
+    """The server files' version this node has, and the last setup-node runs."""
+
+    NAME = "server-version"
+    HANDLER = "setup:server_version"
+    Result = ServerVersionResult
+
+
+class CheckVersionResult(TypedDict):
+    version: str
+
+
+@command
+class CheckVersion(Command):
+    """Fail unless the node was set up with exactly these server files."""
+
+    NAME = "check-version"
+    HANDLER = "setup:check_version"
+    Result = CheckVersionResult
+    expected: str
+
+
+class RoutingApplyResult(TypedDict):
+    changed: bool
+
+
+@command
+class RoutingApply(Command):
+    """Regenerate the nginx routing from the routing table."""
+
+    NAME = "routing-apply"
+    HANDLER = "routing:apply_table"
+    Result = RoutingApplyResult
