@@ -348,20 +348,21 @@ def wait_ready(app: str, version: str, host: str, prefix: str = "",
         f"({last[0]}); the old version keeps serving"))
 
 
-def healthy(status: int, health_check: str | None) -> bool:
-    """The one rule for a healthy answer, at the deploy gate and on ``/.silver/health``:
-    the app's ``health_check`` must answer 2xx; without one, ``GET /`` 2xx or 3xx (a 404
-    from a mistyped path never goes live)."""
-    return 200 <= status < (300 if health_check else 400)
+def health_problem(status: int, health_check: str | None) -> str | None:
+    """Why an answer is not healthy, or None. An explicit ``health_check`` must answer
+    2xx; without one, ``GET /`` may answer anything but a 5xx: an app that answers at
+    all is up, and a fresh Django project has no page at ``/`` (its 404 is fine)."""
+    healthy = 200 <= status < 300 if health_check else status < 500
+    return None if healthy else f"GET {health_check or '/'} answered {status}"
 
 
 def health_gate(app: str, version: str, host: str, health_check: str | None,
                 prefix: str = "", timeout: float = HEALTH_TIMEOUT) -> None:
-    """The instance must answer ``healthy`` (retried until the timeout, or until the
-    unit crashed)."""
+    """The new version must pass ``health_problem`` (retried until the timeout, or until
+    its unit crashed) before it gets traffic."""
     name = instance_name(app, version)
     path = health_check or "/"
-    problem = [""]
+    problem: list[str | None] = [None]
 
     def failed() -> GateFailed:
         return _fail(app, version, f"{name} failed its health check: {problem[0]}; "
@@ -370,13 +371,14 @@ def health_gate(app: str, version: str, host: str, health_check: str | None,
     def passes() -> bool:
         try:
             status, _ = request(app, version, path, host, prefix=prefix, timeout=10)
+            problem[0] = health_problem(status, health_check)
         except OSError as exc:
             problem[0] = f"GET {path} failed: {exc or type(exc).__name__}"
-        else:
-            if healthy(status, health_check):
-                say(f"health check: GET {path} answered {status}")
-                return True
-            problem[0] = f"GET {path} answered {status}"
+        if problem[0] is None:
+            say(f"health check: GET {path} answered {status}")
+            if not health_check and 400 <= status < 500:
+                say("set health_check = PATH in app.ini for a real check")
+            return True
         if unit_state(app, version).crashed:
             raise failed()
         return False
