@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 
-from silverlining import nodes, serverfiles, transport
+from silverlining import nodes, protocol, serverfiles, transport
 from silverlining.commands._doctor_report import Finding, ok, problem, warn
 from silverlining.errors import SilverError
 from silverlining.node import paths
@@ -163,7 +163,7 @@ def _nginx(ssh: transport.SSH, name: str) -> list[Finding]:
 
 def _certs(ssh: transport.SSH, name: str) -> list[Finding]:
     """Certificates that expire soon; nothing on a node without any (or too old to say)."""
-    result = ssh.run([str(paths.ENTRY), "certs-list"], check=False)
+    result = ssh.run([str(paths.ENTRY), protocol.CertsList.NAME], check=False)
     lines = result.stdout.strip().splitlines()
     if not result.ok or not lines:
         return []
@@ -187,7 +187,8 @@ def _certs(ssh: transport.SSH, name: str) -> list[Finding]:
 def _apps_health(ssh: transport.SSH, name: str) -> list[Finding]:
     """Each live location whose /.silver/health is not ok (a worker down or in a crash
     loop, the web app failing its check), with the commands that show why."""
-    result = ssh.run([str(paths.ENTRY), "query", "--health"], check=False)
+    query = protocol.Query(health=True)
+    result = ssh.run([str(paths.ENTRY), query.NAME, query.encode()], check=False)
     lines = result.stdout.strip().splitlines()
     if not result.ok or not lines:
         return []
