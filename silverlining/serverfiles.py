@@ -27,13 +27,14 @@ PACKAGE_DIR = Path(silverlining.__file__).resolve().parent
 SERVER_FILES_LINK = PACKAGE_DIR / "_server_files"
 SCRIPT_NAME = "update-server-script.sh"
 
-# What of the package runs on nodes, by top-level entry: the node side and what it
-# imports. An allow-list, so a new client module never ships by accident; standard
-# library only (tests/unit/test_serverfiles.py checks every import of these).
+# What of the package runs on nodes, by top-level entry: the node side, what it
+# imports, and what deployed apps import (``params``, ``secret``). An allow-list, so
+# a new client module never ships by accident; standard library only
+# (tests/unit/test_serverfiles.py checks every import of these).
 NODE_SHIPPED = frozenset({
     "__init__.py", "appconfig.py", "apploader.py", "backups.py", "errors.py", "inifile.py",
-    "locations.py", "protocol.py", "schedule.py", "secret.py", "tlscerts.py", "node",
-    "services",
+    "locations.py", "params.py", "protocol.py", "schedule.py", "secret.py", "tlscerts.py",
+    "node", "services",
 })
 _SKIP_NAMES = frozenset({"__pycache__"})
 _SKIP_SUFFIXES = (".pyc", ".pyo", "~", ".swp")

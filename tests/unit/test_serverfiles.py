@@ -67,6 +67,8 @@ def test_node_code_ships_without_client_modules():
     assert "silverlining/node/__main__.py" in shipped
     assert "silverlining/node/paths.py" in shipped
     assert "silverlining/node/setup.py" in shipped
+    for app_facing in ("params.py", "secret.py"):       # deployed apps import these
+        assert f"silverlining/{app_facing}" in shipped, app_facing
     for rel in shipped:
         assert rel.split("/")[1] in serverfiles.NODE_SHIPPED, rel
         assert "__pycache__" not in rel and not rel.endswith(".pyc"), rel
