@@ -2,10 +2,11 @@
 
 The server files are ``server-files/`` (``serverroot/`` mirrored onto the node
 by the setup script, and the script itself) plus the node-side Python code
-(the parts of the ``silverlining`` package in ``NODE_SHIPPED``). Their hash is the *server version*: the node records it
-after a successful setup, and commands that use a node compare it with their
-own (``check_node_version``) so a node set up by an older or newer checkout is
-caught before it is used with code that does not match.
+(the parts of the ``silverlining`` package in ``NODE_SHIPPED``). Their hash is
+the *server version*: the node records it after a successful setup, and
+commands that use a node compare it with their own (``check_node_version``) so
+a node set up by an older or newer checkout is caught before it is used with
+code that does not match.
 """
 
 from __future__ import annotations
