@@ -23,7 +23,6 @@ import json
 import os
 import socket
 import socketserver
-import subprocess
 import sys
 from http.server import BaseHTTPRequestHandler
 
