@@ -19,6 +19,7 @@ import http.client
 import json
 import re
 import subprocess
+import time
 
 from silverlining import protocol
 from silverlining.appconfig import AppConfig
