@@ -281,9 +281,13 @@ def _option_value(text: str) -> str:
 
 
 def ssh_options(user: str, address: str, timeout: float = 10) -> list[str]:
-    """What every ssh and rsync to a node adds to the user's ssh config."""
+    """What every ssh and rsync to a node adds to the user's ssh config.
+
+    ``HostKeyAlias``: our known_hosts names a node by the address we were given,
+    whatever HostName or Port the user's config sends it to."""
     argv = ["-o", f"UserKnownHostsFile={_option_value(str(state.known_hosts_path()))}",
             "-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes",
+            "-o", f"HostKeyAlias={_option_value(address)}",
             "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
             "-o", f"ConnectTimeout={max(1, round(timeout))}",
             "-o", f"ServerAliveInterval={ALIVE_INTERVAL}",
