@@ -75,6 +75,8 @@ class BenchEnv:
         self.key = root / "id_ed25519"
         self.env = {**os.environ, **private_environment(root, "silver-bench"),
                     "PYTHONPATH": str(REPO)}
+        # measured as installed: with its bytecode cached, not compiled on each run
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
         self.nodes: dict[str, str] = {}         # name -> address, every node made here
         self._ssh: dict[str, paramiko.SSHClient] = {}
 
