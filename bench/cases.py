@@ -287,6 +287,27 @@ def case_curve(ctx: Context) -> list[Figure]:
             for n in sizes]
 
 
+def case_soak(ctx: Context, updates: int = 20, limit: float = 120.0) -> list[Figure]:
+    """``updates`` consecutive one-file redeploys to all N nodes in one ``silver update``
+    each (issue 21: none may hang). An update still running after ``limit`` seconds
+    counts as a hang and is killed; a failed one stops the bench."""
+    location = "soak.bench"
+    ctx.deployed(location, ctx.nodes)
+    app = ctx.apps[location]
+    times, hangs = [], 0
+    for _ in range(updates):
+        set_marker(app, ctx.marker())
+        try:
+            times.append(ctx.env.silver(*ctx.env.update_args(app, location, ctx.nodes),
+                                        timeout=limit)[0])
+        except subprocess.TimeoutExpired:
+            hangs += 1
+    n = len(ctx.nodes)
+    return [Figure("soak", f"{updates} consecutive updates to {n} nodes: each", times),
+            Figure("soak", f"updates to {n} nodes that hung (over {limit:.0f} s, of {updates})",
+                   [float(hangs)], unit="count", target=0)]
+
+
 def live_socket(ctx: Context, app: str, location: str) -> str:
     """The unix socket of the version live at ``location`` (from ``silver query``)."""
     for line in ctx.env.silver("query", ctx.first)[1].stdout.splitlines():
@@ -426,8 +447,9 @@ CASES: dict[str, Callable[[Context], list[Figure]]] = {
     "rollback": case_rollback,
     "setup-node": case_setup_node,
     "curve": case_curve,
+    "soak": case_soak,
     "throughput": case_throughput,
     "load": case_load,
     "bigapp": case_bigapp,
 }
-MULTI_NODE = ("setup-node", "curve")
+MULTI_NODE = ("setup-node", "curve", "soak")

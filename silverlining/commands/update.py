@@ -35,7 +35,7 @@ from silverlining.node import paths
 from silverlining.node.params import UPLOADED
 from silverlining.nodes import node_dns
 from silverlining.state import NodeRegistry
-from silverlining.transport import ChannelRsh, RsyncStats, rsync
+from silverlining.transport import RsyncStats, rsync
 
 _EXT_RE = re.compile(r"\.cpython-(\d)(\d+)[^/]*\.so$")
 
@@ -207,21 +207,20 @@ def upload(session: NodeSession, plan: Plan, reserved: dict) -> RsyncStats:
     def show(_name: str, line: str) -> None:
         session.console.detail(f"[{session.name}] {line}")
 
-    with ChannelRsh(session.ssh) as via:
+    with session.upload_progress() as progress:
+        stats = rsync(f"{plan.app_dir}/", session.address, f"{dest}/app/",
+                      user=paths.DEPLOY_USER, excludes=plan.excludes,
+                      link_dest=f"{basis}/app" if basis else None, label=session.name,
+                      stream=show, progress=progress)
+    if plan.config_dir:
         with session.upload_progress() as progress:
-            stats = rsync(f"{plan.app_dir}/", session.address, f"{dest}/app/",
-                          user=paths.DEPLOY_USER, excludes=plan.excludes,
-                          link_dest=f"{basis}/app" if basis else None, label=session.name,
-                          stream=show, progress=progress, via=via)
-        if plan.config_dir:
-            with session.upload_progress() as progress:
-                more = rsync(f"{plan.config_dir}/", session.address, f"{dest}/config/",
-                             user=paths.DEPLOY_USER,
-                             link_dest=f"{basis}/config" if basis else None,
-                             label=session.name, stream=show, progress=progress, via=via)
-            stats.bytes_sent += more.bytes_sent
-            stats.files_transferred += more.files_transferred
-            stats.changed += [f"config/{p}" for p in more.changed]
+            more = rsync(f"{plan.config_dir}/", session.address, f"{dest}/config/",
+                         user=paths.DEPLOY_USER,
+                         link_dest=f"{basis}/config" if basis else None,
+                         label=session.name, stream=show, progress=progress)
+        stats.bytes_sent += more.bytes_sent
+        stats.files_transferred += more.files_transferred
+        stats.changed += [f"config/{p}" for p in more.changed]
     return stats
 
 
