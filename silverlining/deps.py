@@ -93,6 +93,19 @@ class Declared:
     path: Path
     inputs: bytes           # the declaring files' contents: part of the cache key
 
+    @property
+    def empty(self) -> bool:
+        """Nothing to install: a requirements file of comments and options only (what
+        ``silver init`` writes), or ``dependencies = []``."""
+        if self.kind == REQUIREMENTS:
+            lines = (ln.split("#", 1)[0].strip() for ln in
+                     self.path.read_text(encoding="utf-8", errors="replace").splitlines())
+            return all(not ln or ln.startswith("-") and not ln.startswith(("-r", "-e", "-c"))
+                       for ln in lines)
+        if self.kind == "pyproject.toml":
+            return not (_pyproject(self.app_dir) or {}).get("project", {}).get("dependencies")
+        return False
+
     def key(self, target: Target) -> str:
         digest = hashlib.sha256(self.kind.encode() + b"\0" + self.inputs + b"\0"
                                 + target.key().encode())

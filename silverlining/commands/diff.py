@@ -126,7 +126,7 @@ def dependency_changes(app_dir: Path, live: dict, node: str) -> list[str]:
     from the local cache when built before)."""
     decl = deps.declared(app_dir)
     before = (live.get("deps") or {}).get("packages", {})
-    if decl is None or not live.get("target"):
+    if decl is None or decl.empty or not live.get("target"):
         return deps.package_changes(before, {})
     target = deps.Target.from_node(live["target"])
     build = deps.cached(decl, target) or deps.build(decl, target, node)

@@ -238,18 +238,18 @@ def make_plan(app_dir: str, location: str | None, host: str | None, name: str | 
                 local_installs=local)
 
 
-def build_deps(session: NodeSession, plan: Plan, answer: dict) -> deps.Build:
+def build_deps(session: NodeSession, plan: Plan, answer: dict) -> deps.Build | None:
     """The declared dependencies built for this node's Python (cached: a file read
-    when made before); warns about what bin/pip installed locally that the node will
-    not have."""
+    when made before; None when nothing is declared); warns about what bin/pip
+    installed locally that the node will not have."""
     assert plan.deps is not None
     target = deps.Target.from_node(answer.get("target") or {})
-    build = deps.cached(plan.deps, target)
-    if build is None:
+    build = None if plan.deps.empty else deps.cached(plan.deps, target)
+    if build is None and not plan.deps.empty:
         with session.console.ticking(session.name, f"installing {plan.deps.path.name} for "
                                      f"{target.describe()}"):
             build = deps.build(plan.deps, target, session.name)
-    have = {deps.normalize(n) for n in build.packages}
+    have = {deps.normalize(n) for n in (build.packages if build else {})}
     for name, version in sorted(plan.local_installs.items()):
         if deps.normalize(name) not in have:
             session.console.warn(f"{name} {version} is installed in lib/python but not "
