@@ -12,7 +12,7 @@ def format_jobs(jobs: dict) -> list[str]:
     """Workers (instances running, restarts, crash loops) and crons (last and next run)."""
     lines = []
     for name, instances in sorted(jobs.get("processes", {}).items()):
-        up = sum(1 for i in instances if i["state"] == "active")
+        up = sum(1 for i in instances if i["running"])
         restarts = sum(i["restarts"] for i in instances)
         state = f"{up}/{len(instances)} running"
         if any(i["crash_loop"] for i in instances):

@@ -388,6 +388,27 @@ def test_django_walkthrough(node, monkeypatch):  # noqa: F811
         shutil.rmtree(home, ignore_errors=True)
 
 
+def test_a_fresh_django_project_deploys_without_a_health_check(node, tmp_path):  # noqa: F811
+    """``django-admin startproject`` as it comes: no page at / (a 4xx), no health_check:
+    it goes live, and the deploy says how to get a real check."""
+    site = tmp_path / "fresh"
+    run_silver("init", str(site), env=node.env.env, check=True)
+    subprocess.run([str(site / "bin" / "pip"), "install", "-q", "--no-index",
+                    "--find-links", str(WHEELS), "Django"], check=True, capture_output=True)
+    (site / "src").mkdir(exist_ok=True)
+    subprocess.run([str(site / "bin" / "python"), "-m", "django", "startproject", "fresh"],
+                   cwd=site / "src", check=True, capture_output=True)
+    (site / "lib" / "python" / "fresh.pth").write_text("../../src/fresh\n")
+    (site / "lib" / "python" / "silvercustomize.py").write_text(
+        'import os\n\nos.environ.setdefault("DJANGO_SETTINGS_MODULE", "fresh.settings")\n')
+    (site / "app.ini").write_text("[production]\napp_name = fresh\n"
+                                  "runner = src/fresh/fresh/wsgi.py\n")
+    proc = node.update(site, "fresh.test")
+    assert "set health_check = PATH in app.ini for a real check" in proc.stderr
+    status, _, _ = http_get(node.address, "fresh.test", "/")
+    assert 400 <= status < 500
+
+
 CONSUMER = """import os, time
 import psycopg2, redis
 queue = redis.from_url(os.environ["CONFIG_REDIS_URL"])
