@@ -92,6 +92,7 @@ class Declared:
     kind: str               # "uv.lock", "pylock.toml", "requirements.txt", "pyproject.toml"
     path: Path
     inputs: bytes           # the declaring files' contents: part of the cache key
+    local: list[str] = field(default_factory=list)    # local projects it names (by name)
 
     @property
     def empty(self) -> bool:
@@ -161,10 +162,37 @@ def declared(app_dir: Path | str) -> Declared | None:
                         _read(app_dir / "pylock.toml") + b"\0" + pyproject)
     if (app_dir / REQUIREMENTS).is_file():
         path = app_dir / REQUIREMENTS
-        return Declared(app_dir, REQUIREMENTS, path, _read(path) + b"\0" + pyproject)
+        text = _read(path)
+        stamps, local = _local_projects(app_dir, text)
+        return Declared(app_dir, REQUIREMENTS, path, text + b"\0" + pyproject + stamps, local)
     if project is not None and "dependencies" in project.get("project", {}):
         return Declared(app_dir, "pyproject.toml", app_dir / "pyproject.toml", pyproject)
     return None
+
+
+def _local_projects(app_dir: Path, text: bytes) -> tuple[bytes, list[str]]:
+    """What changes when a local project a requirement names (``./vendor/pkg``,
+    ``file:...``) is edited, so the cached build is not used for the old code; and
+    the names of those projects (uv's own cache must be refreshed for them too)."""
+    from silverlining import appfiles
+
+    stamps, names = [], []
+    for line in text.decode("utf-8", "replace").splitlines():
+        line = line.split(" #", 1)[0].strip()
+        if line.startswith("file:"):
+            line = line.removeprefix("file://").removeprefix("file:")
+        if not line.startswith((".", "/")):
+            continue
+        path = app_dir / line.split(";", 1)[0].split("[", 1)[0].strip()
+        if path.is_dir():
+            ignore = appfiles.Ignore(list(appfiles.DEFAULT_EXCLUDES) + ["build/", "*.egg-info/"])
+            stamps += [line, *appfiles.scan_app_files(path, ignore).stamps]
+            name = ((_pyproject(path) or {}).get("project") or {}).get("name")
+            names += [name] if name else []
+        elif path.is_file():
+            st = path.stat()
+            stamps.append(f"{line} {st.st_size} {st.st_mtime_ns}")
+    return "\0".join(stamps).encode("utf-8", "surrogateescape"), names
 
 
 def check_no_credentials(decl: Declared) -> None:
@@ -258,7 +286,8 @@ def _run_uv(decl: Declared, target: Target, site: Path, work: Path, where: str) 
         shutil.rmtree(site, ignore_errors=True)
         argv = [uv_bin(), "pip", "install", "--quiet", "--target", str(site),
                 "--python-version", target.python, "--python-platform", platform,
-                "--no-installer-metadata", "--no-compile", "--link-mode", "copy", *args]
+                "--no-installer-metadata", "--no-compile", "--link-mode", "copy",
+                *[a for name in decl.local for a in ("--refresh-package", name)], *args]
         env = {k: v for k, v in os.environ.items() if not k.startswith("VIRTUAL_ENV")}
         proc = subprocess.run(argv, cwd=decl.app_dir, capture_output=True, text=True, env=env)
         if proc.returncode == 0:
@@ -326,11 +355,19 @@ def build(decl: Declared, target: Target, where: str) -> Build:
             _run_uv(decl, target, site, work, where)
             site.mkdir(exist_ok=True)
             (site / ".lock").unlink(missing_ok=True)        # uv's, while it installed
+            for pth in sorted(site.glob("__editable__*.pth")):
+                name = pth.name.removeprefix("__editable__.").rsplit("-", 1)[0]
+                raise UsageError(
+                    f"{decl.path.name} installs {name} editable (-e): that points into "
+                    "this machine; drop the -e (it is then built for the node), or "
+                    "install it into lib/python with bin/pip install -e (uploaded with "
+                    "the app)")
             packages, records = {}, hashlib.sha256(target.key().encode())
             for dist in _dist_infos(site):
                 name, version = _metadata(dist)
                 if _built_here(dist):
                     raise no_wheel_error(name, target, where)
+
                 packages[name] = version
                 record = dist / "RECORD"
                 records.update(dist.name.encode() + b"\0"

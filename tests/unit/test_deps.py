@@ -257,3 +257,27 @@ def test_a_lock_is_installed_as_locked(tmp_path, lock):
     make_wheel(links, "tiny", "2.0")         # newer, but the lock says 1.0
     assert deps.declared(app).kind == lock
     assert build(app).packages == {"tiny": "1.0"}
+
+
+def test_local_projects_are_built_and_rebuilt_when_edited_and_editables_refused(tmp_path):
+    links = tmp_path / "wheels"
+    for wheel in WHEELS.glob("setuptools-*.whl"):     # the local project's build backend
+        links.mkdir(exist_ok=True)
+        shutil.copy(wheel, links)
+    app = app_with(tmp_path, f"--no-index\n--find-links {links}\n./vendor/mine\n")
+    project = app / "vendor" / "mine"
+    (project / "mine").mkdir(parents=True)
+    (project / "pyproject.toml").write_text(
+        "[build-system]\nrequires = ['setuptools']\nbuild-backend = 'setuptools.build_meta'\n"
+        "[project]\nname = 'mine'\nversion = '0.1'\n")
+    (project / "mine" / "__init__.py").write_text("V = 1\n")
+    first = build(app)
+    assert first.packages == {"mine": "0.1"}
+    assert (first.site / "mine" / "__init__.py").read_text() == "V = 1\n"
+    (project / "mine" / "__init__.py").write_text("V = 2\n")
+    second = build(app)
+    assert (second.site / "mine" / "__init__.py").read_text() == "V = 2\n"
+    assert second.fingerprint != first.fingerprint
+    (app / "requirements.txt").write_text(f"--no-index\n--find-links {links}\n-e ./vendor/mine\n")
+    with pytest.raises(UsageError, match=r"requirements.txt installs mine editable \(-e\)"):
+        build(app)
