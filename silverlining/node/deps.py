@@ -17,6 +17,7 @@ import platform
 import re
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from silverlining.node import paths
@@ -107,12 +108,18 @@ def in_use() -> set[str]:
     return used
 
 
-def prune() -> list[str]:
-    """Remove the layers no kept version uses (``silver clean-node``)."""
+def prune(dry_run: bool = False, grace: float = 3600) -> list[str]:
+    """Remove the layers no kept version uses (``silver clean-node``), except those
+    installed within ``grace`` seconds: a deploy still on its way to recording one."""
     used = in_use()
     removed = []
     for name in present():
-        if name not in used:
-            shutil.rmtree(paths.DEPS / name, ignore_errors=True)
+        try:
+            fresh = time.time() - (paths.DEPS / name).stat().st_mtime < grace
+        except FileNotFoundError:
+            continue
+        if name not in used and not fresh:
             removed.append(name)
+            if not dry_run:
+                shutil.rmtree(paths.DEPS / name, ignore_errors=True)
     return removed
