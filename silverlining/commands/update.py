@@ -70,6 +70,7 @@ class Plan:
     https: _https.HttpsRequest | None = None     # None: HTTP only
     deps: deps.Declared | None = None   # None: lib/python is all the app has
     local_installs: dict[str, str] = field(default_factory=dict)  # bin/pip's, left out
+    deps_seconds: float = 0.0           # what finding them took here (shown with -v)
 
     @property
     def may_skip(self) -> bool:
@@ -217,7 +218,9 @@ def make_plan(app_dir: str, location: str | None, host: str | None, name: str | 
     for path, target in fixed.outside:
         console.warn(f"{path} points outside the app ({target}); it will be missing on the node")
     # with declared dependencies the node gets its own build of what bin/pip put here
+    started = time.monotonic()
     declared, excludes, local = deps.upload_excludes(config.app_dir)
+    deps_seconds = time.monotonic() - started
     scan = appfiles.scan_app_files(config.app_dir, appfiles.Ignore(excludes))
     if scan.outside:
         path, target = scan.outside[0]
@@ -235,7 +238,7 @@ def make_plan(app_dir: str, location: str | None, host: str | None, name: str | 
                 lock_wait=lock_wait, who=who(), source=source_of(config.app_dir),
                 config=config, params=dict(params or {}),
                 fingerprint=appfiles.AppFiles(stamps=stamps).fingerprint(), deps=declared,
-                local_installs=local)
+                local_installs=local, deps_seconds=deps_seconds)
 
 
 def build_deps(session: NodeSession, plan: Plan, answer: dict) -> deps.Build | None:
@@ -391,7 +394,12 @@ def deploy_to(console: Console, node: str, plan: Plan, ask: bool = False) -> Out
             return Outcome(session.name, live, None, 0, 0, time.monotonic() - started,
                            unchanged=True)
         version = reserved["version"]
-        build = build_deps(session, plan, reserved) if plan.deps else None
+        build = None
+        if plan.deps:
+            started = time.monotonic()
+            build = build_deps(session, plan, reserved)
+            console.detail(f"[{session.name}] dependency step: "
+                           f"{(plan.deps_seconds + time.monotonic() - started) * 1000:.1f} ms")
         stats, result = upload_and_deploy(session, plan, reserved, values, build)
     finally:
         session.close()
