@@ -201,3 +201,17 @@ def test_pip_installed_packages_are_not_uploaded(node, tmp_path, tiny_wheels):  
     listing = node.root(f"ls /var/lib/silverlining/apps/tiny2/{live_version(proc.stdout)}"
                         "/lib/python")
     assert "tiny" not in listing.split() and "oldhelper" not in listing.split(), listing
+
+
+def test_clean_node_removes_sets_no_version_uses(node, tmp_path, tiny_wheels):  # noqa: F811
+    app = tiny_app(tmp_path, tiny_wheels)
+    node.update(app, "tiny3.test", "--name", "tiny3")
+    used = get_json(node, "tiny3.test")["deps"]
+    stale = "/var/lib/silverlining/deps/" + "0" * 32
+    fresh = "/var/lib/silverlining/deps/" + "1" * 32
+    node.root(f"mkdir -p {stale} {fresh} && touch -d '2 hours ago' {stale}")
+    out = node.silver("clean-node", node.name, "--keep", "100", check=True).stdout
+    assert f"deleted dependency set {'0' * 32}" in out, out
+    left = node.root("ls /var/lib/silverlining/deps").split()
+    assert "0" * 32 not in left and "1" * 32 in left and used.rsplit("/", 1)[1] in left
+    node.root(f"rmdir {fresh}")
