@@ -130,6 +130,8 @@ class InfoResult(TypedDict, total=False):
     hostname: str
     silverlining: str
     params_set: list[str]
+    target: dict[str, str]            # what dependency builds are for (node/deps.py)
+    deps: list[str]                   # the dependency sets the node has
 
 
 @command
@@ -208,6 +210,7 @@ class Deploy(Locked):
     params_stdin: bool = False
     fingerprint: str | None = None    # of the uploaded files, kept with the version
     wait_upload: bool = False
+    deps: str | None = None           # the dependency set (node/deps.py) the version uses
 
 
 @command
@@ -357,6 +360,8 @@ class ManifestResult(TypedDict):
     app: str
     version: str
     files: dict[str, str]
+    deps: dict | None                 # the version's dependency set (node/deps.py)
+    target: dict[str, str]
 
 
 @command

@@ -16,7 +16,7 @@ import sys
 import time
 
 from silverlining import __version__, protocol
-from silverlining.node import params, paths
+from silverlining.node import deps, params, paths
 from silverlining.node._errors import NodeError
 from silverlining.node._state import AppState, app_lock, load_routes
 from silverlining.node._util import check_app, version_number
@@ -35,6 +35,7 @@ def node_info(app: str | None) -> protocol.InfoResult:
               "python_full": platform.python_version(), "machine": platform.machine(),
               "hostname": socket.getfqdn(), "silverlining": __version__}
     if app:
+        result.update(deps.facts())
         result["params_set"] = sorted(params.load(check_app(app)))
     return result
 

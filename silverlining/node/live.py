@@ -15,10 +15,10 @@ from pathlib import Path
 
 from silverlining import protocol
 from silverlining.appconfig import JOB_NAME
-from silverlining.node import instances
+from silverlining.node import deps, instances
 from silverlining.node._errors import NodeError
 from silverlining.node._job import log_path as job_log_path
-from silverlining.node._state import instance_dir, location_key, served
+from silverlining.node._state import AppState, instance_dir, location_key, served
 from silverlining.node._util import app_ids, check_app, version_number
 from silverlining.node.detached import check_id
 
@@ -55,7 +55,8 @@ def manifest(args: protocol.Manifest) -> protocol.ManifestResult:
         prefix = "" if rel == "." else rel + "/"
         for name in filenames:
             files[prefix + name] = file_digest(os.path.join(dirpath, name))
-    return {"app": app, "version": version, "files": files}
+    return {"app": app, "version": version, "files": files,
+            "deps": AppState.load(app).get(version).get("deps"), "target": deps.target()}
 
 
 def cat(args: protocol.Cat) -> protocol.CatResult:
