@@ -16,8 +16,9 @@ the node (``/var/lib/silverlining/deps/FINGERPRINT``): a node that already
 has it receives nothing.
 
 What ``bin/pip`` installed into ``lib/python`` for the developer's own Python
-(``silver serve``) is left out of the upload when dependencies are declared:
-the node gets its own build (``pip_installed_excludes``).
+(``silver serve``) is left out of the upload when dependencies are declared
+(a declaration with nothing in it, as ``silver init`` writes, declares
+nothing): the node gets its own build (``pip_installed``).
 """
 
 from __future__ import annotations
@@ -408,8 +409,8 @@ def upload_excludes(app_dir: Path) -> tuple[Declared | None, list[str], dict[str
 
     decl = declared(app_dir)
     excludes = appfiles.read_silverignore(app_dir)
-    if decl is None:
-        return None, excludes, {}
+    if decl is None or decl.empty:      # nothing declared: lib/python is uploaded as is
+        return decl, excludes, {}
     installs = pip_installed(app_dir)
     return decl, excludes + installs.excludes, installs.names
 
