@@ -129,8 +129,9 @@ def check_binaries(plan: Plan, node: str, target: deps.Target) -> None:
             declared = plan.deps.path.name if plan.deps else deps.REQUIREMENTS
             raise SilverError(
                 f"{plan.app_dir / rel} is {what}, but {node} runs {target.describe()}: "
-                f"list the package it comes from in {declared} (silver update builds it "
-                "for each node) and remove it from the app directory")
+                f"list the package it comes from in {declared} (silver update then "
+                "builds it for each node and leaves what bin/pip installed here out of "
+                "the upload), or remove the file")
 
 
 def check_config(app_dir: Path, config_dir: Path) -> None:
