@@ -23,6 +23,7 @@ nothing): the node gets its own build (``pip_installed``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -95,7 +96,7 @@ class Declared:
     inputs: bytes           # the declaring files' contents: part of the cache key
     local: list[str] = field(default_factory=list)    # local projects it names (by name)
 
-    @property
+    @functools.cached_property
     def empty(self) -> bool:
         """Nothing to install: a requirements file of comments and options only (what
         ``silver init`` writes), or ``dependencies = []``."""

@@ -248,11 +248,13 @@ def build_deps(session: NodeSession, plan: Plan, answer: dict) -> deps.Build | N
     installed locally that the node will not have."""
     assert plan.deps is not None
     target = deps.Target.from_node(answer.get("target") or {})
-    build = None if plan.deps.empty else deps.cached(plan.deps, target)
-    if build is None and not plan.deps.empty:
-        with session.console.ticking(session.name, f"installing {plan.deps.path.name} for "
-                                     f"{target.describe()}"):
-            build = deps.build(plan.deps, target, session.name)
+    build = None
+    if not plan.deps.empty:
+        build = deps.cached(plan.deps, target)
+        if build is None:
+            with session.console.ticking(session.name, f"installing {plan.deps.path.name} "
+                                         f"for {target.describe()}"):
+                build = deps.build(plan.deps, target, session.name)
     have = {deps.normalize(n) for n in (build.packages if build else {})}
     for name, version in sorted(plan.local_installs.items()):
         if deps.normalize(name) not in have:
