@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import platform
 import shutil
 import subprocess
 from pathlib import Path
@@ -123,11 +124,16 @@ def test_a_python_313_developer_deploys_compiled_packages(node, tmp_path):  # no
 
 
 @pytest.fixture(scope="module")
-def tiny_wheels(tmp_path_factory) -> Path:
+def tiny_wheels(node, tmp_path_factory) -> Path:  # noqa: F811
+    """tiny 1.0 and 2.0; needsold, which wants oldhelper only on the node's exact
+    Python (3.11.2 on Debian 12: never the Python running silver here)."""
+    node_python = node.root("python3 -c 'import platform; print(platform.python_version())'")
+    assert node_python.strip() != platform.python_version()
     links = tmp_path_factory.mktemp("wheels")
     make_wheel(links, "tiny")
     make_wheel(links, "tiny", "2.0")
-    make_wheel(links, "needsold", requires=('oldhelper; python_full_version < "3.11.3"',))
+    make_wheel(links, "needsold",
+               requires=(f'oldhelper; python_full_version == "{node_python.strip()}"',))
     make_wheel(links, "oldhelper")
     return links
 
@@ -144,7 +150,7 @@ def tiny_app(tmp_path: Path, links: Path, pins: str = "tiny==1.0") -> Path:
 
 def test_markers_resolve_for_the_node_and_an_unchanged_set_is_not_sent(
         node, tmp_path, tiny_wheels):  # noqa: F811
-    """needsold wants oldhelper only before Python 3.11.3: the node (3.11.2) gets it
+    """needsold wants oldhelper only on the node's exact Python: the node gets it,
     whatever Python runs silver. A redeploy of new code sends no dependency bytes,
     and the set is root's, read-only to the app."""
     app = tiny_app(tmp_path, tiny_wheels)
