@@ -446,7 +446,7 @@ def test_workers_and_crons_follow_the_live_version(node, tmp_path):
 
 
 def test_detached_runs_outlive_the_command(node, deployed):
-    code = ("import time; print('detached-start', flush=True); time.sleep(4); "
+    code = ("import time; print('detached-start', flush=True); time.sleep(10); "
             "print('detached-end'); raise SystemExit(4)")
     started = time.monotonic()
     proc = node.silver("run", "--detach", "--node", node.name, "run.test", "python", "-c", code,
