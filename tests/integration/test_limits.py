@@ -8,12 +8,14 @@ with PostgreSQL, MariaDB and files.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
-import time
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -70,6 +72,35 @@ def popen_run(node, location: str, code: str) -> subprocess.Popen:  # noqa: F811
         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
 
 
+@contextlib.contextmanager
+def steady_traffic(node) -> Iterator[list[int]]:  # noqa: F811
+    """Requests to calm every 0.2 s while the block runs; each must answer 200 (the
+    list of answers is yielded; the block's end checks them)."""
+    answers: list[int] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            try:
+                status = http_get(node.address, "calm.test", "/health", timeout=10)[0]
+            except OSError as exc:
+                failures.append(str(exc))
+            else:
+                answers.append(status)
+                if status != 200:
+                    failures.append(f"answered {status}")
+            stop.wait(0.2)
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield answers
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not failures and len(answers) >= 3, (failures, len(answers))
+
+
 def calm_is_served(node) -> None:  # noqa: F811
     """The bystander answers, and its database queries too."""
     assert get(node, "calm.test", "/health") == {"ok": True}
@@ -99,6 +130,11 @@ print(json.dumps({"pg": who, "mysql_rows": kv}))
 
 
 def test_a_connection_hog_leaves_the_other_apps_their_databases(node, apps):  # noqa: F811
+    with steady_traffic(node):
+        hog_connections(node)
+
+
+def hog_connections(node) -> None:  # noqa: F811
     pg = get(node, "hog.test", "/hog/pg", hold="150")
     assert pg["held"] == 6 and "too many connections for role" in pg["error"], pg
     my = get(node, "hog.test", "/hog/mysql", hold="150")
@@ -149,6 +185,12 @@ def test_a_fork_bomb_stops_at_the_apps_task_limit(node, apps):  # noqa: F811
     assert unit.split(), unit
     assert node.root(f"systemctl show -p Slice --value {unit.split()[0]}").strip() == \
         "silver-hog.slice"
+    with steady_traffic(node):
+        fork_bomb(node)
+    calm_is_served(node)
+
+
+def fork_bomb(node) -> None:  # noqa: F811
     proc = popen_run(node, "hog.test", BOMB)
     try:
         assert proc.stdout is not None
@@ -165,22 +207,20 @@ def test_a_fork_bomb_stops_at_the_apps_task_limit(node, apps):  # noqa: F811
     finally:
         if proc.poll() is None:
             proc.kill()
-    calm_is_served(node)
 
 
 FILLER = """
 import json, os
 written, error = 0, None
-with open(os.path.join(os.environ["CONFIG_FILES"], "big.bin"), "wb") as fh:
-    chunk = b"x" * (4 << 20)
-    while True:
-        try:
-            fh.write(chunk)
-            fh.flush()
-        except OSError as exc:
-            error = exc.strerror
-            break
-        written += len(chunk)
+fd = os.open(os.path.join(os.environ["CONFIG_FILES"], "big.bin"), os.O_WRONLY | os.O_CREAT)
+chunk = b"x" * (4 << 20)
+while True:
+    try:
+        written += os.write(fd, chunk)
+    except OSError as exc:
+        error = exc.strerror
+        break
+os.close(fd)
 print(json.dumps([written, error]))
 """
 
@@ -199,24 +239,29 @@ def test_a_disk_filler_gets_the_next_deploy_refused_and_no_data_lost(node, apps)
               f"mount --bind /srv/small/uploads {VAR}/uploads && "
               f"mount --bind /srv/small/files {VAR}/data/hog/files")
     try:
-        written, error = json.loads(run_as_app(node, "hog.test", FILLER).stdout.splitlines()[-1])
-        assert written > 200 << 20 and error == "No space left on device", (written, error)
-        proc = node.update(apps["calm"], "calm.test", check=False)
-        lines = proc.stderr.strip().splitlines()
-        assert proc.returncode != 0 and "Traceback" not in proc.stderr
-        assert lines[-1].startswith("silver: error: ") and \
-            "not enough disk space to deploy calm" in lines[-1], proc.stderr
-        assert get(node, "calm.test", "/.silver/info")["version"] == before
-        assert node.root(f"ls {VAR}/apps/calm") == versions          # nothing reserved
-        calm_is_served(node)
-        assert get(node, "calm.test", "/files/list")["files"] == {"keep.txt": "calm data"}
-        assert get(node, "hog.test", "/files/list")["files"]["keep.txt"] == "hog data"
+        with steady_traffic(node):
+            fill_and_deploy(node, apps, before, versions)
     finally:
         node.root(f"umount {VAR}/uploads; umount {VAR}/data/hog/files; umount /srv/small; "
                   "rmdir /srv/small", check=False)
     node.update(apps["calm"], "calm.test")
     assert get(node, "calm.test", "/.silver/info")["version"] != before
     calm_is_served(node)
+
+
+def fill_and_deploy(node, apps, before: str, versions: str) -> None:  # noqa: F811
+    written, error = json.loads(run_as_app(node, "hog.test", FILLER).stdout.splitlines()[-1])
+    assert written > 200 << 20 and error == "No space left on device", (written, error)
+    proc = node.update(apps["calm"], "calm.test", check=False)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert lines[-1].startswith("silver: error: ") and \
+        "not enough disk space to deploy calm" in lines[-1], proc.stderr
+    assert get(node, "calm.test", "/.silver/info")["version"] == before
+    assert node.root(f"ls {VAR}/apps/calm") == versions          # nothing reserved
+    calm_is_served(node)
+    assert get(node, "calm.test", "/files/list")["files"] == {"keep.txt": "calm data"}
+    assert get(node, "hog.test", "/files/list")["files"]["keep.txt"] == "hog data"
 
 
 def test_query_shows_limits_and_sizes(node, apps):  # noqa: F811
