@@ -47,7 +47,8 @@ class BenchError(Exception):
 def private_environment(root: Path, comment: str) -> dict[str, str]:
     """SILVER_* variables for a run of its own in ``root``: state, a ``[provider:local]``
     config, a fresh ed25519 key (comment ``comment``), an /etc/hosts and the shared image
-    cache. The node tests' ``node_env`` uses it too."""
+    cache, and an empty ssh config (SILVER_SSH_CONFIG). The node tests' ``node_env``
+    uses it too."""
     key = root / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment,
                     "-f", str(key)], check=True)
@@ -57,7 +58,10 @@ def private_environment(root: Path, comment: str) -> dict[str, str]:
                       f"ssh_public_key = {key}.pub\n")
     hosts = root / "hosts"
     hosts.write_text("127.0.0.1 localhost\n")
+    ssh_config = root / "ssh_config"        # not the user's: ~/.ssh/config stays out of it
+    ssh_config.write_text("")
     return {"SILVER_HOME": str(root / "state"), "SILVER_CONFIG": str(config),
+            "SILVER_SSH_CONFIG": str(ssh_config),
             "SILVER_SSH_KEY": str(key), "SILVER_LOCAL_CACHE": cache,
             "SILVER_ETC_HOSTS": str(hosts)}
 
@@ -71,6 +75,8 @@ class BenchEnv:
         self.key = root / "id_ed25519"
         self.env = {**os.environ, **private_environment(root, "silver-bench"),
                     "PYTHONPATH": str(REPO)}
+        # measured as installed: with its bytecode cached, not compiled on each run
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
         self.nodes: dict[str, str] = {}         # name -> address, every node made here
         self._ssh: dict[str, paramiko.SSHClient] = {}
 

@@ -307,11 +307,11 @@ def size_bytes(size: str) -> int:
 
 # limits.KEY (integer keys): (lowest, highest, what the number is)
 _LIMIT_RANGES = {
-    "tasks": (16, 100000, "processes and threads"),
+    "tasks": (16, 100000, "a number of processes and threads"),
     "cpu_weight": (1, 10000, "a CPU weight (systemd CPUWeight=, 100 is an equal share)"),
     "io_weight": (1, 10000, "an IO weight (systemd IOWeight=, 100 is an equal share)"),
-    "postgresql_connections": (2, 1000, "PostgreSQL connections"),
-    "mysql_connections": (2, 1000, "MariaDB connections"),
+    "postgresql_connections": (2, 1000, "a number of PostgreSQL connections"),
+    "mysql_connections": (2, 1000, "a number of MariaDB connections"),
 }
 
 
@@ -332,10 +332,8 @@ def parse_limits(ini: IniFile, values: dict[str, str]) -> Limits:
         if not text:
             continue
         if not text.isdigit() or not low <= int(text) <= high:
-            raise ini.error(f"{text!r} must be a number of {what} from {low} to {high}"
-                            if name not in ("cpu_weight", "io_weight") else
-                            f"{text!r} must be {what} from {low} to {high}",
-                            SECTION, f"limits.{name}")
+            raise ini.error(f"{text!r} must be {what} from {low} to {high}", SECTION,
+                            f"limits.{name}")
         found[name] = int(text)
     return Limits(**found)  # type: ignore[arg-type]
 

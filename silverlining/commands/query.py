@@ -83,6 +83,8 @@ def format_query(result: dict) -> list[str]:
             details = []
             if v.get("source"):
                 details.append(f"from {v['source']}")
+            if dep := v.get("deps"):
+                details.append(f"dependencies {dep['fingerprint']} ({dep['count']} packages)")
             if v.get("params_changed"):
                 details.append("parameters changed: " + ", ".join(v["params_changed"]))
             if details:

@@ -330,8 +330,11 @@ def test_django_walkthrough(node, monkeypatch):  # noqa: F811
         local = {"SILVER_HOME": str(home), "SILVER_CONFIG": node.env.env["SILVER_CONFIG"]}
         site = home / "mysite"
         run_silver("init", str(site), env=local, check=True)                       # 1
-        subprocess.run([str(site / "bin" / "pip"), "install", "-q", "--no-index",
-                        "--find-links", str(WHEELS), "Django", "psycopg2-binary"],
+        # (the test's wheels come from a local directory, named in requirements.txt)
+        requirements = site / "requirements.txt"
+        requirements.write_text(requirements.read_text() + f"--no-index\n--find-links {WHEELS}\n"
+                                "Django>=5.1,<6\npsycopg2-binary\n")
+        subprocess.run([str(site / "bin" / "pip"), "install", "-q", "-r", str(requirements)],
                        check=True, capture_output=True, env={**os.environ, **local})
         (site / "src").mkdir(exist_ok=True)                                        # 2
         subprocess.run([str(site / "bin" / "python"), "-m", "django", "startproject", "mysite"],
