@@ -65,6 +65,7 @@ class Plan:
     config: AppConfig
     params: dict[str, str]
     fingerprint: str              # of the upload and the server files (see ``prepare``)
+    size: int = 0                 # bytes uploaded: the node refuses what its disk cannot hold
     backup: bool = False          # keep the live version's data (remote:before-vN) first
     force: bool = False           # deploy even when the live version has these files
     https: _https.HttpsRequest | None = None     # None: HTTP only
@@ -232,14 +233,17 @@ def make_plan(app_dir: str, location: str | None, host: str | None, name: str | 
         console.warn(f"skipping {config.app_dir / path}: not a regular file (FIFO, socket "
                      "or device)")
     stamps = [serverfiles.version(), *scan.stamps]
+    size = scan.size
     if cfg:
-        stamps += ["config", *appfiles.scan_app_files(cfg).stamps]
+        config_files = appfiles.scan_app_files(cfg)
+        stamps += ["config", *config_files.stamps]
+        size += config_files.size
     return Plan(app_dir=config.app_dir, app=app, location=parse_location(text), config_dir=cfg,
                 clear=clear, excludes=excludes, binaries=find_binaries(scan.files),
                 lock_wait=lock_wait, who=who(), source=source_of(config.app_dir),
                 config=config, params=dict(params or {}),
                 fingerprint=appfiles.AppFiles(stamps=stamps).fingerprint(), deps=declared,
-                local_installs=local, deps_seconds=deps_seconds)
+                local_installs=local, deps_seconds=deps_seconds, size=size)
 
 
 def build_deps(session: NodeSession, plan: Plan, answer: dict) -> deps.Build | None:
@@ -316,8 +320,8 @@ def prepare(session: NodeSession, plan: Plan, ask: bool) -> tuple[dict, dict[str
     skip = ["--fingerprint", plan.fingerprint, "--location", str(plan.location)] \
         if plan.may_skip else []
     answer = session.call("prepare", plan.app, "--who", plan.who, "--source", plan.source,
-                          *lock, *skip, *[arg for n in needs for arg in ("--needs", n)],
-                          quiet=True)
+                          "--size", str(plan.size), *lock, *skip,
+                          *[arg for n in needs for arg in ("--needs", n)], quiet=True)
     check_binaries(plan, session.name, deps.Target.from_node(answer.get("target") or {}))
     values = complete(plan.config, plan.params, set(answer.get("params_set", [])),
                       session.name, ask)
