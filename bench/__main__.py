@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cases", default=",".join(CASES),
                         help=f"comma-separated, of: {', '.join(CASES)} (default: all)")
     parser.add_argument("--nodes", type=int, default=8,
-                        help="nodes for the curve and parallel setup-node (default 8)")
+                        help="nodes for the curve, the soak and parallel setup-node (default 8)")
     parser.add_argument("--json", type=Path, help="write the results here as JSON "
                         "(default: a timestamped file in the temp directory)")
     parser.add_argument("--keep", action="store_true", help="do not destroy the nodes")

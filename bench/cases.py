@@ -287,6 +287,27 @@ def case_curve(ctx: Context) -> list[Figure]:
             for n in sizes]
 
 
+def case_soak(ctx: Context, updates: int = 20, limit: float = 120.0) -> list[Figure]:
+    """``updates`` consecutive one-file redeploys to all N nodes in one ``silver update``
+    each (issue 21: none may hang). An update still running after ``limit`` seconds
+    counts as a hang and is killed; a failed one stops the bench."""
+    location = "soak.bench"
+    ctx.deployed(location, ctx.nodes)
+    app = ctx.apps[location]
+    times, hangs = [], 0
+    for _ in range(updates):
+        set_marker(app, ctx.marker())
+        try:
+            times.append(ctx.env.silver(*ctx.env.update_args(app, location, ctx.nodes),
+                                        timeout=limit)[0])
+        except subprocess.TimeoutExpired:
+            hangs += 1
+    n = len(ctx.nodes)
+    return [Figure("soak", f"{updates} consecutive updates to {n} nodes: each", times),
+            Figure("soak", f"updates to {n} nodes that hung (over {limit:.0f} s, of {updates})",
+                   [float(hangs)], unit="count", target=0)]
+
+
 def live_socket(ctx: Context, app: str, location: str) -> str:
     """The unix socket of the version live at ``location`` (from ``silver query``)."""
     for line in ctx.env.silver("query", ctx.first)[1].stdout.splitlines():
@@ -420,14 +441,52 @@ def case_bigapp(ctx: Context) -> list[Figure]:
     ]
 
 
+DEPS_WHEELS = Path(os.environ.get("SILVER_LOCAL_CACHE") or "/var/cache/silverlining-test") \
+    / "wheels-deps"
+
+
+def case_deps(ctx: Context) -> list[Figure]:
+    """hello declaring psycopg[binary], pillow and pydantic (from scripts/test's local
+    wheels): the dependency step of a one-file redeploy (the set unchanged, as
+    ``silver -v update`` times it), and that redeploy until served."""
+    if not list(DEPS_WHEELS.glob("pillow-*.whl")):
+        raise BenchError(f"no wheels in {DEPS_WHEELS}: scripts/test downloads them")
+    location = "deps.bench"
+    app = ctx.env.hello_copy("deps")
+    (app / "requirements.txt").write_text(f"--no-index\n--find-links {DEPS_WHEELS}\n"
+                                          "psycopg[binary]\npillow\npydantic\n")
+    ctx.env.silver(*ctx.env.update_args(app, location, [ctx.first]))
+    ctx.apps[location] = app
+    step, times, sent = [], [], []
+    for _ in range(ctx.runs):
+        seconds, out = ctx.redeploy(location)
+        found = re.findall(r"dependency step: ([0-9.]+) ms", out)
+        if not found or "sending dependency set" in out:
+            raise BenchError(f"the redeploy did not reuse the dependency set:\n{out}")
+        step.append(float(found[0]) / 1000)
+        times.append(seconds)
+        sent.append(bytes_sent(out))
+    plain = ctx.results.get("redeploy")
+    return [
+        Figure("deps", "dependency step of a redeploy, requirements unchanged", step,
+               target=0.03),
+        Figure("deps", "one-file redeploy with psycopg, pillow, pydantic, until served",
+               times, floor=Floor("hello one-file", plain) if plain
+               else ctx.floor("ssh", "rsync", "gunicorn start")),
+        Figure("deps", "bytes sent for it", sent, unit="B"),
+    ]
+
+
 CASES: dict[str, Callable[[Context], list[Figure]]] = {
     "cli": case_cli,
     "redeploy": case_redeploy,
     "rollback": case_rollback,
     "setup-node": case_setup_node,
     "curve": case_curve,
+    "soak": case_soak,
     "throughput": case_throughput,
     "load": case_load,
     "bigapp": case_bigapp,
+    "deps": case_deps,
 }
-MULTI_NODE = ("setup-node", "curve")
+MULTI_NODE = ("setup-node", "curve", "soak")

@@ -48,8 +48,9 @@ def private_environment(root: Path, comment: str,
                         image: str | None = None) -> dict[str, str]:
     """SILVER_* variables for a run of its own in ``root``: state, a ``[provider:local]``
     config, a fresh ed25519 key (comment ``comment``), an /etc/hosts and the shared image
-    cache. ``image`` (a local image id such as ``debian-12``) replaces the driver's
-    default image. The node tests' ``node_env`` uses it too."""
+    cache, and an empty ssh config (SILVER_SSH_CONFIG). ``image`` (a local image id
+    such as ``debian-12``) replaces the driver's default image. The node tests'
+    ``node_env`` uses it too."""
     key = root / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment,
                     "-f", str(key)], check=True)
@@ -60,7 +61,10 @@ def private_environment(root: Path, comment: str,
                       + (f"image = id {image}\n" if image else ""))
     hosts = root / "hosts"
     hosts.write_text("127.0.0.1 localhost\n")
+    ssh_config = root / "ssh_config"        # not the user's: ~/.ssh/config stays out of it
+    ssh_config.write_text("")
     return {"SILVER_HOME": str(root / "state"), "SILVER_CONFIG": str(config),
+            "SILVER_SSH_CONFIG": str(ssh_config),
             "SILVER_SSH_KEY": str(key), "SILVER_LOCAL_CACHE": cache,
             "SILVER_ETC_HOSTS": str(hosts)}
 
@@ -74,6 +78,8 @@ class BenchEnv:
         self.key = root / "id_ed25519"
         self.env = {**os.environ, **private_environment(root, "silver-bench"),
                     "PYTHONPATH": str(REPO)}
+        # measured as installed: with its bytecode cached, not compiled on each run
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
         self.nodes: dict[str, str] = {}         # name -> address, every node made here
         self._ssh: dict[str, paramiko.SSHClient] = {}
 

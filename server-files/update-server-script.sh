@@ -401,7 +401,7 @@ setup() {
     trap log_run EXIT
 
     command -v nginx >/dev/null 2>&1 || NGINX_FRESH=1
-    ensure_packages python3 python3-gunicorn python3-uvicorn rsync sudo nftables "$NGINX_PKG"
+    ensure_packages python3 tzdata python3-gunicorn python3-uvicorn rsync sudo nftables "$NGINX_PKG"
     ensure_hostname_resolves
     install_deploy_user
     install_dirs

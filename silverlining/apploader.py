@@ -1,7 +1,8 @@
 """Start-up of an app, the same under ``silver serve`` and on a node.
 
-Stdlib only. ``setup_paths`` puts ``lib/python`` in front of ``sys.path``
-with ``site.addsitedir`` (so its ``.pth`` files work) and imports the user hook
+Stdlib only. ``setup_paths`` puts ``lib/python``, then on a node the app's
+dependency set (``SILVER_DEPS``), in front of ``sys.path``
+with ``site.addsitedir`` (so their ``.pth`` files work) and imports the user hook
 ``lib/python/silvercustomize.py``; ``load_app`` then returns the runner's app
 object. The node's gunicorn/uvicorn entry points and ``update_fetch`` scripts
 go through here, so an app starts the same way everywhere.
@@ -48,6 +49,10 @@ def setup_paths(app_dir: Path | str, extra_front: list[str] | None = None) -> No
     before = list(sys.path)
     if lib.is_dir():
         site.addsitedir(str(lib))
+    # the declared dependencies built for this node (node/deps.py): after lib/python,
+    # so what the developer put there by hand wins
+    if (deps := os.environ.get("SILVER_DEPS")) and os.path.isdir(deps):
+        site.addsitedir(deps)
     added = [p for p in sys.path if p not in before]
     _prepend([*(extra_front or []), *added, str(app_dir)])
     if (lib / f"{CUSTOMIZE}.py").is_file() or (lib / CUSTOMIZE / "__init__.py").is_file():

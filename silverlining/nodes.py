@@ -8,10 +8,12 @@ time: the provider machinery loads only when a local node must be started.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import socket
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from silverlining.errors import SilverError, UsageError
@@ -83,11 +85,18 @@ def ensure_running(name: str, timeout: float = 120) -> None:
     entry = NodeRegistry().get(name)
     if not entry or entry.get("driver") != "local":
         return
-    from silverlining import transport
-    from silverlining.providers import call_provider, get_driver
+    from silverlining import state
     from silverlining.userconfig import UserConfig
 
-    driver = get_driver(UserConfig.load().provider(entry.get("provider")))
+    cfg = UserConfig.load().provider(entry.get("provider"))
+    local_dir = cfg.driver_args.get("state_dir")
+    nodes_dir = Path(local_dir).expanduser() if local_dir else state.state_dir() / "local"
+    if local_node_is_up(nodes_dir / "nodes" / name):
+        return      # the usual case, without loading libcloud (a third of a command's time)
+    from silverlining import transport
+    from silverlining.providers import call_provider, get_driver
+
+    driver = get_driver(cfg)
     check = getattr(driver, "ex_ensure_running", None)
     if check is None:
         return
@@ -106,6 +115,36 @@ def ensure_running(name: str, timeout: float = 120) -> None:
         except SilverError:
             if time.monotonic() > deadline:
                 raise
+
+
+def pid_alive(pid: int | None, *needles: str) -> bool:
+    """Whether ``pid`` runs (not a zombie) and its command line contains every needle.
+
+    The needles guard against a recycled pid: a pid file may outlive its process.
+    """
+    if not pid or pid <= 0:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
+            errors="replace")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    state = stat.rpartition(")")[2].split()[0]
+    if state in ("Z", "X"):
+        return False
+    return all(n in cmdline for n in needles)
+
+
+def local_node_is_up(node_dir: Path) -> bool:
+    """Whether the local node in ``node_dir`` runs, with its apt proxy forwarder: its
+    record and /proc, without loading libcloud (every command to a node asks)."""
+    try:
+        rec = json.loads((node_dir / "node.json").read_text())
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        return False
+    return (pid_alive(rec.get("pid"), "systemd-nspawn", str(node_dir / "rootfs"))
+            and pid_alive(rec.get("supervisor_pid"), "local_supervise.py", str(node_dir)))
 
 
 def _follow_address(name: str, entry: dict, node: object) -> str | None:

@@ -9,7 +9,6 @@ certificate says.
 from __future__ import annotations
 
 import re
-import ssl
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -61,6 +60,7 @@ def is_public_name(host: str) -> bool:
 
 def read_facts(path: Path | str) -> CertFacts:
     """The first certificate of a PEM file; ValueError if it is not one."""
+    import ssl      # here: its import is a tenth of the CLI's start, and few commands read certs
     try:
         info = ssl._ssl._test_decode_cert(str(path))  # type: ignore[attr-defined]
     except (ssl.SSLError, OSError) as exc:
@@ -77,6 +77,7 @@ def read_facts(path: Path | str) -> CertFacts:
 
 def check_pair(cert: Path | str, key: Path | str) -> str | None:
     """Why ``key`` cannot serve ``cert`` (unreadable, not PEM, another key's), or None."""
+    import ssl
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
         context.load_cert_chain(str(cert), str(key))

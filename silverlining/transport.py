@@ -1,40 +1,45 @@
 """SSH and rsync to nodes: the one place that connects to a server.
 
-Host keys are checked against silverlining's own known_hosts
-(``state.known_hosts_path()``) and nothing else: a key is recorded only by
-``silver create-node --wait`` (``trust_host_key``), so a node that changes
-its key, or one we never created, is refused rather than trusted silently.
+Everything goes through OpenSSH, one multiplexed connection per node and login
+(``ControlMaster``): the first command to a node logs in and leaves a master
+connection behind for ``CONTROL_PERSIST`` idle seconds; every later command and
+rsync to that node runs as a new channel of it, with no handshake. The control
+sockets live in a private (0700) directory under the state dir
+(``control_dir()``); ``disconnect(address)`` closes a node's masters.
+
+The user's ssh config is honoured (``~/.ssh/config``, or ``SILVER_SSH_CONFIG``
+instead of it): Port, ProxyJump, IdentityAgent, IdentityFile... We set only
+what our guarantees need: the login user (root or the deploy user), host keys
+checked against silverlining's own known_hosts (``state.known_hosts_path()``)
+and nothing else, batch mode, the control options, and the timeouts that turn a
+dead node into an error (``ConnectTimeout``, ``ServerAlive*``). A key is
+recorded only by ``silver create-node --wait``, so a node that changes its key,
+or one we never created, is refused rather than trusted silently.
 Every remote command is an argv list; this module quotes it.
 """
 
 from __future__ import annotations
 
-import array
 import base64
 import contextlib
+import fcntl
+import functools
 import hashlib
 import json
-import logging
 import os
 import re
-import select
+import selectors
 import shlex
-import shutil
 import socket
+import stat
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import BinaryIO
 from dataclasses import dataclass, field
 from pathlib import Path
-
-# paramiko's config module imports invoke (for ``Match exec`` in ssh_config, which
-# we never read) when it is installed: a fifth of silver's start-up time.
-sys.modules.setdefault("invoke", None)  # type: ignore[arg-type]
-import paramiko  # noqa: E402
+from typing import BinaryIO
 
 from silverlining import state
 from silverlining.errors import SilverError
@@ -43,11 +48,12 @@ Stream = Callable[[str, str], None]
 """``stream(name, line)``: called with "stdout"/"stderr" and each complete line."""
 
 SSH_PORT = 22
+CONTROL_PERSIST = 60          # seconds a master stays open after its last command
+ALIVE_INTERVAL, ALIVE_COUNT = 5, 3   # a silent node is given up after about 15 s
 _STDERR_TAIL = 3
-
-# paramiko logs connection failures from its own thread; without a handler
-# Python prints them to stderr. We report every failure ourselves, in one line.
-logging.getLogger("paramiko").addHandler(logging.NullHandler())
+# ssh binds "PATH.XXXXXXXXXXXXXXXX" before renaming it to PATH; sun_path holds
+# 104 bytes on the BSDs and macOS (108 on Linux).
+_SOCKET_PATH_MAX = 104 - 18
 
 
 class RemoteCommandError(SilverError):
@@ -90,17 +96,31 @@ def _host_entry(address: str, port: int = SSH_PORT) -> str:
     return address if port == SSH_PORT else f"[{address}]:{port}"
 
 
-def fingerprint(key: paramiko.PKey) -> str:
-    """OpenSSH-style ``SHA256:...`` fingerprint, so users can compare with ssh-keygen -l."""
-    digest = hashlib.sha256(key.asbytes()).digest()
+def fingerprint(blob: bytes) -> str:
+    """OpenSSH-style ``SHA256:...`` fingerprint of a public key blob, so users can
+    compare with ``ssh-keygen -l``."""
+    digest = hashlib.sha256(blob).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def _names(hosts: str, entry: str) -> bool:
+    """Whether a known_hosts line's host field names ``entry``, hashed names included
+    (``|1|salt|hash``, as ``ssh-keygen -H`` writes them)."""
+    for name in hosts.split(","):
+        if name == entry:
+            return True
+        if name.startswith("|1|"):
+            from paramiko.hostkeys import HostKeys
+            if HostKeys.hash_host(entry, name) == name:
+                return True
+    return False
 
 
 def _forget_lines(lines: Iterable[str], entry: str) -> list[str]:
     kept = []
     for line in lines:
         fields = line.split()
-        if fields and not line.lstrip().startswith("#") and entry in fields[0].split(","):
+        if fields and not line.lstrip().startswith("#") and _names(fields[0], entry):
             continue
         kept.append(line)
     return kept
@@ -116,7 +136,9 @@ def has_host_key(address: str) -> bool:
 
 
 def forget_host_key(address: str) -> bool:
-    """Remove the node's recorded host key(s); True if there was one."""
+    """Remove the node's recorded host key(s), and close its connections (they were
+    made with the key); True if there was one."""
+    disconnect(address)
     path = state.known_hosts_path()
     with state.locked(path.with_name(path.name + ".lock")):
         try:
@@ -138,6 +160,7 @@ def _write_known_hosts(path: Path, lines: list[str]) -> None:
 
 def move_host_key(old: str, new: str) -> None:
     """Re-file the key recorded for ``old`` under ``new`` (a node we own changed address)."""
+    disconnect(old)
     path = state.known_hosts_path()
     with state.locked(path.with_name(path.name + ".lock")):
         try:
@@ -151,35 +174,43 @@ def move_host_key(old: str, new: str) -> None:
             _write_known_hosts(path, kept + moved)
 
 
-def fetch_host_key(address: str, timeout: float = 10) -> paramiko.PKey:
-    """The key the server presents now (no authentication, nothing recorded)."""
-    sock = _connect_socket(address, timeout, label=address)
-    transport = paramiko.Transport(sock)
+def fetch_host_keys(address: str, timeout: float = 10) -> list[str]:
+    """The keys the server presents now (``TYPE BASE64`` lines, ``ssh-keyscan``:
+    no authentication, nothing recorded)."""
+    host, port = endpoint(address) or (address, SSH_PORT)
     try:
-        transport.banner_timeout = timeout
-        transport.start_client(timeout=timeout)
-        key = transport.get_remote_server_key()
-    except (paramiko.SSHException, OSError, EOFError) as exc:
-        raise SilverError(f"[{address}] cannot read the SSH host key: {_reason(exc)}") from None
-    finally:
-        transport.close()
-    return key
+        proc = subprocess.run(["ssh-keyscan", "-T", f"{max(1, round(timeout))}", "-p",
+                               str(port), host], capture_output=True, text=True,
+                              timeout=timeout * 4 + 5)
+    except FileNotFoundError:
+        raise SilverError("ssh-keyscan is not installed on this machine "
+                          "(apt install openssh-client)") from None
+    except subprocess.TimeoutExpired:
+        raise SilverError(f"[{address}] cannot read the SSH host key: timed out") from None
+    keys = [" ".join(line.split()[1:3]) for line in proc.stdout.splitlines()
+            if line.strip() and not line.startswith("#") and len(line.split()) >= 3]
+    if not keys:
+        reason = _last_line(proc.stderr.splitlines(), "no answer")
+        raise SilverError(f"[{address}] cannot read the SSH host key: {reason}")
+    return keys
 
 
 def trust_host_key(address: str, timeout: float = 10) -> str:
-    """Trust on first use: record the node's current key, replacing any old one.
+    """Trust on first use: record the node's current keys, replacing any old one.
 
     Only ``create-node --wait`` calls this, right after the provider made the
     node, which is the one moment the key can be taken on trust.
-    Returns the fingerprint.
+    Returns the fingerprint (of its ed25519 key, if it has one).
     """
-    key = fetch_host_key(address, timeout)
-    record_host_keys(address, [f"{key.get_name()} {key.get_base64()}"])
-    return fingerprint(key)
+    keys = fetch_host_keys(address, timeout)
+    record_host_keys(address, keys)
+    shown = next((k for k in keys if k.startswith("ssh-ed25519 ")), keys[0])
+    return fingerprint(base64.b64decode(shown.split()[1]))
 
 
 def record_host_keys(address: str, keys: list[str]) -> None:
     """Record ``keys`` (``TYPE BASE64`` lines) as the node's only known keys."""
+    disconnect(address)
     path = state.known_hosts_path()
     with state.locked(path.with_name(path.name + ".lock")):
         try:
@@ -191,52 +222,7 @@ def record_host_keys(address: str, keys: list[str]) -> None:
         _write_known_hosts(path, lines)
 
 
-def wait_for_ssh(address: str, timeout: float = 300,
-                 progress: Callable[[str], None] | None = None,
-                 interval: float = 2, label: str | None = None) -> float:
-    """Poll until the node's SSH server sends its banner; returns seconds waited."""
-    start = time.monotonic()
-    last_report = start
-    reason = "no answer"
-    while True:
-        try:
-            with socket.create_connection((address, SSH_PORT), timeout=min(5, timeout)) as sock:
-                sock.settimeout(min(5, timeout))
-                if sock.recv(64).startswith(b"SSH-"):
-                    return time.monotonic() - start
-                reason = "not an SSH server"
-        except OSError as exc:
-            reason = _reason(exc)
-        now = time.monotonic()
-        if now - start >= timeout:
-            raise SilverError(f"[{label or address}] SSH on {address} did not answer within "
-                              f"{timeout:.0f}s "
-                              f"(last: {reason})")
-        if progress and now - last_report >= 10:
-            progress(f"waiting for SSH on {address} ({now - start:.0f}s: {reason})")
-            last_report = now
-        time.sleep(min(interval, max(0.1, timeout - (now - start))))
-
-
-# --- SSH sessions ----------------------------------------------------------------
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, (socket.timeout, TimeoutError)):
-        return "timed out"
-    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
-        errors = list(exc.errors.values())
-        exc = errors[0] if errors else exc
-    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _connect_socket(address: str, timeout: float, label: str) -> socket.socket:
-    try:
-        return socket.create_connection((address, SSH_PORT), timeout=timeout)
-    except OSError as exc:
-        raise SilverError(f"[{label}] cannot reach {address} port {SSH_PORT}: "
-                          f"{_reason(exc)}") from None
-
+# --- OpenSSH options and control sockets ------------------------------------------
 
 def ssh_key_path() -> str | None:
     """``SILVER_SSH_KEY``: an extra private key to log in with (tests use it)."""
@@ -246,89 +232,293 @@ def ssh_key_path() -> str | None:
     return str(Path(key).expanduser()) if key else None
 
 
-# The private keys paramiko tries by itself (look_for_keys), in its order.
-DEFAULT_KEY_NAMES = ("id_rsa", "id_dsa", "id_ecdsa", "id_ed25519")
+def ssh_config_path() -> str | None:
+    """``SILVER_SSH_CONFIG``: an ssh config file read instead of ``~/.ssh/config`` and
+    the system's (``ssh -F``); tests and the bench use their own."""
+    config = os.environ.get("SILVER_SSH_CONFIG")
+    return str(Path(config).expanduser()) if config else None
+
+
+def _private_dir(path: Path) -> Path:
+    """``path`` as a directory only we can use (0700, ours, not a link), made if missing."""
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700, parents=True)
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise SilverError(f"{path} is not a directory of yours: move it away "
+                          "(silverlining keeps its SSH connections there)")
+    if info.st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+def control_dir() -> Path:
+    """Where the control sockets live: ``STATE/ssh``, or a private directory in the
+    temp directory when the state dir's path is too long for a socket path."""
+    preferred = state.state_dir() / "ssh"
+    if len(str(preferred)) + 22 <= _SOCKET_PATH_MAX:
+        return _private_dir(preferred)
+    tag = hashlib.sha256(str(state.state_dir()).encode()).hexdigest()[:10]
+    return _private_dir(Path(tempfile.gettempdir()) / f"silver-ssh-{os.getuid()}-{tag}")
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def control_path(user: str, address: str) -> Path:
+    """The master's socket for ``user@address``: named by the address (so
+    ``disconnect`` finds them all) and by what the login used (a login with
+    another key or ssh config gets a master of its own)."""
+    login = f"{user}\0{ssh_key_path()}\0{ssh_config_path()}"
+    return control_dir() / f"{_digest(address)}-{_digest(login)}"
+
+
+def _option_value(text: str) -> str:
+    """A path as an ``-o`` value: ``%`` is a token there, blanks split words."""
+    text = text.replace("%", "%%")
+    return f'"{text}"' if re.search(r"\s", text) else text
+
+
+def ssh_options(user: str, address: str, timeout: float = 10) -> list[str]:
+    """What every ssh and rsync to a node adds to the user's ssh config.
+
+    ``HostKeyAlias``: our known_hosts names a node by the address we were given,
+    whatever HostName or Port the user's config sends it to."""
+    argv = ["-o", f"UserKnownHostsFile={_option_value(str(state.known_hosts_path()))}",
+            "-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes",
+            "-o", f"HostKeyAlias={_option_value(address)}",
+            "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
+            "-o", f"ConnectTimeout={max(1, round(timeout))}",
+            "-o", f"ServerAliveInterval={ALIVE_INTERVAL}",
+            "-o", f"ServerAliveCountMax={ALIVE_COUNT}",
+            "-o", "ControlMaster=auto",
+            "-o", f"ControlPath={_option_value(str(control_path(user, address)))}",
+            "-o", f"ControlPersist={CONTROL_PERSIST}"]
+    config = ssh_config_path()
+    if config:
+        argv += ["-F", config]
+    key = ssh_key_path()
+    if key:
+        argv += ["-i", key]
+    return argv
+
+
+def ssh_command(user: str, address: str, timeout: float = 10) -> list[str]:
+    """``ssh`` with our options, as rsync runs it (``-e``); it adds ``-l USER HOST``."""
+    return ["ssh", *ssh_options(user, address, timeout)]
+
+
+def _master_alive(path: Path) -> bool:
+    """Whether a master listens on ``path`` (a connect: no ssh process)."""
+    sock = socket.socket(socket.AF_UNIX)
+    sock.settimeout(2)
+    try:
+        sock.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
+def disconnect(address: str) -> None:
+    """Close every master to ``address`` (its key changed, or the node is gone):
+    the next command logs in again."""
+    try:
+        sockets = list(control_dir().glob(f"{_digest(address)}-*"))
+    except (OSError, SilverError):
+        return
+    for path in sockets:
+        if path.name.endswith(".lock"):
+            continue
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(["ssh", "-F", "/dev/null", "-o",
+                            f"ControlPath={_option_value(str(path))}", "-O", "exit", address],
+                           capture_output=True, timeout=5)
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+@functools.lru_cache(maxsize=64)
+def _ssh_g(address: str, config: str | None) -> tuple[tuple[str, str], ...]:
+    """The user's ssh config as it applies to ``address`` (``ssh -G``), in order."""
+    argv = ["ssh", "-G", *(["-F", config] if config else []), address]
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    return tuple((k, v) for k, _, v in (line.partition(" ") for line in out.splitlines()) if v)
+
+
+def endpoint(address: str) -> tuple[str, int] | None:
+    """Where ssh connects for ``address`` under the user's config (``ssh -G``):
+    (host, port), or None when it goes through a ProxyJump/ProxyCommand."""
+    conf: dict[str, str] = {}
+    for key, value in _ssh_g(address, ssh_config_path()):
+        conf.setdefault(key, value)
+    if conf.get("proxyjump", "none") != "none" or conf.get("proxycommand", "none") != "none":
+        return None
+    try:
+        return conf.get("hostname", address), int(conf.get("port", SSH_PORT))
+    except ValueError:
+        return address, SSH_PORT
+
+
+def wait_for_ssh(address: str, timeout: float = 300,
+                 progress: Callable[[str], None] | None = None,
+                 interval: float = 2, label: str | None = None) -> float:
+    """Poll until the node's SSH server sends its banner; returns seconds waited.
+
+    The port is the one the user's ssh config gives; behind a jump host there is
+    nothing to poll from here, and the login's own ConnectTimeout does the waiting.
+    """
+    target = endpoint(address)
+    if target is None:
+        return 0.0
+    host, port = target
+    start = time.monotonic()
+    last_report = start
+    reason = "no answer"
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=min(5, timeout)) as sock:
+                sock.settimeout(min(5, timeout))
+                if sock.recv(64).startswith(b"SSH-"):
+                    return time.monotonic() - start
+                reason = "not an SSH server"
+        except OSError as exc:
+            reason = _reason(exc)
+        now = time.monotonic()
+        if now - start >= timeout:
+            where = host if port == SSH_PORT else f"{host} port {port}"
+            raise SilverError(f"[{label or address}] SSH on {where} did not answer within "
+                              f"{timeout:.0f}s (last: {reason})")
+        if progress and now - last_report >= 10:
+            progress(f"waiting for SSH on {host} ({now - start:.0f}s: {reason})")
+            last_report = now
+        time.sleep(min(interval, max(0.1, timeout - (now - start))))
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return "timed out"
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+_DEFAULT_KEYS = {f"~/.ssh/id_{kind}" for kind in
+                 ("rsa", "ecdsa", "ecdsa_sk", "ed25519", "ed25519_sk", "xmss", "dsa")}
 
 
 def login_keys() -> list[str]:
     """Which keys an SSH login would offer, described for ``silver doctor``:
-    ``SILVER_SSH_KEY``, the ssh agent's keys, then the default ``~/.ssh`` keys."""
+    ``SILVER_SSH_KEY``, the ssh agent's keys, then the identity files of the
+    user's ssh config (or ssh's defaults) that exist."""
     found = []
     extra = ssh_key_path()
     if extra:
         found.append(f"{extra} (SILVER_SSH_KEY)")
     if os.environ.get("SSH_AUTH_SOCK"):
-        agent = paramiko.Agent()
-        try:
-            agent_keys = agent.get_keys()
-        except paramiko.SSHException:
-            agent_keys = ()
-        finally:
-            agent.close()
-        found += [f"{fingerprint(k)} (ssh agent)" for k in agent_keys]
-    home = Path.home() / ".ssh"
-    found += [f"{home / name} (default key)" for name in DEFAULT_KEY_NAMES
-              if (home / name).is_file()]
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            listed = subprocess.run(["ssh-add", "-l"], capture_output=True, text=True,
+                                    timeout=5).stdout
+            found += [f"{line.split()[1]} (ssh agent)" for line in listed.splitlines()
+                      if line.split()[1:2] and line.split()[1].startswith("SHA256:")]
+    for key, value in _ssh_g("localhost", ssh_config_path()):
+        path = Path(value).expanduser()
+        if key == "identityfile" and path.is_file():
+            found.append(f"{path} ({'default key' if value in _DEFAULT_KEYS else 'ssh config'})")
     return found
 
 
-class _UnknownKeyPolicy(paramiko.MissingHostKeyPolicy):
-    def __init__(self, label: str) -> None:
-        self.label = label
+# --- what ssh's own errors mean ------------------------------------------------------
 
-    def missing_host_key(self, client, hostname, key) -> None:
-        raise HostKeyError(
-            f"[{self.label}] host key of {hostname} unknown ({fingerprint(key)}): it is "
-            f"recorded only by 'silver create-node --wait' (known hosts: "
-            f"{state.known_hosts_path()})")
+_LOST = ("Timeout, server", "Connection to ", "client_loop:", "Broken pipe",
+         "Connection reset", "mux_client", "Control socket connect")
 
 
-def _changed_key_message(label: str, address: str) -> str:
+def _last_line(lines: list[str], default: str = "") -> str:
+    text = [line.strip() for line in lines if line.strip()]
+    return text[-1] if text else default
+
+
+def _ssh_failure(label: str, user: str, address: str, lines: list[str],
+                 via: str = "") -> SilverError | None:
+    """The one-line error for what ssh printed when it failed (exit 255), or None
+    when nothing in ``lines`` is ssh's own complaint."""
+    text = [line.strip() for line in lines if line.strip()]
     kh = state.known_hosts_path()
-    return (f"[{label}] host key of {address} CHANGED (possible impostor); if you know the "
-            f"node was re-installed, forget the old key with 'silver forget-host {label}' "
-            f"(it is in {kh})")
+    if any("Host key verification failed" in line for line in text):
+        if any("host key is known for" in line for line in text):
+            return HostKeyError(f"[{label}] host key of {address} unknown: it is recorded "
+                                f"only by 'silver create-node --wait' (known hosts: {kh})")
+        return HostKeyError(f"[{label}] host key of {address} CHANGED (possible impostor); if "
+                            f"you know the node was re-installed, forget the old key with "
+                            f"'silver forget-host {label}' (it is in {kh})")
+    where = f"{user}@{address}"
+    if any("Permission denied" in line for line in text):
+        return SilverError(f"[{label}] SSH login as {where} refused{via}; is your key in the "
+                           "node's authorized_keys? (ssh agent, ~/.ssh keys or SILVER_SSH_KEY)")
+    for line in text:
+        if line.startswith(("ssh: ", "kex_exchange_identification:", "Connection closed by",
+                            "Connection timed out during banner")):
+            reason = line.rsplit(": ", 1)[-1] if ": " in line else line
+            return SilverError(f"[{label}] cannot connect to {where}{via}: {reason}")
+    for line in text:
+        if line.startswith(_LOST) or "not responding" in line:
+            return SilverError(f"[{label}] SSH connection to {address} lost{via}: {line}")
+    return None
 
+
+# --- SSH sessions ----------------------------------------------------------------
 
 class SSH:
-    """One authenticated SSH connection to a node, verified against our known_hosts."""
+    """Commands on a node as ``user``, through the node's shared OpenSSH connection.
+
+    Making one makes sure the master connection is up (logging in if needed), so
+    a refused key or login fails here; ``close`` leaves the master to other
+    commands until it has been idle for ``CONTROL_PERSIST`` seconds.
+    """
 
     def __init__(self, address: str, user: str = "root", label: str | None = None,
                  timeout: float = 10) -> None:
         self.address, self.user, self.timeout = address, user, timeout
         self.label = label or address
-        self.client = paramiko.SSHClient()
-        known_hosts = state.known_hosts_path()
-        if known_hosts.is_file():
-            try:
-                self.client.get_host_keys().load(str(known_hosts))
-            except (OSError, paramiko.SSHException) as exc:
-                raise SilverError(f"cannot read {known_hosts}: {exc}") from None
-        self.client.set_missing_host_key_policy(_UnknownKeyPolicy(self.label))
+        self.control = control_path(user, address)
+        self._ssh = ["ssh", *ssh_options(user, address, timeout), "-l", user]
         self._connect()
 
     def _connect(self) -> None:
-        where = f"{self.user}@{self.address}"
-        try:
-            self.client.connect(
-                self.address, port=SSH_PORT, username=self.user, key_filename=ssh_key_path(),
-                timeout=self.timeout, banner_timeout=self.timeout, auth_timeout=self.timeout,
-                allow_agent=True, look_for_keys=True)
-        except HostKeyError:
-            self.client.close()
-            raise
-        except paramiko.BadHostKeyException:
-            self.client.close()
-            raise HostKeyError(_changed_key_message(self.label, self.address)) from None
-        except paramiko.AuthenticationException as exc:
-            self.client.close()
-            raise SilverError(f"[{self.label}] SSH login as {where} refused ({_reason(exc)}); "
-                              "is your key in the node's authorized_keys? "
-                              "(ssh agent, ~/.ssh keys or SILVER_SSH_KEY)") from None
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            self.client.close()
-            raise SilverError(f"[{self.label}] cannot connect to {where}: "
-                              f"{_reason(exc)}") from None
+        """Start the master unless one is up (one at a time per socket: a lock)."""
+        if _master_alive(self.control):
+            return
+        lock = self.control.with_name(self.control.name + ".lock")
+        with open(lock, "a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            if _master_alive(self.control):
+                return
+            with contextlib.suppress(FileNotFoundError):
+                self.control.unlink()       # a master that died left its socket
+            # stderr to a file: the master, once in the background, keeps no pipe open.
+            with tempfile.TemporaryFile() as err:
+                try:
+                    proc = subprocess.run([*self._ssh, "-o", "ControlMaster=yes", "-f", "-N",
+                                           self.address], stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.DEVNULL, stderr=err,
+                                          timeout=self.timeout * 3 + 10)
+                except FileNotFoundError:
+                    raise SilverError("the OpenSSH client is not installed on this machine "
+                                      "(apt install openssh-client)") from None
+                except subprocess.TimeoutExpired:
+                    raise SilverError(f"[{self.label}] cannot connect to "
+                                      f"{self.user}@{self.address}: timed out") from None
+                err.seek(0)
+                lines = err.read().decode("utf-8", "replace").splitlines()
+            if proc.returncode != 0:
+                raise (_ssh_failure(self.label, self.user, self.address, lines)
+                       or SilverError(f"[{self.label}] cannot connect to {self.user}@"
+                                      f"{self.address}: {_last_line(lines, 'ssh failed')}"))
 
     def __enter__(self) -> "SSH":
         return self
@@ -337,13 +527,14 @@ class SSH:
         self.close()
 
     def close(self) -> None:
-        self.client.close()
+        """Nothing to do: the master outlives us, for the next command to this node."""
 
-    def _transport(self) -> paramiko.Transport:
-        transport = self.client.get_transport()
-        if transport is None or not transport.is_active():
-            raise SilverError(f"[{self.label}] SSH connection to {self.address} was lost")
-        return transport
+    def argv(self, argv: list[str], pty: bool = False) -> list[str]:
+        """The local ``ssh`` command line that runs ``argv`` (each element quoted)."""
+        if not argv:
+            raise ValueError("empty argv")
+        return [*self._ssh, *(["-tt"] if pty else []), self.address,
+                shlex.join(str(a) for a in argv)]
 
     def run(self, argv: list[str], *, input: bytes | str | BinaryIO | None = None,
             stream: Stream | None = None, timeout: float | None = None,
@@ -351,67 +542,43 @@ class SSH:
         """Run ``argv`` (each element quoted) and collect its output.
 
         stdout and stderr are read together as they arrive, so ``stream`` gets
-        live lines and a chatty command never blocks on a full pipe.
+        live lines (in this thread) and a chatty command never blocks on a full
+        pipe; ``input`` is fed from a thread. ``pty`` gives the command a
+        terminal, so it ends (SIGHUP) when we go away.
         """
-        if not argv:
-            raise ValueError("empty argv")
-        command = shlex.join(str(a) for a in argv)
+        command = self.argv(argv, pty)
+        data = input.encode() if isinstance(input, str) else input
         try:
-            chan = self._transport().open_session(timeout=self.timeout)
-            if pty:
-                chan.get_pty()
-            chan.exec_command(command)
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise SilverError(f"[{self.label}] cannot start {argv[0]}: {_reason(exc)}") from None
-        data = input.encode() if isinstance(input, str) else (b"" if input is None else input)
+            proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    stdin=subprocess.DEVNULL if data is None
+                                    else subprocess.PIPE)
+        except FileNotFoundError:
+            raise SilverError("the OpenSSH client is not installed on this machine "
+                              "(apt install openssh-client)") from None
         try:
-            status, out, err = self._pump(chan, data, stream, timeout)
+            if data is not None:
+                threading.Thread(target=_send_all, args=(proc.stdin, data), daemon=True).start()
+            out = _LineSplitter("stdout", stream)
+            err = _LineSplitter("stderr", stream)
+            finished = _drain(proc, {proc.stdout: out, proc.stderr: err}, timeout)
         finally:
-            chan.close()
-        if status is None:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if not finished:
             raise SilverError(f"[{self.label}] {argv[0]} timed out after {timeout:g}s")
-        result = Result(status, out, err)
-        if check and status != 0:
+        result = Result(proc.returncode, out.finish(), err.finish())
+        if result.status == 255:
+            failure = _ssh_failure(self.label, self.user, self.address,
+                                   result.stderr.splitlines()[-_STDERR_TAIL:])
+            if failure is None and not _master_alive(self.control):
+                failure = SilverError(f"[{self.label}] SSH connection to {self.address} "
+                                      f"lost while {argv[0]} ran")
+            if failure is not None:
+                raise failure
+        if check and result.status != 0:
             raise RemoteCommandError(self.label, list(map(str, argv)), result)
         return result
-
-    def _pump(self, chan: paramiko.Channel, data: bytes | BinaryIO, stream: Stream | None,
-              timeout: float | None) -> tuple[int | None, str, str]:
-        """Feed stdin and drain stdout/stderr until the command exits (None on timeout)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        splitters = {"stdout": _LineSplitter("stdout", stream),
-                     "stderr": _LineSplitter("stderr", stream)}
-        sender = threading.Thread(target=_send_all, args=(chan, data), daemon=True)
-        sender.start()
-        exited_at: float | None = None
-        while True:
-            now = time.monotonic()
-            if deadline is not None and now > deadline:
-                return None, splitters["stdout"].text(), splitters["stderr"].text()
-            select.select([chan], [], [], 0.2)
-            while chan.recv_ready():
-                splitters["stdout"].feed(chan.recv(65536))
-                exited_at = None if exited_at is None else now
-            while chan.recv_stderr_ready():
-                splitters["stderr"].feed(chan.recv_stderr(65536))
-                exited_at = None if exited_at is None else now
-            if chan.exit_status_ready():
-                if chan.eof_received or chan.closed:
-                    break
-                # A background process may keep the output open after the command
-                # exited: stop reading once it has been quiet for a while.
-                exited_at = exited_at or now
-                if now - exited_at > 3:
-                    break
-            elif chan.closed:
-                raise SilverError(f"[{self.label}] SSH connection closed before the command "
-                                  "reported its exit status")
-        while chan.recv_ready():
-            splitters["stdout"].feed(chan.recv(65536))
-        while chan.recv_stderr_ready():
-            splitters["stderr"].feed(chan.recv_stderr(65536))
-        return (chan.recv_exit_status(), splitters["stdout"].finish(),
-                splitters["stderr"].finish())
 
     def run_json(self, argv: list[str], *, input: bytes | str | BinaryIO | None = None,
                  stream: Stream | None = None, timeout: float | None = None) -> dict:
@@ -450,53 +617,55 @@ class SSH:
         return parsed
 
     def put_file(self, remote_path: str, data: bytes, mode: int = 0o600) -> None:
-        """Write a file over SFTP (secrets never travel on a command line).
+        """Write a file from stdin (secrets never travel on a command line).
 
-        Written to a temporary name with ``mode`` set before any data, then
-        renamed into place, so readers never see a partial or too-open file.
+        Written to a temporary name created with no access for others (umask),
+        given ``mode``, then renamed into place, so readers never see a partial
+        or too-open file.
         """
-        tmp = f"{remote_path}.silver-tmp"
-        try:
-            sftp = self.client.open_sftp()
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise SilverError(f"[{self.label}] cannot open SFTP: {_reason(exc)}") from None
-        try:
-            with sftp.open(tmp, "wb") as fh:
-                sftp.chmod(tmp, mode)
-                fh.write(data)
-            sftp.posix_rename(tmp, remote_path)
-        except (OSError, paramiko.SSHException) as exc:
-            try:
-                sftp.remove(tmp)
-            except (OSError, paramiko.SSHException):
-                pass
+        script = ('umask 077; t="$1.silver-tmp"; cat > "$t" && chmod "$2" "$t" && '
+                  'mv -f "$t" "$1" || { rm -f "$t"; exit 1; }')
+        result = self.run(["sh", "-c", script, "sh", remote_path, f"{mode:o}"], input=data,
+                          check=False)
+        if result.status != 0:
             raise SilverError(f"[{self.label}] cannot write {remote_path}: "
-                              f"{_reason(exc)}") from None
-        finally:
-            sftp.close()
+                              f"{_last_line(result.stderr.splitlines(), 'failed')}")
 
     def interactive(self, argv: list[str]) -> int:
-        """Run ``argv`` on a pty wired to this terminal (``silver run -i``); returns its status."""
-        command = shlex.join(str(a) for a in argv)
+        """Run ``argv`` on a pty wired to this terminal (``silver run -i``); returns its
+        status. ssh itself puts the terminal in raw mode and forwards its size."""
         try:
-            cols, rows = os.get_terminal_size(sys.stdout.fileno())
-        except OSError:
-            cols, rows = 80, 24
-        try:
-            chan = self._transport().open_session(timeout=self.timeout)
-            chan.get_pty(term=os.environ.get("TERM", "vt100"), width=cols, height=rows)
-            chan.exec_command(command)
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise SilverError(f"[{self.label}] cannot start {argv[0]}: {_reason(exc)}") from None
-        try:
-            with _raw_terminal(sys.stdin):
-                _shuttle(chan)
-            return chan.recv_exit_status()
-        finally:
-            chan.close()
+            return subprocess.call(self.argv(argv, pty=True))
+        except FileNotFoundError:
+            raise SilverError("the OpenSSH client is not installed on this machine "
+                              "(apt install openssh-client)") from None
 
 
-def _send_all(chan: paramiko.Channel, data: bytes | BinaryIO) -> None:
+def _drain(proc: subprocess.Popen, pipes: dict, timeout: float | None) -> bool:
+    """Read ``pipes`` (pipe -> splitter) to their end and wait for ``proc``;
+    False if ``timeout`` seconds passed first."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        for pipe, splitter in pipes.items():
+            selector.register(pipe, selectors.EVENT_READ, splitter)
+        while selector.get_map():
+            wait = None if deadline is None else deadline - time.monotonic()
+            if wait is not None and wait <= 0:
+                return False
+            for key, _ in selector.select(wait):
+                chunk = os.read(key.fd, 65536)
+                if chunk:
+                    key.data.feed(chunk)
+                else:
+                    selector.unregister(key.fileobj)
+    try:
+        proc.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def _send_all(pipe: BinaryIO, data: bytes | BinaryIO) -> None:
     """Feed stdin from a thread so a command that talks before reading cannot deadlock.
 
     ``data`` may be a stream (our own stdin piped to ``silver run``): it is
@@ -504,59 +673,16 @@ def _send_all(chan: paramiko.Channel, data: bytes | BinaryIO) -> None:
     """
     try:
         if isinstance(data, bytes):
-            if data:
-                chan.sendall(data)
+            pipe.write(data)
         else:
             while chunk := data.read1(65536):
-                chan.sendall(chunk)
-        chan.shutdown_write()
-    except (OSError, EOFError, paramiko.SSHException):
+                pipe.write(chunk)
+                pipe.flush()
+    except (OSError, ValueError):
         pass  # the command exited without reading all of it; its status says what happened
-
-
-class _raw_terminal:
-    """Put a tty in raw mode for the duration (no-op when stdin is not a tty)."""
-
-    def __init__(self, stdin) -> None:
-        self.fd = stdin.fileno()
-        self.saved = None
-
-    def __enter__(self) -> None:
-        if os.isatty(self.fd):
-            import termios
-            import tty
-            self.saved = termios.tcgetattr(self.fd)
-            tty.setraw(self.fd)
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.saved is not None:
-            import termios
-            termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
-
-
-def _shuttle(chan: paramiko.Channel) -> None:
-    """Copy stdin to the channel and the channel to stdout until it closes."""
-    stdin_fd, stdout_fd = sys.stdin.fileno(), sys.stdout.fileno()
-    stdin_open = True
-    while True:
-        watch = [chan] + ([stdin_fd] if stdin_open else [])
-        readable, _, _ = select.select(watch, [], [], 0.5)
-        if chan in readable or chan.recv_ready() or chan.recv_stderr_ready():
-            while chan.recv_ready():
-                os.write(stdout_fd, chan.recv(65536))
-            while chan.recv_stderr_ready():
-                os.write(stdout_fd, chan.recv_stderr(65536))
-            if chan.eof_received and not chan.recv_ready():
-                break
-        if stdin_open and stdin_fd in readable:
-            chunk = os.read(stdin_fd, 4096)
-            if chunk:
-                chan.sendall(chunk)
-            else:
-                stdin_open = False
-                chan.shutdown_write()
-        if chan.exit_status_ready() and not chan.recv_ready() and chan.closed:
-            break
+    finally:
+        with contextlib.suppress(OSError):
+            pipe.close()
 
 
 class _LineSplitter:
@@ -592,17 +718,6 @@ class _LineSplitter:
 _ITEM_RE = re.compile(r"^(?:[<>ch.*][fdLDS][^ ]{9}|\*deleting  ) (.+)$")
 
 
-def ssh_command() -> list[str]:
-    """The OpenSSH command rsync uses: our known_hosts only, strict, never prompting."""
-    argv = ["ssh", "-o", f"UserKnownHostsFile={state.known_hosts_path()}",
-            "-o", "StrictHostKeyChecking=yes", "-o", "GlobalKnownHostsFile=/dev/null",
-            "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"]
-    key = ssh_key_path()
-    if key:
-        argv += ["-i", key]
-    return argv
-
-
 Progress = Callable[[int, int, str], None]
 """``progress(bytes_so_far, percent, rate)``, rate as rsync prints it (``1.23MB/s``)."""
 
@@ -621,124 +736,16 @@ def output_records(pipe: BinaryIO) -> Iterator[str]:
         yield pending.decode("utf-8", "replace")
 
 
-# rsync's "remote shell" when it runs through an open connection (``ChannelRsh``):
-# hands its stdin/stdout/stderr and the remote command to the CLI's process, which
-# runs the command in a channel of that connection, and exits with its status.
-# Standard library only, started with -I -S: a few milliseconds, not a login.
-_RSH_HELPER = """\
-import array, os, socket, sys
-args = sys.argv[2:]
-if args[:1] == ["-l"]:
-    args = args[2:]
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-s.sendmsg([chr(0).join(args[1:]).encode()],
-          [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [0, 1, 2]))])
-for fd in (0, 1, 2):
-    os.close(fd)
-status = s.recv(1)
-os._exit(status[0] if status else 255)
-"""
-
-
-class ChannelRsh:
-    """An ``rsync -e`` command that reuses an open ``SSH`` connection: rsync's remote
-    side runs in a new channel of it instead of behind a second login, whose
-    handshake is most of the time a small upload takes."""
-
-    def __init__(self, ssh: "SSH") -> None:
-        self.ssh = ssh
-        self._dir = tempfile.mkdtemp(prefix="silver-rsh-")
-        self._socket = os.path.join(self._dir, "relay")
-        helper = os.path.join(self._dir, "rsh.py")
-        with open(helper, "w") as f:
-            f.write(_RSH_HELPER)
-        self.command = shlex.join([sys.executable, "-I", "-S", helper, self._socket])
-        self._listener = socket.socket(socket.AF_UNIX)
-        self._listener.bind(self._socket)
-        self._listener.listen(4)
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def __enter__(self) -> "ChannelRsh":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._listener.close()
-        shutil.rmtree(self._dir, ignore_errors=True)
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._relay, args=(conn,), daemon=True).start()
-
-    def _relay(self, conn: socket.socket) -> None:
-        """Run the command the helper sent; its output goes to the helper's descriptors."""
-        fds: list[int] = []
-        status = 255
-        chan = None
-        try:
-            msg, ancdata, _, _ = conn.recvmsg(65536, socket.CMSG_SPACE(3 * 4))
-            for level, kind, data in ancdata:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    fds += array.array("i", data[:len(data) - len(data) % 4]).tolist()
-            if len(fds) != 3:
-                return
-            chan = self.ssh._transport().open_session(timeout=self.ssh.timeout)
-            chan.exec_command(" ".join(msg.decode().split("\0")))   # joined as ssh does
-            threading.Thread(target=_feed_channel, args=(chan, fds[0]), daemon=True).start()
-            while not (chan.exit_status_ready() and (chan.eof_received or chan.closed)
-                       and not chan.recv_ready() and not chan.recv_stderr_ready()):
-                select.select([chan], [], [], 0.5)
-                while chan.recv_ready():
-                    _write_all(fds[1], chan.recv(65536))
-                while chan.recv_stderr_ready():
-                    _write_all(fds[2], chan.recv_stderr(65536))
-            status = chan.recv_exit_status()
-        except (OSError, EOFError, paramiko.SSHException, SilverError) as exc:
-            if len(fds) == 3:
-                with contextlib.suppress(OSError):
-                    _write_all(fds[2], f"silver: relay to {self.ssh.label} failed: "
-                                       f"{_reason(exc)}\n".encode())
-        finally:
-            if chan is not None:
-                chan.close()
-            for fd in fds:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            with contextlib.suppress(OSError):
-                conn.sendall(bytes([status & 0xFF]))
-            conn.close()
-
-
-def _feed_channel(chan: paramiko.Channel, fd: int) -> None:
-    """Copy what rsync writes into the channel, then end the remote side's stdin."""
-    try:
-        while data := os.read(fd, 65536):
-            chan.sendall(data)
-        chan.shutdown_write()
-    except (OSError, EOFError, paramiko.SSHException):
-        pass
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
 def rsync(src: str, address: str, dest: str, *, user: str = "root",
           excludes: Iterable[str] = (), exclude_from: Path | None = None,
           link_dest: str | None = None, delete: bool = False, label: str | None = None,
           stream: Stream | None = None, dry_run: bool = False,
           checksum: bool = False, pull: bool = False,
-          progress: Progress | None = None, via: ChannelRsh | None = None) -> RsyncStats:
+          progress: Progress | None = None) -> RsyncStats:
     """``rsync -a SRC user@address:DEST`` over verified SSH; returns what changed.
 
-    ``via`` runs it through an open connection (as that connection's user) instead
-    of a new ssh login.
+    It runs through the node's shared connection (``-e`` is our ssh with the
+    control options), logging in only if no master is up.
 
     Special files (FIFOs, sockets, devices) are never sent.
 
@@ -750,7 +757,7 @@ def rsync(src: str, address: str, dest: str, *, user: str = "root",
     """
     label = label or address
     argv = ["rsync", "-a", "--no-D", "--stats", "--out-format=%i %n%L",
-            "-e", via.command if via else shlex.join(ssh_command())]
+            "-e", shlex.join(ssh_command(user, address))]
     argv += [f"--exclude={pattern}" for pattern in excludes]
     if exclude_from is not None:
         argv.append(f"--exclude-from={exclude_from}")
@@ -804,19 +811,9 @@ def rsync(src: str, address: str, dest: str, *, user: str = "root",
     reader.join()
     if status != 0:
         text = [line.strip() for line in stderr_lines if line.strip()]
-        if any("Host key verification failed" in line for line in text):
-            if any("CHANGED" in line or "IDENTIFICATION HAS CHANGED" in line for line in text):
-                raise HostKeyError(_changed_key_message(label, address))
-            raise HostKeyError(f"[{label}] host key of {address} unknown or changed: keys are "
-                               f"recorded only by 'silver create-node --wait' (known hosts: "
-                               f"{state.known_hosts_path()})")
-        if any("Permission denied" in line for line in text):
-            raise SilverError(f"[{label}] SSH login as {user}@{address} refused (rsync); is "
-                              "your key in the node's authorized_keys?")
-        for line in text:
-            if line.startswith("ssh: connect to host"):
-                raise SilverError(f"[{label}] cannot connect to {user}@{address} (rsync): "
-                                  f"{line.rsplit(':', 1)[-1].strip()}")
+        failure = _ssh_failure(label, user, address, text, via=" (rsync)")
+        if failure is not None:
+            raise failure
         tail = " | ".join(text[-_STDERR_TAIL:]) or "no message"
         where = f"from {address}:{src}" if pull else f"to {address}:{dest}"
         raise SilverError(f"[{label}] rsync {where} failed (status {status}): {tail}")

@@ -73,6 +73,7 @@ def _node_checks(ssh: transport.SSH, name: str) -> list[Finding]:
     if ssh.run(["sh", "-c", "command -v nginx"], check=False).ok:
         found += _nginx(ssh, name)
     found += _certs(ssh, name)
+    found += _apps_health(ssh, name)
     found.append(_failed_units(ssh))
     return found
 
@@ -181,6 +182,30 @@ def _certs(ssh: transport.SSH, name: str) -> list[Finding]:
            if source == "user" else f"silver query {name} --certs (why renewals fail), then "
            f"ssh root@{ssh.address} {paths.ENTRY} certs-renew")
     return [(warn if days > 0 else problem)("certificates", what + more, fix)]
+
+
+def _apps_health(ssh: transport.SSH, name: str) -> list[Finding]:
+    """Each live location whose /.silver/health is not ok (a worker down or in a crash
+    loop, the web app failing its check), with the commands that show why."""
+    result = ssh.run([str(paths.ENTRY), "query", "--health"], check=False)
+    lines = result.stdout.strip().splitlines()
+    if not result.ok or not lines:
+        return []
+    health = json.loads(lines[-1]).get("health", {})
+    if not health:
+        return []
+    found = []
+    for location, body in sorted(health.items()):
+        if body.get("ok"):
+            continue
+        problems = body.get("problems") or ["not ok"]
+        workers = [p.split()[1].rstrip(":").split("@")[0] for p in problems if p.startswith("process ")]
+        why = (f"silver logs {location} --process {workers[0]} --node {name}" if workers
+               else f"silver logs {location} --node {name}")
+        found.append(problem(f"app {body.get('app', '?')}", f"{location}: "
+                             f"{'; '.join(problems)}",
+                             f"silver query {name} --health, then {why} (why)"))
+    return found or [ok("apps", f"{len(health)} live location(s), all healthy")]
 
 
 def _failed_units(ssh: transport.SSH) -> Finding:

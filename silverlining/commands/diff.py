@@ -3,6 +3,8 @@
 The node sends a sha256 of every file of the live version; only files whose
 hash differs from the local copy (with the same ``.silverignore`` rules as an
 upload) are fetched and compared, so an unchanged app costs one round trip.
+Declared dependencies are compared as package versions: the live version's
+set against what the local declaration builds for the node's Python.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
-from silverlining import appfiles
+from silverlining import appfiles, deps
 from silverlining.appconfig import AppConfig
 from silverlining.commands._remote import node_for, open_node
 from silverlining.console import Console
@@ -63,7 +65,7 @@ def file_diff(path: str, old: bytes | None, new: bytes | None, old_label: str,
 
 def local_manifest(app_dir: Path, console: Console) -> dict[str, str]:
     """sha256 of each file an upload would send (special files are skipped, as there)."""
-    scan = appfiles.scan_app_files(app_dir)
+    scan = appfiles.scan_app_files(app_dir, appfiles.Ignore(deps.upload_excludes(app_dir)[1]))
     for rel in scan.special:
         console.warn(f"skipping {app_dir / rel}: not a regular file (FIFO, socket or device)")
     return {rel: file_digest(str(app_dir / rel)) for rel in scan.files}
@@ -96,6 +98,7 @@ def _diff(console: Console, app_dir: str, location: str | None, node: str | None
     finally:
         session.close()
     label = f"{live['app']}.{live['version']}"
+    dep_lines = dependency_changes(config.app_dir, live, session.name)
     if live["app"] != config.app_name:
         console.warn(f"{loc} serves the app {live['app']}, not {config.app_name}")
     remote = {p: (base64.b64decode(v) if v is not None else None) for p, v in fetched.items()}
@@ -105,10 +108,26 @@ def _diff(console: Console, app_dir: str, location: str | None, node: str | None
                               old_exists=path not in changes.added,
                               new_exists=path not in changes.removed):
             console.out(line.rstrip("\n"))
-    if changes:
-        console.info(f"{len(changes.changed)} changed, {len(changes.added)} only here, "
+    if dep_lines:
+        console.out(f"dependencies ({label} -> local, for {session.name}):")
+        for line in dep_lines:
+            console.out(f"  {line}")
+    if changes or dep_lines:
+        console.info(f"{len(dep_lines)} dependencies changed, {len(changes.changed)} changed, {len(changes.added)} only here, "
                      f"{len(changes.removed)} only on {session.name} ({label} at {loc})")
     else:
         console.info(f"no differences: {loc} on {session.name} serves {label}, "
                      f"the same as {config.app_dir}")
-    return 1 if changes else 0
+    return 1 if changes or dep_lines else 0
+
+
+def dependency_changes(app_dir: Path, live: dict, node: str) -> list[str]:
+    """The package version changes an update would bring (built for the node's Python,
+    from the local cache when built before)."""
+    decl = deps.declared(app_dir)
+    before = (live.get("deps") or {}).get("packages", {})
+    if decl is None or decl.empty or not live.get("target"):
+        return deps.package_changes(before, {})
+    target = deps.Target.from_node(live["target"])
+    build = deps.cached(decl, target) or deps.build(decl, target, node)
+    return deps.package_changes(before, build.packages)

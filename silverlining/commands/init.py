@@ -6,6 +6,7 @@ import re
 import string
 from pathlib import Path
 
+from silverlining import deps
 from silverlining.appconfig import MAX_NAME_LEN, NAME_RE
 from silverlining.appfiles import IGNORE_FILE, default_silverignore_text, iter_app_files
 from silverlining.console import Console
@@ -14,6 +15,14 @@ from silverlining.errors import UsageError
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 DIRS = ("src", "static", "lib/python")
+# an app that declares its dependencies one of these ways gets no requirements.txt
+DECLARATIONS = (deps.REQUIREMENTS, "pyproject.toml", "uv.lock", "pylock.toml")
+REQUIREMENTS_TEXT = """\
+# What the app needs from PyPI, one requirement a line (pip's format, e.g.
+# Django>=5.1,<6). `silver update` installs them for each node's own Python;
+# for `silver serve` install them here too: bin/pip install -r requirements.txt
+# See docs/dependencies.md.
+"""
 
 
 def app_name_for(app_dir: Path) -> str:
@@ -89,6 +98,8 @@ def run(console: Console, app_dir: str, force: bool, main_py: bool | None) -> in
     for sub in DIRS:
         (root / sub).mkdir(parents=True, exist_ok=True)
     _write(root / IGNORE_FILE, default_silverignore_text(), force, console)
+    if not any((root / name).is_file() for name in DECLARATIONS):
+        _write(root / deps.REQUIREMENTS, REQUIREMENTS_TEXT, force, console)
     if main_py:
         _write(root / "main.py", (TEMPLATES / "main.py").read_text(encoding="utf-8"),
                force, console)
@@ -98,6 +109,7 @@ def run(console: Console, app_dir: str, force: bool, main_py: bool | None) -> in
         venv.remove_venv(root)
         console.info(f"creating the virtualenv in {root} ...")
         venv.create_venv(root, name)
-        console.info(f"{root}/bin/pip installs into lib/python")
+        console.info(f"{root}/bin/pip installs into lib/python (for silver serve; "
+                     f"nodes get their own build of {deps.REQUIREMENTS})")
     console.out(f"app {name} ready in {root}: edit app.ini, then `silver serve {app_dir}`")
     return 0

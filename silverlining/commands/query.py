@@ -12,7 +12,7 @@ def format_jobs(jobs: dict) -> list[str]:
     """Workers (instances running, restarts, crash loops) and crons (last and next run)."""
     lines = []
     for name, instances in sorted(jobs.get("processes", {}).items()):
-        up = sum(1 for i in instances if i["state"] == "active")
+        up = sum(1 for i in instances if i["running"])
         restarts = sum(i["restarts"] for i in instances)
         state = f"{up}/{len(instances)} running"
         if any(i["crash_loop"] for i in instances):
@@ -50,6 +50,8 @@ def format_query(result: dict) -> list[str]:
             details = []
             if v.get("source"):
                 details.append(f"from {v['source']}")
+            if dep := v.get("deps"):
+                details.append(f"dependencies {dep['fingerprint']} ({dep['count']} packages)")
             if v.get("params_changed"):
                 details.append("parameters changed: " + ", ".join(v["params_changed"]))
             if details:

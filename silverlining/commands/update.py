@@ -1,10 +1,12 @@
 """``silver update``: deploy an app to one or more nodes with zero downtime.
 
-Locally: validate app.ini, make lib/python relocatable, refuse compiled
-extensions built for another Python. Per node (in parallel): reserve a
-version, rsync only what changed, and let the node build, start, check and
-switch (``silver-node deploy``). A failure on a node leaves its old version
-serving.
+Locally: validate app.ini, make lib/python relocatable. Per node (in
+parallel): learn the node's Python and reserve a version in one call, build the
+declared dependencies for that Python (``silverlining.deps``; a node that has
+the set already gets nothing), refuse compiled files in the upload that the
+node cannot load, rsync only what changed, and let the node build, start,
+check and switch (``silver-node deploy``). A failure on a node leaves its old
+version serving.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from silverlining import appfiles, etchosts, serverfiles
+from silverlining import appfiles, deps, etchosts, serverfiles
 from silverlining.appconfig import NAME_RE, AppConfig
 from silverlining.commands import _https
 from silverlining.commands._params import (changes_input, check_given, complete,
@@ -35,9 +37,15 @@ from silverlining.node import paths
 from silverlining.node.params import UPLOADED
 from silverlining.nodes import node_dns
 from silverlining.state import NodeRegistry
-from silverlining.transport import ChannelRsh, RsyncStats, rsync
+from silverlining.transport import RsyncStats, rsync
 
-_EXT_RE = re.compile(r"\.cpython-(\d)(\d+)[^/]*\.so$")
+# compiled files: extensions (.so, .pyd) and the libraries wheels bundle (libfoo.so.6)
+_BINARY_RE = re.compile(r"\.(so|pyd|dylib)(\.[0-9.]+)?$")
+_CPYTHON_RE = re.compile(r"\.cpython-(\d)(\d+)[^/]*\.so$")
+_ELF_MACHINES = {3: "i686", 40: "armv7l", 62: "x86_64", 183: "aarch64", 243: "riscv64",
+                 21: "ppc64le", 22: "s390x"}
+_MACHO = (b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe",
+          b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe")
 
 
 @dataclass
@@ -50,7 +58,7 @@ class Plan:
     config_dir: Path | None
     clear: bool
     excludes: list[str]
-    extensions: list[tuple[str, str]]   # (app-relative path, "3.X")
+    binaries: list[str]                 # app-relative paths of compiled files uploaded
     lock_wait: float | None
     who: str
     source: str
@@ -60,6 +68,9 @@ class Plan:
     backup: bool = False          # keep the live version's data (remote:before-vN) first
     force: bool = False           # deploy even when the live version has these files
     https: _https.HttpsRequest | None = None     # None: HTTP only
+    deps: deps.Declared | None = None   # None: lib/python is all the app has
+    local_installs: dict[str, str] = field(default_factory=dict)  # bin/pip's, left out
+    deps_seconds: float = 0.0           # what finding them took here (shown with -v)
 
     @property
     def may_skip(self) -> bool:
@@ -79,21 +90,47 @@ class Outcome:
     unchanged: bool = False       # the live version already had these files
 
 
-def find_extensions(files: list[str]) -> list[tuple[str, str]]:
-    """Compiled extensions that name the Python they were built for."""
-    found = []
-    for rel in files:
-        if m := _EXT_RE.search(rel):
-            found.append((rel, f"{m.group(1)}.{m.group(2)}"))
-    return found
+def find_binaries(files: list[str]) -> list[str]:
+    """The compiled files among those uploaded."""
+    return [rel for rel in files if _BINARY_RE.search(rel)]
 
 
-def check_extensions(plan: Plan, node: str, node_python: str) -> None:
-    for rel, built_for in plan.extensions:
-        if built_for != node_python:
-            raise SilverError(f"{plan.app_dir / rel} is a compiled extension for Python "
-                              f"{built_for}, but {node} runs Python {node_python}: install it "
-                              f"into lib/python with Python {node_python} (or drop it)")
+def binary_mismatch(path: Path, target: deps.Target) -> str | None:
+    """What ``path`` was compiled for when the node cannot load it, else None: read
+    from the file itself (ELF, Mach-O, PE), then the Python its name says."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(20)
+    except OSError:
+        return None
+    if head[:4] == b"\x7fELF" and len(head) == 20:
+        machine = int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
+        arch = _ELF_MACHINES.get(machine, f"machine {machine}")
+        if arch != target.machine:
+            return f"compiled for Linux {arch}"
+        if "-linux-musl" in path.name:
+            return "compiled for musl Linux"
+    elif head[:4] in _MACHO:
+        return "compiled for macOS"
+    elif head[:2] == b"MZ":
+        return "compiled for Windows"
+    else:
+        return None
+    if (m := _CPYTHON_RE.search(path.name)) and f"{m.group(1)}.{m.group(2)}" != target.minor:
+        return f"a compiled extension for Python {m.group(1)}.{m.group(2)}"
+    return None
+
+
+def check_binaries(plan: Plan, node: str, target: deps.Target) -> None:
+    """Refuse an upload holding compiled files the node cannot load: they would fail
+    at import there, after the upload."""
+    for rel in plan.binaries:
+        if what := binary_mismatch(plan.app_dir / rel, target):
+            declared = plan.deps.path.name if plan.deps else deps.REQUIREMENTS
+            raise SilverError(
+                f"{plan.app_dir / rel} is {what}, but {node} runs {target.describe()}: "
+                f"list the package it comes from in {declared} (silver update builds it "
+                "for each node) and remove it from the app directory")
 
 
 def check_config(app_dir: Path, config_dir: Path) -> None:
@@ -180,7 +217,11 @@ def make_plan(app_dir: str, location: str | None, host: str | None, name: str | 
         console.info(f"made paths relative in {path}")
     for path, target in fixed.outside:
         console.warn(f"{path} points outside the app ({target}); it will be missing on the node")
-    scan = appfiles.scan_app_files(config.app_dir)
+    # with declared dependencies the node gets its own build of what bin/pip put here
+    started = time.monotonic()
+    declared, excludes, local = deps.upload_excludes(config.app_dir)
+    deps_seconds = time.monotonic() - started
+    scan = appfiles.scan_app_files(config.app_dir, appfiles.Ignore(excludes))
     if scan.outside:
         path, target = scan.outside[0]
         raise UsageError(f"{config.app_dir / path} is a symlink to {target}, outside the app: "
@@ -193,35 +234,71 @@ def make_plan(app_dir: str, location: str | None, host: str | None, name: str | 
     if cfg:
         stamps += ["config", *appfiles.scan_app_files(cfg).stamps]
     return Plan(app_dir=config.app_dir, app=app, location=parse_location(text), config_dir=cfg,
-                clear=clear, excludes=appfiles.read_silverignore(config.app_dir),
-                extensions=find_extensions(scan.files), lock_wait=lock_wait, who=who(),
-                source=source_of(config.app_dir), config=config, params=dict(params or {}),
-                fingerprint=appfiles.AppFiles(stamps=stamps).fingerprint())
+                clear=clear, excludes=excludes, binaries=find_binaries(scan.files),
+                lock_wait=lock_wait, who=who(), source=source_of(config.app_dir),
+                config=config, params=dict(params or {}),
+                fingerprint=appfiles.AppFiles(stamps=stamps).fingerprint(), deps=declared,
+                local_installs=local, deps_seconds=deps_seconds)
 
 
-def upload(session: NodeSession, plan: Plan, reserved: dict) -> RsyncStats:
-    """rsync the app (and deployment config) into the version's upload directory."""
+def build_deps(session: NodeSession, plan: Plan, answer: dict) -> deps.Build | None:
+    """The declared dependencies built for this node's Python (cached: a file read
+    when made before; None when nothing is declared); warns about what bin/pip
+    installed locally that the node will not have."""
+    assert plan.deps is not None
+    target = deps.Target.from_node(answer.get("target") or {})
+    build = None if plan.deps.empty else deps.cached(plan.deps, target)
+    if build is None and not plan.deps.empty:
+        with session.console.ticking(session.name, f"installing {plan.deps.path.name} for "
+                                     f"{target.describe()}"):
+            build = deps.build(plan.deps, target, session.name)
+    have = {deps.normalize(n) for n in (build.packages if build else {})}
+    for name, version in sorted(plan.local_installs.items()):
+        if deps.normalize(name) not in have:
+            session.console.warn(f"{name} {version} is installed in lib/python but not "
+                                 f"declared in {plan.deps.path.name}: {session.name} will "
+                                 "not have it (declare it there)")
+    return build
+
+
+def upload(session: NodeSession, plan: Plan, reserved: dict,
+           build: deps.Build | None = None) -> RsyncStats:
+    """rsync the app (and deployment config) into the version's upload directory, and
+    the dependency set when the node does not have it yet."""
     basis = reserved.get("basis")
     dest = reserved["upload_dir"]
 
     def show(_name: str, line: str) -> None:
         session.console.detail(f"[{session.name}] {line}")
 
-    with ChannelRsh(session.ssh) as via:
+    with session.upload_progress() as progress:
+        stats = rsync(f"{plan.app_dir}/", session.address, f"{dest}/app/",
+                      user=paths.DEPLOY_USER, excludes=plan.excludes,
+                      link_dest=f"{basis}/app" if basis else None, label=session.name,
+                      stream=show, progress=progress)
+    if plan.config_dir:
         with session.upload_progress() as progress:
-            stats = rsync(f"{plan.app_dir}/", session.address, f"{dest}/app/",
-                          user=paths.DEPLOY_USER, excludes=plan.excludes,
-                          link_dest=f"{basis}/app" if basis else None, label=session.name,
-                          stream=show, progress=progress, via=via)
-        if plan.config_dir:
-            with session.upload_progress() as progress:
-                more = rsync(f"{plan.config_dir}/", session.address, f"{dest}/config/",
-                             user=paths.DEPLOY_USER,
-                             link_dest=f"{basis}/config" if basis else None,
-                             label=session.name, stream=show, progress=progress, via=via)
-            stats.bytes_sent += more.bytes_sent
-            stats.files_transferred += more.files_transferred
-            stats.changed += [f"config/{p}" for p in more.changed]
+            more = rsync(f"{plan.config_dir}/", session.address, f"{dest}/config/",
+                         user=paths.DEPLOY_USER,
+                         link_dest=f"{basis}/config" if basis else None,
+                         label=session.name, stream=show, progress=progress)
+        stats.bytes_sent += more.bytes_sent
+        stats.files_transferred += more.files_transferred
+        stats.changed += [f"config/{p}" for p in more.changed]
+    if build is not None and build.fingerprint not in reserved.get("deps", []):
+        session.console.step(session.name, f"sending dependency set {build.fingerprint} "
+                             f"({build.count} packages)")
+        with session.upload_progress() as progress:
+            more = rsync(f"{build.site}/", session.address, f"{dest}/deps/",
+                         user=paths.DEPLOY_USER, label=session.name, stream=show,
+                         progress=progress)
+        stats.bytes_sent += more.bytes_sent
+        stats.files_transferred += more.files_transferred
+        session.console.detail(f"[{session.name}] dependency set: {more.bytes_sent} bytes "
+                               "sent")
+    elif build is not None:
+        session.console.step(session.name, f"dependency set {build.fingerprint} "
+                             f"({build.count} packages): already there")
     return stats
 
 
@@ -238,7 +315,7 @@ def prepare(session: NodeSession, plan: Plan, ask: bool) -> tuple[dict, dict[str
     answer = session.call("prepare", plan.app, "--who", plan.who, "--source", plan.source,
                           *lock, *skip, *[arg for n in needs for arg in ("--needs", n)],
                           quiet=True)
-    check_extensions(plan, session.name, answer["python"])
+    check_binaries(plan, session.name, deps.Target.from_node(answer.get("target") or {}))
     values = complete(plan.config, plan.params, set(answer.get("params_set", [])),
                       session.name, ask)
     if "missing" in answer:         # given just now (prompted): reserve after all
@@ -265,7 +342,8 @@ class _DeployInput:
 
 
 def upload_and_deploy(session: NodeSession, plan: Plan, reserved: dict,
-                      values: dict[str, str]) -> tuple[RsyncStats, dict]:
+                      values: dict[str, str], build: deps.Build | None = None
+                      ) -> tuple[RsyncStats, dict]:
     """Upload the version while ``silver-node deploy`` already starts on the node (its
     Python, its imports): it waits for the line saying the upload is complete, and
     gives up, deploying nothing, when its input ends without it."""
@@ -273,13 +351,14 @@ def upload_and_deploy(session: NodeSession, plan: Plan, reserved: dict,
     lock = ["--lock-wait", f"{plan.lock_wait:g}"] if plan.lock_wait is not None else []
     args = ["deploy", plan.app, version, "--location", str(plan.location), "--who", plan.who,
             "--params-stdin", "--wait-upload", "--fingerprint", plan.fingerprint, *lock,
-            *(["--clear"] if plan.clear else []), *(["--backup"] if plan.backup else [])]
+            *(["--clear"] if plan.clear else []), *(["--backup"] if plan.backup else []),
+            *(["--deps", build.fingerprint] if build else [])]
     feed = _DeployInput(changes_input(values) + "\n")
     with ThreadPoolExecutor(max_workers=1) as pool:
         deploying = pool.submit(session.call, *args, input=feed)
         try:
             console.step(session.name, f"uploading {plan.app_dir} as {plan.app}.{version}")
-            stats = upload(session, plan, reserved)
+            stats = upload(session, plan, reserved, build)
             if plan.https:          # certificates before the deploy may switch
                 _https.prepare(console, session, plan.app, version, plan.location,
                                plan.https, lock)
@@ -314,7 +393,13 @@ def deploy_to(console: Console, node: str, plan: Plan, ask: bool = False) -> Out
             return Outcome(session.name, live, None, 0, 0, time.monotonic() - started,
                            unchanged=True)
         version = reserved["version"]
-        stats, result = upload_and_deploy(session, plan, reserved, values)
+        build = None
+        if plan.deps:
+            started = time.monotonic()
+            build = build_deps(session, plan, reserved)
+            console.detail(f"[{session.name}] dependency step: "
+                           f"{(plan.deps_seconds + time.monotonic() - started) * 1000:.1f} ms")
+        stats, result = upload_and_deploy(session, plan, reserved, values, build)
     finally:
         session.close()
     console.step(session.name, f"{plan.app}.{version} is live at {plan.location}")

@@ -33,6 +33,8 @@ def info(app: str | None = None) -> dict:
               "python_full": platform.python_version(), "machine": platform.machine(),
               "hostname": socket.getfqdn(), "silverlining": __version__}
     if app:
+        from silverlining.node import deps
+        result.update(deps.facts())
         result["params_set"] = sorted(params.load(check_app(app)))
     return result
 

@@ -2,7 +2,8 @@
 
 A version is kept while a location serves it or keeps it as ``prev`` (the
 rollback target). A version still being uploaded (reserved in the last hour)
-is left alone.
+is left alone. Dependency sets (``node/deps.py``) no remaining version uses go
+too.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import shutil
 import time
 
-from silverlining.node import apps, audit, instances, jobs, paths
+from silverlining.node import apps, audit, deps, instances, jobs, paths
 from silverlining.node._state import AppState, all_apps, app_lock, instance_dir, load_routes, \
     referenced
 
@@ -60,6 +61,8 @@ def clean(args) -> dict:
                 state.save()
     if removed and not args.dry_run:
         instances.daemon_reload()
+    removed += [f"dependency set {name}" for name in deps.prune(args.dry_run)]
+    if removed and not args.dry_run:
         audit.record("clean-node", None, who=args.who, removed=removed)
     return {"removed": removed, "dry_run": args.dry_run}
 

@@ -190,7 +190,7 @@ def run_update_fetch(config: AppConfig, app: str, version: str, host: str, prefi
 
 
 def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
-            changes: dict, backup: bool = False) -> dict:
+            changes: dict, backup: bool = False, deps_set: str | None = None) -> dict:
     meta = state.get(version)
     upload = apps.upload_root(app) / version
     if not (upload / "app" / "app.ini").is_file():
@@ -237,6 +237,10 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
     service_env[SECRET_ENV] = str(write_app_secret(app, gid))
     env = instance_env(config, app, version, location, service_env, config_dir)
     env.update(param_env)
+    if deps_set:
+        from silverlining.node import deps
+        env[deps.ENV_VAR] = str(deps.install(deps_set, upload / "deps"))
+        meta["deps"] = deps.summary(deps_set)
     write_env(instances.env_path(app, version), env, gid)
     ports = jobs.install_units(app, version, config)
     meta.update(services=sorted(config.services), interface=config.interface, web=web,
@@ -284,12 +288,13 @@ def deploy(args) -> dict:
     version_number(args.version)
     changes = params.read_changes(args.wait_upload) if args.params_stdin else {}
     return run_deploy(args.app, args.version, location_key(args.location), args.clear,
-                      changes, args.who, args.lock_wait, args.backup, args.fingerprint)
+                      changes, args.who, args.lock_wait, args.backup, args.fingerprint,
+                      args.deps)
 
 
 def run_deploy(app: str, version: str, location: str, clear: bool, changes: dict,
                who: str | None, lock_wait: float, backup: bool = False,
-               fingerprint: str | None = None) -> dict:
+               fingerprint: str | None = None, deps_set: str | None = None) -> dict:
     """Deploy a reserved, uploaded version under the app's lock; record how it went
     (with the upload's ``fingerprint``, which lets the next identical upload stop early)."""
     with app_lock(app, lock_wait):
@@ -307,7 +312,7 @@ def run_deploy(app: str, version: str, location: str, clear: bool, changes: dict
                             f"the newer version stays live; run silver update again to "
                             "deploy these files")
         try:
-            result = _deploy(app, version, location, clear, state, changes, backup)
+            result = _deploy(app, version, location, clear, state, changes, backup, deps_set)
         except BaseException as exc:
             message = str(exc) if isinstance(exc, NodeError) else \
                 f"internal error: {type(exc).__name__}: {exc}"
@@ -348,8 +353,10 @@ def redeploy(args) -> dict:
     for src, dest in sources:     # owned by the deploy user, like an upload (the next basis)
         run(["rsync", "-a", "--no-D", f"--chown={deploy_user.pw_uid}:{deploy_user.pw_gid}",
              "--chmod=u+rwX", f"{src}/", f"{dest}/"], what="copying the live version")
+    kept = AppState.load(app).get(live)
     return run_deploy(app, reserved["version"], location, False, changes, args.who,
-                      args.lock_wait, fingerprint=AppState.load(app).get(live).get("fingerprint"))
+                      args.lock_wait, fingerprint=kept.get("fingerprint"),
+                      deps_set=(kept.get("deps") or {}).get("fingerprint"))
 
 
 def register(subparsers) -> None:
@@ -365,6 +372,7 @@ def register(subparsers) -> None:
     p.add_argument("--fingerprint", help="of the uploaded files, kept with the version")
     p.add_argument("--wait-upload", action="store_true",
                    help="start now; deploy once stdin says the upload is complete")
+    p.add_argument("--deps", help="the dependency set (node/deps.py) the version uses")
     p.add_argument("--who")
     p.add_argument("--lock-wait", type=float, default=300.0)
     p.set_defaults(handler=deploy)

@@ -341,22 +341,31 @@ def wait_ready(app: str, version: str, host: str, prefix: str = "",
                 f"({last}); the old version keeps serving")
 
 
+def health_problem(status: int, health_check: str | None) -> str | None:
+    """Why an answer is not healthy, or None. An explicit ``health_check`` must answer
+    2xx; without one, ``GET /`` may answer anything but a 5xx: an app that answers at
+    all is up, and a fresh Django project has no page at ``/`` (its 404 is fine)."""
+    healthy = 200 <= status < 300 if health_check else status < 500
+    return None if healthy else f"GET {health_check or '/'} answered {status}"
+
+
 def health_gate(app: str, version: str, host: str, health_check: str | None,
                 prefix: str = "", timeout: float = HEALTH_TIMEOUT) -> None:
-    """The app's ``health_check`` must answer 2xx; without one, ``GET /`` must answer
-    2xx or 3xx (a 404 from a mistyped path never goes live). Retried until the timeout."""
+    """The new version must pass ``health_problem`` (retried until the timeout) before
+    it gets traffic."""
     name = instance_name(app, version)
     deadline = time.monotonic() + timeout
     path = health_check or "/"
-    accepted = range(200, 300) if health_check else range(200, 400)
     while True:
         try:
             status, _ = request(app, version, path, host, prefix=prefix, timeout=10)
-            problem = None if status in accepted else f"GET {path} answered {status}"
+            problem = health_problem(status, health_check)
         except OSError as exc:
             problem = f"GET {path} failed: {exc or type(exc).__name__}"
         if problem is None:
             say(f"health check: GET {path} answered {status}")
+            if not health_check and 400 <= status < 500:
+                say("set health_check = PATH in app.ini for a real check")
             return
         state = unit_state(app, version)
         if state.crashed or time.monotonic() >= deadline:

@@ -13,9 +13,11 @@ rollback brings the old ones back, and a reboot starts exactly the live ones.
 
 from __future__ import annotations
 
+import functools
 import grp
 import http.client
 import json
+import re
 import subprocess
 import time
 
@@ -26,7 +28,14 @@ from silverlining.node._errors import NodeError
 from silverlining.node._util import app_user, say, write_private
 from silverlining.node.instances import SANDBOX, env_path
 
-START_LIMIT = "StartLimitIntervalSec=60\nStartLimitBurst=5\n"    # then: a crash loop
+# A worker comes back whatever ended it (SIGTERM, exit 0 from `rq worker --max-jobs`,
+# a crash): systemd never gives up on it, but waits longer after each quick failure.
+NEVER_GIVE_UP = "StartLimitIntervalSec=0\n"
+RESTART = "Restart=always\nRestartSec=1\n"
+# systemd 254+ (Debian 13) grows the wait up to a ceiling; older ones keep RestartSec.
+BACKOFF = "RestartSteps=6\nRestartMaxDelaySec=30\n"
+CRASH_LOOP_RESTARTS = 3     # restarts, then waiting or up briefly: a crash loop
+CRASH_LOOP_UPTIME = 10.0    # seconds up that end a crash loop
 PORT_RANGE = (20000, 30000)        # $PORT of workers with a health check, on 127.0.0.1
 
 
@@ -45,7 +54,7 @@ def _service(app: str, version: str, kind: str, name: str, description: str,
 [Unit]
 Description={description}
 After=network.target
-{START_LIMIT if kind == "process" else ""}
+{NEVER_GIVE_UP if kind == "process" else ""}
 [Service]
 User={user}
 Group={user}
@@ -56,14 +65,23 @@ ExecStart=/usr/bin/python3 -m silverlining.node._job {app} {version} {kind} {nam
 {extra}{SANDBOX}"""
 
 
+@functools.cache
+def systemd_version() -> int:
+    """The node's systemd major version (0 when it cannot tell): which unit keys it knows."""
+    out = subprocess.run(["systemctl", "--version"], capture_output=True, text=True).stdout
+    match = re.match(r"systemd (\d+)", out)
+    return int(match.group(1)) if match else 0
+
+
 def unit_files(app: str, version: str, config: AppConfig) -> dict[str, str]:
     """Unit file name -> text for every worker and cron of the version."""
     files = {}
     for name in config.processes:
         files[process_unit(app, version, name)] = _service(
             app, version, "process", name, f"silverlining worker {name} %i of {app}.{version}",
-            "Type=simple\nEnvironment=SILVER_JOB_INSTANCE=%i\nRestart=on-failure\n"
-            "RestartSec=2\nKillMode=mixed\nTimeoutStopSec=30\n"
+            "Type=simple\nEnvironment=SILVER_JOB_INSTANCE=%i\n" + RESTART
+            + (BACKOFF if systemd_version() >= 254 else "")
+            + "KillMode=mixed\nTimeoutStopSec=30\n"
         ) + "\n[Install]\nWantedBy=multi-user.target\n"
     for name, cron in config.crons.items():
         files[cron_unit(app, version, name, "service")] = _service(
@@ -242,6 +260,26 @@ def _show(units: list[str], props: list[str]) -> list[dict[str, str]]:
             for block in out.split("\n\n")][:len(units)]
 
 
+def process_states(app: str, version: str, name: str, count: int) -> list[dict]:
+    """Each instance of a worker: its state, restarts, and whether it is in a crash
+    loop: restarted ``CRASH_LOOP_RESTARTS`` times and waiting to start again, or up
+    for less than ``CRASH_LOOP_UPTIME`` since (so a check never catches it in one of
+    its short lives and calls it running)."""
+    units = [process_unit(app, version, name, i) for i in range(1, count + 1)]
+    now = time.monotonic()
+    states = []
+    for s in _show(units, ["ActiveState", "SubState", "NRestarts",
+                           "ExecMainStartTimestampMonotonic"]):
+        restarts = int(s.get("NRestarts") or 0)
+        uptime = now - int(s.get("ExecMainStartTimestampMonotonic") or 0) / 1e6
+        crash_loop = restarts >= CRASH_LOOP_RESTARTS and (
+            s.get("SubState") == "auto-restart" or uptime < CRASH_LOOP_UPTIME)
+        states.append({"state": s.get("ActiveState", "?"), "sub": s.get("SubState", "?"),
+                       "restarts": restarts, "crash_loop": crash_loop,
+                       "running": s.get("ActiveState") == "active" and not crash_loop})
+    return states
+
+
 def status(app: str, version: str) -> dict:
     """Workers (each instance's state, restarts, crash loop) and crons (last run, its
     result and exit status, next run) of a version, for ``silver query``."""
@@ -250,14 +288,7 @@ def status(app: str, version: str) -> dict:
     config = AppConfig.load(instance_dir(app, version), check_files=False)
     result: dict = {"processes": {}, "crons": {}}
     for name, proc in config.processes.items():
-        units = [process_unit(app, version, name, i) for i in range(1, proc.instances + 1)]
-        states = _show(units, ["ActiveState", "SubState", "NRestarts", "Result"])
-        result["processes"][name] = [
-            {"state": s.get("ActiveState", "?"), "sub": s.get("SubState", "?"),
-             "restarts": int(s.get("NRestarts") or 0),
-             "crash_loop": s.get("ActiveState") == "failed" and s.get("Result") in (
-                 "start-limit-hit", "exit-code", "signal", "core-dump")}
-            for s in states]
+        result["processes"][name] = process_states(app, version, name, proc.instances)
     for name in config.crons:
         timer, service = _show([cron_unit(app, version, name, "timer"),
                                 cron_unit(app, version, name, "service")],

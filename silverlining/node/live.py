@@ -54,7 +54,11 @@ def manifest(args) -> dict:
         prefix = "" if rel == "." else rel + "/"
         for name in filenames:
             files[prefix + name] = file_digest(os.path.join(dirpath, name))
-    return {"app": app, "version": version, "files": files}
+    from silverlining.node import deps
+    from silverlining.node._state import AppState
+
+    return {"app": app, "version": version, "files": files,
+            "deps": AppState.load(app).get(version).get("deps"), "target": deps.target()}
 
 
 def cat(args) -> dict:

@@ -13,6 +13,7 @@ SETUP_SCRIPT = SERVER_FILES / "update-server-script.sh"
 ENTRY = Path("/usr/local/sbin/silver-node")          # the node entry point
 VAR = Path("/var/lib/silverlining")
 APPS = VAR / "apps"                                  # APPS/APP/vN: uploaded instances
+DEPS = VAR / "deps"                                  # DEPS/FINGERPRINT: a dependency set, root-owned, shared
 DATA = VAR / "data"                                  # DATA/APP/<service>: persistent data
 ENV = VAR / "env"                                    # ENV/APP/vN.env, vN.config: root:sl-APP, app reads only
 BACKUPS = VAR / "backups"

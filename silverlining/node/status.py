@@ -72,14 +72,6 @@ def info(location: str) -> tuple[int, dict]:
                  "dirty": revision.endswith("-dirty") if revision else None}
 
 
-def _active(units: list[str]) -> list[str]:
-    if not units:
-        return []
-    out = subprocess.run(["systemctl", "show", "-p", "ActiveState", *units],
-                         capture_output=True, text=True).stdout
-    return [line.split("=", 1)[1] for line in out.splitlines() if line.startswith("Active")]
-
-
 def health(location: str) -> tuple[int, dict]:
     from silverlining.node import jobs
 
@@ -89,21 +81,19 @@ def health(location: str) -> tuple[int, dict]:
     _, slash, rest = location.partition("/")
     problems = []
     path = meta.get("health_check") or "/"
-    accepted = range(200, 300) if meta.get("health_check") else range(200, 400)
     try:
         if meta.get("web", True):
             status, _ = instances.request(app, version, path, canonical_hostname(app),
                                           prefix=slash + rest, timeout=5)
-            if status not in accepted:
-                problems.append(f"web: GET {path} answered {status}")
+            if problem := instances.health_problem(status, meta.get("health_check")):
+                problems.append(f"web: {problem}")
     except OSError as exc:
         problems.append(f"web: GET {path} failed: {exc or type(exc).__name__}")
     for key, (port, check) in sorted((meta.get("worker_checks") or {}).items()):
         if problem := jobs.worker_health(port, check):
             problems.append(f"process {key}: {problem}")
     for name, count in sorted((meta.get("processes") or {}).items()):
-        units = [jobs.process_unit(app, version, name, i) for i in range(1, count + 1)]
-        running = sum(1 for state in _active(units) if state == "active")
+        running = sum(s["running"] for s in jobs.process_states(app, version, name, count))
         if running < count:
             problems.append(f"process {name}: {running} of {count} running")
     body = {"app": app, "version": version, "ok": not problems, "problems": problems}

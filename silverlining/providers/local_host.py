@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from silverlining.errors import SilverError
+from silverlining.nodes import pid_alive  # noqa: F401 (here for the local provider)
 
 RUN_DIR = Path("/run/silverlining-local")
 NETNS_DIR = Path("/run/netns")
@@ -96,25 +97,6 @@ def host_lock() -> contextlib.AbstractContextManager[None]:
     return flocked(RUN_DIR / "host.lock")
 
 
-def pid_alive(pid: int | None, *needles: str) -> bool:
-    """Whether ``pid`` runs (not a zombie) and its command line contains every needle.
-
-    The needles guard against a recycled pid: a pid file may outlive its process.
-    """
-    if not pid or pid <= 0:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
-            errors="replace")
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return False
-    state = stat.rpartition(")")[2].split()[0]
-    if state in ("Z", "X"):
-        return False
-    return all(n in cmdline for n in needles)
-
-
 def is_mounted(path: Path) -> bool:
     """Whether ``path`` is a mount point in our mount namespace (reads mountinfo)."""
     target = str(path)
@@ -129,3 +111,4 @@ def is_mounted(path: Path) -> bool:
 def _unescape(field: str) -> str:
     return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n") \
         .replace("\\134", "\\")
+

@@ -310,6 +310,9 @@ instances = 2
 [process:crash]
 command = tools/crash.py
 
+[process:once]
+command = tools/once.py
+
 [cron:tick]
 schedule = *:*:0/2
 command = tools/tick.py
@@ -329,6 +332,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(STATUS if self.path == "/ok" else 404)
         self.end_headers()
 http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+ONCE = """import os, time
+files = os.environ["CONFIG_FILES"]
+with open(os.path.join(files, "once"), "a") as fh:
+    fh.write("ran\\n")
+while not os.path.exists(os.path.join(files, "stop-once")):
+    time.sleep(0.1)
+os.remove(os.path.join(files, "stop-once"))
 """
 TICK = """import os, time
 with open(os.path.join(os.environ["CONFIG_FILES"], "ticks"), "a") as fh:
@@ -364,6 +375,7 @@ def test_workers_and_crons_follow_the_live_version(node, tmp_path):
     (app / "tools" / "beat.py").write_text(BEAT)
     (app / "tools" / "crash.py").write_text("import sys\nprint('crashing')\nsys.exit(3)\n")
     (app / "tools" / "tick.py").write_text(TICK)
+    (app / "tools" / "once.py").write_text(ONCE)
     git = ["git", "-C", str(app), "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run([*git, "init", "-q"], check=True)
     subprocess.run([*git, "add", "-A"], check=True)
@@ -376,14 +388,27 @@ def test_workers_and_crons_follow_the_live_version(node, tmp_path):
     assert info["revision"].startswith(revision) and info["source"].endswith(str(app))
     beats = _wait_for(lambda: (b := _beats(node)) and len(b) == 2 and all(
         v[1] == f"jobs.{first}" for v in b.values()) and b, "two workers of the first version")
-    # a killed worker is started again
-    node.root(f"systemctl kill -s KILL silver-jobs-{first}.process-beat@1.service")
-    _wait_for(lambda: _beats(node)["beat-1"][0] != beats["beat-1"][0], "the worker's restart")
+    # a worker comes back within 5 s however it ended: killed, stopped by SIGTERM, exit 0
+    for signal in ("KILL", "TERM"):
+        pid = _beats(node)["beat-1"][0]
+        node.root(f"systemctl kill -s {signal} silver-jobs-{first}.process-beat@1.service")
+        _wait_for(lambda: _beats(node)["beat-1"][0] != pid, f"the restart after {signal}", 5)
+    runs = lambda: node.root("cat /var/lib/silverlining/data/jobs/files/once",  # noqa: E731
+                             check=False).count("ran")
+    _wait_for(lambda: runs() >= 1, "the first run of a worker that exits 0")
+    count = runs()
+    node.root("touch /var/lib/silverlining/data/jobs/files/stop-once")
+    _wait_for(lambda: runs() > count, "a worker that exited 0 running again", 5)
     # a crash loop is reported, not hidden
     query = _wait_for(lambda: (q := node.silver("query", node.name, "jobs", check=True).stdout)
                       and "CRASH LOOP" in q and q, "the crash loop in silver query", 60)
     assert "process beat: 2/2 running" in query
     assert "process crash: 0/1 running, CRASH LOOP" in query
+    # silver doctor names the unhealthy app and the command that shows why
+    doctor = node.silver("doctor", node.name)
+    assert doctor.returncode != 0
+    assert "jobs.test: process crash: 0 of 1 running" in doctor.stdout
+    assert f"silver logs jobs.test --process crash --node {node.name}" in doctor.stdout
     # /.silver/health says what is wrong; a stopped worker shows, and comes back on restart
     status, body, _ = http_get(node.address, "jobs.test", "/.silver/health")
     assert status == 503 and json.loads(body)["problems"] == ["process crash: 0 of 1 running"]
@@ -421,7 +446,7 @@ def test_workers_and_crons_follow_the_live_version(node, tmp_path):
 
 
 def test_detached_runs_outlive_the_command(node, deployed):
-    code = ("import time; print('detached-start', flush=True); time.sleep(4); "
+    code = ("import time; print('detached-start', flush=True); time.sleep(10); "
             "print('detached-end'); raise SystemExit(4)")
     started = time.monotonic()
     proc = node.silver("run", "--detach", "--node", node.name, "run.test", "python", "-c", code,

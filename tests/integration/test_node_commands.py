@@ -222,6 +222,8 @@ def test_parallel_nodes_changed_key_and_complete_destroy(node_env, make_node):
         ssh.run(["sh", "-c", "rm -f /etc/ssh/ssh_host_* && ssh-keygen -A -q && "
                  "systemctl restart ssh"])
     with node_env.environ():
+        # the connection made before stays the genuine node's: new logins meet the impostor
+        transport.disconnect(addresses["nc2"])
         with pytest.raises(transport.HostKeyError) as info:
             transport.SSH(addresses["nc2"], label="nc2")
         kh = known_hosts_path()

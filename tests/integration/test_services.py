@@ -308,8 +308,11 @@ def test_django_walkthrough(node, monkeypatch):  # noqa: F811
         local = {"SILVER_HOME": str(home), "SILVER_CONFIG": node.env.env["SILVER_CONFIG"]}
         site = home / "mysite"
         run_silver("init", str(site), env=local, check=True)                       # 1
-        subprocess.run([str(site / "bin" / "pip"), "install", "-q", "--no-index",
-                        "--find-links", str(WHEELS), "Django", "psycopg2-binary"],
+        # (the test's wheels come from a local directory, named in requirements.txt)
+        requirements = site / "requirements.txt"
+        requirements.write_text(requirements.read_text() + f"--no-index\n--find-links {WHEELS}\n"
+                                "Django>=5.1,<6\npsycopg2-binary\n")
+        subprocess.run([str(site / "bin" / "pip"), "install", "-q", "-r", str(requirements)],
                        check=True, capture_output=True, env={**os.environ, **local})
         (site / "src").mkdir(exist_ok=True)                                        # 2
         subprocess.run([str(site / "bin" / "python"), "-m", "django", "startproject", "mysite"],
@@ -361,6 +364,27 @@ def test_django_walkthrough(node, monkeypatch):  # noqa: F811
         assert users.stdout.strip().splitlines()[-1] == "0"
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_a_fresh_django_project_deploys_without_a_health_check(node, tmp_path):  # noqa: F811
+    """``django-admin startproject`` as it comes: no page at / (a 4xx), no health_check:
+    it goes live, and the deploy says how to get a real check."""
+    site = tmp_path / "fresh"
+    run_silver("init", str(site), env=node.env.env, check=True)
+    subprocess.run([str(site / "bin" / "pip"), "install", "-q", "--no-index",
+                    "--find-links", str(WHEELS), "Django"], check=True, capture_output=True)
+    (site / "src").mkdir(exist_ok=True)
+    subprocess.run([str(site / "bin" / "python"), "-m", "django", "startproject", "fresh"],
+                   cwd=site / "src", check=True, capture_output=True)
+    (site / "lib" / "python" / "fresh.pth").write_text("../../src/fresh\n")
+    (site / "lib" / "python" / "silvercustomize.py").write_text(
+        'import os\n\nos.environ.setdefault("DJANGO_SETTINGS_MODULE", "fresh.settings")\n')
+    (site / "app.ini").write_text("[production]\napp_name = fresh\n"
+                                  "runner = src/fresh/fresh/wsgi.py\n")
+    proc = node.update(site, "fresh.test")
+    assert "set health_check = PATH in app.ini for a real check" in proc.stderr
+    status, _, _ = http_get(node.address, "fresh.test", "/")
+    assert 400 <= status < 500
 
 
 def test_a_worker_consumes_redis_into_postgresql_across_deploys(node, shop, tmp_path):

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from silverlining import appfiles
-from silverlining.commands.update import Plan, check_extensions, find_extensions, make_plan
+from silverlining.commands.update import Plan, check_binaries, find_binaries, make_plan
+from silverlining.deps import Target
 from silverlining.console import Console
 from silverlining.errors import SilverError, UsageError
 
@@ -25,24 +26,53 @@ def app(tmp_path) -> Path:
     return dest
 
 
-def test_extensions_built_for_another_python_are_refused(app):
+def elf(machine: int = 62) -> bytes:
+    """The start of a little-endian ELF shared object for ``machine`` (62: x86_64)."""
+    return b"\x7fELF\x02\x01\x01" + b"\0" * 9 + (3).to_bytes(2, "little") \
+        + machine.to_bytes(2, "little") + b"\0" * 40
+
+
+NODE = Target("cpython", "3.11.2", "cp311", "2.36", "x86_64")
+
+
+@pytest.mark.parametrize("name, head, what", [
+    ("_speed.cpython-312-x86_64-linux-gnu.so", elf(), "a compiled extension for Python 3.12"),
+    ("_ok.abi3.so", elf(183), "compiled for Linux aarch64"),
+    ("_ok.cpython-311-aarch64-linux-gnu.so", elf(183), "compiled for Linux aarch64"),
+    ("_mac.abi3.so", b"\xcf\xfa\xed\xfe" + b"\0" * 40, "compiled for macOS"),
+    ("_mac.cpython-311-darwin.so", b"\xca\xfe\xba\xbe" + b"\0" * 40, "compiled for macOS"),
+    ("_win.cp311-win_amd64.pyd", b"MZ" + b"\0" * 60, "compiled for Windows"),
+    ("_musl.cpython-311-x86_64-linux-musl.so", elf(), "compiled for musl Linux"),
+    ("libfoo-1234.so.6.0.1", elf(40), "compiled for Linux armv7l"),
+])
+def test_compiled_files_the_node_cannot_load_are_refused(app, name, head, what):
     lib = app / "lib" / "python" / "fast"
     lib.mkdir(parents=True)
-    (lib / "_speed.cpython-312-x86_64-linux-gnu.so").write_bytes(b"\x7fELF")
-    (lib / "_ok.abi3.so").write_bytes(b"\x7fELF")
+    (lib / name).write_bytes(head)
     plan = make_plan(str(app), "probe.test", None, None, None, False, None, Console())
-    assert plan.extensions == [("lib/python/fast/_speed.cpython-312-x86_64-linux-gnu.so", "3.12")]
-    check_extensions(plan, "n1", "3.12")
+    assert plan.binaries == [f"lib/python/fast/{name}"]
     with pytest.raises(SilverError) as err:
-        check_extensions(plan, "n1", "3.11")
-    assert "_speed.cpython-312-x86_64-linux-gnu.so is a compiled extension for Python 3.12, " \
-           "but n1 runs Python 3.11" in err.value.message
+        check_binaries(plan, "n1", NODE)
+    assert f"fast/{name} is {what}, but n1 runs CPython 3.11.2, manylinux_2_36_x86_64: " \
+        "list the package it comes from in requirements.txt" in err.value.message
+
+
+def test_compiled_files_that_fit_the_node_pass(app):
+    lib = app / "lib" / "python" / "fast"
+    lib.mkdir(parents=True)
+    for name in ("_speed.cpython-311-x86_64-linux-gnu.so", "_ok.abi3.so", "plain.so",
+                 "libz-1.so.1"):
+        (lib / name).write_bytes(elf())
+    (lib / "notes.so").write_text("not a binary at all\n")
+    plan = make_plan(str(app), "probe.test", None, None, None, False, None, Console())
+    assert len(plan.binaries) == 5
+    check_binaries(plan, "n1", NODE)
 
 
 def test_ignored_extensions_do_not_count(app):
     (app / ".silverignore").write_text("*.so\n")
     (app / "x.cpython-39-x86_64-linux-gnu.so").write_bytes(b"")
-    assert find_extensions(list(appfiles.iter_app_files(app))) == []
+    assert find_binaries(list(appfiles.iter_app_files(app))) == []
 
 
 def test_symlink_out_of_the_app_is_refused_before_anything(app):

@@ -1,0 +1,217 @@
+"""Declared dependencies built for each node's Python (issue 20), against real local nodes.
+
+Wheels come from local directories that scripts/test fills (``wheels-deps``:
+the test apps' packages for the nodes' Pythons; ``wheels-py313``: silverlining's
+own dependencies for a Python 3.13 developer) or that a test writes; every
+install runs with ``--no-index``, so no test talks to PyPI.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.integration.fixtures_apps import (  # noqa: F401 (fixtures)
+    REPO, http_get, live_version, node, setup_node)
+from tests.unit.test_deps import make_wheel
+
+pytestmark = pytest.mark.node
+
+CACHE = Path(os.environ.get("SILVER_LOCAL_CACHE") or "/var/cache/silverlining-test")
+WHEELS = CACHE / "wheels-deps"
+SILVER_WHEELS = CACHE / "wheels-py313"
+
+PAGE = '''\
+import json, os, sys
+
+import PIL, psycopg, pydantic
+
+
+class Row(pydantic.BaseModel):
+    answer: int
+
+
+def application(environ, start_response):
+    with psycopg.connect(os.environ["CONFIG_PG_URL"]) as db:
+        row = Row(answer=db.execute("SELECT 6 * 7").fetchone()[0])
+    body = json.dumps({"answer": row.answer, "pil": PIL.__version__, "pil_file": PIL.__file__,
+                       "psycopg": psycopg.pq.__impl__, "python": sys.version.split()[0],
+                       "deps": os.environ.get("SILVER_DEPS")}).encode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [body]
+'''
+
+TINY_PAGE = '''\
+import json, os
+
+import needsold, oldhelper, tiny
+
+
+def application(environ, start_response):
+    body = json.dumps({"tiny": tiny.VALUE, "oldhelper": oldhelper.VALUE,
+                       "deps": os.environ.get("SILVER_DEPS")}).encode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [body]
+'''
+
+
+def python313() -> str:
+    """A Python 3.13 that is not the one running the tests (pyenv has one here)."""
+    found = [os.environ.get("SILVER_TEST_PY313") or ""] + sorted(glob.glob(
+        os.path.expanduser("~/.pyenv/versions/3.13*/bin/python3.13"))) + \
+        [shutil.which("python3.13") or ""]
+    for candidate in found:
+        if candidate and subprocess.run([candidate, "-c", ""],
+                                        capture_output=True).returncode == 0:
+            return candidate
+    pytest.fail("no Python 3.13 here (pyenv install 3.13, or set SILVER_TEST_PY313)")
+
+
+def get_json(node, host: str) -> dict:  # noqa: F811
+    status, body, _ = http_get(node.address, host, "/")
+    assert status == 200, (status, body[:800])
+    return json.loads(body)
+
+
+def test_a_python_313_developer_deploys_compiled_packages(node, tmp_path):  # noqa: F811
+    """silver under Python 3.13: init, bin/pip install -r requirements.txt (wheels for
+    3.13), update. The node (another Python) gets its own build, and the page imports
+    psycopg, pillow and pydantic and queries its PostgreSQL."""
+    assert list(WHEELS.glob("pillow-*cp313*x86_64*.whl")), f"scripts/test fills {WHEELS}"
+    assert list(SILVER_WHEELS.glob("click-*.whl")), f"scripts/test fills {SILVER_WHEELS}"
+    venv = tmp_path / "venv313"
+    subprocess.run([python313(), "-m", "venv", str(venv)], check=True)
+    work = tmp_path / "src"          # a clean copy: the worktree's build files stay out of it
+    shutil.copytree(REPO, work, ignore=shutil.ignore_patterns(
+        ".git", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache"))
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-index", "--find-links",
+                    str(SILVER_WHEELS), str(work)], check=True, capture_output=True)
+    env = {k: v for k, v in {**os.environ, **node.env.env}.items() if k != "PYTHONPATH"}
+
+    def silver(*args: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run([str(venv / "bin" / "silver"), *args], env=env, text=True,
+                              capture_output=True, timeout=900)
+        assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
+        return proc
+
+    app = tmp_path / "pics"
+    silver("init", str(app))
+    assert "3.13" in (app / "pyvenv.cfg").read_text()
+    (app / "requirements.txt").write_text(
+        (app / "requirements.txt").read_text()
+        + f"--no-index\n--find-links {WHEELS}\npsycopg[binary]\npillow\npydantic\n")
+    subprocess.run([str(app / "bin" / "pip"), "install", "-q", "-r",
+                    str(app / "requirements.txt")], check=True, capture_output=True, env=env)
+    assert list((app / "lib" / "python" / "PIL").glob("*.cpython-313-*.so"))
+    (app / "main.py").write_text(PAGE)
+    (app / "app.ini").write_text((app / "app.ini").read_text().replace(
+        "#service.postgresql =", "service.postgresql ="))
+    proc = silver("-y", "update", str(app), "pics.test", "--node", node.name, "--noetchosts")
+    assert "sending dependency set" in proc.stderr
+    page = get_json(node, "pics.test")
+    node_python = node.root("python3 -c 'import platform; print(platform.python_version())'")
+    assert page["answer"] == 42 and page["python"] == node_python.strip()
+    assert page["pil_file"].startswith(page["deps"] + "/PIL/")
+    assert page["deps"].startswith("/var/lib/silverlining/deps/")
+    assert page["psycopg"] == "binary"
+
+
+@pytest.fixture(scope="module")
+def tiny_wheels(tmp_path_factory) -> Path:
+    links = tmp_path_factory.mktemp("wheels")
+    make_wheel(links, "tiny")
+    make_wheel(links, "tiny", "2.0")
+    make_wheel(links, "needsold", requires=('oldhelper; python_full_version < "3.11.3"',))
+    make_wheel(links, "oldhelper")
+    return links
+
+
+def tiny_app(tmp_path: Path, links: Path, pins: str = "tiny==1.0") -> Path:
+    app = tmp_path / "tiny"
+    app.mkdir()
+    (app / "app.ini").write_text("[production]\napp_name = tiny\nrunner = main.py\n")
+    (app / "main.py").write_text(TINY_PAGE)
+    (app / "requirements.txt").write_text(f"--no-index\n--find-links {links}\n{pins}\n"
+                                          "needsold\n")
+    return app
+
+
+def test_markers_resolve_for_the_node_and_an_unchanged_set_is_not_sent(
+        node, tmp_path, tiny_wheels):  # noqa: F811
+    """needsold wants oldhelper only before Python 3.11.3: the node (3.11.2) gets it
+    whatever Python runs silver. A redeploy of new code sends no dependency bytes,
+    and the set is root's, read-only to the app."""
+    app = tiny_app(tmp_path, tiny_wheels)
+    first = node.update(app, "tiny.test")
+    assert "sending dependency set" in first.stderr
+    page = get_json(node, "tiny.test")
+    assert page == {"tiny": "tiny", "oldhelper": "oldhelper", "deps": page["deps"]}
+    layer = page["deps"]
+    owner = node.root(f"stat -c '%U %a' {layer} {layer}/tiny {layer}/tiny/__init__.py")
+    assert owner.split("\n")[:3] == ["root 755", "root 755", "root 644"], owner
+    assert "Permission denied" in node.root(
+        f"setpriv --reuid=sl-tiny --regid=sl-tiny --clear-groups touch {layer}/tiny/x 2>&1",
+        check=False)
+
+    (app / "main.py").write_text(TINY_PAGE.replace('"tiny": tiny.VALUE', '"tiny": "new"'))
+    again = node.update(app, "tiny.test")
+    assert "sending dependency set" not in again.stderr
+    assert "(3 packages): already there" in again.stderr
+    assert get_json(node, "tiny.test") == {**page, "tiny": "new"}
+    query = node.silver("query", node.name, "tiny", check=True).stdout
+    fingerprint = layer.rsplit("/", 1)[1]
+    assert query.count(f"dependencies {fingerprint} (3 packages)") == 2, query
+
+    # what the developer put into lib/python by hand wins over the declared set
+    (app / "lib" / "python" / "tiny").mkdir(parents=True)
+    (app / "lib" / "python" / "tiny" / "__init__.py").write_text("VALUE = 'vendored'\n")
+    (app / "main.py").write_text(TINY_PAGE)
+    node.update(app, "tiny.test")
+    assert get_json(node, "tiny.test")["tiny"] == "vendored"
+    shutil.rmtree(app / "lib" / "python" / "tiny")
+
+    # silver diff shows a changed requirement as a package version change
+    (app / "requirements.txt").write_text((app / "requirements.txt").read_text().replace(
+        "tiny==1.0", "tiny==2.0"))
+    diff = node.silver("diff", str(app), "tiny.test", "--node", node.name)
+    assert diff.returncode == 1, diff.stderr
+    assert "  ~ tiny 1.0 -> 2.0" in diff.stdout.splitlines(), diff.stdout
+
+
+def test_pip_installed_packages_are_not_uploaded(node, tmp_path, tiny_wheels):  # noqa: F811
+    """What bin/pip put into lib/python for silver serve stays here; a package
+    installed there but not declared is named before the deploy."""
+    app = tiny_app(tmp_path, tiny_wheels)
+    run = subprocess.run([os.environ.get("PYTHON", "python3"), "-m", "silverlining", "init",
+                          str(app)], env={**os.environ, **node.env.env}, capture_output=True,
+                         text=True)
+    assert run.returncode == 0, run.stderr
+    subprocess.run([str(app / "bin" / "pip"), "install", "-q", "--no-index", "--find-links",
+                    str(tiny_wheels), "tiny==2.0", "oldhelper"], check=True, capture_output=True)
+    assert (app / "lib" / "python" / "tiny").is_dir()
+    proc = node.update(app, "tiny2.test", "--name", "tiny2")
+    page = get_json(node, "tiny2.test")
+    assert page["tiny"] == "tiny"
+    listing = node.root(f"ls /var/lib/silverlining/apps/tiny2/{live_version(proc.stdout)}"
+                        "/lib/python")
+    assert "tiny" not in listing.split() and "oldhelper" not in listing.split(), listing
+
+
+def test_clean_node_removes_sets_no_version_uses(node, tmp_path, tiny_wheels):  # noqa: F811
+    app = tiny_app(tmp_path, tiny_wheels)
+    node.update(app, "tiny3.test", "--name", "tiny3")
+    used = get_json(node, "tiny3.test")["deps"]
+    stale = "/var/lib/silverlining/deps/" + "0" * 32
+    fresh = "/var/lib/silverlining/deps/" + "1" * 32
+    node.root(f"mkdir -p {stale} {fresh} && touch -d '2 hours ago' {stale}")
+    out = node.silver("clean-node", node.name, "--keep", "100", check=True).stdout
+    assert f"deleted dependency set {'0' * 32}" in out, out
+    left = node.root("ls /var/lib/silverlining/deps").split()
+    assert "0" * 32 not in left and "1" * 32 in left and used.rsplit("/", 1)[1] in left
+    node.root(f"rmdir {fresh}")
