@@ -107,6 +107,14 @@ def suite_image() -> str | None:
     return os.environ.get("SILVER_TEST_IMAGE") or None
 
 
+def other_image() -> str:
+    """The supported local image the suite's nodes do not run (Debian 12 by default),
+    for the tests that need both releases."""
+    from silverlining.providers import local_image
+    ours = suite_image() or local_image.DEFAULT_IMAGE
+    return next(image for image in local_image.IMAGES if image != ours)
+
+
 @pytest.fixture(scope="session")
 def node_env(tmp_path_factory) -> Iterator[NodeEnv]:
     root = tmp_path_factory.mktemp("node-env")

@@ -13,15 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from silverlining.providers import local_image
-from tests.integration.conftest import suite_image
+from tests.integration.conftest import other_image
 from tests.integration.fixtures_apps import (CONSUMER, PUSH, Node, get, http_get, live_version,
                                              make_app, rows)
 
 pytestmark = pytest.mark.node
 
-SUITE_IMAGE = suite_image() or local_image.DEFAULT_IMAGE
-OTHER = next(image for image in local_image.IMAGES if image != SUITE_IMAGE)
+OTHER = other_image()
 
 
 @pytest.fixture(scope="module")
