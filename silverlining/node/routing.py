@@ -159,7 +159,8 @@ def _head(names: str, cert_dir: str | None, hsts: bool = False) -> list[str]:
         return ["server {", *LISTEN, f"    server_name {names};", NO_VERSION,
                 *_acme_challenge()]
     out = ["server {", "    listen 443 ssl;", "    listen [::]:443 ssl;",
-           f"    server_name {names};", NO_VERSION, f"    ssl_certificate {cert_dir}/fullchain.pem;",
+           f"    server_name {names};", NO_VERSION,
+           f"    ssl_certificate {cert_dir}/fullchain.pem;",
            f"    ssl_certificate_key {cert_dir}/privkey.pem;"]
     return out + ([f"    {HSTS}"] if hsts else [])
 
