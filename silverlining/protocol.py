@@ -177,6 +177,7 @@ class Prepare(Reserve):
     HANDLER = "apps:prepare"
     Result = PrepareResult
     needs: tuple[str, ...] = ()       # parameters the upload does not set itself
+    size: int | None = None           # bytes to upload: refused if the disk cannot hold them
     fingerprint: str | None = None    # of the upload; with location, nothing is reserved
     location: str | None = None       # when the live version has the same
 

@@ -11,6 +11,7 @@ import re
 
 from silverlining import protocol
 from silverlining.node import audit, data, instances
+from silverlining.node._config import app_services
 from silverlining.node._errors import NodeError
 from silverlining.node._state import (AppState, app_lock, canonical_hostname, instance_dir,
                                       load_routes, location_key)
@@ -72,7 +73,7 @@ def activate(args: protocol.Activate) -> protocol.ActivateResult:
         return _activate(args, app, version, location)
     name = data_backup_for(app, version)
     archive = data.backup_dir(app) / f"{name}.tar.gz"
-    config, services = data.app_services(app, version)
+    config, services = app_services(app, version)
     staging = data.staging_dir(app)
     try:
         data.check_archive(app, archive, services, False, staging)

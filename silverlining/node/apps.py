@@ -22,6 +22,7 @@ from silverlining.node._state import AppState, app_lock, load_routes
 from silverlining.node._util import check_app, version_number
 from silverlining.node.base import make_dir
 from silverlining.node.instances import has_web, is_active
+from silverlining.node.disk import check_room
 
 
 def info(call: protocol.Info) -> protocol.InfoResult:
@@ -54,6 +55,8 @@ def prepare(call: protocol.Prepare) -> protocol.PrepareResult:
     if call.fingerprint and call.location and \
             (live := unchanged(call.app, call.location, call.fingerprint)):
         return {**result, "unchanged": live}
+    if call.size is not None:
+        check_room(call.app, call.size)
     return {**result, **reserve(call)}
 
 

@@ -11,7 +11,6 @@ off the air meanwhile, and leaves it disabled if a service failed half-way.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pwd
 import secrets
@@ -25,29 +24,16 @@ from silverlining.backups import (BackupError, check_name, default_name, remove_
                                   write_archive)
 from silverlining.errors import SilverError
 from silverlining.node import audit, disable, instances, paths
+from silverlining.node._config import app_services
 from silverlining.node._env import read_env
 from silverlining.node._errors import NodeError
-from silverlining.node._state import (AppState, app_lock, instance_dir, load_routes,
-                                      location_key, served)
+from silverlining.node._state import AppState, app_lock, load_routes, location_key, served
 from silverlining.node._util import app_ids, check_app
 from silverlining.node.base import make_dir, say
 from silverlining.node.scripts import run_update_fetch
 from silverlining.services import get_service
 
 _TOKEN_LEN = 16
-
-
-def app_services(app: str, version: str) -> tuple[AppConfig, list[str]]:
-    """The live version's config and its services, one per database (postgis covers
-    postgresql: they are the same database)."""
-    try:
-        config = dataclasses.replace(AppConfig.load(instance_dir(app, version)), app_name=app)
-    except SilverError as exc:
-        raise NodeError(exc.message) from None
-    names = sorted(config.services)
-    if "postgis" in names and "postgresql" in names:
-        names.remove("postgresql")
-    return config, names
 
 
 def backup_dir(app: str) -> Path:

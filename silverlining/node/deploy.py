@@ -18,7 +18,7 @@ from pathlib import Path
 from silverlining import __version__, protocol
 from silverlining.appconfig import AppConfig
 from silverlining.errors import SilverError
-from silverlining.node import apps, audit, certs, deps, instances, jobs, params, paths
+from silverlining.node import apps, audit, certs, deps, instances, jobs, params, paths, slices
 from silverlining.node._env import write_env
 from silverlining.node._errors import NodeError
 from silverlining.node._state import (AppState, app_lock, canonical_hostname, instance_dir,
@@ -172,6 +172,7 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
     meta.update(services=sorted(config.services), interface=config.interface, web=web,
                 runner=config.runner.spec if web else None, health_check=config.health_check,
                 start_timeout=config.start_timeout, memory_max=config.memory_max,
+                limits=dataclasses.asdict(config.limits),
                 processes={n: p.instances for n, p in config.processes.items()},
                 params_changed=sorted(n for n in values.keys() | stored.keys()
                                       if values.get(n) != stored.get(n)),
@@ -179,11 +180,13 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
                                for key, port in ports.items()})
     state.save()                     # the routing and the status pages read the record
     host, prefix = env["SILVER_CANONICAL_HOSTNAME"], env["SILVER_MATCH_PATH"]
+    if slices.install(app, config.limits):
+        instances.load_units(slices.slice_name(app))
     if web:
         say(f"starting {instance_name(app, version)} ({config.interface}, "
             f"{'gunicorn' if config.interface == 'wsgi' else 'uvicorn'})")
         instances.install_unit(app, version, config.interface, config.memory_max,
-                               reload_all=bool(config.processes or config.crons))
+                               config.limits, reload_all=bool(config.processes or config.crons))
     else:
         instances.daemon_reload()
     try:

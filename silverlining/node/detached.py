@@ -17,13 +17,15 @@ import subprocess
 import time
 
 from silverlining import protocol
-from silverlining.node import audit, instances, paths
+from silverlining.node import audit, instances, paths, slices
+from silverlining.node._config import app_services
+from silverlining.node._env import format_env
 from silverlining.node._errors import NodeError
 from silverlining.node._job import log_path
 from silverlining.node._state import instance_dir, location_key, served
 from silverlining.node._util import app_ids, app_user, check_app
-from silverlining.node.base import run, wait_until
-from silverlining.node.scripts import script_path
+from silverlining.node.base import run, wait_until, write_atomic
+from silverlining.node.scripts import maintenance_env, script_path
 
 _ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{4}\Z")
 
@@ -44,11 +46,17 @@ def start(args: protocol.RunDetach) -> protocol.RunDetachResult:
     script_path(inst, args.script)
     job_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
     user = app_user(app)
+    config, services = app_services(app, version)
+    # the maintenance logins (as for silver run), in a file only root (systemd) reads
+    maintenance = paths.ENV / app / "run.env"
+    write_atomic(maintenance, format_env(maintenance_env(config, services)), mode=0o600)
     run(["systemd-run", "--quiet", f"--unit={unit(app, job_id)}",
          f"--description=silver run --detach {shlex.join([args.script, *args.args])[:200]}"
          f" ({app}.{version})",
          f"--uid={user}", f"--gid={user}", "-p", "RemainAfterExit=yes",
          "-p", f"WorkingDirectory={inst}", "-p", f"EnvironmentFile={instances.env_path(app, version)}",
+         "-p", f"EnvironmentFile={maintenance}",
+         "-p", f"Slice={slices.slice_name(app)}", "-p", f"LimitNPROC={config.limits.tasks}",
          "-p", "NoNewPrivileges=yes", "-p", "PrivateTmp=yes", "-p", "ProtectSystem=full",
          "-p", "ProtectHome=yes", "-p", "UMask=0027",
          "/usr/bin/python3", "-m", "silverlining.node._job", app, version, "run", job_id,

@@ -7,13 +7,17 @@ no deploy.
 from __future__ import annotations
 
 import fnmatch
+import pwd
 import socket
 import subprocess
 
 from silverlining import protocol
-from silverlining.node import jobs, status
+from silverlining.appconfig import Limits
+from silverlining.node import jobs, slices, status
 from silverlining.node._state import AppState, all_apps, load_routes
+from silverlining.node._util import app_user
 from silverlining.node.data import list_backups
+from silverlining.node.disk import app_sizes
 from silverlining.node.instances import unit_name
 
 
@@ -48,9 +52,16 @@ def query(call: protocol.Query) -> protocol.QueryResult:
             versions.append(meta)
         live = [v for v in versions if v["live_at"]] or [v for v in versions
                                                           if v.get("status") == "ok"]
+        limits = Limits(**live[-1].get("limits", {})) if live else Limits()
+        try:
+            uid: int | None = pwd.getpwnam(app_user(app)).pw_uid
+        except KeyError:
+            uid = None
         apps.append({"app": app, "disabled": state.disabled, "versions": versions,
                      "services": live[-1].get("services", []) if live else [],
-                     "backups": list_backups(app)})
+                     "backups": list_backups(app),
+                     "usage": slices.usage(app, limits, uid),
+                     "disk": app_sizes(app, [v["version"] for v in versions])})
     shown = {loc: e for loc, e in sorted(routes.items())
              if any(a["app"] == e.get("app") for a in apps)}
     result = {"node": socket.getfqdn(), "apps": apps, "routes": shown}

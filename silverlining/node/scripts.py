@@ -24,13 +24,16 @@ from pathlib import Path
 from silverlining import protocol
 from silverlining.appconfig import AppConfig
 from silverlining.apploader import script_command
-from silverlining.node import instances, params, paths
+from silverlining.appconfig import AppConfig
+from silverlining.node import instances, params, paths, slices
 from silverlining.node._env import read_env
 from silverlining.node._errors import NodeError
 from silverlining.node._state import instance_dir, served
+from silverlining.node._config import app_services
 from silverlining.node._state import location_key
 from silverlining.node._util import app_ids, check_app, version_number
 from silverlining.node.base import make_dir, say, write_atomic
+from silverlining.services import get_service
 
 PYTHON = "/usr/bin/python3"
 _TOKEN = re.compile(r"^[0-9a-f]{16}\Z")
@@ -75,9 +78,10 @@ def run_update_fetch(config: AppConfig, app: str, version: str, host: str, prefi
         say(f"update_fetch: script {entry.script} {' '.join(entry.args)}".rstrip())
         env = read_env(instances.env_path(app, version))
         try:
-            proc = subprocess.run(
+            proc = slices.run_in_slice(
+                app, config.limits, uid, gid,
                 script_argv(instance_dir(app, version), entry.script or "", list(entry.args)),
-                user=uid, group=gid, extra_groups=[], env=env, cwd=instance_dir(app, version),
+                env=env, cwd=instance_dir(app, version),
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800)
         except OSError as exc:
             raise NodeError(f"update_fetch script {entry.script}: {exc.strerror}") from None
@@ -86,6 +90,16 @@ def run_update_fetch(config: AppConfig, app: str, version: str, host: str, prefi
         if proc.returncode != 0:
             raise NodeError(f"update_fetch script {entry.script} exited with status "
                             f"{proc.returncode}")
+
+
+def maintenance_env(config: AppConfig, services: list[str]) -> dict[str, str]:
+    """The services' maintenance logins (``Service.run_env``): what ``silver run``
+    connects with, so a migration gets through while the app holds all its own
+    database connections."""
+    env: dict[str, str] = {}
+    for name in services:
+        env.update(get_service(name).run_env(config, paths))
+    return env
 
 
 def run_dir(app: str, token: str) -> Path:
@@ -160,7 +174,8 @@ def run(args: protocol.Run) -> int:
     if not inst.is_dir():
         raise NodeError(f"{app}.{version} is not on this node any more")
     uid, gid = app_ids(app)
-    env = read_env(instances.env_path(app, version))
+    config, services = app_services(app, version)
+    env = {**read_env(instances.env_path(app, version)), **maintenance_env(config, services)}
     if args.params:
         env.update(_take_overrides(app, version, args.params))
     argv = script_argv(inst, args.script, list(args.args))
@@ -177,9 +192,11 @@ def run(args: protocol.Run) -> int:
                 from None
         if args.user == "app":
             _chown_tree(files, uid, gid)
-    who = {"user": uid, "group": gid, "extra_groups": []} if args.user == "app" else {}
+    as_app = args.user == "app"
     try:
-        status = subprocess.run(argv, env=env, cwd=inst, **who).returncode
+        status = slices.run_in_slice(app, config.limits, uid if as_app else None,
+                                     gid if as_app else None, argv, env=env,
+                                     cwd=inst).returncode
     finally:
         if files is not None:
             shutil.rmtree(files, ignore_errors=True)
