@@ -57,16 +57,18 @@ class NodeSession:
             self.verified = True
 
     def call(self, sub: str, *args: str, quiet: bool = False,
-             timeout: float | None = None, input: str | BinaryIO | None = None) -> dict:
+             timeout: float | None = None, input: str | BinaryIO | None = None,
+             own: bool = False) -> dict:
         """Run ``silver-node SUB ARGS`` as root through sudo; node progress is shown.
-        ``input`` goes to its stdin (how secrets travel: never as arguments)."""
+        ``input`` goes to its stdin (how secrets travel: never as arguments); ``own``:
+        on a connection of its own, which ``close`` drops (see ``SSH.run``)."""
         def stream(_name: str, line: str) -> None:
             if line.strip():
                 (self.console.detail if quiet else self.console.info)(f"[{self.name}] {line}")
 
         try:
             result = self.ssh.run_json([*self._entry(), sub, *args], stream=stream,
-                                       timeout=timeout, input=input)
+                                       timeout=timeout, input=input, own=own)
         except SilverError:
             self._explain()
             raise
