@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import platform
 import shutil
 import subprocess
 from pathlib import Path
@@ -148,11 +149,16 @@ def test_a_python_313_developer_deploys_compiled_packages(node, other, tmp_path)
 
 
 @pytest.fixture(scope="module")
-def tiny_wheels(tmp_path_factory) -> Path:
+def tiny_wheels(node, tmp_path_factory) -> Path:  # noqa: F811
+    """tiny 1.0 and 2.0; needsold, which wants oldhelper only on the node's exact
+    Python (3.11.2 on Debian 12: never the Python running silver here)."""
+    node_python = node.root("python3 -c 'import platform; print(platform.python_version())'")
+    assert node_python.strip() != platform.python_version()
     links = tmp_path_factory.mktemp("wheels")
     make_wheel(links, "tiny")
     make_wheel(links, "tiny", "2.0")
-    make_wheel(links, "needsold", requires=('oldhelper; python_full_version < "3.11.3"',))
+    make_wheel(links, "needsold",
+               requires=(f'oldhelper; python_full_version == "{node_python.strip()}"',))
     make_wheel(links, "oldhelper")
     return links
 
@@ -168,13 +174,13 @@ def tiny_app(tmp_path: Path, links: Path, pins: str = "tiny==1.0", name: str = "
 
 
 def test_markers_resolve_for_each_node(node, other, tmp_path, tiny_wheels):  # noqa: F811
-    """needsold wants oldhelper only before Python 3.11.3: in one update, the Debian 12
-    node (3.11.2) gets it and the Debian 13 node (3.13) does not, whatever Python
+    """needsold wants oldhelper only on the first node's exact Python: in one update,
+    that node gets it and the node of the other image does not, whatever Python
     runs silver."""
     app = tiny_app(tmp_path, tiny_wheels, pins="tiny==2.0", name="markers")  # a set of its own
     node.update(app, "markers.test", "--node", other.name)
     for each in (node, other):
-        wanted = "oldhelper" if node_python(each) < "3.11.3" else None
+        wanted = "oldhelper" if node_python(each) == node_python(node) else None
         assert get_json(each, "markers.test")["oldhelper"] == wanted, node_python(each)
 
 

@@ -371,11 +371,9 @@ def test_a_fresh_django_project_deploys_without_a_health_check(node, tmp_path): 
     it goes live, and the deploy says how to get a real check."""
     site = tmp_path / "fresh"
     run_silver("init", str(site), env=node.env.env, check=True)
-    requirements = site / "requirements.txt"          # declared: the node gets its own
-    requirements.write_text(requirements.read_text() + f"--no-index\n--find-links {WHEELS}\n"
-                            "Django\n")
-    subprocess.run([str(site / "bin" / "pip"), "install", "-q", "-r", str(requirements)],
-                   check=True, capture_output=True)
+    (site / "requirements.txt").write_text(f"--no-index\n--find-links {WHEELS}\nDjango\n")
+    subprocess.run([str(site / "bin" / "pip"), "install", "-q", "-r",
+                    str(site / "requirements.txt")], check=True, capture_output=True)
     (site / "src").mkdir(exist_ok=True)
     subprocess.run([str(site / "bin" / "python"), "-m", "django", "startproject", "fresh"],
                    cwd=site / "src", check=True, capture_output=True)
