@@ -33,7 +33,24 @@ HTTPS_MODES = ("off", "auto", "required")
 KEYS = ("app_name", "runner", "interface", "update_fetch", "default_location",
         "packages", "health_check", "config.required", "config.default",
         "config.checker", "config.schema", "config.template", "memory_max", "start_timeout",
-        "https")
+        "https", "limits.memory", "limits.tasks", "limits.cpu_weight", "limits.io_weight",
+        "limits.postgresql_connections", "limits.mysql_connections")
+_LIMIT_MEMORY_RE = re.compile(r"^(?:[1-9][0-9]*[KMGT]?|[1-9][0-9]?%|100%|infinity)\Z")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one app may take of the node it shares (``limits.*``): its systemd slice
+    (``memory``: ``MemoryMax=``; ``tasks``: ``TasksMax=``, also ``LimitNPROC=`` of each
+    unit; the weights) and its connections to the shared database servers. The
+    defaults suit a small node (1-2 GB, a few apps)."""
+
+    memory: str = "50%"
+    tasks: int = 512
+    cpu_weight: int = 100
+    io_weight: int = 100
+    postgresql_connections: int = 20
+    mysql_connections: int = 20
 
 
 @dataclass(frozen=True)
@@ -121,6 +138,7 @@ class AppConfig:
     memory_max: str | None = None
     start_timeout: int = 60
     https: str = "off"
+    limits: Limits = field(default_factory=Limits)
     parameters: dict[str, Parameter] = field(default_factory=dict)
     processes: dict[str, Process] = field(default_factory=dict)
     crons: dict[str, Cron] = field(default_factory=dict)
@@ -254,6 +272,7 @@ def parse_app_ini(ini: IniFile, app_dir: Path, check_files: bool = True) -> AppC
                         SECTION, "https")
     if "runner" not in values:
         check_no_web(ini, values)
+    limits = parse_limits(ini, values)
     return AppConfig(
         app_dir=app_dir,
         app_name=name,
@@ -273,10 +292,50 @@ def parse_app_ini(ini: IniFile, app_dir: Path, check_files: bool = True) -> AppC
         memory_max=memory_max,
         start_timeout=int(start_timeout),
         https=https,
+        limits=limits,
         parameters=parse_parameters(ini),
         processes=parse_processes(ini),
         crons=parse_crons(ini),
     )
+
+
+def size_bytes(size: str) -> int:
+    """``256M`` -> bytes (a size ``_MEMORY_RE`` accepted)."""
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    return int(size[:-1]) * scale[size[-1]] if size[-1] in scale else int(size)
+
+
+# limits.KEY (integer keys): (lowest, highest, what the number is)
+_LIMIT_RANGES = {
+    "tasks": (16, 100000, "a number of processes and threads"),
+    "cpu_weight": (1, 10000, "a CPU weight (systemd CPUWeight=, 100 is an equal share)"),
+    "io_weight": (1, 10000, "an IO weight (systemd IOWeight=, 100 is an equal share)"),
+    "postgresql_connections": (2, 1000, "a number of PostgreSQL connections"),
+    "mysql_connections": (2, 1000, "a number of MariaDB connections"),
+}
+
+
+def parse_limits(ini: IniFile, values: dict[str, str]) -> Limits:
+    """``limits.*``: sizes and counts, each in a range that still lets the app run."""
+    found: dict[str, object] = {}
+    memory = values.get("limits.memory", "").strip()
+    if memory:
+        if not _LIMIT_MEMORY_RE.match(memory):
+            raise ini.error(f"{memory!r} must be a size (512M, 1G), a share of the node's "
+                            "memory (50%) or infinity", SECTION, "limits.memory")
+        if memory[-1] != "%" and memory != "infinity" and size_bytes(memory) < 32 << 20:
+            raise ini.error(f"{memory!r} is below 32M, too little to start the app",
+                            SECTION, "limits.memory")
+        found["memory"] = memory
+    for name, (low, high, what) in _LIMIT_RANGES.items():
+        text = values.get(f"limits.{name}", "").strip()
+        if not text:
+            continue
+        if not text.isdigit() or not low <= int(text) <= high:
+            raise ini.error(f"{text!r} must be {what} from {low} to {high}", SECTION,
+                            f"limits.{name}")
+        found[name] = int(text)
+    return Limits(**found)  # type: ignore[arg-type]
 
 
 def check_no_web(ini: IniFile, values: dict[str, str]) -> None:

@@ -209,6 +209,7 @@ class AppFiles:
     special: list[str] = field(default_factory=list)   # FIFOs, sockets, devices: skipped
     outside: list[tuple[str, str]] = field(default_factory=list)   # (symlink, its target)
     stamps: list[str] = field(default_factory=list)    # what rsync's quick check compares
+    size: int = 0                                      # bytes of the regular files
 
     def fingerprint(self) -> str:
         """Changes whenever rsync would send something (a path, type, mode, size, mtime
@@ -253,6 +254,7 @@ def scan_app_files(app_dir: Path | str, ignore: Ignore | None = None) -> AppFile
                 found.stamps.append(f"l {path} {os.readlink(root / path)}")
             elif stat.S_ISREG(mode):
                 found.files.append(path)
+                found.size += st.st_size
                 found.stamps.append(f"f {path} {mode:o} {st.st_size} {st.st_mtime_ns}")
             else:
                 found.special.append(path)

@@ -30,12 +30,45 @@ def format_jobs(jobs: dict) -> list[str]:
     return lines
 
 
+def _mb(size: int) -> str:
+    return f"{size / (1 << 20):.1f} MB"
+
+
+def format_usage(usage: dict) -> list[str]:
+    """The app's slice against its limits (app.ini ``limits.*``), saying which ones
+    this node's kernel does not enforce."""
+    limits = usage["limits"]
+    line = (f"  limits: memory {_mb(usage['memory'])} of {limits['memory']}, tasks "
+            f"{usage['tasks']} of {limits['tasks']}, cpu weight {limits['cpu_weight']}, "
+            f"io weight {limits['io_weight']}")
+    enforced = usage.get("enforced")
+    if enforced is None:
+        return [line + " (nothing running)"]
+    names = {"memory": "memory", "cpu_weight": "cpu weight", "io_weight": "io weight"}
+    lax = [names[k] for k in names if not enforced.get(k)]
+    if lax:
+        line += (f"; not enforced on this node (no writable cgroup controller): "
+                 f"{', '.join(lax)}")
+    if not enforced.get("tasks"):
+        line += "; tasks held by the per-user process limit"
+    return [line]
+
+
+def format_disk(disk: dict) -> list[str]:
+    versions = ", ".join(f"{v} {_mb(size)}" for v, size in disk["versions"].items())
+    return [f"  disk: data {_mb(disk['data'])}" + (f"; versions {versions}" if versions else "")]
+
+
 def format_query(result: dict) -> list[str]:
     lines = []
     for app in result["apps"]:
         lines.append(app["app"] + ("  (disabled)" if app["disabled"] else ""))
         if app.get("services"):
             lines.append(f"  services: {', '.join(app['services'])}")
+        if app.get("usage"):
+            lines += format_usage(app["usage"])
+        if app.get("disk"):
+            lines += format_disk(app["disk"])
         for b in app.get("backups", []):
             lines.append(f"  backup remote:{b['name']}  {b['time']}  {b['size']} bytes")
         for v in app["versions"]:

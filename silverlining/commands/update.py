@@ -65,6 +65,7 @@ class Plan:
     config: AppConfig
     params: dict[str, str]
     fingerprint: str              # of the upload and the server files (see ``prepare``)
+    size: int = 0                 # bytes uploaded: the node refuses what its disk cannot hold
     backup: bool = False          # keep the live version's data (remote:before-vN) first
     force: bool = False           # deploy even when the live version has these files
     https: _https.HttpsRequest | None = None     # None: HTTP only
@@ -129,8 +130,9 @@ def check_binaries(plan: Plan, node: str, target: deps.Target) -> None:
             declared = plan.deps.path.name if plan.deps else deps.REQUIREMENTS
             raise SilverError(
                 f"{plan.app_dir / rel} is {what}, but {node} runs {target.describe()}: "
-                f"list the package it comes from in {declared} (silver update builds it "
-                "for each node) and remove it from the app directory")
+                f"list the package it comes from in {declared} (silver update then "
+                "builds it for each node and leaves what bin/pip installed here out of "
+                "the upload), or remove the file")
 
 
 def check_config(app_dir: Path, config_dir: Path) -> None:
@@ -231,14 +233,17 @@ def make_plan(app_dir: str, location: str | None, host: str | None, name: str | 
         console.warn(f"skipping {config.app_dir / path}: not a regular file (FIFO, socket "
                      "or device)")
     stamps = [serverfiles.version(), *scan.stamps]
+    size = scan.size
     if cfg:
-        stamps += ["config", *appfiles.scan_app_files(cfg).stamps]
+        config_files = appfiles.scan_app_files(cfg)
+        stamps += ["config", *config_files.stamps]
+        size += config_files.size
     return Plan(app_dir=config.app_dir, app=app, location=parse_location(text), config_dir=cfg,
                 clear=clear, excludes=excludes, binaries=find_binaries(scan.files),
                 lock_wait=lock_wait, who=who(), source=source_of(config.app_dir),
                 config=config, params=dict(params or {}),
                 fingerprint=appfiles.AppFiles(stamps=stamps).fingerprint(), deps=declared,
-                local_installs=local, deps_seconds=deps_seconds)
+                local_installs=local, deps_seconds=deps_seconds, size=size)
 
 
 def build_deps(session: NodeSession, plan: Plan, answer: dict) -> deps.Build | None:
@@ -247,11 +252,13 @@ def build_deps(session: NodeSession, plan: Plan, answer: dict) -> deps.Build | N
     installed locally that the node will not have."""
     assert plan.deps is not None
     target = deps.Target.from_node(answer.get("target") or {})
-    build = None if plan.deps.empty else deps.cached(plan.deps, target)
-    if build is None and not plan.deps.empty:
-        with session.console.ticking(session.name, f"installing {plan.deps.path.name} for "
-                                     f"{target.describe()}"):
-            build = deps.build(plan.deps, target, session.name)
+    build = None
+    if not plan.deps.empty:
+        build = deps.cached(plan.deps, target)
+        if build is None:
+            with session.console.ticking(session.name, f"installing {plan.deps.path.name} "
+                                         f"for {target.describe()}"):
+                build = deps.build(plan.deps, target, session.name)
     have = {deps.normalize(n) for n in (build.packages if build else {})}
     for name, version in sorted(plan.local_installs.items()):
         if deps.normalize(name) not in have:
@@ -313,8 +320,8 @@ def prepare(session: NodeSession, plan: Plan, ask: bool) -> tuple[dict, dict[str
     skip = ["--fingerprint", plan.fingerprint, "--location", str(plan.location)] \
         if plan.may_skip else []
     answer = session.call("prepare", plan.app, "--who", plan.who, "--source", plan.source,
-                          *lock, *skip, *[arg for n in needs for arg in ("--needs", n)],
-                          quiet=True)
+                          "--size", str(plan.size), *lock, *skip,
+                          *[arg for n in needs for arg in ("--needs", n)], quiet=True)
     check_binaries(plan, session.name, deps.Target.from_node(answer.get("target") or {}))
     values = complete(plan.config, plan.params, set(answer.get("params_set", [])),
                       session.name, ask)

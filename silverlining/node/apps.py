@@ -21,7 +21,7 @@ from silverlining import __version__
 from silverlining.node import paths
 from silverlining.node._errors import NodeError
 from silverlining.node._state import AppState, all_apps, app_lock, load_routes
-from silverlining.node._util import check_app, make_dir, version_number
+from silverlining.node._util import app_user, check_app, make_dir, version_number
 
 
 def info(app: str | None = None) -> dict:
@@ -40,7 +40,8 @@ def info(app: str | None = None) -> dict:
 
 
 def prepare(app: str, who: str | None, source: str | None, lock_wait: float,
-            needs: list[str], fingerprint: str | None, location: str | None) -> dict:
+            needs: list[str], fingerprint: str | None, location: str | None,
+            size: int | None = None) -> dict:
     """Everything ``silver update`` asks before uploading, in one round trip: the
     node's Python, which of the app's parameters it lacks, whether the live version
     already is this upload, and else a reserved version.
@@ -53,6 +54,9 @@ def prepare(app: str, who: str | None, source: str | None, lock_wait: float,
         return {**result, "missing": missing}
     if fingerprint and location and (live := unchanged(app, location, fingerprint)):
         return {**result, "unchanged": live}
+    if size is not None:
+        from silverlining.node.disk import check_room
+        check_room(app, size)
     return {**result, **reserve(app, who, source, lock_wait)}
 
 
@@ -130,8 +134,10 @@ def query(globs: list[str], health: bool = False) -> dict:
     """Every app (or those matching ``globs``): versions, where they are live, their
     workers and crons, the services of the version live (else the newest deployed), its
     kept backups; with ``health``, what each live location's /.silver/health says."""
-    from silverlining.node import jobs
+    from silverlining.appconfig import Limits
+    from silverlining.node import jobs, slices
     from silverlining.node.data import list_backups
+    from silverlining.node.disk import app_sizes
     from silverlining.node.instances import unit_name
 
     routes = load_routes()
@@ -155,9 +161,16 @@ def query(globs: list[str], health: bool = False) -> dict:
             versions.append(meta)
         live = [v for v in versions if v["live_at"]] or [v for v in versions
                                                           if v.get("status") == "ok"]
+        limits = Limits(**live[-1].get("limits", {})) if live else Limits()
+        try:
+            uid: int | None = pwd.getpwnam(app_user(app)).pw_uid
+        except KeyError:
+            uid = None
         apps.append({"app": app, "disabled": state.disabled, "versions": versions,
                      "services": live[-1].get("services", []) if live else [],
-                     "backups": list_backups(app)})
+                     "backups": list_backups(app),
+                     "usage": slices.usage(app, limits, uid),
+                     "disk": app_sizes(app, [v["version"] for v in versions])})
     shown = {loc: e for loc, e in sorted(routes.items())
              if any(a["app"] == e.get("app") for a in apps)}
     result = {"node": socket.getfqdn(), "apps": apps, "routes": shown}
@@ -190,8 +203,10 @@ def register(subparsers) -> None:
     p.add_argument("--fingerprint", help="of the uploaded files; with --location, no "
                    "version is reserved when the live one has the same")
     p.add_argument("--location")
+    p.add_argument("--size", type=int, help="bytes to upload: refused if the disk cannot "
+                   "hold them")
     p.set_defaults(handler=lambda a: prepare(a.app, a.who, a.source, a.lock_wait, a.needs,
-                                             a.fingerprint, a.location))
+                                             a.fingerprint, a.location, a.size))
     p = subparsers.add_parser("query", help="apps, versions and where they are live")
     p.add_argument("globs", nargs="*")
     p.add_argument("--health", action="store_true", help="check each live location")

@@ -19,7 +19,7 @@ from pathlib import Path
 from silverlining import __version__
 from silverlining.appconfig import AppConfig
 from silverlining.errors import SilverError
-from silverlining.node import apps, audit, certs, instances, jobs, params, paths
+from silverlining.node import apps, audit, certs, instances, jobs, params, paths, slices
 from silverlining.node._env import read_env, write_env
 from silverlining.node.scripts import script_argv
 from silverlining.node._errors import NodeError
@@ -176,9 +176,10 @@ def run_update_fetch(config: AppConfig, app: str, version: str, host: str, prefi
         say(f"update_fetch: script {entry.script} {' '.join(entry.args)}".rstrip())
         env = read_env(instances.env_path(app, version))
         try:
-            proc = subprocess.run(
+            proc = slices.run_in_slice(
+                app, config.limits, uid, gid,
                 script_argv(instance_dir(app, version), entry.script or "", list(entry.args)),
-                user=uid, group=gid, extra_groups=[], env=env, cwd=instance_dir(app, version),
+                env=env, cwd=instance_dir(app, version),
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800)
         except OSError as exc:
             raise NodeError(f"update_fetch script {entry.script}: {exc.strerror}") from None
@@ -246,6 +247,7 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
     meta.update(services=sorted(config.services), interface=config.interface, web=web,
                 runner=config.runner.spec if web else None, health_check=config.health_check,
                 start_timeout=config.start_timeout, memory_max=config.memory_max,
+                limits=dataclasses.asdict(config.limits),
                 processes={n: p.instances for n, p in config.processes.items()},
                 params_changed=sorted(n for n in values.keys() | stored.keys()
                                       if values.get(n) != stored.get(n)),
@@ -253,11 +255,13 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
                                for key, port in ports.items()})
     state.save()                     # the routing and the status pages read the record
     host, prefix = env["SILVER_CANONICAL_HOSTNAME"], env["SILVER_MATCH_PATH"]
+    if slices.install(app, config.limits):
+        instances.load_units(slices.slice_name(app))
     if web:
         say(f"starting {instance_name(app, version)} ({config.interface}, "
             f"{'gunicorn' if config.interface == 'wsgi' else 'uvicorn'})")
         instances.install_unit(app, version, config.interface, config.memory_max,
-                               reload_all=bool(config.processes or config.crons))
+                               config.limits, reload_all=bool(config.processes or config.crons))
     else:
         instances.daemon_reload()
     try:

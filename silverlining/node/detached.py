@@ -16,13 +16,15 @@ import secrets
 import subprocess
 import time
 
-from silverlining.node import audit, instances, paths
+from silverlining.node import audit, instances, paths, slices
+from silverlining.node._env import format_env
 from silverlining.node._errors import NodeError
 from silverlining.node._job import log_path
 from silverlining.node._state import instance_dir, served
 from silverlining.node._switch import location_key
-from silverlining.node._util import app_ids, app_user, check_app, run
-from silverlining.node.scripts import script_path
+from silverlining.node._util import app_ids, app_user, check_app, run, write_private
+from silverlining.node.data import app_services
+from silverlining.node.scripts import maintenance_env, script_path
 
 _ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{4}\Z")
 
@@ -43,11 +45,17 @@ def start(args) -> dict:
     script_path(inst, args.script)
     job_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
     user = app_user(app)
+    config, services = app_services(app, version)
+    # the maintenance logins (as for silver run), in a file only root (systemd) reads
+    maintenance = paths.ENV / app / "run.env"
+    write_private(maintenance, format_env(maintenance_env(config, services)).encode(), 0, 0o600)
     run(["systemd-run", "--quiet", f"--unit={unit(app, job_id)}",
          f"--description=silver run --detach {shlex.join([args.script, *args.args])[:200]}"
          f" ({app}.{version})",
          f"--uid={user}", f"--gid={user}", "-p", "RemainAfterExit=yes",
          "-p", f"WorkingDirectory={inst}", "-p", f"EnvironmentFile={instances.env_path(app, version)}",
+         "-p", f"EnvironmentFile={maintenance}",
+         "-p", f"Slice={slices.slice_name(app)}", "-p", f"LimitNPROC={config.limits.tasks}",
          "-p", "NoNewPrivileges=yes", "-p", "PrivateTmp=yes", "-p", "ProtectSystem=full",
          "-p", "ProtectHome=yes", "-p", "UMask=0027",
          "/usr/bin/python3", "-m", "silverlining.node._job", app, version, "run", job_id,

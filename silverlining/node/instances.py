@@ -18,7 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from silverlining.node import paths
+from silverlining.appconfig import Limits, size_bytes
+from silverlining.node import paths, slices
 from silverlining.node._errors import NodeError
 from silverlining.node._state import instance_dir, instance_name
 from silverlining.node._util import app_user, make_dir, run, say, tail
@@ -60,12 +61,6 @@ def env_path(app: str, version: str) -> Path:
     return paths.ENV / app / f"{version}.env"
 
 
-def size_bytes(size: str) -> int:
-    """``256M`` -> bytes (app.ini's memory_max, checked by AppConfig)."""
-    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    return int(size[:-1]) * scale[size[-1]] if size[-1] in scale else int(size)
-
-
 # How every unit that runs app code is boxed in (web instances, workers, crons).
 SANDBOX = """NoNewPrivileges=yes
 PrivateTmp=yes
@@ -79,7 +74,8 @@ LockPersonality=yes
 """
 
 
-def unit_text(app: str, version: str, interface: str, memory_max: str | None = None) -> str:
+def unit_text(app: str, version: str, interface: str, memory_max: str | None = None,
+              limits: Limits | None = None) -> str:
     """The instance's unit. Nothing in it runs as root: the socket directory is made
     by the node (and by tmpfiles at boot), and the environment file is root's."""
     user = app_user(app)
@@ -103,7 +99,7 @@ KillMode=mixed
 TimeoutStopSec=30
 Restart=on-failure
 RestartSec=2
-{memory}{SANDBOX}
+{slices.unit_lines(app, limits or Limits())}{memory}{SANDBOX}
 [Install]
 WantedBy=multi-user.target
 """
@@ -122,11 +118,11 @@ def daemon_reload() -> None:
 
 
 def install_unit(app: str, version: str, interface: str, memory_max: str | None,
-                 reload_all: bool = False) -> None:
+                 limits: Limits, reload_all: bool = False) -> None:
     """Write the instance's unit and make systemd see it (``reload_all``: other new
     unit files of the version are waiting too)."""
     path = paths.SYSTEMD_UNITS / unit_name(app, version)
-    path.write_text(unit_text(app, version, interface, memory_max))
+    path.write_text(unit_text(app, version, interface, memory_max, limits))
     if reload_all:
         daemon_reload()
     else:
@@ -179,7 +175,7 @@ def upgrade_kept(app: str, versions: dict[str, dict], gid: int) -> None:
         unit = paths.SYSTEMD_UNITS / unit_name(app, version)
         if unit.is_file() and "ExecStartPre=+" in unit.read_text():
             unit.write_text(unit_text(app, version, meta.get("interface", "wsgi"),
-                                      meta.get("memory_max")))
+                                      meta.get("memory_max"), Limits(**meta.get("limits", {}))))
             changed = True
     if changed:
         daemon_reload()

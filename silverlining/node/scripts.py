@@ -16,15 +16,16 @@ import pwd
 import re
 import secrets
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 from silverlining.apploader import script_command
-from silverlining.node import instances, params, paths
+from silverlining.appconfig import AppConfig
+from silverlining.node import instances, params, paths, slices
 from silverlining.node._env import read_env
 from silverlining.node._errors import NodeError
 from silverlining.node._state import instance_dir, served
+from silverlining.node.data import app_services
 from silverlining.node._switch import location_key
 from silverlining.node._util import app_ids, check_app, make_dir, version_number, write_private
 
@@ -51,6 +52,18 @@ def script_argv(inst: Path, script: str, args: list[str]) -> list[str]:
     if path is None:
         return [PYTHON, "-m", "silverlining.apploader", "python", str(inst), *args]
     return script_command(PYTHON, inst, str(path.relative_to(inst.resolve())), args)
+
+
+def maintenance_env(config: AppConfig, services: list[str]) -> dict[str, str]:
+    """The services' maintenance logins (``Service.run_env``): what ``silver run``
+    connects with, so a migration gets through while the app holds all its own
+    database connections."""
+    from silverlining.services import get_service
+
+    env: dict[str, str] = {}
+    for name in services:
+        env.update(get_service(name).run_env(config, paths))
+    return env
 
 
 def run_dir(app: str, token: str) -> Path:
@@ -123,7 +136,8 @@ def run(args) -> int:
     if not inst.is_dir():
         raise NodeError(f"{app}.{version} is not on this node any more")
     uid, gid = app_ids(app)
-    env = read_env(instances.env_path(app, version))
+    config, services = app_services(app, version)
+    env = {**read_env(instances.env_path(app, version)), **maintenance_env(config, services)}
     if args.params:
         env.update(_take_overrides(app, version, args.params))
     argv = script_argv(inst, args.script, args.args)
@@ -140,9 +154,11 @@ def run(args) -> int:
                 from None
         if args.user == "app":
             _chown_tree(files, uid, gid)
-    who = {"user": uid, "group": gid, "extra_groups": []} if args.user == "app" else {}
+    as_app = args.user == "app"
     try:
-        status = subprocess.run(argv, env=env, cwd=inst, **who).returncode
+        status = slices.run_in_slice(app, config.limits, uid if as_app else None,
+                                     gid if as_app else None, argv, env=env,
+                                     cwd=inst).returncode
     finally:
         if files is not None:
             shutil.rmtree(files, ignore_errors=True)

@@ -55,6 +55,12 @@ class Service:
         """``CONFIG_*`` for the deployed app on a node."""
         raise NotImplementedError(f"service {self.name}: env")
 
+    def run_env(self, app: Any, node_paths: Any) -> dict[str, str]:
+        """What ``silver run`` gets instead of ``env``'s values: a maintenance login
+        that still connects when the app holds all its own connections. Empty: the
+        same as ``env``."""
+        return {}
+
     def install(self, app: Any, node_paths: Any) -> None:
         """Make the service ready for ``app`` on this node, idempotently: install
         the server package if needed, create the app's database/directory and
@@ -93,28 +99,52 @@ class Service:
         except FileNotFoundError:
             raise SilverError(f"service {self.name} is not installed for {app.app_name} "
                               f"({path} missing)") from None
-        values = {}
-        for line in text.splitlines():
-            if line.strip() and not line.startswith("#"):
-                key, _, value = line.partition("=")
-                values[key.strip()] = value.strip()
-        return values
+        return parse_credentials(text)
 
     def write_credentials(self, app: Any, node_paths: Any, values: dict[str, str]) -> Path:
         """Write ``key=value`` lines, mode 0640, owned by root with the app's group
         (``sl-APP``): the app reads its secrets, no other app does. Written
         atomically through a new ``O_EXCL|O_NOFOLLOW`` temp file (``write_private``).
         Without ``APP_USER_PREFIX`` in ``node_paths`` (tests): the caller's group."""
-        for key, value in values.items():
-            if "\n" in key or "\n" in value or "=" in key:
-                raise ValueError(f"bad credential {key!r}")
+        data = format_credentials(values)
         path = self.credentials_path(app, node_paths)
         path.parent.mkdir(parents=True, exist_ok=True)
         from silverlining.node._util import write_private
         prefix = getattr(node_paths, "APP_USER_PREFIX", None)
         gid = grp.getgrnam(prefix + app.app_name).gr_gid if prefix else os.getgid()
-        write_private(path, "".join(f"{k}={v}\n" for k, v in values.items()).encode(), gid)
+        write_private(path, data, gid)
         return path
+
+    def run_credentials_path(self, app: Any, node_paths: Any) -> Path:
+        """The maintenance login's credentials (``run_env``), next to the app's."""
+        path = self.credentials_path(app, node_paths)
+        return path.with_name(path.name.replace(".credentials", ".run-credentials"))
+
+    def read_run_credentials(self, app: Any, node_paths: Any) -> dict[str, str]:
+        return parse_credentials(self.run_credentials_path(app, node_paths).read_text())
+
+    def write_run_credentials(self, app: Any, node_paths: Any, values: dict[str, str]) -> None:
+        """Root's alone (0600): the app's running processes never see this login, so
+        they cannot use up its connections too."""
+        from silverlining.node._util import write_private
+        write_private(self.run_credentials_path(app, node_paths), format_credentials(values),
+                      0, 0o600)
+
+
+def parse_credentials(text: str) -> dict[str, str]:
+    values = {}
+    for line in text.splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+def format_credentials(values: dict[str, str]) -> bytes:
+    for key, value in values.items():
+        if "\n" in key or "\n" in value or "=" in key:
+            raise ValueError(f"bad credential {key!r}")
+    return "".join(f"{k}={v}\n" for k, v in values.items()).encode()
 
 
 def sqlalchemy_url(scheme: str, user: str, password: str, host: str, port: str,

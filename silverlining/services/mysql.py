@@ -4,7 +4,17 @@ On a node the server is the OS's MariaDB; root administers it through the
 unix socket (``unix_socket`` authentication, no password). Each app gets a
 database and a user ``sl_APP`` (at ``localhost`` and ``127.0.0.1``) whose
 password reaches the server only as a ``mysql_native_password`` hash.
-Restores run as the app's own user, so a dump can touch nothing else.
+Restores run as the app's maintenance user, so a dump can touch nothing else.
+
+Each of the app's accounts has ``MAX_USER_CONNECTIONS`` (app.ini
+``limits.mysql_connections``; MariaDB counts per account, and the app has one
+at ``localhost`` and one at ``127.0.0.1``), so an app holding every
+connection it can get leaves the server's others to the other apps. silver's
+own work still gets through when the app is at its limit: backups and clear
+run as root (no per-user limit, and one connection beyond ``max_connections``
+is kept for it), and restores and ``silver run`` use a maintenance user
+``slrun_APP`` with the same grants, a few connections of its own and a
+password in a root-only file the app's processes never see.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from silverlining.services.base import Service, sqlalchemy_url
 
 KEYS = ("dbname", "user", "password", "host", "port")
 HOSTS = ("localhost", "127.0.0.1")
+RUN_CONNECTIONS = 3          # of the maintenance user (silver run, restore)
 
 
 class MysqlService(Service):
@@ -38,6 +49,14 @@ class MysqlService(Service):
     def env(self, app: Any, node_paths: Any) -> dict[str, str]:
         creds = self.read_credentials(app, node_paths)
         return mysql_env({k: creds.get(k, "") for k in KEYS})
+
+    def run_env(self, app: Any, node_paths: Any) -> dict[str, str]:
+        """``silver run``'s login: the maintenance user, when the app has one yet."""
+        if not self.run_credentials_path(app, node_paths).is_file():
+            return {}
+        creds = self.read_credentials(app, node_paths)
+        return mysql_env({**{k: creds.get(k, "") for k in KEYS},
+                          **self.read_run_credentials(app, node_paths)})
 
     # --- node -------------------------------------------------------------------
 
@@ -59,14 +78,21 @@ class MysqlService(Service):
         creds = self.read_credentials(app, node_paths) if path.is_file() else {}
         # an existing password stays: kept versions (rollback) were started with it
         password = creds.get("password") or new_password()
-        digest = mysql_native_hash(password)
-        users = ", ".join(f"'{name}'@'{host}'" for host in HOSTS)
-        sql = "".join(f"CREATE USER IF NOT EXISTS '{name}'@'{host}';\n"
-                      f"ALTER USER '{name}'@'{host}' IDENTIFIED BY PASSWORD '{digest}';\n"
-                      for host in HOSTS)
-        sql += self._create_sql(name)
-        sql += f"GRANT ALL PRIVILEGES ON `{grant_pattern(name)}`.* TO {users};\n"
+        run_path = self.run_credentials_path(app, node_paths)
+        run_password = (self.read_run_credentials(app, node_paths).get("password")
+                        if run_path.is_file() else None) or new_password()
+        sql = self._create_sql(name)
+        for user, secret, limit in ((name, password, app.limits.mysql_connections),
+                                    (run_user(name), run_password, RUN_CONNECTIONS)):
+            digest = mysql_native_hash(secret)
+            users = ", ".join(f"'{user}'@'{host}'" for host in HOSTS)
+            sql += "".join(f"CREATE USER IF NOT EXISTS '{user}'@'{host}';\n"
+                           f"ALTER USER '{user}'@'{host}' IDENTIFIED BY PASSWORD '{digest}' "
+                           f"WITH MAX_USER_CONNECTIONS {limit:d};\n" for host in HOSTS)
+            sql += f"GRANT ALL PRIVILEGES ON `{grant_pattern(name)}`.* TO {users};\n"
         mariadb(sql)
+        self.write_run_credentials(app, node_paths, {"user": run_user(name),
+                                                     "password": run_password})
         self.write_credentials(app, node_paths, {
             "dbname": name, "user": name, "password": password,
             "host": "127.0.0.1", "port": "3306"})
@@ -75,14 +101,18 @@ class MysqlService(Service):
         """Cheap check (the credentials, one query) that nothing needs doing."""
         if not self.credentials_path(app, node_paths).is_file():
             return False
+        if not self.run_credentials_path(app, node_paths).is_file():
+            return False
         name = self.read_credentials(app, node_paths).get("user", "")
         try:
-            found = mariadb(f"SELECT (SELECT COUNT(*) FROM mysql.user WHERE User = '{name}'), "
+            found = mariadb(f"SELECT (SELECT COUNT(*) FROM mysql.user WHERE User = '{name}' "
+                            f"AND max_user_connections = {app.limits.mysql_connections:d}), "
+                            f"(SELECT COUNT(*) FROM mysql.user WHERE User = '{run_user(name)}'), "
                             f"(SELECT COUNT(*) FROM information_schema.SCHEMATA "
                             f"WHERE SCHEMA_NAME = '{name}');")
         except SilverError:
             return False
-        return found.split() == [str(len(HOSTS)), "1"]
+        return found.split() == [str(len(HOSTS)), str(len(HOSTS)), "1"]
 
     def _up(self) -> bool:
         try:
@@ -114,8 +144,9 @@ class MysqlService(Service):
     def restore(self, app: Any, node_paths: Any, src_dir: Path) -> None:
         from silverlining.services._system import command
         self.clear(app, node_paths)
-        creds = self.read_credentials(app, node_paths)
-        # the app's own login, from a root-only file: never on the command line
+        creds = {**self.read_credentials(app, node_paths),
+                 **self.read_run_credentials(app, node_paths)}
+        # the maintenance login, from a root-only file: never on the command line
         options = src_dir / "client.cnf"
         fd = os.open(options, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -124,6 +155,12 @@ class MysqlService(Service):
         with open(src_dir / "database.sql", "rb") as dump:
             command(["mariadb", f"--defaults-extra-file={options}", "--batch", creds["dbname"]],
                     stdin=dump, what="restoring the database", timeout=7200)
+
+
+def run_user(name: str) -> str:
+    """The maintenance user of the app's ``sl_APP``: ``slrun_APP``. Every app's user
+    starts with ``sl_``, so no app (not one named ``APP_run``) can be given it."""
+    return "slrun_" + name.removeprefix("sl_")
 
 
 def grant_pattern(name: str) -> str:

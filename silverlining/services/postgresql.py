@@ -6,6 +6,16 @@ scram-sha-256 password. The server's ``pg_hba.conf`` is replaced by one that
 trusts nobody: ``postgres`` by peer on the socket, everyone else by password.
 Administration runs as the ``postgres`` user with SQL on stdin; the
 password reaches the server only as a SCRAM verifier computed here.
+
+The app's role has a ``CONNECTION LIMIT`` (app.ini ``limits.postgresql_connections``),
+so an app holding every connection it can get leaves the server's others to the
+other apps. silver's own work still gets through when the app is at its limit:
+backups, restores and clear connect as ``postgres`` (a superuser, not counted
+against any role, with the server's reserved slots), and ``silver run`` connects
+as a maintenance role ``slrun_APP``: a member of the app's role that becomes it
+at login (``ALTER ROLE ... SET role``, so what a migration creates is the app's),
+with a few connections of its own and a password in a root-only file the app's
+processes never see.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ host    all   all     ::1/128           scram-sha-256
 # Entries of a dump that belong to the server (extensions and their catalog
 # tables): the restore re-creates them itself and as the app's role could not.
 SERVER_ENTRIES = (" EXTENSION ", " spatial_ref_sys ")
+RUN_CONNECTIONS = 3          # of the maintenance role (silver run)
 
 
 class PostgresqlService(Service):
@@ -64,6 +75,14 @@ class PostgresqlService(Service):
         creds = self.read_credentials(app, node_paths)
         return pg_env({k: creds.get(k, "") for k in KEYS})
 
+    def run_env(self, app: Any, node_paths: Any) -> dict[str, str]:
+        """``silver run``'s login: the maintenance role, when the app has one yet."""
+        if not self.run_credentials_path(app, node_paths).is_file():
+            return {}
+        creds = {k: v for k, v in self.read_credentials(app, node_paths).items() if k in KEYS}
+        return pg_env({**{k: "" for k in KEYS}, **creds,
+                       **self.read_run_credentials(app, node_paths)})
+
     def credentials_path(self, app: Any, node_paths: Any) -> Path:
         """One file for postgresql and postgis: they share the app's database."""
         return Path(node_paths.DATA) / app.app_name / "postgresql.credentials"
@@ -87,17 +106,28 @@ class PostgresqlService(Service):
         creds = self.read_credentials(app, node_paths) if path.is_file() else {}
         # an existing password stays: kept versions (rollback) were started with it
         password = creds.get("password") or new_password()
+        run_path = self.run_credentials_path(app, node_paths)
+        run_password = (self.read_run_credentials(app, node_paths).get("password")
+                        if run_path.is_file() else None) or new_password()
+        limit = app.limits.postgresql_connections
         psql("postgres", f"\\set verifier '{scram_verifier(password)}'\n"
-             "SELECT format('CREATE ROLE %I', :'role') WHERE NOT EXISTS "
-             "(SELECT 1 FROM pg_roles WHERE rolname = :'role') \\gexec\n"
+             f"\\set run_verifier '{scram_verifier(run_password)}'\n"
+             "SELECT format('CREATE ROLE %I', r) FROM unnest(ARRAY[:'role', :'run']) r "
+             "WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) \\gexec\n"
              "ALTER ROLE :\"role\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
-             "PASSWORD :'verifier';\n", role=role)
+             f"CONNECTION LIMIT {limit:d} PASSWORD :'verifier';\n"
+             "ALTER ROLE :\"run\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
+             f"INHERIT CONNECTION LIMIT {RUN_CONNECTIONS:d} PASSWORD :'run_verifier';\n"
+             "GRANT :\"role\" TO :\"run\";\n"
+             "ALTER ROLE :\"run\" SET role = :'role';\n", role=role, run=run_role(role))
         self._create_database(role)
         port = psql("postgres", "SHOW port;").strip()
         values = {"dbname": role, "user": role, "password": password,
                   "host": "127.0.0.1", "port": port}
         for ext in self.extensions:
             values[ext] = "yes"
+        self.write_run_credentials(app, node_paths, {"user": run_role(role),
+                                                     "password": run_password})
         self.write_credentials(app, node_paths, {**creds, **values})
 
     def _ready(self, app: Any, node_paths: Any) -> bool:
@@ -108,10 +138,16 @@ class PostgresqlService(Service):
         creds = self.read_credentials(app, node_paths)
         if any(creds.get(ext) != "yes" for ext in self.extensions):
             return False
+        if not self.run_credentials_path(app, node_paths).is_file():
+            return False
+        role = creds.get("user", "")
         try:
             found = psql("postgres", "SELECT count(*) FROM pg_roles r JOIN pg_database d "
                          "ON d.datdba = r.oid WHERE r.rolname = :'role' "
-                         "AND d.datname = :'role';", role=creds.get("user", ""))
+                         "AND d.datname = :'role' AND r.rolconnlimit = "
+                         f"{app.limits.postgresql_connections:d} AND EXISTS "
+                         "(SELECT 1 FROM pg_roles WHERE rolname = :'run');",
+                         role=role, run=run_role(role))
         except SilverError:
             return False
         return found.strip() == "1"
@@ -186,6 +222,12 @@ class PostgresqlService(Service):
             script.stdout.close()
             if script.wait() != 0:
                 raise SilverError(f"pg_restore failed (status {script.returncode})")
+
+
+def run_role(role: str) -> str:
+    """The maintenance role of the app's role ``sl_APP``: ``slrun_APP``. Every app's
+    role starts with ``sl_``, so no app (not one named ``APP_run``) can be given it."""
+    return "slrun_" + role.removeprefix("sl_")
 
 
 def psql(dbname: str, sql: str, **variables: str) -> str:

@@ -56,6 +56,20 @@ BROKEN = {
     "bad-required": (GOOD + "config.required = maybe\n", 4, ["expected true or false"]),
     "bad-checker": (GOOD + "config.checker = check.py\n", 4, ["must be module:function"]),
     "bad-location": (GOOD + "default_location = exa mple.com\n", 4, ["bad location"]),
+    "bad-limit-memory": (GOOD + "limits.memory = half\n", 4,
+                         ["limits.memory", "'half' must be a size (512M, 1G), a share"]),
+    "tiny-limit-memory": (GOOD + "limits.memory = 1M\n", 4, ["'1M' is below 32M"]),
+    "bad-limit-percent": (GOOD + "limits.memory = 150%\n", 4, ["'150%' must be a size"]),
+    "bad-limit-tasks": (GOOD + "limits.tasks = 3\n", 4,
+                        ["limits.tasks", "'3' must be a number of processes and threads "
+                         "from 16 to 100000"]),
+    "bad-limit-cpu": (GOOD + "limits.cpu_weight = 0\n", 4, ["'0' must be a CPU weight"]),
+    "bad-limit-io": (GOOD + "limits.io_weight = lots\n", 4, ["'lots' must be an IO weight"]),
+    "bad-limit-pg": (GOOD + "limits.postgresql_connections = 1\n", 4,
+                     ["'1' must be a number of PostgreSQL connections from 2 to 1000"]),
+    "bad-limit-mysql": (GOOD + "limits.mysql_connections = -5\n", 4,
+                        ["'-5' must be a number of MariaDB connections"]),
+    "unknown-limit": (GOOD + "limits.memry = 1G\n", 4, ["did you mean 'limits.memory'"]),
     "garbage-line": ("[production]\napp_name = shop\nthis is not ini\n", 3, ["cannot parse"]),
 }
 
@@ -164,3 +178,16 @@ def test_an_app_without_runner_is_valid_and_serve_says_there_is_nothing_to_serve
     assert proc.returncode == 2
     assert proc.stderr.strip() == (f"silver: error: {app / 'app.ini'} has no runner: nothing "
                                    "to serve (run its scripts with bin/python)")
+
+
+def test_limits_default_and_set(tmp_path):
+    from silverlining.appconfig import Limits
+
+    assert AppConfig.load(write_app(tmp_path / "a", GOOD)).limits == Limits()
+    app = write_app(tmp_path / "b", GOOD + "limits.memory = 25%\nlimits.tasks = 64\n"
+                    "limits.cpu_weight = 50\nlimits.io_weight = 200\n"
+                    "limits.postgresql_connections = 5\nlimits.mysql_connections = 7\n")
+    assert AppConfig.load(app).limits == Limits("25%", 64, 50, 200, 5, 7)
+    for memory in ("512M", "1G", "100%", "infinity", str(64 << 20)):
+        app = write_app(tmp_path / memory, GOOD + f"limits.memory = {memory}\n")
+        assert AppConfig.load(app).limits.memory == memory

@@ -56,3 +56,35 @@ def test_unit_names_are_unique_across_apps(a, b, v, w):
              ("unit", b, w): instances.unit_name(b, w),
              ("stop", b, w): instances.stop_unit_name(b, w) + ".service"}
     assert len(set(names.values())) == len(names)
+
+
+@given(a=APP_NAMES, b=APP_NAMES)
+@example(a="my", b="my-app")        # '-' is systemd's slice nesting: escaped
+@example(a="x", b="x_run")
+def test_each_app_has_its_own_slice_right_under_silver_slice(a, b):
+    """No app's slice is another's, nor its parent (systemd nests ``a-b.slice`` in
+    ``a.slice``), and no app's database login is another's maintenance login."""
+    from silverlining.node.slices import slice_name
+    from silverlining.services._system import db_name
+    from silverlining.services.mysql import run_user
+    from silverlining.services.postgresql import run_role
+
+    for app in (a, b):
+        name = slice_name(app).removesuffix(".slice")
+        assert name.startswith("silver-") and "-" not in name.removeprefix("silver-")
+        assert run_role(db_name(app)) not in (db_name(a), db_name(b))
+        assert run_user(db_name(app)) == run_role(db_name(app))
+    if a != b:
+        assert slice_name(a) != slice_name(b)
+        assert run_role(db_name(a)) != run_role(db_name(b))
+
+
+def test_every_unit_of_app_code_is_in_its_slice_with_the_task_limit():
+    from silverlining.appconfig import Limits
+    from silverlining.node import slices
+
+    text = instances.unit_text("my-app", "v3", "wsgi", None, Limits(tasks=77))
+    assert "Slice=silver-my\\x2dapp.slice\nLimitNPROC=77\n" in text
+    limits = Limits("300M", 99, 50, 20)
+    assert slices.slice_text("my-app", limits).endswith(
+        "MemoryMax=300M\nTasksMax=99\nCPUWeight=50\nIOWeight=20\n")

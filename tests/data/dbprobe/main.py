@@ -1,5 +1,6 @@
 """Reads and writes the app's services over HTTP, answering JSON, for the
-service tests: PostgreSQL rows, files, MariaDB and Redis values, PostGIS.
+service tests: PostgreSQL rows, files, MariaDB and Redis values, PostGIS, and
+a connection hog (``/hog/pg``, ``/hog/mysql``).
 Each database client is imported only by the requests that use it (the app
 asks the node for the Debian package of the ones its app.ini names)."""
 
@@ -88,6 +89,36 @@ def redis(path, q):
         return {"error": str(exc)}
 
 
+def hog(path, q):
+    """Open connections as the app's own login until the server refuses one; a thread
+    holds them for ``hold`` seconds (the connection-hog attack of test_limits)."""
+    import threading
+    import time
+    held, error = [], None
+    while len(held) < 1000:
+        try:
+            if path == "/hog/pg":
+                held.append(pg_connect())
+            else:
+                import pymysql
+                held.append(pymysql.connect(
+                    host=os.environ["CONFIG_MYSQL_HOST"],
+                    port=int(os.environ["CONFIG_MYSQL_PORT"]),
+                    user=os.environ["CONFIG_MYSQL_USER"],
+                    password=os.environ["CONFIG_MYSQL_PASSWORD"],
+                    database=os.environ["CONFIG_MYSQL_DBNAME"], connect_timeout=5))
+        except Exception as exc:
+            error = str(exc).strip()
+            break
+
+    def release():
+        time.sleep(float(q.get("hold", "60")))
+        for conn in held:
+            conn.close()
+    threading.Thread(target=release, daemon=True).start()
+    return {"held": len(held), "error": error}
+
+
 def application(environ, start_response):
     path = environ.get("PATH_INFO") or "/"
     q = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
@@ -106,6 +137,8 @@ def application(environ, start_response):
         body = mysql(path, q)
     elif path.startswith("/redis/"):
         body = redis(path, q)
+    elif path in ("/hog/pg", "/hog/mysql"):
+        body = hog(path, q)
     else:
         body = None
     status = "200 OK" if body is not None else "404 Not Found"
