@@ -44,18 +44,21 @@ class BenchError(Exception):
     """A step of the bench failed: the run stops (nodes are still destroyed)."""
 
 
-def private_environment(root: Path, comment: str) -> dict[str, str]:
+def private_environment(root: Path, comment: str,
+                        image: str | None = None) -> dict[str, str]:
     """SILVER_* variables for a run of its own in ``root``: state, a ``[provider:local]``
     config, a fresh ed25519 key (comment ``comment``), an /etc/hosts and the shared image
-    cache, and an empty ssh config (SILVER_SSH_CONFIG). The node tests' ``node_env``
-    uses it too."""
+    cache, and an empty ssh config (SILVER_SSH_CONFIG). ``image`` (a local image id
+    such as ``debian-12``) replaces the driver's default image. The node tests'
+    ``node_env`` uses it too."""
     key = root / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment,
                     "-f", str(key)], check=True)
     cache = os.environ.get("SILVER_LOCAL_CACHE") or DEFAULT_CACHE
     config = root / "silverlining.conf"
     config.write_text(f"[provider:local]\ndriver = local\ncache_dir = {cache}\n"
-                      f"ssh_public_key = {key}.pub\n")
+                      f"ssh_public_key = {key}.pub\n"
+                      + (f"image = id {image}\n" if image else ""))
     hosts = root / "hosts"
     hosts.write_text("127.0.0.1 localhost\n")
     ssh_config = root / "ssh_config"        # not the user's: ~/.ssh/config stays out of it

@@ -6,7 +6,9 @@
 set -eu
 
 # Extra packages may be named as arguments (the test command adds nginx-light).
-PACKAGES="systemd-container mmdebstrap zstd rsync openssh-client iproute2 apt-cacher-ng $*"
+# debian-archive-keyring: the release keys mmdebstrap checks the node images
+# (Debian 12 and 13) against, also on an Ubuntu host.
+PACKAGES="systemd-container mmdebstrap zstd rsync openssh-client iproute2 apt-cacher-ng debian-archive-keyring $*"
 
 if [ "$(uname -s)" != "Linux" ]; then
     echo "host-setup: local nodes need Linux (systemd-nspawn)" >&2

@@ -69,17 +69,18 @@ check_root() {
     [ "$(id -u)" = 0 ] || die "setup must run as root (running as $(id -un))"
 }
 
-# Sets NGINX_PKG for the OS; anything but Debian 12 / Ubuntu 24.04 is refused.
+# Sets NGINX_PKG for the OS; anything but Debian 13 / 12 / Ubuntu 24.04 is refused.
+# Debian 13 has no nginx-light: its nginx is the small core, modules come apart.
 check_os() {
-    [ -r /etc/os-release ] || die "unsupported OS: no /etc/os-release (silverlining nodes run Debian 12 or Ubuntu 24.04)"
+    [ -r /etc/os-release ] || die "unsupported OS: no /etc/os-release (silverlining nodes run Debian 13, Debian 12 or Ubuntu 24.04)"
     local id version pretty
     id=$(. /etc/os-release && echo "${ID:-unknown}")
     version=$(. /etc/os-release && echo "${VERSION_ID:-unknown}")
     pretty=$(. /etc/os-release && echo "${PRETTY_NAME:-$id $version}")
     case "$id $version" in
         "debian 12") NGINX_PKG=nginx-light ;;
-        "ubuntu 24.04") NGINX_PKG=nginx ;;
-        *) die "unsupported OS: $pretty (ID=$id VERSION_ID=$version); silverlining nodes run Debian 12 or Ubuntu 24.04" ;;
+        "debian 13" | "ubuntu 24.04") NGINX_PKG=nginx ;;
+        *) die "unsupported OS: $pretty (ID=$id VERSION_ID=$version); silverlining nodes run Debian 13, Debian 12 or Ubuntu 24.04" ;;
     esac
 }
 

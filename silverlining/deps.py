@@ -16,12 +16,14 @@ the node (``/var/lib/silverlining/deps/FINGERPRINT``): a node that already
 has it receives nothing.
 
 What ``bin/pip`` installed into ``lib/python`` for the developer's own Python
-(``silver serve``) is left out of the upload when dependencies are declared:
-the node gets its own build (``pip_installed_excludes``).
+(``silver serve``) is left out of the upload when dependencies are declared
+(a declaration with nothing in it, as ``silver init`` writes, declares
+nothing): the node gets its own build (``pip_installed``).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -94,7 +96,7 @@ class Declared:
     inputs: bytes           # the declaring files' contents: part of the cache key
     local: list[str] = field(default_factory=list)    # local projects it names (by name)
 
-    @property
+    @functools.cached_property
     def empty(self) -> bool:
         """Nothing to install: a requirements file of comments and options only (what
         ``silver init`` writes), or ``dependencies = []``."""
@@ -256,16 +258,18 @@ def _install_args(decl: Declared, work: Path) -> list[str]:
 
 
 def _uv_error(stderr: str) -> str:
-    """uv's message in one line: its error and causes, its hint left out."""
-    lines = [ln.strip() for ln in stderr.strip().splitlines()
-             if ln.strip() and not ln.startswith(("Using ", "Resolved ", "Prepared ",
-                                                  "Installed ", " + ", "   Building",
-                                                  "      Built"))]
-    kept = []
-    for line in lines:
-        if line.startswith("hint:"):
-            break
-        kept.append(line.removeprefix("error: ").removeprefix("cause: "))
+    """uv's message in one line: its error and causes (uv wraps them over several
+    lines), its hint and progress lines left out."""
+    parts: list[str] = []
+    for line in stderr.splitlines():
+        text = line.strip()
+        head = text.split(":", 1)[0]
+        if head in ("error", "cause", "Caused by", "hint", "warning"):
+            parts.append(text)
+        elif text and parts and not line.startswith(("Using ", "Resolved ", "Prepared ")):
+            parts[-1] += " " + text
+    kept = [p.split(":", 1)[1].strip() for p in parts
+            if p.split(":", 1)[0] in ("error", "cause", "Caused by")]
     return "; ".join(kept) or "uv failed"
 
 
@@ -292,12 +296,12 @@ def _run_uv(decl: Declared, target: Target, site: Path, work: Path, where: str) 
         proc = subprocess.run(argv, cwd=decl.app_dir, capture_output=True, text=True, env=env)
         if proc.returncode == 0:
             return
-        if "invalid value" in proc.stderr and "--python-platform" in proc.stderr:
+        flat = " ".join(proc.stderr.split())        # uv wraps long lines
+        if "invalid value" in flat and "--python-platform" in flat:
             continue                        # this uv does not know that glibc yet
-        if "is not compatible with the target" in proc.stderr \
-                and (m := _BUILT_RE.search(proc.stderr)):
+        if "is not compatible with the target" in flat and (m := _BUILT_RE.search(flat)):
             raise no_wheel_error(m.group(1), target, where)
-        if m := _NO_WHEEL_RE.search(proc.stderr):
+        if m := _NO_WHEEL_RE.search(flat):
             raise no_wheel_error(m.group(1), target, where)
         raise SilverError(f"installing {decl.path.name} for {where} ({target.describe()}) "
                           f"failed: {_uv_error(proc.stderr)}")
@@ -408,8 +412,8 @@ def upload_excludes(app_dir: Path) -> tuple[Declared | None, list[str], dict[str
 
     decl = declared(app_dir)
     excludes = appfiles.read_silverignore(app_dir)
-    if decl is None:
-        return None, excludes, {}
+    if decl is None or decl.empty:      # nothing declared: lib/python is uploaded as is
+        return decl, excludes, {}
     installs = pip_installed(app_dir)
     return decl, excludes + installs.excludes, installs.names
 

@@ -85,22 +85,28 @@ def ensure_running(name: str, timeout: float = 120) -> None:
     entry = NodeRegistry().get(name)
     if not entry or entry.get("driver") != "local":
         return
-    from silverlining import state
+    from silverlining import state, transport
     from silverlining.userconfig import UserConfig
 
     cfg = UserConfig.load().provider(entry.get("provider"))
     local_dir = cfg.driver_args.get("state_dir")
     nodes_dir = Path(local_dir).expanduser() if local_dir else state.state_dir() / "local"
-    if local_node_is_up(nodes_dir / "nodes" / name):
-        return      # the usual case, without loading libcloud (a third of a command's time)
-    from silverlining import transport
+    deadline = time.monotonic() + timeout
+    address = entry.get("address")
+    if address and local_node_is_up(nodes_dir / "nodes" / name):
+        # the usual case, without loading libcloud (a third of a command's time); a
+        # node going down (a reboot from inside) fails this and is started below
+        try:
+            transport.wait_for_ssh(address, 10.0, label=name)
+            return
+        except SilverError:
+            pass
     from silverlining.providers import call_provider, get_driver
 
     driver = get_driver(cfg)
     check = getattr(driver, "ex_ensure_running", None)
     if check is None:
         return
-    deadline = time.monotonic() + timeout
     while True:
         # Check again on each round: a node that was shutting down (a reboot from
         # inside) when we first looked has to be started once it is down.

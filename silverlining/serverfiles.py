@@ -33,7 +33,7 @@ SCRIPT_NAME = "update-server-script.sh"
 CLIENT_ONLY = frozenset({
     "cli.py", "__main__.py", "console.py", "commands", "providers", "transport.py", "devserver",
     "devserver.py", "serverfiles.py", "nodes.py", "etchosts.py", "_server_files",
-    "templates",
+    "templates", "deps.py",
 })
 _SKIP_NAMES = frozenset({"__pycache__"})
 _SKIP_SUFFIXES = (".pyc", ".pyo", "~", ".swp")

@@ -432,6 +432,30 @@ def login_keys() -> list[str]:
     return found
 
 
+# --- children that end with us ------------------------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def _end_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the child sent SIGTERM when the thread that started it
+    ends (Linux ``PR_SET_PDEATHSIG``), so an ssh or rsync we started never outlives
+    a killed silver and keeps a remote command (``logs -f``) running; None elsewhere."""
+    if not os.uname().sysname == "Linux":
+        return None
+    import ctypes
+    import signal
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM)
+    return preexec
+
+
+def _spawn(argv: list[str], **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(argv, preexec_fn=_end_with_parent(), **kwargs)
+
+
 # --- what ssh's own errors mean ------------------------------------------------------
 
 _LOST = ("Timeout, server", "Connection to ", "client_loop:", "Broken pipe",
@@ -549,7 +573,7 @@ class SSH:
         command = self.argv(argv, pty)
         data = input.encode() if isinstance(input, str) else input
         try:
-            proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            proc = _spawn(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     stdin=subprocess.DEVNULL if data is None
                                     else subprocess.PIPE)
         except FileNotFoundError:
@@ -635,7 +659,8 @@ class SSH:
         """Run ``argv`` on a pty wired to this terminal (``silver run -i``); returns its
         status. ssh itself puts the terminal in raw mode and forwards its size."""
         try:
-            return subprocess.call(self.argv(argv, pty=True))
+            with _spawn(self.argv(argv, pty=True)) as proc:
+                return proc.wait()
         except FileNotFoundError:
             raise SilverError("the OpenSSH client is not installed on this machine "
                               "(apt install openssh-client)") from None
@@ -778,7 +803,7 @@ def rsync(src: str, address: str, dest: str, *, user: str = "root",
     argv += ["--", remote, dest] if pull else ["--", src, remote]
     env = {**os.environ, "LC_ALL": "C"}
     try:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        proc = _spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 stdin=subprocess.DEVNULL, env=env)
     except FileNotFoundError:
         raise SilverError("rsync is not installed on this machine (apt install rsync)") from None

@@ -88,8 +88,10 @@ def pip(app: Path, home: dict, *args: str) -> subprocess.CompletedProcess:
 
 def test_layout(app):
     for sub in ("src", "static", "lib/python", "bin/python", "bin/pip", "main.py",
-                ".silverignore", "pyvenv.cfg"):
+                ".silverignore", "pyvenv.cfg", "requirements.txt"):
         assert (app / sub).exists(), sub
+    from silverlining import deps
+    assert deps.declared(app).empty          # declared, with nothing in it yet
     assert not (app / ".gitignore").exists() and not (app / "CACHEDIR.TAG").exists()
     config = AppConfig.load(app)
     assert config.app_name == "my-app"
@@ -111,7 +113,9 @@ def test_app_ini_never_overwritten(tmp_path, app):
     assert (root / "bin" / "python").exists() and (root / "main.py").exists()
     # without --force, existing files are kept
     (root / "main.py").write_text("# mine\n")
+    (root / "requirements.txt").write_text("Django\n")
     run_silver("init", str(root), "--main", check=True, timeout=120)
+    assert (root / "requirements.txt").read_text() == "Django\n"
     assert (root / "main.py").read_text() == "# mine\n"
 
 

@@ -130,8 +130,9 @@ def check_binaries(plan: Plan, node: str, target: deps.Target) -> None:
             declared = plan.deps.path.name if plan.deps else deps.REQUIREMENTS
             raise SilverError(
                 f"{plan.app_dir / rel} is {what}, but {node} runs {target.describe()}: "
-                f"list the package it comes from in {declared} (silver update builds it "
-                "for each node) and remove it from the app directory")
+                f"list the package it comes from in {declared} (silver update then "
+                "builds it for each node and leaves what bin/pip installed here out of "
+                "the upload), or remove the file")
 
 
 def check_config(app_dir: Path, config_dir: Path) -> None:
@@ -251,11 +252,13 @@ def build_deps(session: NodeSession, plan: Plan, answer: dict) -> deps.Build | N
     installed locally that the node will not have."""
     assert plan.deps is not None
     target = deps.Target.from_node(answer.get("target") or {})
-    build = None if plan.deps.empty else deps.cached(plan.deps, target)
-    if build is None and not plan.deps.empty:
-        with session.console.ticking(session.name, f"installing {plan.deps.path.name} for "
-                                     f"{target.describe()}"):
-            build = deps.build(plan.deps, target, session.name)
+    build = None
+    if not plan.deps.empty:
+        build = deps.cached(plan.deps, target)
+        if build is None:
+            with session.console.ticking(session.name, f"installing {plan.deps.path.name} "
+                                         f"for {target.describe()}"):
+                build = deps.build(plan.deps, target, session.name)
     have = {deps.normalize(n) for n in (build.packages if build else {})}
     for name, version in sorted(plan.local_installs.items()):
         if deps.normalize(name) not in have:

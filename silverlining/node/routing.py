@@ -46,6 +46,9 @@ SCRIPT_NAME_HEADER = "X-Script-Name"
 STATUS_LOCATION_HEADER = "X-Silver-Location"
 _CATCH_ALL = "~^.+$"
 LISTEN = ("    listen 80;", "    listen [::]:80;")
+# In each server, not once for http: Debian 13's nginx.conf already sets it there
+# (a second http-level one is an error) and Debian 12's leaves it commented out.
+NO_VERSION = "    server_tokens off;"
 HSTS = 'add_header Strict-Transport-Security "max-age=31536000" always;'
 
 
@@ -153,9 +156,11 @@ def _head(names: str, cert_dir: str | None, hsts: bool = False) -> list[str]:
     """A server's start: port 80 with the ACME challenges, or 443 with the certificate
     in ``cert_dir`` (and HSTS if asked)."""
     if cert_dir is None:
-        return ["server {", *LISTEN, f"    server_name {names};", *_acme_challenge()]
+        return ["server {", *LISTEN, f"    server_name {names};", NO_VERSION,
+                *_acme_challenge()]
     out = ["server {", "    listen 443 ssl;", "    listen [::]:443 ssl;",
-           f"    server_name {names};", f"    ssl_certificate {cert_dir}/fullchain.pem;",
+           f"    server_name {names};", NO_VERSION,
+           f"    ssl_certificate {cert_dir}/fullchain.pem;",
            f"    ssl_certificate_key {cert_dir}/privkey.pem;"]
     return out + ([f"    {HSTS}"] if hsts else [])
 

@@ -32,6 +32,9 @@ from silverlining.providers.matchers import parse
 
 WEB_PORTS = (22, 80, 443)
 FIREWALL_NAME = "silverlining-web"
+# The Debian release a node gets when no image is chosen; each profile names its
+# image after it. Debian 12 stays one --image away (docs/nodes.md, Clouds).
+DEBIAN = 13
 
 Call = Callable[..., Any]   # providers.call_provider, bound to a description
 
@@ -139,11 +142,11 @@ class CloudProfile(ABC):
 
     def default_image(self, call: Call, driver: NodeDriver,
                       location: NodeLocation | None) -> NodeImage:
-        """The Debian 12 image, from the provider's list."""
+        """The default Debian image, from the provider's list."""
         images = call("listing images", driver.list_images)
         found = [i for i in images if self.is_default_image(i)]
         if not found:
-            raise UsageError(f"{self.label} lists no Debian 12 image; choose "
+            raise UsageError(f"{self.label} lists no Debian {DEBIAN} image; choose "
                              "one with --image or 'image =' (see silver list-images)")
         return found[-1]
 
@@ -229,14 +232,15 @@ class DigitalOcean(CloudProfile):
 
     def default_image(self, call: Call, driver: NodeDriver,
                       location: NodeLocation | None) -> NodeImage:
-        """Debian 12 by its slug: libcloud turns numeric image ids into strings, and
-        the API reads a string image as a slug."""
-        image = super().default_image(call, driver, location)
-        return NodeImage(id=image.extra["slug"], name=image.name, driver=driver,
-                         extra=image.extra)
+        return _by_slug(super().default_image(call, driver, location))
+
+    def images(self, call: Call, driver: NodeDriver, location: NodeLocation | None,
+               text: str) -> list[NodeImage]:
+        """Public images by slug, so ``--image 'id debian-12-x64'`` picks one."""
+        return [_by_slug(i) for i in super().images(call, driver, location, text)]
 
     def is_default_image(self, image: NodeImage) -> bool:
-        return (image.extra or {}).get("slug") == "debian-12-x64"
+        return (image.extra or {}).get("slug") == f"debian-{DEBIAN}-x64"
 
     def prepare(self, call: Call, driver: NodeDriver, hostname: str, pubkey: str,
                 location: NodeLocation | None) -> Prepared:
@@ -252,13 +256,22 @@ class DigitalOcean(CloudProfile):
         return None
 
 
+def _by_slug(image: NodeImage) -> NodeImage:
+    """A DigitalOcean image with its slug as id, when it has one: libcloud turns
+    numeric image ids into strings, and the API reads a string image as a slug."""
+    slug = (image.extra or {}).get("slug")
+    if not slug:
+        return image
+    return NodeImage(id=slug, name=image.name, driver=image.driver, extra=image.extra)
+
+
 class Linode(CloudProfile):
     """Linodes take the key itself for root; a root password is required, so a random
     one is generated and never kept (logins are by key)."""
 
     label = "Linode"
     default_size = "id g6-nanode-1"
-    image_matcher = "id linode/debian12"
+    image_matcher = f"id linode/debian{DEBIAN}"
 
     def prepare(self, call: Call, driver: NodeDriver, hostname: str, pubkey: str,
                 location: NodeLocation | None) -> Prepared:
@@ -275,7 +288,7 @@ class Vultr(CloudProfile):
 
     label = "Vultr"
     default_size = "id vc2-1c-1gb"
-    image_matcher = "name Debian 12 x64*"
+    image_matcher = f"name Debian {DEBIAN} x64*"
 
     def prepare(self, call: Call, driver: NodeDriver, hostname: str, pubkey: str,
                 location: NodeLocation | None) -> Prepared:
@@ -296,11 +309,12 @@ class EC2(CloudProfile):
 
     def default_image(self, call: Call, driver: NodeDriver,
                       location: NodeLocation | None) -> NodeImage:
-        images = call("listing Debian 12 images", driver.list_images,
+        images = call(f"listing Debian {DEBIAN} images", driver.list_images,
                       ex_owner=DEBIAN_AMI_OWNER,
-                      ex_filters={"name": "debian-12-amd64-*", "architecture": "x86_64"})
+                      ex_filters={"name": f"debian-{DEBIAN}-amd64-*",
+                                  "architecture": "x86_64"})
         if not images:
-            raise UsageError(f"{self.label} lists no Debian 12 image in this region; "
+            raise UsageError(f"{self.label} lists no Debian {DEBIAN} image in this region; "
                              "choose one with --image 'id ami-...'")
         return sorted(images, key=lambda i: i.name or "")[-1]
 
@@ -352,8 +366,9 @@ class GCE(CloudProfile):
 
     def default_image(self, call: Call, driver: NodeDriver,
                       location: NodeLocation | None) -> NodeImage:
-        return call("looking up image family debian-12", driver.ex_get_image_from_family,
-                    "debian-12", ex_project_list=["debian-cloud"],
+        return call(f"looking up image family debian-{DEBIAN}",
+                    driver.ex_get_image_from_family,
+                    f"debian-{DEBIAN}", ex_project_list=["debian-cloud"],
                     ex_standard_projects=False)
 
     def prepare(self, call: Call, driver: NodeDriver, hostname: str, pubkey: str,
@@ -382,7 +397,7 @@ class OVH(CloudProfile):
 
     label = "OVH"
     default_size = "name d2-2"
-    image_matcher = "name Debian 12"
+    image_matcher = f"name Debian {DEBIAN}"
 
     def locations(self, call: Call, driver: NodeDriver) -> list[NodeLocation]:
         regions = call("listing regions", driver.connection.request,
@@ -397,7 +412,7 @@ class OVH(CloudProfile):
         images = call("listing images", driver.list_images, location)
         found = [i for i in images if self.is_default_image(i)]
         if not found:
-            raise UsageError(f"{self.label} lists no Debian 12 image in this region; "
+            raise UsageError(f"{self.label} lists no Debian {DEBIAN} image in this region; "
                              "choose one with --image")
         return found[0]
 

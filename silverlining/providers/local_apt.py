@@ -87,11 +87,23 @@ def _parse_deb822(text: str) -> list[AptSource]:
     return out
 
 
+# Debian's release names, oldest first: a host source for one of them names a
+# Debian archive, so the same archive serves a node of another release.
+DEBIAN_SUITES = ("bullseye", "bookworm", "trixie", "forky")
+
+
 def sources_for(suite: str, mirror: str | None = None) -> list[AptSource]:
     """The host's http sources for ``suite`` (and its -updates/-security); ``mirror``
-    replaces the main archive URI. Raises when there is nothing to install from."""
-    picked = [s for s in host_sources()
-              if s.suite.split("-")[0] == suite and s.uri.startswith("http://")]
+    replaces the main archive URI. Raises when there is nothing to install from.
+
+    A host of another Debian release lends its archives with the suites renamed
+    (a Debian 12 host's ``bookworm-security`` becomes ``trixie-security`` at the
+    same URI), so one host builds nodes of every release it knows the keys of.
+    """
+    http = [s for s in host_sources() if s.uri.startswith("http://")]
+    picked = [s for s in http if s.suite.split("-")[0] == suite]
+    if not picked and suite in DEBIAN_SUITES:
+        picked = [_renamed(s, suite) for s in http if s.suite.split("-")[0] in DEBIAN_SUITES]
     if mirror:
         mirror = mirror.rstrip("/")
         main = [s for s in picked if not s.suite.endswith("-security")]
@@ -107,6 +119,12 @@ def sources_for(suite: str, mirror: str | None = None) -> list[AptSource]:
     for s in picked:
         seen.setdefault((s.uri.rstrip("/"), s.suite), s)
     return list(seen.values())
+
+
+def _renamed(source: AptSource, suite: str) -> AptSource:
+    """``source`` for release ``suite``: ``bookworm-updates`` -> ``trixie-updates``."""
+    _, dash, pocket = source.suite.partition("-")
+    return AptSource(source.uri, suite + dash + pocket, source.components)
 
 
 def node_apt_files(sources: list[AptSource], host_addr: str) -> dict[str, str]:

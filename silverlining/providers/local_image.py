@@ -41,9 +41,10 @@ class ImageSpec:
 
 
 IMAGES = {
+    "debian-13": ImageSpec("debian-13", "Debian 13 (trixie)", "trixie"),
     "debian-12": ImageSpec("debian-12", "Debian 12 (bookworm)", "bookworm"),
 }
-DEFAULT_IMAGE = "debian-12"
+DEFAULT_IMAGE = "debian-13"
 
 
 def image_spec(image_id: str | None) -> ImageSpec:

@@ -8,6 +8,8 @@ Use them from any integration test module (setup-node, update, ...):
     its .pub is the provider's ssh_public_key), a private /etc/hosts
     (SILVER_ETC_HOSTS) and the shared image cache (SILVER_LOCAL_CACHE,
     default /var/cache/silverlining-test/images, built once per machine).
+    Nodes run the local driver's default image (Debian 13), or the one
+    SILVER_TEST_IMAGE names (``debian-12``: the whole suite on Debian 12).
     ``node_env.silver(*args)`` runs the real CLI in that environment,
     ``node_env.env`` is the environment dict for your own subprocesses, and
     ``node_env.ssh(name)`` opens a ``transport.SSH`` to a node. Every node still
@@ -100,10 +102,23 @@ class NodeEnv:
         return self.silver("-y", "destroy-node", *names)
 
 
+def suite_image() -> str | None:
+    """The local image the suite's nodes run (None: the driver's default)."""
+    return os.environ.get("SILVER_TEST_IMAGE") or None
+
+
+def other_image() -> str:
+    """The supported local image the suite's nodes do not run (Debian 12 by default),
+    for the tests that need both releases."""
+    from silverlining.providers import local_image
+    ours = suite_image() or local_image.DEFAULT_IMAGE
+    return next(image for image in local_image.IMAGES if image != ours)
+
+
 @pytest.fixture(scope="session")
 def node_env(tmp_path_factory) -> Iterator[NodeEnv]:
     root = tmp_path_factory.mktemp("node-env")
-    env = NodeEnv(root, private_environment(root, "silver-test"))
+    env = NodeEnv(root, private_environment(root, "silver-test", suite_image()))
     yield env
     listed = env.silver("list-nodes").stdout.splitlines()[1:]
     left = sorted(set(env.registry()) | {line.split()[0] for line in listed if line.strip()})

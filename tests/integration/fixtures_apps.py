@@ -7,7 +7,9 @@ Import the fixtures into a test module (pytest finds fixtures imported there)::
 ``node`` (module scope) is a ``Node``: the module's set-up node and the CLI
 aimed at it. ``hello`` and ``probe_app`` are copies of ``examples/hello``
 and ``tests/data/probe`` (reports what it sees as JSON) in a temporary
-directory, so a test can change them.
+directory, so a test can change them. ``make_app`` copies
+``tests/data/dbprobe`` (reports on its services as JSON; ``get``/``rows`` ask
+it), and ``CONSUMER``/``PUSH`` make it a worker fed through Redis.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
@@ -26,6 +29,7 @@ from tests.integration.fixtures_setup import setup_node  # noqa: F401
 REPO = Path(__file__).resolve().parents[2]
 HELLO = REPO / "examples" / "hello"
 PROBE = REPO / "tests" / "data" / "probe"
+DBPROBE = REPO / "tests" / "data" / "dbprobe"
 
 
 # --- helpers ---------------------------------------------------------------------
@@ -90,3 +94,45 @@ def live_version(out: str) -> str:
     m = re.search(r"\.(v\d+) live at ", out)
     assert m, out
     return m.group(1)
+
+
+# --- tests/data/dbprobe: an app that reports on its services as JSON ---------------
+
+def make_app(tmp_path: Path, name: str, services: tuple[str, ...],
+             packages: tuple[str, ...]) -> Path:
+    """A copy of dbprobe named ``name`` asking for ``services`` and ``packages``."""
+    dest = tmp_path / name
+    shutil.copytree(DBPROBE, dest)
+    lines = ["[production]", f"app_name = {name}", "runner = main.py", "health_check = /health",
+             f"packages = {' '.join(packages)}"]
+    lines += [f"service.{s} =" for s in services]
+    (dest / "app.ini").write_text("\n".join(lines) + "\n")
+    return dest
+
+
+def get(node, host: str, path: str, **query: str) -> dict:  # noqa: F811
+    status, body, _ = http_get(node.address, host, path + ("?" + urlencode(query) if query else ""))
+    assert status == 200, (status, body[:500])
+    return json.loads(body)
+
+
+def rows(node, host: str) -> list[str]:  # noqa: F811
+    return get(node, host, "/pg/list")["rows"]
+
+
+CONSUMER = """import os, time
+import psycopg2, redis
+queue = redis.from_url(os.environ["CONFIG_REDIS_URL"])
+db = psycopg2.connect(os.environ["CONFIG_PG_URL"])
+db.autocommit = True
+with db.cursor() as cur:
+    cur.execute("CREATE TABLE IF NOT EXISTS items (id serial PRIMARY KEY, v text)")
+while True:
+    item = queue.blpop(os.environ["CONFIG_REDIS_PREFIX"] + "in", timeout=1)
+    if item:
+        with db.cursor() as cur:
+            cur.execute("INSERT INTO items (v) VALUES (%s)",
+                        (item[1].decode() + "@" + os.environ["SILVER_INSTANCE_NAME"],))
+"""
+PUSH = ("import os, sys, redis; redis.from_url(os.environ['CONFIG_REDIS_URL']).rpush("
+        "os.environ['CONFIG_REDIS_PREFIX'] + 'in', sys.argv[1])")

@@ -3,7 +3,9 @@
 Wheels come from local directories that scripts/test fills (``wheels-deps``:
 the test apps' packages for the nodes' Pythons; ``wheels-py313``: silverlining's
 own dependencies for a Python 3.13 developer) or that a test writes; every
-install runs with ``--no-index``, so no test talks to PyPI.
+install runs with ``--no-index``, so no test talks to PyPI. Next to the module's
+node (the suite's image, Debian 13) runs one of the other release (Debian 12), so
+one ``silver update`` builds for two Pythons.
 """
 
 from __future__ import annotations
@@ -11,14 +13,16 @@ from __future__ import annotations
 import glob
 import json
 import os
+import platform
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.integration.conftest import other_image
 from tests.integration.fixtures_apps import (  # noqa: F401 (fixtures)
-    REPO, http_get, live_version, node, setup_node)
+    REPO, Node, http_get, live_version, node, setup_node)
 from tests.unit.test_deps import make_wheel
 
 pytestmark = pytest.mark.node
@@ -50,11 +54,17 @@ def application(environ, start_response):
 TINY_PAGE = '''\
 import json, os
 
-import needsold, oldhelper, tiny
+import needsold, tiny
+
+try:
+    import oldhelper                    # needsold's, on a Python before 3.11.3 only
+    OLD = oldhelper.VALUE
+except ImportError:
+    OLD = None
 
 
 def application(environ, start_response):
-    body = json.dumps({"tiny": tiny.VALUE, "oldhelper": oldhelper.VALUE,
+    body = json.dumps({"tiny": tiny.VALUE, "oldhelper": OLD,
                        "deps": os.environ.get("SILVER_DEPS")}).encode()
     start_response("200 OK", [("Content-Type", "application/json")])
     return [body]
@@ -73,16 +83,29 @@ def python313() -> str:
     pytest.fail("no Python 3.13 here (pyenv install 3.13, or set SILVER_TEST_PY313)")
 
 
+@pytest.fixture(scope="module")
+def other(node_env, make_module_node) -> Node:
+    """A set-up node of the other release: its own Python, its own builds."""
+    made = make_module_node("deps-other-node", "--image", f"id {other_image()}",
+                            "--setup-node")
+    return Node(node_env, made.name, made.address)
+
+
+def node_python(node) -> str:  # noqa: F811
+    return node.root("python3 -c 'import platform; print(platform.python_version())'").strip()
+
+
 def get_json(node, host: str) -> dict:  # noqa: F811
     status, body, _ = http_get(node.address, host, "/")
     assert status == 200, (status, body[:800])
     return json.loads(body)
 
 
-def test_a_python_313_developer_deploys_compiled_packages(node, tmp_path):  # noqa: F811
+def test_a_python_313_developer_deploys_compiled_packages(node, other, tmp_path):  # noqa: F811
     """silver under Python 3.13: init, bin/pip install -r requirements.txt (wheels for
-    3.13), update. The node (another Python) gets its own build, and the page imports
-    psycopg, pillow and pydantic and queries its PostgreSQL."""
+    3.13), one update to a Debian 13 and a Debian 12 node. Each node gets the build for
+    its own Python, and the page imports psycopg, pillow and pydantic and queries its
+    PostgreSQL."""
     assert list(WHEELS.glob("pillow-*cp313*x86_64*.whl")), f"scripts/test fills {WHEELS}"
     assert list(SILVER_WHEELS.glob("click-*.whl")), f"scripts/test fills {SILVER_WHEELS}"
     venv = tmp_path / "venv313"
@@ -112,46 +135,64 @@ def test_a_python_313_developer_deploys_compiled_packages(node, tmp_path):  # no
     (app / "main.py").write_text(PAGE)
     (app / "app.ini").write_text((app / "app.ini").read_text().replace(
         "#service.postgresql =", "service.postgresql ="))
-    proc = silver("-y", "update", str(app), "pics.test", "--node", node.name, "--noetchosts")
-    assert "sending dependency set" in proc.stderr
-    page = get_json(node, "pics.test")
-    node_python = node.root("python3 -c 'import platform; print(platform.python_version())'")
-    assert page["answer"] == 42 and page["python"] == node_python.strip()
-    assert page["pil_file"].startswith(page["deps"] + "/PIL/")
-    assert page["deps"].startswith("/var/lib/silverlining/deps/")
-    assert page["psycopg"] == "binary"
+    proc = silver("-y", "update", str(app), "pics.test", "--node", node.name,
+                  "--node", other.name, "--noetchosts")
+    assert proc.stderr.count("sending dependency set") == 2, proc.stderr
+    pages = [get_json(n, "pics.test") for n in (node, other)]
+    assert {p["python"][:4] for p in pages} == {"3.11", "3.13"}
+    assert pages[0]["deps"] != pages[1]["deps"]                    # one build per Python
+    for each, page in zip((node, other), pages):
+        assert page["answer"] == 42 and page["python"] == node_python(each)
+        assert page["pil_file"].startswith(page["deps"] + "/PIL/")
+        assert page["deps"].startswith("/var/lib/silverlining/deps/")
+        assert page["psycopg"] == "binary"
 
 
 @pytest.fixture(scope="module")
-def tiny_wheels(tmp_path_factory) -> Path:
+def tiny_wheels(node, tmp_path_factory) -> Path:  # noqa: F811
+    """tiny 1.0 and 2.0; needsold, which wants oldhelper only on the node's exact
+    Python (3.11.2 on Debian 12: never the Python running silver here)."""
+    node_python = node.root("python3 -c 'import platform; print(platform.python_version())'")
+    assert node_python.strip() != platform.python_version()
     links = tmp_path_factory.mktemp("wheels")
     make_wheel(links, "tiny")
     make_wheel(links, "tiny", "2.0")
-    make_wheel(links, "needsold", requires=('oldhelper; python_full_version < "3.11.3"',))
+    make_wheel(links, "needsold",
+               requires=(f'oldhelper; python_full_version == "{node_python.strip()}"',))
     make_wheel(links, "oldhelper")
     return links
 
 
-def tiny_app(tmp_path: Path, links: Path, pins: str = "tiny==1.0") -> Path:
-    app = tmp_path / "tiny"
+def tiny_app(tmp_path: Path, links: Path, pins: str = "tiny==1.0", name: str = "tiny") -> Path:
+    app = tmp_path / name
     app.mkdir()
-    (app / "app.ini").write_text("[production]\napp_name = tiny\nrunner = main.py\n")
+    (app / "app.ini").write_text(f"[production]\napp_name = {name}\nrunner = main.py\n")
     (app / "main.py").write_text(TINY_PAGE)
     (app / "requirements.txt").write_text(f"--no-index\n--find-links {links}\n{pins}\n"
                                           "needsold\n")
     return app
 
 
-def test_markers_resolve_for_the_node_and_an_unchanged_set_is_not_sent(
-        node, tmp_path, tiny_wheels):  # noqa: F811
-    """needsold wants oldhelper only before Python 3.11.3: the node (3.11.2) gets it
-    whatever Python runs silver. A redeploy of new code sends no dependency bytes,
-    and the set is root's, read-only to the app."""
+def test_markers_resolve_for_each_node(node, other, tmp_path, tiny_wheels):  # noqa: F811
+    """needsold wants oldhelper only on the first node's exact Python: in one update,
+    that node gets it and the node of the other image does not, whatever Python
+    runs silver."""
+    app = tiny_app(tmp_path, tiny_wheels, pins="tiny==2.0", name="markers")  # a set of its own
+    node.update(app, "markers.test", "--node", other.name)
+    for each in (node, other):
+        wanted = "oldhelper" if node_python(each) == node_python(node) else None
+        assert get_json(each, "markers.test")["oldhelper"] == wanted, node_python(each)
+
+
+def test_an_unchanged_set_is_not_sent(node, tmp_path, tiny_wheels):  # noqa: F811
+    """A redeploy of new code sends no dependency bytes, and the set is root's,
+    read-only to the app."""
     app = tiny_app(tmp_path, tiny_wheels)
     first = node.update(app, "tiny.test")
     assert "sending dependency set" in first.stderr
     page = get_json(node, "tiny.test")
-    assert page == {"tiny": "tiny", "oldhelper": "oldhelper", "deps": page["deps"]}
+    assert page["tiny"] == "tiny"
+    count = 3 if page["oldhelper"] else 2             # oldhelper: on a Python < 3.11.3
     layer = page["deps"]
     owner = node.root(f"stat -c '%U %a' {layer} {layer}/tiny {layer}/tiny/__init__.py")
     assert owner.split("\n")[:3] == ["root 755", "root 755", "root 644"], owner
@@ -162,11 +203,11 @@ def test_markers_resolve_for_the_node_and_an_unchanged_set_is_not_sent(
     (app / "main.py").write_text(TINY_PAGE.replace('"tiny": tiny.VALUE', '"tiny": "new"'))
     again = node.update(app, "tiny.test")
     assert "sending dependency set" not in again.stderr
-    assert "(3 packages): already there" in again.stderr
+    assert f"({count} packages): already there" in again.stderr
     assert get_json(node, "tiny.test") == {**page, "tiny": "new"}
     query = node.silver("query", node.name, "tiny", check=True).stdout
     fingerprint = layer.rsplit("/", 1)[1]
-    assert query.count(f"dependencies {fingerprint} (3 packages)") == 2, query
+    assert query.count(f"dependencies {fingerprint} ({count} packages)") == 2, query
 
     # what the developer put into lib/python by hand wins over the declared set
     (app / "lib" / "python" / "tiny").mkdir(parents=True)

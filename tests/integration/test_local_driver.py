@@ -23,20 +23,22 @@ from libcloud.compute.base import NodeAuthSSHKey
 from libcloud.compute.types import NodeState
 
 from silverlining.errors import SilverError
-from silverlining.providers import local_apt, local_net
+from silverlining.providers import local_apt, local_image, local_net
 from silverlining.providers.local import LocalNodeDriver
 from silverlining.providers.local_host import host_lock, is_mounted, pid_alive
+from tests.integration.conftest import suite_image
 
 pytestmark = pytest.mark.node
 
 CACHE = os.environ.get("SILVER_LOCAL_CACHE") or "/var/cache/silverlining-test/images"
+IMAGE = suite_image() or local_image.DEFAULT_IMAGE
 
 
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory) -> LocalNodeDriver:
     drv = LocalNodeDriver(state_dir=str(tmp_path_factory.mktemp("local-state")),
                           cache_dir=CACHE)
-    drv.ex_build_image()
+    drv.ex_build_image(IMAGE)
     yield drv
     for node in drv.list_nodes():
         drv.destroy_node(node)
@@ -57,6 +59,7 @@ def make_node(driver, key):
 
     def make(name: str, **kwargs):
         made.append(name)
+        kwargs.setdefault("image", IMAGE)
         return driver.create_node(name, auth=NodeAuthSSHKey(key.with_suffix(".pub")
                                                             .read_text()), **kwargs)
     yield make
@@ -122,8 +125,11 @@ def assert_no_trace(driver: LocalNodeDriver, name: str, extra: dict,
 
 def test_catalogue(driver):
     images = {i.id: i for i in driver.list_images()}
+    assert images["debian-13"].name == "Debian 13 (trixie)"
+    assert images["debian-13"].extra["default"] is True
     assert images["debian-12"].name == "Debian 12 (bookworm)"
-    assert images["debian-12"].extra["cached"] is True
+    assert images["debian-12"].extra["default"] is False
+    assert images[IMAGE].extra["cached"] is True
     assert {s.id for s in driver.list_sizes()} == {"small", "medium", "large"}
     assert [loc.id for loc in driver.list_locations()] == ["local"]
 
@@ -283,8 +289,9 @@ def test_destroy_half_made_node(driver):
     name = "lt-half"
     node_dir = driver.state_dir / "nodes" / name
     node_dir.mkdir(parents=True)
-    rec = {"name": name, "image": "debian-12", "size": "small", "pid": None,
-           "image_root": driver.list_images()[0].extra["path"], "number": None}
+    image = next(i for i in driver.list_images() if i.id == IMAGE)
+    rec = {"name": name, "image": IMAGE, "size": "small", "pid": None,
+           "image_root": image.extra["path"], "number": None}
     driver._write(rec)
     with host_lock():
         rec["number"] = local_net.allocate(node_dir, driver._live_claim)
@@ -338,5 +345,9 @@ def test_sources_come_from_the_host_apt_config(tmp_path, monkeypatch):
     mirrored = [s.line() for s in local_apt.sources_for("bookworm", "http://mine.example/d/")]
     assert mirrored == ["deb http://mine.example/d bookworm main contrib",
                         "deb http://m.example/debian-security bookworm-security main"]
+    # another Debian release: the same archives with the suites renamed
+    assert [s.line() for s in local_apt.sources_for("trixie")] == [
+        "deb http://m.example/debian trixie main contrib",
+        "deb http://m.example/debian-security trixie-security main"]
     with pytest.raises(SilverError, match="set mirror"):
-        local_apt.sources_for("trixie")
+        local_apt.sources_for("noble")

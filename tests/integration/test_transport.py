@@ -15,6 +15,7 @@ import pytest
 
 from silverlining import transport
 from silverlining.errors import SilverError
+from silverlining.state import known_hosts_path
 from tests.conftest import REPO
 from tests.integration.fixtures_setup import setup_node  # noqa: F401
 
@@ -85,6 +86,19 @@ def test_ssh_config_is_honoured(node_env, setup_node, node_environ, tmp_path, mo
         with transport.SSH(address, label="t") as ssh:
             ssh.run(["sh", "-c", "rm -f /etc/ssh/sshd_config.d/test-port.conf && "
                      "systemctl restart ssh && nft -f /etc/silverlining/nftables.conf"])
+
+
+def test_trust_on_first_use_records_what_the_node_presents(setup_node, node_environ):
+    address = setup_node.address
+    transport.forget_host_key(address)
+    fingerprint = transport.trust_host_key(address)
+    with transport.SSH(address, label="t") as ssh:
+        on_node = ssh.run(["sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub"]).stdout
+        listed = ssh.run(["ssh-keygen", "-l", "-f", "/etc/ssh/ssh_host_ed25519_key.pub"]).stdout
+    recorded = {tuple(line.split()[1:3]) for line in known_hosts_path().read_text().splitlines()
+                if line.split()[:1] == [address]}
+    assert recorded == {tuple(line.split()[:2]) for line in on_node.splitlines()}
+    assert fingerprint == listed.split()[1]
 
 
 def test_a_dead_node_ends_a_command_in_one_line(node_env, make_node, node_environ):

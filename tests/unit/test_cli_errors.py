@@ -66,5 +66,5 @@ def test_local_listings_mark_the_drivers_defaults(tmp_path):
     images = run_silver("-p", "local", "list-images", check=True).stdout.splitlines()
     assert images[0].split() == ["ID", "NAME", "STATE"]
     marked = [ln for ln in images if ln.startswith("*")]
-    assert len(marked) == 1 and "debian-12" in marked[0]
+    assert len(marked) == 1 and "debian-13" in marked[0]
     assert marked[0].rstrip().endswith("built on first use")

@@ -39,6 +39,9 @@ def do_api(api, keys=None):
         {"id": 1601, "name": "12 x64", "distribution": "Debian", "slug": "debian-12-x64",
          "public": True, "regions": ["fra1"], "min_disk_size": 15,
          "created_at": "2024-06-01T00:00:00Z"},
+        {"id": 1603, "name": "13 x64", "distribution": "Debian", "slug": "debian-13-x64",
+         "public": True, "regions": ["fra1"], "min_disk_size": 15,
+         "created_at": "2025-08-12T00:00:00Z"},
         {"id": 1602, "name": "24.04 (LTS) x64", "distribution": "Ubuntu",
          "slug": "ubuntu-24-04-x64", "public": True, "regions": ["fra1"],
          "min_disk_size": 15, "created_at": "2024-06-01T00:00:00Z"}]))
@@ -135,7 +138,7 @@ def test_create_registers_key_and_dns_and_destroy_removes_them(api):
     assert key_post.json == {"name": key_name(PUBKEY), "public_key": PUBKEY}
     assert key_post.headers["Authorization"] == f"Bearer {TOKEN}"
     create, = api.sent("POST", "/v2/droplets")
-    assert create.json == {"name": "web1", "size": "s-1vcpu-1gb", "image": "debian-12-x64",
+    assert create.json == {"name": "web1", "size": "s-1vcpu-1gb", "image": "debian-13-x64",
                            "region": "fra1", "user_data": None, "ipv6": True,
                            "ssh_keys": [1001]}
     records = [r.json for r in api.sent("POST", "/v2/domains/example.com/records")]
@@ -168,6 +171,15 @@ def test_existing_key_is_reused_and_kept(api):
     assert NodeRegistry().get("web1")["cloud"] == {"key_id": "42"}
     assert silver("-y", "destroy-node", "web1").status == 0
     assert [k["id"] for k in state["keys"]] == [42]
+
+
+def test_debian_12_is_one_image_matcher_away_and_sent_by_slug(api):
+    do_api(api)
+    config(dns=False)
+    for name, matcher in (("web1", "id debian-12-x64"), ("web2", "12 x64")):
+        result = silver("create-node", name, "--image", matcher, "--no-etc-hosts")
+        assert result.status == 0, result.stderr
+    assert [r.json["image"] for r in api.sent("POST", "/v2/droplets")] == ["debian-12-x64"] * 2
 
 
 def test_a_key_two_nodes_use_goes_with_the_last(api):
@@ -271,7 +283,7 @@ def test_rate_limit_and_missing_image_are_one_line(api):
     do_api(api)
     api.route("GET", "/v2/images", (200, {"images": [], "links": {}, "meta": {"total": 0}}))
     assert_one_line_error(silver("create-node", "web1"), 2,
-                          "DigitalOcean lists no Debian 12 image; choose one with --image")
+                          "DigitalOcean lists no Debian 13 image; choose one with --image")
 
 
 def test_missing_dns_zone_is_refused_before_creating(api):

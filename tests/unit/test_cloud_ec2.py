@@ -8,6 +8,7 @@ DescribeInstances, TerminateInstances), API version 2016-11-15.
 from __future__ import annotations
 
 import base64
+import fnmatch
 
 from silverlining.providers.clouds import DEBIAN_AMI_OWNER, FIREWALL_NAME, cloud_config
 from silverlining.state import NodeRegistry
@@ -22,6 +23,12 @@ def xml(action: str, inner: str) -> tuple[int, str]:
     return 200, (f'<?xml version="1.0" encoding="UTF-8"?>\n<{action}Response xmlns="{NS}">'
                  f"<requestId>59dbff89-35bd-4eac-99ed-be587EXAMPLE</requestId>{inner}"
                  f"</{action}Response>")
+
+
+AMIS = (("ami-0old", "debian-12-amd64-20240201-1647"),
+        ("ami-0new", "debian-12-amd64-20241004-1890"),
+        ("ami-013a", "debian-13-amd64-20250814-2204"),
+        ("ami-013b", "debian-13-amd64-20251006-2257"))
 
 
 def image(ami: str, name: str) -> str:
@@ -68,9 +75,10 @@ def ec2_api(api, group_exists=False):
     def action(req, m):
         form = req.form
         name = form["Action"]
-        if name == "DescribeImages":
-            return xml(name, "<imagesSet>" + image("ami-0old", "debian-12-amd64-20240201-1647")
-                       + image("ami-0new", "debian-12-amd64-20241004-1890") + "</imagesSet>")
+        if name == "DescribeImages":                  # the id and name filters, as EC2 does
+            found = [(ami, n) for ami, n in AMIS if form.get("ImageId.1", ami) == ami
+                     and fnmatch.fnmatchcase(n, form.get("Filter.1.Value.1", "*"))]
+            return xml(name, "<imagesSet>" + "".join(image(*i) for i in found) + "</imagesSet>")
         if name == "DescribeSecurityGroups":
             return xml(name, "<securityGroupInfo>" + "".join(
                 f"<item><ownerId>123456789012</ownerId><groupId>{g}</groupId>"
@@ -132,12 +140,12 @@ def test_ec2_debian_ami_user_data_and_security_group(api):
     assert images["Owner.1"] == DEBIAN_AMI_OWNER
     assert {images["Filter.1.Name"]: images["Filter.1.Value.1"],
             images["Filter.2.Name"]: images["Filter.2.Value.1"]} == {
-        "name": "debian-12-amd64-*", "architecture": "x86_64"}
+        "name": "debian-13-amd64-*", "architecture": "x86_64"}
     rules = [(f["IpPermissions.1.FromPort"], f["IpPermissions.1.IpRanges.1.CidrIp"])
              for f in sent if f["Action"] == "AuthorizeSecurityGroupIngress"]
     assert rules == [("22", "0.0.0.0/0"), ("80", "0.0.0.0/0"), ("443", "0.0.0.0/0")]
     run = next(f for f in sent if f["Action"] == "RunInstances")
-    assert run["ImageId"] == "ami-0new"                     # the newest Debian 12
+    assert run["ImageId"] == "ami-013b"                     # the newest Debian 13
     assert run["InstanceType"] == "t3.small"
     assert run["SecurityGroup.1"] == FIREWALL_NAME
     assert "KeyName" not in run

@@ -38,13 +38,13 @@ def gce_api(api):
          "zones": [f"{SELF}/zones/{ZONE}"], "quotas": [],
          "selfLink": f"{SELF}/regions/europe-west3", "description": "europe-west3",
          "creationTimestamp": "1969-12-31T16:00:00.000-08:00"}]}))
-    image = {"kind": "compute#image", "id": "7784", "name": "debian-12-bookworm-v20241112",
-             "family": "debian-12", "licenses": [], "status": "READY",
+    image = {"kind": "compute#image", "id": "7913", "name": "debian-13-trixie-v20251014",
+             "family": "debian-13", "licenses": [], "status": "READY",
              "selfLink": "https://www.googleapis.com/compute/v1/projects/debian-cloud/global/"
-                         "images/debian-12-bookworm-v20241112",
-             "creationTimestamp": "2024-11-12T00:00:00.000-08:00", "diskSizeGb": "10",
-             "sourceType": "RAW", "archiveSizeBytes": "1", "description": "Debian 12"}
-    api.route("GET", "/compute/v1/projects/debian-cloud/global/images/family/debian-12",
+                         "images/debian-13-trixie-v20251014",
+             "creationTimestamp": "2025-10-14T00:00:00.000-08:00", "diskSizeGb": "10",
+             "sourceType": "RAW", "archiveSizeBytes": "1", "description": "Debian 13"}
+    api.route("GET", "/compute/v1/projects/debian-cloud/global/images/family/debian-13",
               (200, image))
     size = {"kind": "compute#machineType", "id": "334002", "name": "e2-small",
             "guestCpus": 2, "memoryMb": 2048, "zone": ZONE, "maximumPersistentDisks": 128,
@@ -171,7 +171,7 @@ def test_gce_startup_script_firewall_and_token(api, tmp_path):
                                           "value": root_key_script(PUBKEY)}]
     disk = body["disks"][0]["initializeParams"]
     assert disk["sourceImage"].endswith("/debian-cloud/global/images/"
-                                        "debian-12-bookworm-v20241112")
+                                        "debian-13-trixie-v20251014")
     assert NodeRegistry().get("web1")["cloud"] == {"firewall": FIREWALL_NAME}
 
     # a second node finds the rule and does not create it again

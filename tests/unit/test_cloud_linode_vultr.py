@@ -32,7 +32,7 @@ def linode_api(api):
         {"id": image, "label": label, "type": "manual", "description": "",
          "created": "2024-06-10T00:00:00", "created_by": "linode", "is_public": True,
          "size": 1500, "eol": None, "vendor": vendor} for image, label, vendor in
-        (("linode/debian12", "Debian 12", "Debian"),
+        (("linode/debian12", "Debian 12", "Debian"), ("linode/debian13", "Debian 13", "Debian"),
          ("linode/ubuntu24.04", "Ubuntu 24.04 LTS", "Ubuntu"))]))
 
     def instance(data):
@@ -71,13 +71,22 @@ def test_linode_root_key_and_generated_password(api):
     password = body.pop("root_pass")
     assert len(password) >= 32 and password not in result.stdout + result.stderr
     assert password not in NodeRegistry().path.read_text()
-    assert body == {"region": "eu-central", "type": "g6-nanode-1", "image": "linode/debian12",
+    assert body == {"region": "eu-central", "type": "g6-nanode-1", "image": "linode/debian13",
                     "label": "web1", "authorized_keys": [PUBKEY], "private_ip": False,
                     "backups_enabled": False}
     assert NodeRegistry().get("web1")["address6"] == "2600:3c00::f03c:1"
     assert silver("-y", "destroy-node", "web1").status == 0
     assert state["instances"] == []
     assert api.sent("DELETE", r"/v4/linode/instances/4401")
+
+
+def test_linode_debian_12_is_one_image_matcher_away(api):
+    linode_api(api)
+    write_config("[provider:li]\ndriver = linode\nkey = linode-token-xyz\n"
+                 f"location = id eu-central\nssh_public_key = {key_path()}\n")
+    result = silver("create-node", "web1", "--image", "id linode/debian12", "--no-etc-hosts")
+    assert result.status == 0, result.stderr
+    assert api.sent("POST", "/v4/linode/instances")[0].json["image"] == "linode/debian12"
 
 
 def test_linode_api_error_names_the_field(api):
@@ -109,6 +118,7 @@ def vultr_api(api, keys=()):
     api.route("GET", "/v2/plans-metal", lambda r, m: page("plans_metal", []))
     api.route("GET", "/v2/os", lambda r, m: page("os", [
         {"id": 2136, "name": "Debian 12 x64 (bookworm)", "arch": "x64", "family": "debian"},
+        {"id": 2625, "name": "Debian 13 x64 (trixie)", "arch": "x64", "family": "debian"},
         {"id": 2284, "name": "Ubuntu 24.04 LTS x64", "arch": "x64", "family": "ubuntu"}]))
     api.route("GET", "/v2/ssh-keys", lambda r, m: page("ssh_keys", state["keys"]))
 
@@ -127,7 +137,7 @@ def vultr_api(api, keys=()):
     api.route("DELETE", r"/v2/ssh-keys/([\w-]+)", delete_key)
 
     def instance(data, pending=False):
-        return {"id": data["id"], "label": data["label"], "os": "Debian 12 x64",
+        return {"id": data["id"], "label": data["label"], "os": "Debian 13 x64",
                 "os_id": data["os_id"], "plan": data["plan"], "region": data["region"],
                 "main_ip": "0.0.0.0" if pending else "198.51.100.7",
                 "v6_main_ip": "" if pending else "2001:19f0:5:1::7",
@@ -173,13 +183,21 @@ def test_vultr_registers_key_waits_past_the_placeholder_address(api):
                                                         "ssh_key": PUBKEY}
     body = api.sent("POST", "/v2/instances")[0].json
     assert body == {"label": "web1", "region": "fra", "plan": "vc2-1c-1gb",
-                    "enable_ipv6": True, "activation_email": False, "os_id": "2136",
+                    "enable_ipv6": True, "activation_email": False, "os_id": "2625",
                     "sshkey_id": ["cb676a46-66fd-4dfb-b839-443f2e6c0b60"],
                     "hostname": "web1"}
     entry = NodeRegistry().get("web1")
     assert entry["address6"] == "2001:19f0:5:1::7"
     assert silver("-y", "destroy-node", "web1").status == 0
     assert state["instances"] == [] and state["keys"] == []
+
+
+def test_vultr_debian_12_is_one_image_matcher_away(api):
+    vultr_api(api)
+    vultr_config()
+    result = silver("create-node", "web1", "--image", "Debian 12 x64*", "--no-etc-hosts")
+    assert result.status == 0, result.stderr
+    assert api.sent("POST", "/v2/instances")[0].json["os_id"] == "2136"
 
 
 def test_vultr_reuses_a_key_with_the_same_material(api):
@@ -208,6 +226,6 @@ def test_listings_mark_the_cloud_defaults(api):
     images = silver("list-images")
     assert images.status == 0, images.stderr
     assert [line.split()[:2] for line in images.stdout.splitlines() if line.startswith("*")] \
-        == [["*", "2136"]]
+        == [["*", "2625"]]
     sizes = silver("list-sizes").stdout.splitlines()
     assert [line.split()[:2] for line in sizes if line.startswith("*")] == [["*", "vc2-1c-1gb"]]

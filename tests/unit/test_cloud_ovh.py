@@ -25,7 +25,8 @@ def ovh_api(api):
         return 200, [{"id": f"img-{region}-{n}", "name": name, "region": region,
                       "visibility": "public", "type": "linux", "status": "active"}
                      for n, name in ((1, "Debian 12"), (2, "Ubuntu 24.04"),
-                                     (3, "Debian 12 - Docker"))]
+                                     (3, "Debian 12 - Docker"), (4, "Debian 13"),
+                                     (5, "Debian 13 - Docker"))]
 
     def flavors(req, m):
         region = req.query["region"]
@@ -78,7 +79,7 @@ def test_ovh_user_data_in_the_region_and_signed(api):
     assert result.stdout == "web1 57.128.0.15\n"
     assert SECRET not in result.stdout + result.stderr
     body = api.sent("POST", PROJECT + "/instance")[0].json
-    assert body == {"name": "web1", "imageId": "img-GRA11-1", "flavorId": "flv-GRA11-d2-2",
+    assert body == {"name": "web1", "imageId": "img-GRA11-4", "flavorId": "flv-GRA11-d2-2",
                     "region": "GRA11", "userData": cloud_config(PUBKEY)}
     assert [r.query.get("region") for r in api.sent("GET", PROJECT + "/(image|flavor)")] \
         == ["GRA11", "GRA11"]
@@ -88,6 +89,13 @@ def test_ovh_user_data_in_the_region_and_signed(api):
     assert NodeRegistry().get("web1")["address6"] == "2001:41d0:304:200::3a"
     assert silver("-y", "destroy-node", "web1").status == 0
     assert state["instances"] == []
+
+
+def test_ovh_debian_12_is_one_image_matcher_away(api):
+    ovh_api(api)
+    config()
+    assert silver("create-node", "web1", "--image", "Debian 12", "--no-etc-hosts").status == 0
+    assert api.sent("POST", PROJECT + "/instance")[0].json["imageId"] == "img-GRA11-1"
 
 
 def test_ovh_region_missing_from_libclouds_table_still_listed(api):

@@ -281,3 +281,19 @@ def test_local_projects_are_built_and_rebuilt_when_edited_and_editables_refused(
     (app / "requirements.txt").write_text(f"--no-index\n--find-links {links}\n-e ./vendor/mine\n")
     with pytest.raises(UsageError, match=r"requirements.txt installs mine editable \(-e\)"):
         build(app)
+
+
+def test_an_empty_declaration_leaves_lib_python_as_it_is(tmp_path):
+    """silver init's requirements.txt (comments only) declares nothing: what bin/pip
+    installed is uploaded as before (the 2010 layout)."""
+    app = app_with(tmp_path, "# nothing yet\n--no-index\n")
+    dist = app / "lib" / "python" / "django-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Name: django\nVersion: 1.0\n")
+    (dist / "INSTALLER").write_text("pip\n")
+    (dist / "RECORD").write_text("django/__init__.py,,\n")
+    decl, excludes, local = deps.upload_excludes(app)
+    assert decl.empty and local == {} and not any("django" in p for p in excludes)
+    (app / "requirements.txt").write_text("Django\n")
+    decl, excludes, local = deps.upload_excludes(app)
+    assert local == {"django": "1.0"} and "/lib/python/django" in excludes
