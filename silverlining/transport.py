@@ -511,6 +511,7 @@ class SSH:
         self.label = label or address
         self.control = control_path(user, address)
         self._ssh = ["ssh", *ssh_options(user, address, timeout), "-l", user]
+        self._running: set[subprocess.Popen] = set()      # ends with ``close``
         self._connect()
 
     def _connect(self) -> None:
@@ -551,26 +552,36 @@ class SSH:
         self.close()
 
     def close(self) -> None:
-        """Nothing to do: the master outlives us, for the next command to this node."""
+        """End the commands still running through this object (Ctrl-C during a deploy):
+        their ssh goes, so the master closes their channels and the node sees its
+        client gone. The master itself outlives us, for the next command."""
+        for proc in list(self._running):
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
 
-    def argv(self, argv: list[str], pty: bool = False) -> list[str]:
-        """The local ``ssh`` command line that runs ``argv`` (each element quoted)."""
+    def argv(self, argv: list[str], pty: bool = False, own: bool = False) -> list[str]:
+        """The local ``ssh`` command line that runs ``argv`` (each element quoted);
+        ``own``: on a connection of its own, not the shared master (ssh takes the
+        first value given for an option, so these come first)."""
         if not argv:
             raise ValueError("empty argv")
-        return [*self._ssh, *(["-tt"] if pty else []), self.address,
+        alone = ["-o", "ControlMaster=no", "-o", "ControlPath=none"] if own else []
+        return ["ssh", *alone, *self._ssh[1:], *(["-tt"] if pty else []), self.address,
                 shlex.join(str(a) for a in argv)]
 
     def run(self, argv: list[str], *, input: bytes | str | BinaryIO | None = None,
             stream: Stream | None = None, timeout: float | None = None,
-            check: bool = True, pty: bool = False) -> Result:
+            check: bool = True, pty: bool = False, own: bool = False) -> Result:
         """Run ``argv`` (each element quoted) and collect its output.
 
         stdout and stderr are read together as they arrive, so ``stream`` gets
         live lines (in this thread) and a chatty command never blocks on a full
         pipe; ``input`` is fed from a thread. ``pty`` gives the command a
-        terminal, so it ends (SIGHUP) when we go away.
+        terminal, so it ends (SIGHUP) when we go away. ``own`` runs it on a connection
+        of its own, which ``close`` drops: the node then sees its client gone (a
+        channel of the master lives on when its ssh is killed).
         """
-        command = self.argv(argv, pty)
+        command = self.argv(argv, pty, own)
         data = input.encode() if isinstance(input, str) else input
         try:
             proc = _spawn(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -579,6 +590,7 @@ class SSH:
         except FileNotFoundError:
             raise SilverError("the OpenSSH client is not installed on this machine "
                               "(apt install openssh-client)") from None
+        self._running.add(proc)
         try:
             if data is not None:
                 threading.Thread(target=_send_all, args=(proc.stdin, data), daemon=True).start()
@@ -586,6 +598,7 @@ class SSH:
             err = _LineSplitter("stderr", stream)
             finished = _drain(proc, {proc.stdout: out, proc.stderr: err}, timeout)
         finally:
+            self._running.discard(proc)
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
@@ -605,7 +618,8 @@ class SSH:
         return result
 
     def run_json(self, argv: list[str], *, input: bytes | str | BinaryIO | None = None,
-                 stream: Stream | None = None, timeout: float | None = None) -> dict:
+                 stream: Stream | None = None, timeout: float | None = None,
+                 own: bool = False) -> dict:
         """Run a node-side command and return the JSON object on its last stdout line.
 
         The node prints ``{"error": msg}`` and exits 1 on failure; that becomes
@@ -623,7 +637,8 @@ class SSH:
             elif stream:
                 stream(name, line)
 
-        result = self.run(argv, input=input, stream=hold_last, timeout=timeout, check=False)
+        result = self.run(argv, input=input, stream=hold_last, timeout=timeout, check=False,
+                          own=own)
         lines = [line for line in result.stdout.splitlines() if line.strip()]
         parsed: object = None
         if lines:

@@ -67,16 +67,18 @@ class NodeSession:
             self.verified = True
 
     def call(self, sub: str, *args: str, quiet: bool = False,
-             timeout: float | None = None, input: str | BinaryIO | None = None) -> dict:
+             timeout: float | None = None, input: str | BinaryIO | None = None,
+             own: bool = False) -> dict:
         """Run ``silver-node SUB ARGS`` as root through sudo; node progress is shown.
-        ``input`` goes to its stdin (how secrets travel: never as arguments)."""
+        ``input`` goes to its stdin (how secrets travel: never as arguments); ``own``:
+        on a connection of its own, which ``close`` drops (see ``SSH.run``)."""
         def stream(_name: str, line: str) -> None:
             if line.strip():
                 (self.console.detail if quiet else self.console.info)(f"[{self.name}] {line}")
 
         try:
             result = self.ssh.run_json([*self._entry(), sub, *args], stream=stream,
-                                       timeout=timeout, input=input)
+                                       timeout=timeout, input=input, own=own)
         except SilverError:
             self._explain()
             raise
@@ -84,11 +86,13 @@ class NodeSession:
         return result
 
     def send(self, command: protocol.Command, *, quiet: bool = False,
-             timeout: float | None = None, input: str | BinaryIO | None = None) -> Any:
+             timeout: float | None = None, input: str | BinaryIO | None = None,
+             own: bool = False) -> Any:
         """Run a node command (``silverlining.protocol``) and return its answer (the
-        command's ``Result``); an ``Audited`` one is said to come from ``who()``."""
+        command's ``Result``); an ``Audited`` one is said to come from ``who()``.
+        The options are ``call``'s."""
         return self.call(command.NAME, _signed(command).encode(), quiet=quiet,
-                         timeout=timeout, input=input)
+                         timeout=timeout, input=input, own=own)
 
     def send_raw(self, command: protocol.Command, *, pty: bool = False,
                  terminal: bool = False, input: BinaryIO | None = None) -> int:

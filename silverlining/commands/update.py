@@ -362,7 +362,8 @@ def upload_and_deploy(session: NodeSession, plan: Plan, reserved: dict,
                               deps=build.fingerprint if build else None)
     feed = _DeployInput(changes_input(values) + "\n")
     with ThreadPoolExecutor(max_workers=1) as pool:
-        deploying = pool.submit(session.send, command, input=feed)
+        # its own connection: Ctrl-C drops it, and the node stops before the switch
+        deploying = pool.submit(session.send, command, input=feed, own=True)
         try:
             console.step(session.name, f"uploading {plan.app_dir} as {plan.app}.{version}")
             stats = upload(session, plan, reserved, build)

@@ -31,7 +31,7 @@ print(transport.SSH(sys.argv[1], label="t").run(["true"]).status)
 def logins(address: str) -> int:
     """sshd's accepted logins so far on the node (its journal)."""
     with transport.SSH(address, label="t") as ssh:
-        out = ssh.run(["journalctl", "-q", "--no-pager", "-o", "cat", "_COMM=sshd"]).stdout
+        out = ssh.run(["journalctl", "-q", "--no-pager", "-o", "cat", "-u", "ssh"]).stdout
     return out.count("Accepted publickey")
 
 
