@@ -12,6 +12,7 @@ from __future__ import annotations
 import grp
 import http.client
 import os
+import re
 import socket
 import subprocess
 import time
@@ -301,12 +302,29 @@ def request(app: str, version: str, path: str, host: str, *, prefix: str = "",
         conn.close()
 
 
+_CARETS = re.compile(r"^\s*[~^]+\s*$")      # Python 3.11+'s markers under a traceback line
+
+
 class GateFailed(NodeError):
     """The new instance did not come up healthy; carries the log tail."""
 
 
 def _fail(app: str, version: str, message: str) -> GateFailed:
-    lines = log_tail(app, version, 40)     # the app's traceback, then the server's
+    """The gate's failure, after the new version's log: its first traceback to the
+    exception (the app's own: the server's that follows, longer on Python 3.13,
+    would push it out of view) and the last lines, else the last lines."""
+    lines = [ln for ln in log_tail(app, version, 300) if not _CARETS.match(ln)]
+    first = next((i for i, ln in enumerate(lines) if ln.startswith("Traceback")), None)
+    if first is not None:
+        end = next((i for i in range(first + 1, len(lines))
+                    if lines[i][:1].strip()), len(lines) - 1)
+        shown = lines[first:end + 1]
+        if len(shown) > 40:
+            shown = shown[:4] + ["..."] + shown[-30:]
+        rest = lines[end + 1:]
+        lines = shown + (["..."] if len(rest) > 5 else []) + rest[-5:]
+    else:
+        lines = lines[-40:]
     if lines:
         say(f"--- last lines of {log_path(app, version)} ---")
         for line in lines:
