@@ -13,6 +13,7 @@ for a URL with a given Host header.
 from __future__ import annotations
 
 import http.client
+import os
 import time
 
 import pytest
@@ -21,8 +22,11 @@ from silverlining.nodes import NodeAddress
 
 
 def node_name_for(module_name: str) -> str:
+    """The module's node name; SILVER_TEST_NODE_TAG keeps checkouts that run the
+    same module at once on one machine apart."""
     base = module_name.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")
-    return f"{base[:40].strip('-') or 'setup'}-node"
+    tag = os.environ.get("SILVER_TEST_NODE_TAG", "")
+    return f"{base[:40].strip('-') or 'setup'}-node" + (f"-{tag}" if tag else "")
 
 
 @pytest.fixture(scope="module")
