@@ -430,6 +430,7 @@ class QueryResult(TypedDict, total=False):
     apps: list[dict]
     routes: dict[str, dict]
     health: dict[str, dict]
+    balancer: dict[str, dict]         # on a balancer node: what balancer-query answers
 
 
 @command

@@ -23,9 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from silverlining import appfiles, deps, etchosts, protocol, serverfiles
+from silverlining import appfiles, deps, etchosts, protocol, serverfiles, topology
 from silverlining.appconfig import NAME_RE, AppConfig
-from silverlining.commands import _https
+from silverlining.commands import _balanced, _https
 from silverlining.commands._params import (changes_input, check_given, complete,
                                            parse_assignments, read_param_files)
 from silverlining.commands._remote import NodeSession, node_for, open_node, who
@@ -442,13 +442,23 @@ def run(console: Console, app_dir: str, location: str | None, host: str | None,
         noetchosts: bool, lock_wait: float | None = None, params: tuple[str, ...] = (),
         param_files: tuple[str, ...] = (), dns: bool | None = None,
         backup: bool = False, force: bool = False, https: str | None = None,
-        cert: str | None = None, key: str | None = None) -> int:
+        cert: str | None = None, key: str | None = None, balancer: str | None = None,
+        batch: str | None = None, remove_nodes: tuple[str, ...] = ()) -> int:
     values = {**parse_assignments(params, "--param"), **read_param_files(param_files)}
     plan = make_plan(app_dir, location, host, name, config_dir, clear, lock_wait, console,
                      values)
     # an HTTPS mode or a certificate given here is a change even to the same files
     plan.backup, plan.force = backup, force or https is not None or cert is not None
     plan.https = _https.request_for(plan.config, plan.location, https, cert, key)
+    topo = _balanced.resolve(console, plan.location, nodes, balancer, batch, remove_nodes)
+    if topo is not None:
+        if plan.https:
+            raise UsageError(f"{plan.location} is balanced: HTTPS at the balancer is not "
+                             "supported yet (deploy with https = off; see docs/balancer.md)")
+        code = balanced_update(console, plan, topo, remove_nodes)
+        if not noetchosts:
+            offer_etc_hosts(console, plan.location, topo.balancer)
+        return code
     targets = list(dict.fromkeys(nodes)) or [node_for(plan.location, None)]
     if len(targets) == 1:
         outcome = deploy_to(console, targets[0], plan, ask=True)
@@ -471,6 +481,58 @@ def run(console: Console, app_dir: str, location: str | None, host: str | None,
                 failures[node] = exc.message
     report(console, plan, outcomes, failures)
     return 1 if failures else 0
+
+
+def balanced_update(console: Console, plan: Plan, topo: topology.Topology,
+                    removed: tuple[str, ...]) -> int:
+    """The rolling deploy to a balanced location (``silverlining.commands._balanced``):
+    the members it had roll batch by batch; new members get the version the rollout
+    left live, out of rotation until their gate passed; removed members are drained,
+    taken out of the balancer, and stop serving the location."""
+    location = str(plan.location)
+
+    def change(node: str) -> _balanced.Change:
+        o = deploy_to(console, node, plan)
+        text = (f"{node}: nothing changed, {plan.app}.{o.version} stays live at {location}"
+                if o.unchanged else
+                f"{node}: {plan.app}.{o.version} live at {location} (was "
+                f"{o.previous or 'nothing'}; sent {human(o.sent)}, {o.seconds:.1f}s)")
+        return _balanced.Change(node, o.version, o.previous, not o.unchanged, text)
+
+    with _balanced.balancer(console, topo) as lb:
+        here = lb.members_here()
+        keep = [m for m in topo.members if m not in removed]
+        if not keep:
+            raise UsageError(f"{location} would have no member left: keep at least one "
+                             "(or 'silver deactivate' it)")
+        new = [m for m in keep if m not in here]
+        old = [m for m in keep if m in here]
+        going = [m for m in removed if m in here]
+        lb.apply([*old, *new, *going], maint=new, app=plan.app)
+        _balanced.guard(console, lb, keep)
+        topology.put(topology.Topology(location, topo.balancer, [*old, *going, *new],
+                                       topo.batch, plan.app))
+        rollout = _balanced.roll(console, lb, old, change, _balanced.undo_on(console, location))
+        code = _balanced.report_rollout(console, location, rollout)
+        if code:
+            if new:
+                console.out(f"not added (the rollout stopped): {', '.join(new)}")
+            return code
+        added = _balanced.parallel(change, new)
+        ready = [m for m in new if isinstance(added[m], _balanced.Change)]
+        lb.state(ready, "ready")
+        for m in new:
+            r = added[m]
+            console.out(f"{r.text} (added)" if isinstance(r, _balanced.Change) else
+                        f"{m}: FAILED: {r.message}; not added (out of rotation)")
+        if going:
+            lb.state(going, "drain")
+            lb.apply(keep, maint=[], app=plan.app)
+            for m in going:
+                _balanced.release(console, m, location)
+                console.out(f"{m}: removed from {location} (drained, no longer serves it)")
+        topology.put(topology.Topology(location, topo.balancer, keep, topo.batch, plan.app))
+    return 0 if len(ready) == len(new) else 1
 
 
 def report(console: Console, plan: Plan, outcomes: list[Outcome], failures: dict[str, str]) -> None:
