@@ -477,6 +477,76 @@ def case_deps(ctx: Context) -> list[Figure]:
     ]
 
 
+def case_balancer(ctx: Context, rate: float = 40.0, seconds: float = 5.0) -> list[Figure]:
+    """Behind an HAProxy node (docs/balancer.md; the first node balances, the next
+    ones up to six are members): a rolling one-file redeploy to 1, 3 and 6 members
+    (wall time of ``silver update`` with no flags, one member at a time); latency of
+    a paced load through the balancer against straight to a member (p50, p99, taken
+    in turns in the same run); failed requests of that load during a rolling
+    redeploy to 3 members, and while one of them stops answering for 6 s."""
+    if len(ctx.nodes) < 2:
+        raise BenchError("the balancer case needs --nodes 2 or more (a balancer, members)")
+    env, lb, members = ctx.env, ctx.nodes[0], ctx.nodes[1:7]
+    sizes = [n for n in (1, 3, 6) if n <= len(members)]
+    apps: dict[int, Path] = {}
+    for n in sizes:
+        apps[n] = env.hello_copy(f"lb{n}")
+        env.silver(*env.update_args(apps[n], f"lb{n}.bench", members[:n], "--balancer", lb))
+    times: dict[int, list[float]] = {n: [] for n in sizes}
+    for _ in range(ctx.runs):
+        for n in sizes:
+            set_marker(apps[n], ctx.marker())
+            times[n].append(env.silver(*env.update_args(apps[n], f"lb{n}.bench", []))[0])
+    figures = [Figure("balancer", f"rolling redeploy to {n} member{'s' if n > 1 else ''}",
+                      times[n], floor=Floor("1 member", times[sizes[0]]) if n > 1 else None)
+               for n in sizes]
+    big = max(sizes[:2])
+    location, direct = f"lb{big}.bench", "direct.bench"
+    env.silver(*env.update_args(env.hello_copy("direct"), direct, [members[0]]))
+    through, straight = [], []
+    for _ in range(ctx.runs):
+        for address, host, into in ((env.nodes[lb], location, through),
+                                    (env.nodes[members[0]], direct, straight)):
+            load = PacedLoad(address, host, rate=rate)
+            load.start()
+            time.sleep(seconds)
+            load.stop()
+            if load.failures:
+                raise BenchError(f"{host} at {address}: {load.failures[:3]}")
+            into += load.latencies
+    for name, fraction in (("p50", 0.5), ("p99", 0.99)):
+        figures.append(Figure("balancer", f"{name} latency through the balancer "
+                                          "(floor: straight to a member)",
+                              [percentile(through, fraction)], unit="ms",
+                              floor=Floor("member", [percentile(straight, fraction)], "ms")))
+    busy = PacedLoad(env.nodes[lb], location, rate=rate)
+    busy.start()
+    try:
+        time.sleep(1)
+        set_marker(apps[big], ctx.marker())
+        env.silver(*env.update_args(apps[big], location, []))
+        time.sleep(1)
+    finally:
+        busy.stop()
+    rollout = (len(busy.failures), len(busy.failures) + len(busy.latencies))
+    busy = PacedLoad(env.nodes[lb], location, rate=rate)
+    busy.start()
+    try:
+        time.sleep(1)
+        env.as_root(members[0], "systemctl stop nginx")
+        time.sleep(6)
+    finally:
+        env.as_root(members[0], "systemctl start nginx")
+        busy.stop()
+    failure = (len(busy.failures), len(busy.failures) + len(busy.latencies))
+    return figures + [
+        Figure("balancer", f"failed requests during a rolling redeploy to {big} members "
+                           f"(of {rollout[1]})", [float(rollout[0])], unit="count", target=0),
+        Figure("balancer", f"failed requests while a member stops answering for 6 s "
+                           f"(of {failure[1]})", [float(failure[0])], unit="count"),
+    ]
+
+
 CASES: dict[str, Callable[[Context], list[Figure]]] = {
     "cli": case_cli,
     "redeploy": case_redeploy,
@@ -488,5 +558,6 @@ CASES: dict[str, Callable[[Context], list[Figure]]] = {
     "load": case_load,
     "bigapp": case_bigapp,
     "deps": case_deps,
+    "balancer": case_balancer,
 }
-MULTI_NODE = ("setup-node", "curve", "soak")
+MULTI_NODE = ("setup-node", "curve", "soak", "balancer")
