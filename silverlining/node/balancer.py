@@ -96,9 +96,14 @@ def _runtime_ready() -> bool:
 
 
 def _set(backend: str, member: str, state: str) -> None:
-    answer = haproxy.runtime(f"set server {backend}/{member} state {state}").strip()
+    _runtime_ok(f"set server {backend}/{member} state {state}")
+
+
+def _runtime_ok(command: str) -> None:
+    """A runtime API command that answers nothing when it worked."""
+    answer = haproxy.runtime(command).strip()
     if answer:
-        raise NodeError(f"HAProxy refused to set {member} {state}: {answer}")
+        raise NodeError(f"HAProxy refused '{command}': {answer}")
 
 
 def _stats() -> dict[tuple[str, str], dict[str, str]]:
@@ -173,6 +178,9 @@ def set_state(call: protocol.BalancerState) -> protocol.BalancerResult:
             raise NodeError(f"{', '.join(unknown)}: not a member of {location} here")
         backend = haproxy.Site(location, ()).backend
         for name in call.members:
+            if call.state == "ready" and names[name]["state"] == "maint":
+                # out of rotation until now: in only once HAProxy's checks passed
+                _runtime_ok(f"set server {backend}/{name} health down")
             _set(backend, name, call.state)
             names[name]["state"] = call.state
         _save(sites)
@@ -200,7 +208,8 @@ def _wait_up(backend: str, members: tuple[str, ...]) -> None:
     when this one takes traffic."""
     def up() -> bool:
         stats = _stats()
-        return all(stats.get((backend, m), {}).get("status", "").startswith("UP")
+        return all(stats.get((backend, m), {}).get("status") == "UP"
+                   and stats[(backend, m)].get("check_status", "").lstrip("* ") == "L7OK"
                    for m in members)
 
     wait_until(up, UP_TIMEOUT, 0.1, failed=lambda: NodeError(
