@@ -290,13 +290,13 @@ def on_members(console: Console, topo: Topology, command: protocol.Command) -> d
     return results
 
 
-def release(console: Console, member: str, location: str) -> None:
+def release(console: Console, member: str, location: str, keep_prev: bool = True) -> None:
     """A member taken out of the location: it stops serving it (``activate prev``
     brings it back) and serves the location directly again if it ever does."""
     session = open_node(console, member, check=False)
     try:
         with contextlib.suppress(SilverError):      # already not served there
-            session.send(protocol.Deactivate(locations=(location,), keep_prev=True),
+            session.send(protocol.Deactivate(locations=(location,), keep_prev=keep_prev),
                          quiet=True)
         session.send(protocol.Balanced(location=location, via=None), quiet=True)
     finally:

@@ -6,6 +6,7 @@ from silverlining import protocol, topology
 from silverlining.commands import _balanced
 from silverlining.commands._remote import node_for, open_node
 from silverlining.console import Console
+from silverlining.errors import SilverError
 from silverlining.locations import parse_location
 
 
@@ -30,14 +31,16 @@ def run(console: Console, locations: tuple[str, ...], keep_prev: bool, node: str
 
 
 def deactivate_balanced(console: Console, topo: topology.Topology, keep_prev: bool) -> None:
-    """Every member stops serving the location, then the balancer stops fronting it."""
-    results = _balanced.on_members(console, topo, protocol.Deactivate(
-        locations=(topo.location,), keep_prev=keep_prev))
+    """Every member stops serving the location (and would serve it directly again),
+    then the balancer stops fronting it."""
+    results = _balanced.parallel(
+        lambda m: _balanced.release(console, m, topo.location, keep_prev), topo.members)
+    failed = {m: r.message for m, r in results.items() if isinstance(r, SilverError)}
+    if failed:
+        raise SilverError("; ".join(f"{m}: {why}" for m, why in failed.items()))
     with _balanced.balancer(console, topo) as lb:
         lb.drop()
     topology.remove(topo.location)
-    for member, result in results.items():
-        for item in result["removed"]:
-            console.out(f"{member}: {item['location']} no longer served (was "
-                        f"{item['app']}.{item['version']})")
+    for member in topo.members:
+        console.out(f"{member}: {topo.location} no longer served")
     console.out(f"{topo.balancer}: no longer fronts {topo.location}")
