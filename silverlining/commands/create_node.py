@@ -275,11 +275,20 @@ def _wait(console: Console, driver: NodeDriver, hostname: str, address: str | No
         else:
             fp = transport.trust_host_key(address, timeout=30)
             console.step(hostname, f"host key {fp} recorded (trusted on first use)")
-    _wait_for_login(console, hostname, address, deadline)
+    # The local driver writes the key into the node before it boots, so a refusal
+    # there is final; a cloud node installs it some time after sshd answers.
+    refusals = 0.0 if hasattr(driver, "ex_host_keys") else REFUSED_LOGIN_WAIT
+    _wait_for_login(console, hostname, address, deadline, refusals)
 
 
-def _wait_for_login(console: Console, hostname: str, address: str, deadline: float) -> None:
-    """Log in once: a fresh cloud node answers SSH before its key is installed."""
+REFUSED_LOGIN_WAIT = 180.0      # seconds a cloud node may refuse our key after booting
+
+
+def _wait_for_login(console: Console, hostname: str, address: str, deadline: float,
+                    refusals: float) -> None:
+    """Log in once: a fresh cloud node answers SSH before its key is installed, so a
+    refused login is retried for ``refusals`` seconds (then it is the wrong key)."""
+    refused_until = time.monotonic() + refusals
     while True:
         try:
             with transport.SSH(address, label=hostname) as ssh:
@@ -289,7 +298,9 @@ def _wait_for_login(console: Console, hostname: str, address: str, deadline: flo
         except transport.HostKeyError:
             raise
         except SilverError as exc:
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline or (isinstance(exc, transport.LoginRefused)
+                                  and now >= refused_until):
                 raise
             console.detail(f"[{hostname}] not ready yet: {exc.message}")
             time.sleep(3)
