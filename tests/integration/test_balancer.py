@@ -234,3 +234,21 @@ def test_activate_prev_rolls_every_member_back(node_env, cluster, tmp_path):
     seen = answers(cluster[LB])
     assert {a["mark"] for a in seen} == {"v-old"}
     assert {a["node"] for a in seen} == set(WEB[:3])
+
+
+def test_another_machine_learns_the_topology_from_the_balancer(node_env, cluster):
+    record = node_env.home / "balanced.json"
+    saved = record.read_text()
+    record.unlink()
+    try:
+        proc = node_env.silver("logs", HOST, "-n", "5")
+        assert proc.returncode != 0                  # shop.test is no node it knows
+        out = node_env.silver("query", LB, check=True).stdout
+        assert f"{HOST}  (balanced: shop" in out
+        assert json.loads(record.read_text())[HOST]["members"] == WEB[:3]
+        node_env.silver("logs", HOST, "-n", "5", check=True)
+        ran = node_env.silver("run", HOST, "python", "-c",
+                              "import socket; print(socket.gethostname())", check=True)
+        assert ran.stdout.strip() == WEB[0]
+    finally:
+        record.write_text(saved)
