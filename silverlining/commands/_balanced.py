@@ -113,7 +113,7 @@ class Balancer:
                       for m in members)
         self.session.send(protocol.BalancerApply(
             location=self.topo.location, app=app, members=pairs, maint=tuple(maint),
-            batch=self.topo.batch), quiet=True)
+            batch=self.topo.batch))
 
     def drop(self) -> None:
         self.session.send(protocol.BalancerApply(location=self.topo.location, remove=True),
@@ -125,6 +125,12 @@ class Balancer:
             self.session.send(protocol.BalancerState(location=self.topo.location,
                                                      members=tuple(members), state=state),
                               quiet=True)
+
+    def drain(self, batch: list[str], members: list[str]) -> None:
+        """Drain a batch, unless it holds every member: the location would have none
+        left, and each member's own switch is without downtime anyway."""
+        if set(members) - set(batch):
+            self.state(batch, "drain")
 
     def via(self, member: str) -> str:
         """The balancer's address as ``member`` sees it (what its nginx trusts)."""
@@ -186,7 +192,7 @@ def roll(console: Console, lb: Balancer, members: list[str],
     order = topology.batches(members, lb.topo.batch)
     for number, batch in enumerate(order, 1):
         console.info(f"batch {number} of {len(order)}: {', '.join(batch)}")
-        lb.state(batch, "drain")
+        lb.drain(batch, members)
         results = parallel(change, batch)
         changed = [r for r in results.values() if isinstance(r, Change)]
         failed = {m: r.message for m, r in results.items() if isinstance(r, SilverError)}
@@ -196,19 +202,19 @@ def roll(console: Console, lb: Balancer, members: list[str],
             failed.update({m: exc.message for m in batch if m not in failed})
         done += changed
         if failed:
-            back_done, stuck = _undo(console, lb, done, back)
+            back_done, stuck = _undo(console, lb, done, members, back)
             return Rollout([], failed, back_done, stuck)
     return Rollout(done, {}, [], {})
 
 
-def _undo(console: Console, lb: Balancer, done: list[Change],
+def _undo(console: Console, lb: Balancer, done: list[Change], members: list[str],
           back: Callable[[Change], Change]) -> tuple[list[Change], dict[str, str]]:
     undone: list[Change] = []
     stuck: dict[str, str] = {}
     todo = {c.node: c for c in done if c.changed}
     for batch in topology.batches(list(todo), lb.topo.batch):
         console.info(f"rolling back {', '.join(batch)}")
-        lb.state(batch, "drain")
+        lb.drain(batch, members)
         results = parallel(lambda m: back(todo[m]), batch)
         for m, r in results.items():
             if isinstance(r, Change):
@@ -227,9 +233,10 @@ def activate_on(console: Console, node: str, location: str, version: str) -> Cha
                               timeout=600)
     finally:
         session.close()
+    was = "unchanged" if result.get("unchanged") else f"was {result.get('previous') or 'nothing'}"
     return Change(node, result["version"], result.get("previous"),
                   changed=not result.get("unchanged"),
-                  text=f"{node}: {result['app']}.{result['version']} live at {location}")
+                  text=f"{node}: {result['app']}.{result['version']} live at {location} ({was})")
 
 
 def undo_on(console: Console, location: str) -> Callable[[Change], Change]:

@@ -18,7 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from silverlining import topology
-from silverlining.errors import UsageError
+from silverlining.commands._balanced import Change, roll
+from silverlining.errors import SilverError, UsageError
 from silverlining.node.haproxy import Member, Site, generate, parse_stat
 from silverlining.node.routing import Route, generate as nginx_generate
 
@@ -183,3 +184,69 @@ def test_a_balanced_location_answers_only_through_the_balancer():
         assert "set_real_ip_from 10.213.0.5;" in block
         assert "if ($silver_via_10_213_0_5 = 0) { return 403; }" in block
     assert "set_real_ip_from" not in other and "return 403" not in other
+
+
+# --- the rolling order and its way back -----------------------------------------------
+
+class FakeBalancer:
+    """Records what the rollout asks of HAProxy (the real one: test_balancer.py in
+    tests/integration)."""
+
+    def __init__(self, batch: str) -> None:
+        self.topo = topology.Topology("shop.test", "lb", [], batch)
+        self.calls: list[tuple[str, tuple[str, ...]]] = []
+
+    def state(self, members, state):
+        self.calls.append((state, tuple(members)))
+
+    def drain(self, batch, members):
+        if set(members) - set(batch):
+            self.state(batch, "drain")
+
+
+class Quiet:
+    def info(self, _text):
+        pass
+
+
+def _change(fail_on=(), unchanged=()):
+    def change(node):
+        if node in fail_on:
+            raise SilverError(f"{node} failed its health check")
+        return Change(node, "v2", "v1", node not in unchanged, f"{node}: v2")
+    return change
+
+
+def _back(log):
+    def back(change):
+        log.append(change.node)
+        return Change(change.node, change.previous, change.version, True)
+    return back
+
+
+def test_a_rollout_drains_changes_and_readies_each_batch_in_turn():
+    lb, undone = FakeBalancer("2"), []
+    rollout = roll(Quiet(), lb, ["w1", "w2", "w3"], _change(), _back(undone))
+    assert [c.node for c in rollout.done] == ["w1", "w2", "w3"] and not rollout.failed
+    assert lb.calls == [("drain", ("w1", "w2")), ("ready", ("w1", "w2")),
+                        ("drain", ("w3",)), ("ready", ("w3",))]
+    assert undone == []
+
+
+def test_the_first_failing_batch_stops_and_the_changed_members_go_back():
+    lb, undone = FakeBalancer("1"), []
+    rollout = roll(Quiet(), lb, ["w1", "w2", "w3", "w4"], _change(fail_on={"w3"},
+                                                                  unchanged={"w2"}),
+                   _back(undone))
+    assert rollout.done == [] and set(rollout.failed) == {"w3"}
+    assert undone == ["w1"]                      # w2 had nothing to undo, w4 was not reached
+    assert [c.node for c in rollout.rolled_back] == ["w1"]
+    assert ("ready", ("w3",)) in lb.calls        # its old version serves: back in rotation
+    assert not any("w4" in members for _, members in lb.calls)
+    assert lb.calls[-2:] == [("drain", ("w1",)), ("ready", ("w1",))]
+
+
+def test_a_batch_of_every_member_is_not_drained():
+    lb = FakeBalancer("100%")
+    roll(Quiet(), lb, ["w1", "w2"], _change(), _back([]))
+    assert lb.calls == [("ready", ("w1", "w2"))]
