@@ -14,11 +14,13 @@ stopped there (setup-node leaves it stopped on a node with a topology).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import time
 
 from silverlining import protocol
+from silverlining.locations import HOSTNAME_RE
 from silverlining.node import haproxy, paths
 from silverlining.node._errors import NodeError
 from silverlining.node._state import load_routes, location_key
@@ -140,8 +142,12 @@ def apply(call: protocol.BalancerApply) -> protocol.BalancerResult:
     members = []
     for text in call.members:
         name, eq, address = text.partition("=")
-        if not eq or not name or not address:
-            raise NodeError(f"balancer-apply: member {text!r} is not NAME=ADDRESS")
+        try:
+            ok = bool(eq and HOSTNAME_RE.match(name) and ipaddress.ip_address(address))
+        except ValueError:
+            ok = False
+        if not ok:
+            raise NodeError(f"balancer-apply: member {text!r} is not NODE=IP-ADDRESS")
         members.append((name, address))
     apt_install(["haproxy"], "the balancer")
     with _lock():

@@ -97,7 +97,8 @@ def _order(site: Site) -> tuple[int, int, str]:
 
 
 def _server(member: Member) -> str:
-    line = f"    server {member.name} {member.address}:80 {CHECK}"
+    address = f"[{member.address}]" if ":" in member.address else member.address
+    line = f"    server {member.name} {address}:80 {CHECK}"
     return line + (" disabled" if member.state != "ready" else "")
 
 
