@@ -166,16 +166,23 @@ def test_a_rolling_deploy_with_no_flags_loses_no_request_and_reaches_all(
     assert {a["node"] for a in seen} == set(WEB[:3])
 
 
+def live_mark(address: str) -> str:
+    """The mark every member serves (the cluster is never left mixed)."""
+    marks = {a["mark"] for a in answers(address)}
+    assert len(marks) == 1, marks
+    return marks.pop()
+
+
 def test_a_version_failing_on_the_second_member_stops_the_rollout(
         node_env, cluster, tmp_path):
-    deploy(node_env, tmp_path, "v-good")
+    good = live_mark(cluster[LB])
     proc = deploy(node_env, tmp_path, "v-bad", "--batch", "1", fail_on=WEB[1], check=False)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert f"{WEB[1]}: FAILED" in proc.stdout
     assert re.search(rf"rollout of {HOST} stopped: {WEB[0]} back on v\d+", proc.stdout), \
         proc.stdout
     seen = answers(cluster[LB], 40)
-    assert {a["mark"] for a in seen} == {"v-good"}
+    assert {a["mark"] for a in seen} == {good}
     assert {a["node"] for a in seen} == set(WEB[:3])
 
 
@@ -206,10 +213,8 @@ def test_a_member_that_stops_answering_leaves_the_rotation(node_env, cluster):
 
 def test_a_fourth_member_takes_traffic_only_after_its_gate_and_leaves_drained(
         node_env, cluster, tmp_path):
-    deploy(node_env, tmp_path, "v-four")
-    with Loop(cluster[LB]) as loop:
-        out = node_env.silver("-y", "update", str(tmp_path / "v-four"), HOST, "--node", WEB[3],
-                              "--noetchosts", check=True).stdout
+    with Loop(cluster[LB]) as loop:       # the others roll to v-four, then web4 joins
+        out = deploy(node_env, tmp_path, "v-four", "--node", WEB[3]).stdout
         time.sleep(2)
         added = loop.count()
         assert any(r[2] == WEB[3] for r in loop.results), "the new member gets no traffic"
@@ -226,13 +231,13 @@ def test_a_fourth_member_takes_traffic_only_after_its_gate_and_leaves_drained(
 
 
 def test_activate_prev_rolls_every_member_back(node_env, cluster, tmp_path):
-    deploy(node_env, tmp_path, "v-old")
+    old = live_mark(cluster[LB])
     deploy(node_env, tmp_path, "v-new")
     with Loop(cluster[LB]) as loop:
         node_env.silver("activate", HOST, "prev", check=True)
     assert loop.failed() == [], loop.failed()[:5]
     seen = answers(cluster[LB])
-    assert {a["mark"] for a in seen} == {"v-old"}
+    assert {a["mark"] for a in seen} == {old}
     assert {a["node"] for a in seen} == set(WEB[:3])
 
 
