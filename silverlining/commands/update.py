@@ -221,7 +221,7 @@ def make_plan(app_dir: str, location: str | None, host: str | None, name: str | 
         console.warn(f"{path} points outside the app ({target}); it will be missing on the node")
     # with declared dependencies the node gets its own build of what bin/pip put here
     started = time.monotonic()
-    declared, excludes, local = deps.upload_excludes(config.app_dir)
+    declared, excludes, local = deps.upload_excludes(config.app_dir, config.build_on_node)
     deps_seconds = time.monotonic() - started
     scan = appfiles.scan_app_files(config.app_dir, appfiles.Ignore(excludes))
     if scan.outside:
