@@ -56,6 +56,7 @@ REQUIREMENTS = "requirements.txt"
 _UV_MAX_GLIBC_MINOR = 40
 _CREDENTIALS_RE = re.compile(r"://[^/\s:@]+:[^/\s@$]+@")
 _BUILD_LOCKS: dict[str, threading.Lock] = {}
+_REFRESHED: set[str] = set()        # keys resolved again by this process (--refresh-deps)
 _LOCKS_LOCK = threading.Lock()
 
 
@@ -336,9 +337,11 @@ def no_wheel_error(package: str, target: Target, where: str) -> SilverError:
 
 
 def _run_uv(decl: Declared, target: Target, site: Path, work: Path, where: str,
-            args: list[str] | None = None, command: str = "install") -> None:
+            args: list[str] | None = None, command: str = "install",
+            refresh: bool = False) -> None:
     """uv for the node's target: ``install`` into ``site`` (by default what the
-    declaration names), or ``compile`` (``args`` then name the output)."""
+    declaration names), or ``compile`` (``args`` then name the output). ``refresh``:
+    nothing from uv's cache (``--refresh-deps``)."""
     args = _install_args(decl, work) if args is None else args
     for platform in _uv_platforms(target):
         shutil.rmtree(site, ignore_errors=True)
@@ -346,7 +349,8 @@ def _run_uv(decl: Declared, target: Target, site: Path, work: Path, where: str,
                 "--link-mode", "copy"] if command == "install" else []
         argv = [uv_bin(), "pip", command, "--quiet", *into,
                 "--python-version", target.python, "--python-platform", platform,
-                *[a for name in decl.local for a in ("--refresh-package", name)], *args]
+                *(["--refresh"] if refresh else
+                  [a for name in decl.local for a in ("--refresh-package", name)]), *args]
         env = {k: v for k, v in os.environ.items() if not k.startswith("VIRTUAL_ENV")}
         proc = subprocess.run(argv, cwd=decl.app_dir, capture_output=True, text=True, env=env)
         if proc.returncode == 0:
@@ -422,7 +426,7 @@ def _fetch_sdist(package: dict, lock: Path, into: Path, where: str) -> dict:
 
 
 def _split_for_node(decl: Declared, target: Target, site: Path, work: Path,
-                    where: str) -> dict[str, dict]:
+                    where: str, refresh: bool = False) -> dict[str, dict]:
     """Resolve for the node, install all but ``decl.on_node`` into ``site`` as usual,
     and put the sources of those into ``site/SDISTS``. Returns what the node builds:
     name -> version, sdist file name, sha256."""
@@ -432,7 +436,7 @@ def _split_for_node(decl: Declared, target: Target, site: Path, work: Path,
                          "cannot re-resolve a pylock.toml")
     given = [a for a in _install_args(decl, work) if a not in ("-r", "--no-deps")]
     resolved = work / "resolved.txt"
-    _run_uv(decl, target, work / "unused", work, where, command="compile",
+    _run_uv(decl, target, work / "unused", work, where, command="compile", refresh=refresh,
             args=["--no-header", "--no-annotate", "-o", str(resolved), *given])
     options = _source_options(decl)
     rest, named = list(options), list(options)
@@ -493,13 +497,17 @@ def _built_here(dist: Path) -> bool:
                for tag in wheel_tags(dist))
 
 
-def build(decl: Declared, target: Target, where: str) -> Build:
-    """The dependency set for ``target``, from the cache or made now with uv."""
+def build(decl: Declared, target: Target, where: str, refresh: bool = False) -> Build:
+    """The dependency set for ``target``, from the cache or made now with uv.
+    ``refresh``: resolved again, indexes and uv's cache asked anew (once per target
+    in one ``silver update``), replacing the cached build."""
     key = decl.key(target)
     with _LOCKS_LOCK:
         lock = _BUILD_LOCKS.setdefault(key, threading.Lock())
     with lock:
-        if found := cached(decl, target):
+        if refresh and key not in _REFRESHED:
+            _REFRESHED.add(key)
+        elif found := cached(decl, target):
             return found
         check_no_credentials(decl)
         root = cache_root()
@@ -510,9 +518,9 @@ def build(decl: Declared, target: Target, where: str) -> Build:
             site = work / "site"
             on_node = {}
             if decl.on_node:
-                on_node = _split_for_node(decl, target, site, work, where)
+                on_node = _split_for_node(decl, target, site, work, where, refresh)
             else:
-                _run_uv(decl, target, site, work, where)
+                _run_uv(decl, target, site, work, where, refresh=refresh)
             site.mkdir(exist_ok=True)
             (site / ".lock").unlink(missing_ok=True)        # uv's, while it installed
             for pth in sorted(site.glob("__editable__*.pth")):

@@ -68,6 +68,7 @@ class Plan:
     size: int = 0                 # bytes uploaded: the node refuses what its disk cannot hold
     backup: bool = False          # keep the live version's data (remote:before-vN) first
     force: bool = False           # deploy even when the live version has these files
+    refresh_deps: bool = False    # resolve the declared dependencies again (--refresh-deps)
     https: _https.HttpsRequest | None = None     # None: HTTP only
     deps: deps.Declared | None = None   # None: lib/python is all the app has
     local_installs: dict[str, str] = field(default_factory=dict)  # bin/pip's, left out
@@ -77,7 +78,8 @@ class Plan:
     def may_skip(self) -> bool:
         """Whether an upload equal to the live version may end the deploy early: not
         when parameters, data or a forced restart were asked for."""
-        return not (self.force or self.clear or self.backup or self.params)
+        return not (self.force or self.clear or self.backup or self.params
+                    or self.refresh_deps)
 
 
 @dataclass
@@ -256,11 +258,11 @@ def build_deps(session: NodeSession, plan: Plan, answer: dict) -> deps.Build | N
     target = deps.Target.from_node(answer.get("target") or {})
     build = None
     if not plan.deps.empty:
-        build = deps.cached(plan.deps, target)
+        build = None if plan.refresh_deps else deps.cached(plan.deps, target)
         if build is None:
             with session.console.ticking(session.name, f"installing {plan.deps.path.name} "
                                          f"for {target.describe()}"):
-                build = deps.build(plan.deps, target, session.name)
+                build = deps.build(plan.deps, target, session.name, refresh=plan.refresh_deps)
     have = {deps.normalize(n) for n in (build.packages if build else {})}
     for name, version in sorted(plan.local_installs.items()):
         if deps.normalize(name) not in have:
@@ -441,13 +443,17 @@ def run(console: Console, app_dir: str, location: str | None, host: str | None,
         nodes: tuple[str, ...], name: str | None, config_dir: str | None, clear: bool,
         noetchosts: bool, lock_wait: float | None = None, params: tuple[str, ...] = (),
         param_files: tuple[str, ...] = (), dns: bool | None = None,
-        backup: bool = False, force: bool = False, https: str | None = None,
+        backup: bool = False, force: bool = False, refresh_deps: bool = False,
+        https: str | None = None,
         cert: str | None = None, key: str | None = None) -> int:
     values = {**parse_assignments(params, "--param"), **read_param_files(param_files)}
     plan = make_plan(app_dir, location, host, name, config_dir, clear, lock_wait, console,
                      values)
     # an HTTPS mode or a certificate given here is a change even to the same files
     plan.backup, plan.force = backup, force or https is not None or cert is not None
+    plan.refresh_deps = refresh_deps
+    if refresh_deps and (plan.deps is None or plan.deps.empty):
+        console.warn(f"--refresh-deps: {plan.app_dir} declares no dependencies")
     plan.https = _https.request_for(plan.config, plan.location, https, cert, key)
     targets = list(dict.fromkeys(nodes)) or [node_for(plan.location, None)]
     if len(targets) == 1:

@@ -45,7 +45,7 @@ _SDIST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*\.(?:tar\.gz|zip)\Z")
 # in the build unit: sources -> wheels -> a site directory, as BUILD_USER, offline
 _BUILD_SCRIPT = """set -e
 out=$1; shift
-python3 -m pip wheel --no-deps --no-build-isolation --no-index --no-cache-dir \\
+python3 -m pip wheel --no-deps --no-build-isolation --use-pep517 --no-index --no-cache-dir \\
     --disable-pip-version-check --wheel-dir "$out/wheels" "$@"
 python3 -m pip install --no-deps --no-index --no-cache-dir --no-compile \\
     --disable-pip-version-check --target "$out/site" "$out"/wheels/*.whl
@@ -181,13 +181,16 @@ def _sandboxed(names: str, argv: list[str], out: Path) -> None:
     proc = subprocess.Popen(unit, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, errors="replace")
     assert proc.stdout is not None
-    last: list[str] = []
+    lines: list[str] = []
     for line in proc.stdout:
         line = line.rstrip()
         if line:
             say(f"  {line}")
-            last = (last + [line])[-20:]
+            lines = (lines + [line])[-400:]
     if proc.wait() != 0:
+        # the compiler's own last lines: pip's notes after its "[end of output]" left out
+        ends = [i for i, ln in enumerate(lines) if ln.strip() == "[end of output]"]
+        last = lines[:ends[-1]][-12:] if ends else lines[-12:]
         tail = "\n".join(f"  {ln}" for ln in last)
         raise NodeError(f"building {names} on this node failed (status {proc.returncode}); "
                         f"the previous version keeps serving. Last lines:\n{tail}")

@@ -341,3 +341,25 @@ def test_a_package_without_wheels_is_built_on_the_node_when_asked(node, tmp_path
     assert "this is not C" in failed.stderr or "error:" in failed.stderr, failed.stderr
     assert get_json(node, "capp.test")["answer"] == 42
     assert "out" not in node.root("ls -A /var/lib/silverlining/deps-build")
+
+
+def test_refresh_deps_resolves_an_unpinned_set_again(node, tmp_path):  # noqa: F811
+    """An unpinned requirement keeps its first resolution (the local cache) until
+    silver update --refresh-deps, which resolves it again and deploys."""
+    links = tmp_path / "links"
+    make_wheel(links, "tiny")
+    make_wheel(links, "needsold")
+    app = tiny_app(tmp_path, links, pins="tiny", name="fresh")
+
+    def layer_has() -> list[str]:
+        layer = get_json(node, "fresh.test")["deps"]
+        return [n for n in node.root(f"ls {layer}").split() if n.startswith("tiny-")]
+
+    node.update(app, "fresh.test")
+    assert layer_has() == ["tiny-1.0.dist-info"]
+    make_wheel(links, "tiny", "2.0")
+    kept = node.update(app, "fresh.test")
+    assert "already there" in kept.stderr and layer_has() == ["tiny-1.0.dist-info"]
+    refreshed = node.update(app, "fresh.test", "--refresh-deps")
+    assert "sending dependency set" in refreshed.stderr, refreshed.stderr
+    assert layer_has() == ["tiny-2.0.dist-info"]

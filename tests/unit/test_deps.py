@@ -221,6 +221,24 @@ def test_build_on_node_needs_a_source_distribution(tmp_path):
         deps.build(deps.declared(app, ("tiny",)), NODE, "n1")
 
 
+def test_refresh_resolves_an_unpinned_set_again(tmp_path):
+    """An unpinned requirement stays as first resolved (the cache is keyed by the
+    declaring files) until a refresh (silver update --refresh-deps) resolves it anew,
+    once per target in one run."""
+    links = tmp_path / "wheels"
+    make_wheel(links, "tiny")
+    app = app_with(tmp_path, f"--no-index\n--find-links {links}\ntiny\n")
+    decl = deps.declared(app)
+    assert build(app).packages == {"tiny": "1.0"}
+    make_wheel(links, "tiny", "2.0")
+    assert build(app).packages == {"tiny": "1.0"}
+    refreshed = deps.build(decl, NODE, "n1", refresh=True)
+    assert refreshed.packages == {"tiny": "2.0"}
+    assert deps.cached(decl, NODE).fingerprint == refreshed.fingerprint
+    make_wheel(links, "tiny", "3.0")                 # a second node in the same run: reused
+    assert deps.build(decl, NODE, "n2", refresh=True).packages == {"tiny": "2.0"}
+
+
 def test_uv_failures_are_one_line(tmp_path):
     app = app_with(tmp_path, f"--no-index\n--find-links {tmp_path}\nnosuchpackage\n")
     with pytest.raises(SilverError) as err:
