@@ -32,7 +32,7 @@ from pathlib import Path
 from silverlining.node import paths
 from silverlining.node._errors import NodeError
 from silverlining.node._state import AppState, all_apps
-from silverlining.node.base import apt_install, make_dir, run, say
+from silverlining.node.base import apt_install, make_dir, node_lock, run, say
 
 MANIFEST = ".silver-deps.json"
 SDISTS = ".silver-sdists"           # in an upload: the sources of build_on_node packages
@@ -131,11 +131,21 @@ def build_user() -> tuple[int, int]:
         entry = pwd.getpwnam(paths.BUILD_USER)
     except KeyError:
         say(f"creating system user {paths.BUILD_USER}")
-        run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir",
-             "/nonexistent", "--shell", "/usr/sbin/nologin", paths.BUILD_USER],
-            what=f"useradd {paths.BUILD_USER}")
+        with node_lock("build-user", 60, f"creating {paths.BUILD_USER}"):
+            if not _user_exists(paths.BUILD_USER):      # another deploy's, meanwhile
+                run(["useradd", "--system", "--user-group", "--no-create-home",
+                     "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
+                     paths.BUILD_USER], what=f"useradd {paths.BUILD_USER}")
         entry = pwd.getpwnam(paths.BUILD_USER)
     return entry.pw_uid, entry.pw_gid
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 def build_here(packages: dict, sources: Path, layer_dir: Path) -> None:
