@@ -654,7 +654,8 @@ def case_django(ctx: Context) -> list[Figure]:
         target = ctx.env.root / f"pip-target-{run}"
         start = time.monotonic()
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index",
-                        "--disable-pip-version-check", "--no-cache-dir", "--find-links",
+                        "--disable-pip-version-check", "--no-cache-dir",
+                        "--root-user-action=ignore", "--find-links",
                         str(DJANGO_WHEELS), "--find-links", str(DEPS_WHEELS), "--target",
                         str(target), *DJANGO_REQUIREMENTS.split()], check=True)
         pip.append(time.monotonic() - start)
