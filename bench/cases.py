@@ -63,7 +63,7 @@ class Context:
         """A hello copy live at ``location`` (deployed once, untimed, on first use),
         named after the location's first label (``rollback.bench``: app rollback)."""
         if location not in self.apps:
-            app = self.env.hello_copy(location.split(".")[0])
+            app = self.env.hello_copy(location.split(".")[0], several_nodes=bool(nodes))
             self.env.silver(*self.env.update_args(app, location, nodes or [self.first]))
             self.apps[location] = app
         return self.apps[location]

@@ -188,6 +188,24 @@ def check_schema(config: AppConfig, config_dir: Path) -> None:
         raise UsageError(f"{data_path}: {pointer}: {first.message}{more}")
 
 
+# services that keep the app's data on the node's own disk
+NODE_DISK_SERVICES = ("files", "writable_root")
+
+
+def check_node_disk(config: AppConfig, nodes: list[str]) -> None:
+    """Refuse node-disk services when several nodes serve the app: each node would keep
+    its own copy of the data (an upload on one is missing on the others), and nothing
+    brings them back together."""
+    if len(nodes) < 2:
+        return
+    used = [f"service.{name}" for name in NODE_DISK_SERVICES if name in config.services]
+    if used:
+        raise UsageError(f"{' and '.join(used)} in {config.ini_path} cannot be used on "
+                         f"several nodes ({', '.join(nodes)}): each node's disk would "
+                         "diverge; keep shared data in a database (service.postgresql or "
+                         "service.mysql) or in object storage, or deploy to one node")
+
+
 def make_plan(app_dir: str, location: str | None, host: str | None, name: str | None,
               config_dir: str | None, clear: bool, lock_wait: float | None,
               console: Console, params: dict[str, str] | None = None) -> Plan:
@@ -456,6 +474,7 @@ def run(console: Console, app_dir: str, location: str | None, host: str | None,
         console.warn(f"--refresh-deps: {plan.app_dir} declares no dependencies")
     plan.https = _https.request_for(plan.config, plan.location, https, cert, key)
     targets = list(dict.fromkeys(nodes)) or [node_for(plan.location, None)]
+    check_node_disk(plan.config, targets)
     if len(targets) == 1:
         outcome = deploy_to(console, targets[0], plan, ask=True)
         report(console, plan, [outcome], {})
