@@ -113,7 +113,10 @@ def redis_socket(q):
     sock.settimeout(5)
     try:
         sock.connect(q["sock"])
-        sock.sendall(b"PING\r\n")
+        try:
+            sock.sendall(b"PING\r\n")
+        except OSError:
+            pass            # a full server says why, and closes: read that
         return {"connected": True, "answer": sock.recv(100).decode(errors="replace")}
     except OSError as exc:
         return {"connected": False, "error": str(exc)}
