@@ -189,21 +189,23 @@ def check_schema(config: AppConfig, config_dir: Path) -> None:
 
 
 # services that keep the app's data on the node's own disk
-NODE_DISK_SERVICES = ("files", "writable_root")
+NODE_DISK_SERVICES = ("files", "writable_root", "postgresql", "postgis", "mysql", "redis")
 
 
 def check_node_disk(config: AppConfig, nodes: list[str]) -> None:
-    """Refuse node-disk services when several nodes serve the app: each node would keep
-    its own copy of the data (an upload on one is missing on the others), and nothing
-    brings them back together."""
+    """Refuse node-local services when several nodes serve the app: each node keeps its
+    own files, database and Redis, so what one member writes the others never see, and
+    nothing brings the copies back together (a services node shared by the members is
+    not built yet)."""
     if len(nodes) < 2:
         return
     used = [f"service.{name}" for name in NODE_DISK_SERVICES if name in config.services]
     if used:
-        raise UsageError(f"{' and '.join(used)} in {config.ini_path} cannot be used on "
-                         f"several nodes ({', '.join(nodes)}): each node's disk would "
-                         "diverge; keep shared data in a database (service.postgresql or "
-                         "service.mysql) or in object storage, or deploy to one node")
+        raise UsageError(f"{', '.join(used)} in {config.ini_path} cannot be used on "
+                         f"several nodes ({', '.join(nodes)}): each node would keep its own "
+                         "copy of the data and the copies would diverge; deploy to one node, "
+                         "or keep the data outside the nodes (a database server or object "
+                         "storage the app reaches through its own settings)")
 
 
 def make_plan(app_dir: str, location: str | None, host: str | None, name: str | None,
