@@ -454,7 +454,12 @@ def run(console: Console, app_dir: str, location: str | None, host: str | None,
     topo = _balanced.resolve(console, plan.location, nodes, balancer, batch, remove_nodes)
     if topo is not None:
         code = balanced_update(console, plan, topo, remove_nodes)
-        if not noetchosts:
+        on_dns = False          # the name points at the balancer, where TLS ends too
+        if plan.location.is_exact_host and node_dns(topo.balancer) is not None:
+            from silverlining.providers import dns as providers_dns
+            on_dns = providers_dns.offer_location(console, plan.location.host,
+                                                  topo.balancer, dns)
+        if not (noetchosts or on_dns):
             offer_etc_hosts(console, plan.location, topo.balancer)
         return code
     targets = list(dict.fromkeys(nodes)) or [node_for(plan.location, None)]

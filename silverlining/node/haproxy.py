@@ -174,8 +174,7 @@ def generate(sites: list[Site], tls_hosts: frozenset[str] = frozenset()) -> str:
                 "    http-check expect status 200"]
         if site.https == "required" and cert_host(site.host) in tls_hosts:
             out += ["    http-request redirect scheme https code 301 if !{ ssl_fc }",
-                    f"    http-response set-header Strict-Transport-Security {HSTS} "
-                    "if { ssl_fc }"]
+                    f"    http-response set-header Strict-Transport-Security {HSTS} if {{ ssl_fc }}"]
         out += [_server(m) for m in sorted(site.members, key=lambda m: m.name)]
     return "\n".join(out) + "\n"
 

@@ -137,7 +137,7 @@ def test_required_redirects_at_the_balancer_with_hsts(node_env, cluster, pebble,
     resp = conn.getresponse()
     assert resp.status == 301 and resp.getheader("Location") == f"https://{HOST}/page?q=1"
     conn.close()
-    status, headers, body = curl(lb, HOST, pebble.issuer_root)
+    _, headers, body = curl(lb, HOST, pebble.issuer_root)
     assert headers["status"] == "200" and json.loads(body)["scheme"] == "https"
     assert headers["strict-transport-security"] == "max-age=31536000"
 
