@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, raise_on_signal)
     ensure_host_tools()
     count = args.nodes if any(c in MULTI_NODE for c in args.cases) else 1
-    names = [f"bench{i}" for i in range(1, count + 1)]
+    # SILVER_TEST_NODE_TAG keeps checkouts that run the bench at once apart, as the tests
+    tag = os.environ.get("SILVER_TEST_NODE_TAG", "")
+    names = [f"bench{i}" + (f"-{tag}" if tag else "") for i in range(1, count + 1)]
     started = datetime.datetime.now(datetime.timezone.utc)
     start, load_start = time.monotonic(), load_average()
     figures: list[Figure] = []

@@ -223,6 +223,9 @@ def setup_node_cmd(ctx, hosts):
               help="First keep the live version's data on the node (remote:before-vN).")
 @click.option("--force", is_flag=True,
               help="Deploy a new version even when the live one has exactly these files.")
+@click.option("--refresh-deps", is_flag=True,
+              help="Resolve the declared dependencies again (newest allowed versions), "
+                   "not from the local cache; deploys a new version.")
 @click.option("--noetchosts", is_flag=True, help="Do not offer to map the host in /etc/hosts.")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
               help="Set a parameter of app.ini (kept on the node for later deploys).")
@@ -239,8 +242,8 @@ def setup_node_cmd(ctx, hosts):
 @yes_option("whether to point the location's host at the node (DNS zone or /etc/hosts)")
 @click.pass_context
 def update_cmd(ctx, app_dir, location, host, nodes, balancer, batch, remove_nodes, name,
-               config_dir, clear, backup, force, noetchosts, params, param_files, lock_wait,
-               dns, https, cert, key):
+               config_dir, clear, backup, force, refresh_deps, noetchosts, params, param_files,
+               lock_wait, dns, https, cert, key):
     """Deploy APP_DIR to LOCATION (HOST[/PATH]) with zero downtime.
 
     Afterwards asks whether to point the location's host at the node: in the
@@ -250,7 +253,7 @@ def update_cmd(ctx, app_dir, location, host, nodes, balancer, batch, remove_node
     """
     dispatch(ctx, "update", app_dir=app_dir, location=location, host=host, nodes=nodes, name=name,
              config_dir=config_dir, clear=clear, backup=backup, force=force,
-             noetchosts=noetchosts, lock_wait=lock_wait, params=params,
+             refresh_deps=refresh_deps, noetchosts=noetchosts, lock_wait=lock_wait, params=params,
              param_files=param_files, dns=dns, https=https, cert=cert, key=key,
              balancer=balancer, batch=batch, remove_nodes=remove_nodes)
 

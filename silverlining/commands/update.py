@@ -69,6 +69,7 @@ class Plan:
     size: int = 0                 # bytes uploaded: the node refuses what its disk cannot hold
     backup: bool = False          # keep the live version's data (remote:before-vN) first
     force: bool = False           # deploy even when the live version has these files
+    refresh_deps: bool = False    # resolve the declared dependencies again (--refresh-deps)
     https: _https.HttpsRequest | None = None     # None: HTTP only
     deps: deps.Declared | None = None   # None: lib/python is all the app has
     local_installs: dict[str, str] = field(default_factory=dict)  # bin/pip's, left out
@@ -78,7 +79,8 @@ class Plan:
     def may_skip(self) -> bool:
         """Whether an upload equal to the live version may end the deploy early: not
         when parameters, data or a forced restart were asked for."""
-        return not (self.force or self.clear or self.backup or self.params)
+        return not (self.force or self.clear or self.backup or self.params
+                    or self.refresh_deps)
 
 
 @dataclass
@@ -187,6 +189,24 @@ def check_schema(config: AppConfig, config_dir: Path) -> None:
         raise UsageError(f"{data_path}: {pointer}: {first.message}{more}")
 
 
+# services that keep the app's data on the node's own disk
+NODE_DISK_SERVICES = ("files", "writable_root")
+
+
+def check_node_disk(config: AppConfig, nodes: list[str]) -> None:
+    """Refuse node-disk services when several nodes serve the app: each node would keep
+    its own copy of the data (an upload on one is missing on the others), and nothing
+    brings them back together."""
+    if len(nodes) < 2:
+        return
+    used = [f"service.{name}" for name in NODE_DISK_SERVICES if name in config.services]
+    if used:
+        raise UsageError(f"{' and '.join(used)} in {config.ini_path} cannot be used on "
+                         f"several nodes ({', '.join(nodes)}): each node's disk would "
+                         "diverge; keep shared data in a database (service.postgresql or "
+                         "service.mysql) or in object storage, or deploy to one node")
+
+
 def make_plan(app_dir: str, location: str | None, host: str | None, name: str | None,
               config_dir: str | None, clear: bool, lock_wait: float | None,
               console: Console, params: dict[str, str] | None = None) -> Plan:
@@ -222,7 +242,7 @@ def make_plan(app_dir: str, location: str | None, host: str | None, name: str | 
         console.warn(f"{path} points outside the app ({target}); it will be missing on the node")
     # with declared dependencies the node gets its own build of what bin/pip put here
     started = time.monotonic()
-    declared, excludes, local = deps.upload_excludes(config.app_dir)
+    declared, excludes, local = deps.upload_excludes(config.app_dir, config.build_on_node)
     deps_seconds = time.monotonic() - started
     scan = appfiles.scan_app_files(config.app_dir, appfiles.Ignore(excludes))
     if scan.outside:
@@ -257,11 +277,11 @@ def build_deps(session: NodeSession, plan: Plan, answer: dict) -> deps.Build | N
     target = deps.Target.from_node(answer.get("target") or {})
     build = None
     if not plan.deps.empty:
-        build = deps.cached(plan.deps, target)
+        build = None if plan.refresh_deps else deps.cached(plan.deps, target)
         if build is None:
             with session.console.ticking(session.name, f"installing {plan.deps.path.name} "
                                          f"for {target.describe()}"):
-                build = deps.build(plan.deps, target, session.name)
+                build = deps.build(plan.deps, target, session.name, refresh=plan.refresh_deps)
     have = {deps.normalize(n) for n in (build.packages if build else {})}
     for name, version in sorted(plan.local_installs.items()):
         if deps.normalize(name) not in have:
@@ -442,17 +462,22 @@ def run(console: Console, app_dir: str, location: str | None, host: str | None,
         nodes: tuple[str, ...], name: str | None, config_dir: str | None, clear: bool,
         noetchosts: bool, lock_wait: float | None = None, params: tuple[str, ...] = (),
         param_files: tuple[str, ...] = (), dns: bool | None = None,
-        backup: bool = False, force: bool = False, https: str | None = None,
-        cert: str | None = None, key: str | None = None, balancer: str | None = None,
-        batch: str | None = None, remove_nodes: tuple[str, ...] = ()) -> int:
+        backup: bool = False, force: bool = False, refresh_deps: bool = False,
+        https: str | None = None, cert: str | None = None, key: str | None = None,
+        balancer: str | None = None, batch: str | None = None,
+        remove_nodes: tuple[str, ...] = ()) -> int:
     values = {**parse_assignments(params, "--param"), **read_param_files(param_files)}
     plan = make_plan(app_dir, location, host, name, config_dir, clear, lock_wait, console,
                      values)
     # an HTTPS mode or a certificate given here is a change even to the same files
     plan.backup, plan.force = backup, force or https is not None or cert is not None
+    plan.refresh_deps = refresh_deps
+    if refresh_deps and (plan.deps is None or plan.deps.empty):
+        console.warn(f"--refresh-deps: {plan.app_dir} declares no dependencies")
     plan.https = _https.request_for(plan.config, plan.location, https, cert, key)
     topo = _balanced.resolve(console, plan.location, nodes, balancer, batch, remove_nodes)
     if topo is not None:
+        check_node_disk(plan.config, [m for m in topo.members if m not in remove_nodes])
         code = balanced_update(console, plan, topo, remove_nodes)
         on_dns = False          # the name points at the balancer, where TLS ends too
         if plan.location.is_exact_host and node_dns(topo.balancer) is not None:
@@ -463,6 +488,7 @@ def run(console: Console, app_dir: str, location: str | None, host: str | None,
             offer_etc_hosts(console, plan.location, topo.balancer)
         return code
     targets = list(dict.fromkeys(nodes)) or [node_for(plan.location, None)]
+    check_node_disk(plan.config, targets)
     if len(targets) == 1:
         outcome = deploy_to(console, targets[0], plan, ask=True)
         report(console, plan, [outcome], {})
