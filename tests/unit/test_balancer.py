@@ -207,6 +207,13 @@ def test_a_balanced_location_answers_only_through_the_balancer():
         assert "set_real_ip_from 10.213.0.5;" in block
         assert "if ($silver_via_10_213_0_5 = 0) { return 403; }" in block
     assert "set_real_ip_from" not in other and "return 403" not in other
+    # the scheme the balancer saw, believed from the balancer's own connections only
+    assert ('map "$realip_remote_addr $http_x_forwarded_proto" $silver_proto_10_213_0_5 {\n'
+            '    default $scheme;\n    "10.213.0.5 https" https;\n}') in text
+    app = [b for b in proxied if "/run/s.sock" in b]
+    assert len(app) == 1
+    assert "proxy_set_header X-Forwarded-Proto $silver_proto_10_213_0_5;" in app[0]
+    assert "proxy_set_header X-Forwarded-Proto $scheme;" in other
 
 
 # --- the rolling order and its way back -----------------------------------------------
