@@ -12,6 +12,7 @@ version serving.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import queue
 import re
@@ -478,12 +479,14 @@ def run(console: Console, app_dir: str, location: str | None, host: str | None,
     plan.https = _https.request_for(plan.config, plan.location, https, cert, key)
     topo = _balanced.resolve(console, plan.location, nodes, balancer, batch, remove_nodes)
     if topo is not None:
-        if plan.https:
-            raise UsageError(f"{plan.location} is balanced: HTTPS at the balancer is not "
-                             "supported yet (deploy with https = off; see docs/balancer.md)")
         check_node_disk(plan.config, [m for m in topo.members if m not in remove_nodes])
         code = balanced_update(console, plan, topo, remove_nodes)
-        if not noetchosts:
+        on_dns = False          # the name points at the balancer, where TLS ends too
+        if plan.location.is_exact_host and node_dns(topo.balancer) is not None:
+            from silverlining.providers import dns as providers_dns
+            on_dns = providers_dns.offer_location(console, plan.location.host,
+                                                  topo.balancer, dns)
+        if not (noetchosts or on_dns):
             offer_etc_hosts(console, plan.location, topo.balancer)
         return code
     targets = list(dict.fromkeys(nodes)) or [node_for(plan.location, None)]
@@ -518,9 +521,11 @@ def balanced_update(console: Console, plan: Plan, topo: topology.Topology,
     left live, out of rotation until their gate passed; removed members are drained,
     taken out of the balancer, and stop serving the location."""
     location = str(plan.location)
+    # TLS ends at the balancer: the members serve the location in plain HTTP
+    member_plan = dataclasses.replace(plan, https=None)
 
     def change(node: str) -> _balanced.Change:
-        o = deploy_to(console, node, plan)
+        o = deploy_to(console, node, member_plan)
         text = (f"{node}: nothing changed, {plan.app}.{o.version} stays live at {location}"
                 if o.unchanged else
                 f"{node}: {plan.app}.{o.version} live at {location} (was "
@@ -536,7 +541,10 @@ def balanced_update(console: Console, plan: Plan, topo: topology.Topology,
         new = [m for m in keep if m not in here]
         old = [m for m in keep if m in here]
         going = [m for m in removed if m in here]
-        lb.apply([*old, *new, *going], maint=new, app=plan.app)
+        lb.apply([*old, *new, *going], maint=new, app=plan.app,
+                 https=plan.https.mode if plan.https else "off")
+        if plan.https:
+            _https.prepare_at_balancer(console, lb.session, plan.location, plan.https)
         _balanced.guard(console, lb, keep)
         topology.put(topology.Topology(location, topo.balancer, [*old, *going, *new],
                                        topo.batch, plan.app))
