@@ -101,8 +101,13 @@ def test_node_env_reads_credentials_written_0640(tmp_path):
     assert env["CONFIG_PG_USER"] == "sl-shop" and env["CONFIG_PG_PASSWORD"] == "secret"
     assert env["CONFIG_PG_SQLALCHEMY"] == "postgresql://sl-shop:secret@/shop"
     redis = get_service("redis")
-    redis.write_credentials(APP, node, {"db": "2"})
-    assert redis.env(APP, node)["CONFIG_REDIS_URL"] == "redis://127.0.0.1:6379/2"
+    redis.write_credentials(APP, node, {"db": "2"})          # the shared server's
+    with pytest.raises(SilverError, match="still uses the shared redis-server"):
+        redis.env(APP, node)
+    redis.write_credentials(APP, node, {"socket": "/run/r/shop/redis.sock", "db": "0",
+                                        "user": "sl-shop", "password": "p w"})
+    assert redis.env(APP, node)["CONFIG_REDIS_URL"] == \
+        "unix://sl-shop:p%20w@/run/r/shop/redis.sock?db=0"
     with pytest.raises(ValueError):
         pg.write_credentials(APP, node, {"user": "a\nb"})
 

@@ -190,23 +190,34 @@ def check_schema(config: AppConfig, config_dir: Path) -> None:
 
 
 # services that keep the app's data on the node's own disk
-NODE_DISK_SERVICES = ("files", "writable_root", "postgresql", "postgis", "mysql", "redis")
+NODE_DISK_SERVICES = ("files", "writable_root")
+NODE_DATA_SERVICES = ("postgresql", "postgis", "mysql", "redis")
 
 
-def check_node_disk(config: AppConfig, nodes: list[str]) -> None:
-    """Refuse node-local services when several nodes serve the app: each node keeps its
-    own files, database and Redis, so what one member writes the others never see, and
-    nothing brings the copies back together (a services node shared by the members is
-    not built yet)."""
+def check_node_disk(config: AppConfig, nodes: list[str], balanced: bool = False) -> str | None:
+    """Refuse node-local data where several nodes would each keep a diverging copy.
+
+    Files on a node's disk are refused on any several nodes. A database or Redis is
+    each node's own too: refused on a balanced location, whose members share one
+    app's traffic (a services node shared by members is not built yet); on plain
+    several nodes, where each node is its own installation, the returned line says so."""
     if len(nodes) < 2:
-        return
+        return None
+    data = [f"service.{name}" for name in NODE_DATA_SERVICES if name in config.services]
     used = [f"service.{name}" for name in NODE_DISK_SERVICES if name in config.services]
+    if balanced:
+        used += data
     if used:
+        what = "its own files" if not balanced else "its own copy of the data"
         raise UsageError(f"{', '.join(used)} in {config.ini_path} cannot be used on "
-                         f"several nodes ({', '.join(nodes)}): each node would keep its own "
-                         "copy of the data and the copies would diverge; deploy to one node, "
-                         "or keep the data outside the nodes (a database server or object "
-                         "storage the app reaches through its own settings)")
+                         f"several nodes ({', '.join(nodes)}): each node would keep {what} "
+                         "and the copies would diverge; deploy to one node, or keep the data "
+                         "outside the nodes (a database server or object storage the app "
+                         "reaches through its own settings)")
+    if data:
+        return (f"{', '.join(data)}: each of {', '.join(nodes)} gets a database of its own "
+                "(nothing is shared between them)")
+    return None
 
 
 def make_plan(app_dir: str, location: str | None, host: str | None, name: str | None,
@@ -479,7 +490,8 @@ def run(console: Console, app_dir: str, location: str | None, host: str | None,
     plan.https = _https.request_for(plan.config, plan.location, https, cert, key)
     topo = _balanced.resolve(console, plan.location, nodes, balancer, batch, remove_nodes)
     if topo is not None:
-        check_node_disk(plan.config, [m for m in topo.members if m not in remove_nodes])
+        check_node_disk(plan.config, [m for m in topo.members if m not in remove_nodes],
+                        balanced=True)
         code = balanced_update(console, plan, topo, remove_nodes)
         on_dns = False          # the name points at the balancer, where TLS ends too
         if plan.location.is_exact_host and node_dns(topo.balancer) is not None:
@@ -490,7 +502,9 @@ def run(console: Console, app_dir: str, location: str | None, host: str | None,
             offer_etc_hosts(console, plan.location, topo.balancer)
         return code
     targets = list(dict.fromkeys(nodes)) or [node_for(plan.location, None)]
-    check_node_disk(plan.config, targets)
+    separate = check_node_disk(plan.config, targets)
+    if separate:
+        console.warn(separate)
     if len(targets) == 1:
         outcome = deploy_to(console, targets[0], plan, ask=True)
         report(console, plan, [outcome], {})

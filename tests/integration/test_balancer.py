@@ -257,3 +257,16 @@ def test_another_machine_learns_the_topology_from_the_balancer(node_env, cluster
         assert ran.stdout.strip() == WEB[0]
     finally:
         record.write_text(saved)
+
+
+def test_a_database_of_each_members_own_is_refused(node_env, cluster, tmp_path):
+    """Each member would get its own PostgreSQL: refused in one line, nothing changed."""
+    app = write_app(tmp_path / "db", "v-db")
+    (app / "app.ini").write_text((app / "app.ini").read_text() + "service.postgresql =\n")
+    before = {a["mark"] for a in answers(cluster[LB])}
+    proc = node_env.silver("-y", "update", str(app), HOST, "--noetchosts")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("silver: error: service.postgresql in "), lines
+    assert "each node would keep its own copy of the data" in lines[0]
+    assert {a["mark"] for a in answers(cluster[LB])} == before
