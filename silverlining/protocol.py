@@ -430,17 +430,20 @@ class QueryResult(TypedDict, total=False):
     apps: list[dict]
     routes: dict[str, dict]
     health: dict[str, dict]
+    certs: dict[str, dict]            # as CertsListResult's
 
 
 @command
 class Query(Command):
-    """Apps (all, or those matching ``globs``), their versions and where they are live."""
+    """Apps (all, or those matching ``globs``), their versions and where they are live,
+    and the certificates of the hosts they are live at."""
 
     NAME = "query"
     HANDLER = "query:query"
     Result = QueryResult
     globs: tuple[str, ...] = ()
     health: bool = False              # what each live location's /.silver/health says
+    all_certs: bool = False           # every certificate on the node, not only those
 
 
 class AuditResult(TypedDict):

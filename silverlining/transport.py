@@ -33,6 +33,7 @@ import shlex
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -322,6 +323,17 @@ def _master_alive(path: Path) -> bool:
         sock.close()
 
 
+def connected(address: str) -> bool:
+    """Whether some master connection to ``address`` is up: the node answered SSH
+    within the last ``CONTROL_PERSIST`` seconds (``ServerAlive*`` ends a master whose
+    node went silent), so there is no need to wait for its SSH server."""
+    try:
+        sockets = list(control_dir().glob(f"{_digest(address)}-*"))
+    except (OSError, SilverError):
+        return False
+    return any(_master_alive(path) for path in sockets if not path.name.endswith(".lock"))
+
+
 def disconnect(address: str) -> None:
     """Close every master to ``address`` (its key changed, or the node is gone):
     the next command logs in again."""
@@ -453,7 +465,56 @@ def _end_with_parent() -> Callable[[], None] | None:
 
 
 def _spawn(argv: list[str], **kwargs) -> subprocess.Popen:
+    trace(f"start {_brief(argv)}")
     return subprocess.Popen(argv, preexec_fn=_end_with_parent(), **kwargs)
+
+
+# --- SILVER_TRACE: where a command's time goes -----------------------------------------
+
+TRACING = bool(os.environ.get("SILVER_TRACE"))
+
+
+def _process_start() -> float:
+    """When this process started, on the ``time.monotonic`` clock (Linux: from
+    /proc, so the interpreter's start and the imports count; elsewhere: now)."""
+    try:
+        with open("/proc/self/stat") as fh:
+            ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        started = ticks / os.sysconf("SC_CLK_TCK")
+        return time.monotonic() - (time.clock_gettime(time.CLOCK_BOOTTIME) - started)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.monotonic()
+
+
+_STARTED = _process_start() if TRACING else 0.0
+
+
+def trace(message: str) -> None:
+    """With ``SILVER_TRACE`` set: ``silver-trace: SECONDS MESSAGE`` on stderr, the seconds
+    since this process started. Every ssh, rsync and node progress line is traced,
+    which shows how a command's time divides between here, the wire and the node."""
+    if TRACING:
+        print(f"silver-trace: {time.monotonic() - _STARTED:7.3f} {message}", file=sys.stderr,
+              flush=True)
+
+
+def _traced(stream: Stream | None, label: str) -> Stream:
+    """``stream`` with each line traced as it arrives (the node's progress shows
+    when each of its steps happened)."""
+    def each(name: str, line: str) -> None:
+        trace(f"[{label}] {name}: {line[:160]}")
+        if stream is not None:
+            stream(name, line)
+    return each
+
+
+def _brief(argv: list[str]) -> str:
+    """A command line without ssh's options, for a trace line."""
+    if argv[:1] == ["ssh"]:
+        words = [w for i, w in enumerate(argv[1:], 1)
+                 if not w.startswith("-") and argv[i - 1] not in ("-o", "-F", "-i", "-l")]
+        return "ssh " + " ".join(words)[:160]
+    return " ".join(argv[:2] + argv[-2:])[:160]
 
 
 # --- what ssh's own errors mean ------------------------------------------------------
@@ -525,6 +586,7 @@ class SSH:
                 return
             with contextlib.suppress(FileNotFoundError):
                 self.control.unlink()       # a master that died left its socket
+            trace(f"logging in to {self.user}@{self.address} (master connection)")
             # stderr to a file: the master, once in the background, keeps no pipe open.
             with tempfile.TemporaryFile() as err:
                 try:
@@ -583,6 +645,8 @@ class SSH:
         """
         command = self.argv(argv, pty, own)
         data = input.encode() if isinstance(input, str) else input
+        if TRACING:
+            stream = _traced(stream, self.label)
         try:
             proc = _spawn(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     stdin=subprocess.DEVNULL if data is None
@@ -605,6 +669,7 @@ class SSH:
         if not finished:
             raise SilverError(f"[{self.label}] {argv[0]} timed out after {timeout:g}s")
         result = Result(proc.returncode, out.finish(), err.finish())
+        trace(f"end ssh {argv[:4]}: exit {result.status}")
         if result.status == 255:
             failure = _ssh_failure(self.label, self.user, self.address,
                                    result.stderr.splitlines()[-_STDERR_TAIL:])
@@ -849,6 +914,7 @@ def rsync(src: str, address: str, dest: str, *, user: str = "root",
             stats.files_transferred = int(m.group(1).replace(",", ""))
     status = proc.wait()
     reader.join()
+    trace(f"end rsync to {address}: exit {status}, {stats.bytes_sent} bytes sent")
     if status != 0:
         text = [line.strip() for line in stderr_lines if line.strip()]
         failure = _ssh_failure(label, user, address, text, via=" (rsync)")

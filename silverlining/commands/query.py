@@ -4,7 +4,7 @@ their services (names only, never credentials) and the backups kept on the node.
 from __future__ import annotations
 
 from silverlining import protocol
-from silverlining.commands._https import format_certs, query_certs
+from silverlining.commands._https import format_certs
 from silverlining.commands._remote import open_node
 from silverlining.console import Console
 
@@ -100,12 +100,11 @@ def run(console: Console, node: str, globs: tuple[str, ...], health: bool = Fals
         certs: bool = False) -> int:
     session = open_node(console, node, check=False)
     try:
-        result = session.send(protocol.Query(globs=tuple(globs), health=health), quiet=True)
-        live = {loc: e for loc, e in result.get("routes", {}).items() if e.get("version")}
-        found = query_certs(session, live, certs and not globs)
+        result = session.send(protocol.Query(globs=tuple(globs), health=health,
+                                             all_certs=certs and not globs), quiet=True)
     finally:
         session.close()
-    for line in format_query(result) + format_certs(found, renewals=certs):
+    for line in format_query(result) + format_certs(result.get("certs", {}), renewals=certs):
         console.out(line)
     unhealthy = 0
     for location, body in sorted(result.get("health", {}).items()):
