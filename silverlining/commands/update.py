@@ -394,6 +394,7 @@ def deploy_to(console: Console, node: str, plan: Plan, ask: bool = False) -> Out
     started = time.monotonic()
     session = open_node(console, node, check=False)
     try:
+        session.ssh.open_own()          # the deploy's own connection logs in meanwhile
         reserved, values = prepare(session, plan, ask)
         if live := reserved.get("unchanged"):
             console.step(session.name, f"nothing changed: {plan.app}.{live} stays live at "

@@ -261,7 +261,7 @@ def test_unvalidatable_host_under_auto_is_served_over_http_and_fails_required(
     failed = update(node, acme_config, app, "bad.test", "--https", "required", check=False)
     assert failed.returncode == 1 and "Traceback" not in failed.stderr
     last = failed.stderr.strip().splitlines()[-1]
-    assert last.startswith("silver: error: [https-node] bad.test: no certificate:"), last
+    assert last.startswith(f"silver: error: [{node.name}] bad.test: no certificate:"), last
     assert "the live version keeps serving" in last
     query = node.silver("query", node.name, "hello", check=True).stdout
     assert re.search(rf"^  {first} .* running +live at .*bad\.test", query, re.M), query
