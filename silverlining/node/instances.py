@@ -219,10 +219,18 @@ def start_kept(app: str, version: str) -> bool:
     return running
 
 
+def boot_links(action: str, unit: str, check: bool = True) -> None:
+    """``enable`` or ``disable`` a unit for the next boot: its links only, made by
+    ``systemctl --root=/`` without asking the manager, which reads them at boot.
+    Through the manager (even with ``--no-reload``) every unit then reports
+    ``NeedDaemonReload=yes`` until a ``daemon-reload`` (systemd 257), so the next
+    deploy's ``load_units`` would pay a whole-manager reload for nothing."""
+    systemctl("--root=/", action, "--quiet", unit, check=check)
+
+
 def enable(app: str, version: str) -> None:
-    """Started at boot from now on. ``--no-reload``: the manager reads the links at
-    boot, so reloading it now would only cost time."""
-    systemctl("enable", "--quiet", "--no-reload", unit_name(app, version))
+    """Started at boot from now on."""
+    boot_links("enable", unit_name(app, version))
 
 
 def stop_now(app: str, version: str) -> None:
@@ -230,7 +238,7 @@ def stop_now(app: str, version: str) -> None:
     at once, not given the graceful stop a hung app would sit out to its timeout."""
     unit = unit_name(app, version)
     cancel_stop(app, version)
-    systemctl("disable", "--quiet", "--no-reload", unit, check=False)
+    boot_links("disable", unit, check=False)
     systemctl("kill", "--signal=SIGKILL", unit, check=False)
     systemctl("stop", unit, check=False)
     systemctl("reset-failed", unit, check=False)
@@ -240,7 +248,7 @@ def stop_later(app: str, version: str, delay: int = DRAIN_SECONDS) -> None:
     """Disable now (a reboot will not start it), stop after the drain period."""
     unit = unit_name(app, version)
     cancel_stop(app, version)
-    systemctl("disable", "--quiet", "--no-reload", unit, check=False)
+    boot_links("disable", unit, check=False)
     run(["systemd-run", "--quiet", f"--unit={stop_unit_name(app, version)}",
          f"--on-active={delay}", "--timer-property=AccuracySec=1s",
          "/bin/systemctl", "stop", unit], what=f"scheduling the stop of {unit}")
