@@ -48,11 +48,9 @@ class Command:
     RAW: ClassVar[bool] = False   # owns stdout; its exit status is the result
     STDIN: ClassVar[str] = ""     # what it reads on stdin (secrets travel there)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_sealed", True)
-
     def __setattr__(self, name: str, value: Any) -> None:
-        if getattr(self, "_sealed", False):
+        """Each field is set once, by ``__init__``."""
+        if name in self.__dict__ or name not in self.__dataclass_fields__:
             raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
         object.__setattr__(self, name, value)
 
