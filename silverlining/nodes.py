@@ -76,6 +76,39 @@ def resolve(name_or_address: str, start: bool = True) -> NodeAddress:
     return NodeAddress(text, str(infos[0][4][0]))
 
 
+def peer_address(name_or_address: str, from_node: str | None = None) -> str:
+    """The address other nodes should use to reach a node (a balancer its members).
+
+    Its private address (``private_address`` in the registry: the provider's private
+    network, or the local nodes' bridge) when it has one, else the address silver
+    reaches it on. Node-to-node traffic belongs on the private network: a cloud does
+    not expose or meter it, and local nodes have no other path to each other. With
+    ``from_node``, the private address is used only if that node is on the same
+    private network (both local, or both made with the same provider); a node silver
+    did not create has no known private network, so it gets the public address.
+    """
+    target = resolve(name_or_address, start=False)
+    registry = NodeRegistry()
+    entry = registry.get(target.name) or {}
+    private = entry.get("private_address")
+    if not private:
+        return target.address
+    if from_node is None:
+        return private
+    source = registry.get(resolve(from_node, start=False).name) or {}
+    return private if same_private_network(entry, source) else target.address
+
+
+def same_private_network(a: dict, b: dict) -> bool:
+    """Whether two registry entries' private addresses reach each other: local nodes
+    share the host's one bridge; cloud nodes share their provider's network."""
+    if not (a.get("private_address") and b.get("private_address")):
+        return False
+    if a.get("driver") == "local" and b.get("driver") == "local":
+        return True
+    return a.get("provider") is not None and a.get("provider") == b.get("provider")
+
+
 def ensure_running(name: str, timeout: float = 120) -> None:
     """Start a registered local node if it is stopped, and wait for its SSH.
 
@@ -158,7 +191,7 @@ def local_node_is_up(node_dir: Path) -> bool:
 def _follow_address(name: str, entry: dict, node: object) -> str | None:
     """The node's current address, moving our records if a restart changed it."""
     from silverlining import etchosts, transport
-    from silverlining.providers import node_address
+    from silverlining.providers import node_address, private_address
 
     address = node_address(node) if node is not None else entry.get("address")
     old = entry.get("address")
@@ -169,6 +202,10 @@ def _follow_address(name: str, entry: dict, node: object) -> str | None:
         if etchosts.lookup(name) == old:
             etchosts.add(name, address)
         entry["address"] = address
+    private = private_address(node) if node is not None else None
+    if private and private != entry.get("private_address"):
+        NodeRegistry().put(name, private_address=private)
+        entry["private_address"] = private
     return address
 
 

@@ -27,6 +27,7 @@ import functools
 import hashlib
 import json
 import os
+import pwd
 import re
 import secrets
 import selectors
@@ -68,6 +69,10 @@ class RemoteCommandError(SilverError):
         super().__init__(f"[{label}] {argv[0] if argv else '?'} exited with status "
                          f"{result.status}{detail}")
         self.label, self.argv, self.result = label, argv, result
+
+
+class LoginRefused(SilverError):
+    """The node answered but refused our keys."""
 
 
 class HostKeyError(SilverError):
@@ -303,7 +308,27 @@ def ssh_options(user: str, address: str, timeout: float = 10) -> list[str]:
     key = ssh_key_path()
     if key:
         argv += ["-i", key]
+    for home_key in _home_keys():
+        argv += ["-i", home_key]
     return argv
+
+
+@functools.lru_cache(maxsize=1)
+def _home_keys() -> tuple[str, ...]:
+    """The default keys under ``$HOME/.ssh`` when ``$HOME`` is not the passwd home.
+
+    OpenSSH looks for its default keys in the passwd home only, while new nodes
+    are given ``$HOME``'s public key (``UserConfig.public_key_path``): without this,
+    a run with another ``$HOME`` installs one key and logs in with another."""
+    try:
+        passwd_home = pwd.getpwuid(os.getuid()).pw_dir
+    except KeyError:
+        return ()
+    home = Path.home()
+    if home.resolve() == Path(passwd_home).resolve():
+        return ()
+    return tuple(str(home / ".ssh" / name) for name in ("id_ed25519", "id_rsa")
+                 if (home / ".ssh" / name).is_file())
 
 
 def ssh_command(user: str, address: str, timeout: float = 10) -> list[str]:
@@ -544,7 +569,7 @@ def _ssh_failure(label: str, user: str, address: str, lines: list[str],
                             f"'silver forget-host {label}' (it is in {kh})")
     where = f"{user}@{address}"
     if any("Permission denied" in line for line in text):
-        return SilverError(f"[{label}] SSH login as {where} refused{via}; is your key in the "
+        return LoginRefused(f"[{label}] SSH login as {where} refused{via}; is your key in the "
                            "node's authorized_keys? (ssh agent, ~/.ssh keys or SILVER_SSH_KEY)")
     for line in text:
         if line.startswith(("ssh: ", "kex_exchange_identification:", "Connection closed by",

@@ -19,7 +19,7 @@ from silverlining.console import Console
 from silverlining.errors import ConfigError, SilverError, UsageError
 from silverlining.locations import check_hostname
 from silverlining.providers import (call_provider, clouds, dns, find_node, node_address,
-                                    open_provider, state_name)
+                                    open_provider, private_address, state_name)
 from silverlining.providers.matchers import select
 from silverlining.state import NodeRegistry
 from silverlining.userconfig import ProviderConfig
@@ -77,7 +77,7 @@ def run(console: Console, hostname: str, image: str | None = None, size: str | N
         node = _wait_for_address(driver, cfg, hostname, node, deadline, cloud)
     address = node_address(node, public=cloud)
     if address:
-        registry.put(hostname, address=address)
+        registry.put(hostname, address=address, **_private(node))
         address6 = _ipv6(driver, node)
         if address6:
             registry.put(hostname, address6=address6)
@@ -93,6 +93,12 @@ def run(console: Console, hostname: str, image: str | None = None, size: str | N
 
         return setup.run(console, hosts=(hostname,))
     return None
+
+
+def _private(node: Node) -> dict[str, str]:
+    """The registry's ``private_address`` for ``node``, when it is on a private network."""
+    private = private_address(node)
+    return {"private_address": private} if private else {}
 
 
 def _ipv6(driver: NodeDriver, node: Node) -> str | None:
@@ -178,6 +184,7 @@ def _create(console: Console, cfg: ProviderConfig, driver: NodeDriver, hostname:
         console.status_done(hostname)
     NodeRegistry().put(hostname, provider=cfg.name, driver=cfg.driver, node_id=str(node.id),
                        address=node_address(node, public=profile is not None),
+                       **_private(node),
                        **({"cloud": prepared.records} if prepared.records else {}))
     console.step(hostname, f"created (id {node.id})")
     return node
@@ -268,11 +275,20 @@ def _wait(console: Console, driver: NodeDriver, hostname: str, address: str | No
         else:
             fp = transport.trust_host_key(address, timeout=30)
             console.step(hostname, f"host key {fp} recorded (trusted on first use)")
-    _wait_for_login(console, hostname, address, deadline)
+    # The local driver writes the key into the node before it boots, so a refusal
+    # there is final; a cloud node installs it some time after sshd answers.
+    refusals = 0.0 if hasattr(driver, "ex_host_keys") else REFUSED_LOGIN_WAIT
+    _wait_for_login(console, hostname, address, deadline, refusals)
 
 
-def _wait_for_login(console: Console, hostname: str, address: str, deadline: float) -> None:
-    """Log in once: a fresh cloud node answers SSH before its key is installed."""
+REFUSED_LOGIN_WAIT = 180.0      # seconds a cloud node may refuse our key after booting
+
+
+def _wait_for_login(console: Console, hostname: str, address: str, deadline: float,
+                    refusals: float) -> None:
+    """Log in once: a fresh cloud node answers SSH before its key is installed, so a
+    refused login is retried for ``refusals`` seconds (then it is the wrong key)."""
+    refused_until = time.monotonic() + refusals
     while True:
         try:
             with transport.SSH(address, label=hostname) as ssh:
@@ -282,7 +298,9 @@ def _wait_for_login(console: Console, hostname: str, address: str, deadline: flo
         except transport.HostKeyError:
             raise
         except SilverError as exc:
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline or (isinstance(exc, transport.LoginRefused)
+                                  and now >= refused_until):
                 raise
             console.detail(f"[{hostname}] not ready yet: {exc.message}")
             time.sleep(3)

@@ -196,6 +196,14 @@ def node_address(node: Node, public: bool = False) -> str | None:
     return next((ip for ip in ips if ":" not in ip), ips[0] if ips else None)
 
 
+def private_address(node: Node) -> str | None:
+    """The node's first private IPv4 (on the provider's private network), if it has one:
+    the address other nodes of the same network reach it on."""
+    ips = [str(ip) for ip in node.private_ips or []
+           if ip and str(ip) not in ("0.0.0.0", "::") and ":" not in str(ip)]
+    return ips[0] if ips else None
+
+
 def state_name(node: Node) -> str:
     state = node.state
     return str(getattr(state, "value", state)).lower()

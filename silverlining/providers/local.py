@@ -2,7 +2,8 @@
 
 Each node boots a full systemd (so services are managed as on a rented
 server) on an overlayfs over a cached base image, in its own network
-namespace at 10.213.N.2. Nodes outlive the command that made them; their state
+namespace at 10.213.N.2 (and at 10.213.0.N on the nodes' private network,
+see local_net). Nodes outlive the command that made them; their state
 is one JSON file per node under ``STATE_DIR/nodes/NAME/``, so any process can
 list, restart or destroy them. Needs Linux and root (see local_host).
 """
@@ -279,7 +280,8 @@ class LocalNodeDriver(NodeDriver):
         size = rec.get("size", DEFAULT_SIZE)
         return Node(id=rec["name"], name=rec["name"], state=node_state,
                     public_ips=[local_net.node_addr(number)] if number else [],
-                    private_ips=[], driver=self,
+                    private_ips=[local_net.private_addr(number)] if number else [],
+                    driver=self,
                     size=NodeSize(size, size, SIZES.get(size, 0), 0, None, 0.0, self),
                     image=NodeImage(rec.get("image", ""), rec.get("image", ""), self),
                     created_at=None, extra={
@@ -290,6 +292,7 @@ class LocalNodeDriver(NodeDriver):
                         "image_root": rec.get("image_root"),
                         "netns": local_net.netns_name(number) if number else None,
                         "host_link": local_net.link_name(number) if number else None,
+                        "lan_link": local_net.lan_link_name(number) if number else None,
                         "host_address": local_net.host_addr(number) if number else None,
                         "apt_proxy": (f"http://{local_net.host_addr(number)}:"
                                       f"{local_apt.NODE_PROXY_PORT}") if number else None,

@@ -2,7 +2,7 @@
 
 Driver-level: nodes are created, reached over SSH with plain ``ssh``,
 rebooted, killed and destroyed, and every host-side trace (mount, network
-namespace, veth link, files, processes) is checked after destroy. The base
+namespace, veth links, files, processes) is checked after destroy. The base
 image is built once per machine into SILVER_LOCAL_CACHE (default
 /var/cache/silverlining-test/images).
 """
@@ -117,6 +117,7 @@ def assert_no_trace(driver: LocalNodeDriver, name: str, extra: dict,
     assert extra["rootfs"] not in Path("/proc/mounts").read_text()
     assert not local_net.netns_path(number).exists()
     assert not local_net.link_exists(local_net.link_name(number))
+    assert not local_net.link_exists(local_net.lan_link_name(number))
     assert local_net.claim_owner(number) != Path(extra["root_dir"])
     assert not pid_alive(extra["pid"], "systemd-nspawn", extra["rootfs"])
     assert driver.ex_get_node(name) is None

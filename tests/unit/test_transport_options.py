@@ -88,3 +88,28 @@ def test_ssh_complaints_become_one_line(lines, message):
 
 def test_a_command_own_output_is_not_an_ssh_complaint():
     assert transport._ssh_failure("n", "root", "10.0.0.1", ["error: no such app"]) is None
+
+
+def test_keys_of_another_home_are_offered(monkeypatch, tmp_path):
+    """With ``$HOME`` not the passwd home, OpenSSH would look for its default keys
+    in the passwd home while new nodes get ``$HOME``'s public key."""
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "id_ed25519").write_text("key")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    transport._home_keys.cache_clear()
+    try:
+        argv = transport.ssh_options("root", "10.213.1.2")
+    finally:
+        transport._home_keys.cache_clear()
+    assert argv[argv.index(str(tmp_path / ".ssh" / "id_ed25519")) - 1] == "-i"
+
+
+def test_the_passwd_home_adds_no_key(monkeypatch):
+    import os
+    import pwd
+    monkeypatch.setenv("HOME", pwd.getpwuid(os.getuid()).pw_dir)
+    transport._home_keys.cache_clear()
+    try:
+        assert transport._home_keys() == ()
+    finally:
+        transport._home_keys.cache_clear()
