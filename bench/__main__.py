@@ -39,9 +39,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="write the results here as JSON "
                         "(default: a timestamped file in the temp directory)")
     parser.add_argument("--keep", action="store_true", help="do not destroy the nodes")
-    parser.add_argument("--prefix", default="bench",
-                        help="the nodes' names: PREFIX1..PREFIXN (default bench), so "
-                        "runs from two checkouts on one machine do not share nodes")
     parser.add_argument("--write-docs", action="store_true",
                         help="rewrite the table in docs/benchmarks.md")
     args = parser.parse_args(argv)
@@ -100,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, raise_on_signal)
     ensure_host_tools()
     count = args.nodes if any(c in MULTI_NODE for c in args.cases) else 1
-    names = [f"{args.prefix}{i}" for i in range(1, count + 1)]
+    # SILVER_TEST_NODE_TAG keeps checkouts that run the bench at once apart, as the tests
+    tag = os.environ.get("SILVER_TEST_NODE_TAG", "")
+    names = [f"bench{i}" + (f"-{tag}" if tag else "") for i in range(1, count + 1)]
     started = datetime.datetime.now(datetime.timezone.utc)
     start, load_start = time.monotonic(), load_average()
     figures: list[Figure] = []

@@ -9,6 +9,8 @@ until the node serves the new marker at /bench-marker (polled over HTTP every
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import re
 import shlex
@@ -61,7 +63,7 @@ class Context:
         """A hello copy live at ``location`` (deployed once, untimed, on first use),
         named after the location's first label (``rollback.bench``: app rollback)."""
         if location not in self.apps:
-            app = self.env.hello_copy(location.split(".")[0])
+            app = self.env.hello_copy(location.split(".")[0], several_nodes=bool(nodes))
             self.env.silver(*self.env.update_args(app, location, nodes or [self.first]))
             self.apps[location] = app
         return self.apps[location]
@@ -477,6 +479,282 @@ def case_deps(ctx: Context) -> list[Figure]:
     ]
 
 
+def case_balancer(ctx: Context, rate: float = 40.0, seconds: float = 5.0) -> list[Figure]:
+    """Behind an HAProxy node (docs/balancer.md; the first node balances, the next
+    ones up to six are members): a rolling one-file redeploy to 1, 3 and 6 members
+    (wall time of ``silver update`` with no flags, one member at a time); latency of
+    a paced load through the balancer against straight to a member (p50, p99, taken
+    in turns in the same run); failed requests of that load during a rolling
+    redeploy to 3 members, and while one of them stops answering for 6 s."""
+    if len(ctx.nodes) < 2:
+        raise BenchError("the balancer case needs --nodes 2 or more (a balancer, members)")
+    env, lb, members = ctx.env, ctx.nodes[0], ctx.nodes[1:7]
+    sizes = [n for n in (1, 3, 6) if n <= len(members)]
+    apps: dict[int, Path] = {}
+    for n in sizes:
+        apps[n] = env.hello_copy(f"lb{n}", several_nodes=True)
+        env.silver(*env.update_args(apps[n], f"lb{n}.bench", members[:n], "--balancer", lb))
+    times: dict[int, list[float]] = {n: [] for n in sizes}
+    for _ in range(ctx.runs):
+        for n in sizes:
+            set_marker(apps[n], ctx.marker())
+            times[n].append(env.silver(*env.update_args(apps[n], f"lb{n}.bench", []))[0])
+    figures = [Figure("balancer", f"rolling redeploy to {n} member{'s' if n > 1 else ''}",
+                      times[n], floor=Floor("1 member", times[sizes[0]]) if n > 1 else None)
+               for n in sizes]
+    big = max(sizes[:2])
+    location, direct = f"lb{big}.bench", "direct.bench"
+    env.silver(*env.update_args(env.hello_copy("direct"), direct, [members[0]]))
+    through, straight = [], []
+    for _ in range(ctx.runs):
+        for address, host, into in ((env.nodes[lb], location, through),
+                                    (env.nodes[members[0]], direct, straight)):
+            load = PacedLoad(address, host, rate=rate)
+            load.start()
+            time.sleep(seconds)
+            load.stop()
+            if load.failures:
+                raise BenchError(f"{host} at {address}: {load.failures[:3]}")
+            into += load.latencies
+    for name, fraction in (("p50", 0.5), ("p99", 0.99)):
+        figures.append(Figure("balancer", f"{name} latency through the balancer "
+                                          "(floor: straight to a member)",
+                              [percentile(through, fraction)], unit="ms",
+                              floor=Floor("member", [percentile(straight, fraction)], "ms")))
+    busy = PacedLoad(env.nodes[lb], location, rate=rate)
+    busy.start()
+    try:
+        time.sleep(1)
+        set_marker(apps[big], ctx.marker())
+        env.silver(*env.update_args(apps[big], location, []))
+        time.sleep(1)
+    finally:
+        busy.stop()
+    rollout = (len(busy.failures), len(busy.failures) + len(busy.latencies))
+    busy = PacedLoad(env.nodes[lb], location, rate=rate)
+    busy.start()
+    try:
+        time.sleep(1)
+        env.as_root(members[0], "systemctl stop nginx")
+        time.sleep(6)
+    finally:
+        env.as_root(members[0], "systemctl start nginx")
+        busy.stop()
+    failure = (len(busy.failures), len(busy.failures) + len(busy.latencies))
+    return figures + [
+        Figure("balancer", f"failed requests during a rolling redeploy to {big} members "
+                           f"(of {rollout[1]})", [float(rollout[0])], unit="count", target=0),
+        Figure("balancer", f"failed requests while a member stops answering for 6 s "
+                           f"(of {failure[1]})", [float(failure[0])], unit="count"),
+    ]
+
+
+TEST_CACHE = DEPS_WHEELS.parent
+DJANGO_WHEELS = TEST_CACHE / "wheels"       # Django and its dependencies (scripts/test)
+DJANGO_REQUIREMENTS = "Django>=5.1,<6\npsycopg[binary]\npillow\n"
+DJANGO_FILES = {
+    "src/mysite/mysite/__init__.py": "",
+    "src/mysite/mysite/marker.py": 'MARKER = "start"\n',
+    "src/mysite/mysite/settings.py": """\
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+SECRET_KEY = "bench-only"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+INSTALLED_APPS = ["django.contrib.admin", "django.contrib.auth",
+                  "django.contrib.contenttypes", "django.contrib.sessions",
+                  "django.contrib.messages", "django.contrib.staticfiles"]
+MIDDLEWARE = ["django.middleware.security.SecurityMiddleware",
+              "django.contrib.sessions.middleware.SessionMiddleware",
+              "django.middleware.common.CommonMiddleware",
+              "django.middleware.csrf.CsrfViewMiddleware",
+              "django.contrib.auth.middleware.AuthenticationMiddleware",
+              "django.contrib.messages.middleware.MessageMiddleware",
+              "django.middleware.clickjacking.XFrameOptionsMiddleware"]
+ROOT_URLCONF = "mysite.urls"
+TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "DIRS": [],
+              "APP_DIRS": True, "OPTIONS": {"context_processors": [
+                  "django.template.context_processors.request",
+                  "django.contrib.auth.context_processors.auth",
+                  "django.contrib.messages.context_processors.messages"]}}]
+WSGI_APPLICATION = "mysite.wsgi.application"
+DATABASES = {"default": {"ENGINE": "django.db.backends.postgresql",
+                         "NAME": os.environ.get("CONFIG_PG_DBNAME", ""),
+                         "USER": os.environ.get("CONFIG_PG_USER", ""),
+                         "PASSWORD": os.environ.get("CONFIG_PG_PASSWORD", ""),
+                         "HOST": os.environ.get("CONFIG_PG_HOST", ""),
+                         "PORT": os.environ.get("CONFIG_PG_PORT", "")}}
+USE_TZ = True
+STATIC_URL = "/static/"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+""",
+    "src/mysite/mysite/urls.py": """\
+import os
+from pathlib import Path
+
+from django.contrib import admin
+from django.http import HttpResponse, JsonResponse
+from django.urls import path
+
+from mysite import marker
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("bench-marker", lambda request: HttpResponse(marker.MARKER, "text/plain")),
+    path("bench-where", lambda request: JsonResponse(
+        {"deps": os.environ.get("SILVER_DEPS"), "app": str(Path(__file__).parents[3])})),
+]
+""",
+    "src/mysite/mysite/wsgi.py": """\
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+application = get_wsgi_application()
+""",
+    "lib/python/mysite.pth": "../../src/mysite\n",
+    "lib/python/silvercustomize.py": "import os\n\n"
+                                     'os.environ.setdefault("DJANGO_SETTINGS_MODULE", '
+                                     '"mysite.settings")\n',
+}
+# On the node: the app's own cold start, what any deploy of it pays at least: a fresh
+# interpreter importing Django with the app's settings and answering one request (SSH
+# not included). argv: the version's lib/python, its dependency layer.
+DJANGO_COLD_CODE = """
+import os, site, sys
+site.addsitedir(sys.argv[1])
+site.addsitedir(sys.argv[2])
+os.environ["DJANGO_SETTINGS_MODULE"] = "mysite.settings"
+from mysite.wsgi import application
+out = []
+application({"REQUEST_METHOD": "GET", "PATH_INFO": "/bench-marker", "SERVER_NAME": "x",
+             "SERVER_PORT": "80", "wsgi.url_scheme": "http", "wsgi.input": sys.stdin,
+             "wsgi.errors": sys.stderr}, lambda status, headers: out.append(status))
+assert out[0].startswith("200"), out
+"""
+DJANGO_COLD = f"""
+import subprocess, sys, time
+start = time.monotonic()
+subprocess.run([sys.executable, "-c", {DJANGO_COLD_CODE!r}, *sys.argv[1:]], check=True)
+print(time.monotonic() - start)
+"""
+
+
+def django_app(ctx: Context, name: str) -> Path:
+    """A Django project as startproject makes it (admin on, PostgreSQL), under src/
+    as docs/django.md lays it out, declaring Django, psycopg and pillow."""
+    for wheels, pattern in ((DJANGO_WHEELS, "django-*.whl"), (DEPS_WHEELS, "pillow-*.whl")):
+        if not list(wheels.glob(pattern)):
+            raise BenchError(f"no {pattern} in {wheels}: scripts/test downloads them")
+    app = ctx.env.root / "apps" / name
+    shutil.rmtree(app, ignore_errors=True)
+    for rel, text in DJANGO_FILES.items():
+        (app / rel).parent.mkdir(parents=True, exist_ok=True)
+        (app / rel).write_text(text)
+    (app / "app.ini").write_text(f"[production]\napp_name = {name}\n"
+                                 "runner = src/mysite/mysite/wsgi.py\n"
+                                 "service.postgresql =\nhealth_check = /admin/login/\n")
+    (app / "requirements.txt").write_text(
+        f"--no-index\n--find-links {DJANGO_WHEELS}\n--find-links {DEPS_WHEELS}\n"
+        + DJANGO_REQUIREMENTS)
+    return app
+
+
+def set_django_marker(app: Path, marker: str) -> None:
+    """The one file a Django one-file redeploy changes."""
+    (app / "src" / "mysite" / "mysite" / "marker.py").write_text(f"MARKER = {marker!r}\n")
+
+
+def where(ctx: Context, location: str) -> dict:
+    """The live version's instance directory and dependency layer, as the app sees them."""
+    found = json.loads(probe_path(ctx.address, location, "/bench-where") or "{}")
+    if not str(found.get("deps") or "").startswith("/var/lib/silverlining/deps/"):
+        raise BenchError(f"{location} names no dependency layer: {found}")
+    return found
+
+
+def case_django(ctx: Context) -> list[Figure]:
+    """A Django project (PostgreSQL, admin on; Django, psycopg, pillow declared): its
+    one-file redeploy until served, against its own cold start on the node; the
+    first deploy of a new app of it to a node without its dependency set, with the
+    local dependency cache warm, and with it (and uv's cache) empty, until served,
+    against a plain ``pip install --target`` of the same set here."""
+    location = "django.bench"
+    app = django_app(ctx, "django")
+    ctx.env.silver(*ctx.env.update_args(app, location, [ctx.first]))
+    redeploy, cold = [], []
+    for _ in range(ctx.runs):
+        marker = ctx.marker()
+        set_django_marker(app, marker)
+        seconds, _ = ctx.env.timed_until(ctx.env.update_args(app, location, [ctx.first]),
+                                         ctx.address, location, marker)
+        redeploy.append(seconds)
+        live = where(ctx, location)
+        cold.append(float(ctx.env.as_root(
+            ctx.first, f"python3 - {shlex.quote(live['app'] + '/lib/python')} "
+                       f"{shlex.quote(live['deps'])}", stdin=DJANGO_COLD)))
+    warm, empty, pip = [], [], []
+    home_deps = Path(ctx.env.env["SILVER_HOME"]) / "deps"
+    for run in range(ctx.runs):
+        for variant, times in (("warm", warm), ("empty", empty)):
+            name = f"dj{variant}{run}"
+            first = django_app(ctx, name)
+            marker = ctx.marker()
+            set_django_marker(first, marker)
+            # the node must receive and install the set: its layer out of the way
+            layer = where(ctx, location)["deps"]
+            ctx.env.as_root(ctx.first, f"mv {shlex.quote(layer)} {shlex.quote(layer)}.aside")
+            saved = dict(ctx.env.env)
+            try:
+                if variant == "empty":
+                    shutil.rmtree(home_deps, ignore_errors=True)
+                    ctx.env.env["UV_CACHE_DIR"] = str(ctx.env.root / f"uv-cache-{run}")
+                seconds, out = ctx.env.timed_until(
+                    ctx.env.update_args(first, f"{name}.bench", [ctx.first]),
+                    ctx.address, f"{name}.bench", marker)
+            finally:
+                ctx.env.env = saved
+                ctx.env.as_root(ctx.first, f"rm -rf {shlex.quote(layer)}.aside")
+            if "sending dependency set" not in out:
+                raise BenchError(f"the first deploy did not send the set:\n{out}")
+            times.append(seconds)
+        target = ctx.env.root / f"pip-target-{run}"
+        start = time.monotonic()
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index",
+                        "--disable-pip-version-check", "--no-cache-dir",
+                        "--root-user-action=ignore", "--find-links",
+                        str(DJANGO_WHEELS), "--find-links", str(DEPS_WHEELS), "--target",
+                        str(target), *DJANGO_REQUIREMENTS.split()], check=True)
+        pip.append(time.monotonic() - start)
+        shutil.rmtree(target, ignore_errors=True)
+    return [
+        Figure("django", "Django (PostgreSQL, admin) one-file redeploy, until served",
+               redeploy, floor=Floor("its cold start on the node", cold), target=0.5,
+               target_on="over"),
+        Figure("django", "first deploy of Django+psycopg+pillow, warm local cache, "
+                         "until served", warm, target=3.0),
+        Figure("django", "the same with empty caches (floor: pip install of the set here)",
+               empty, floor=Floor("pip install", pip)),
+    ]
+
+
+def probe_path(address: str, host: str, path: str) -> str | None:
+    """The body of ``path`` on the node's nginx for ``host``; None if it fails."""
+    conn = http.client.HTTPConnection(address, 80, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Host": host})
+        resp = conn.getresponse()
+        body = resp.read().decode("utf-8", "replace")
+        return body if resp.status == 200 else None
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
 CASES: dict[str, Callable[[Context], list[Figure]]] = {
     "cli": case_cli,
     "redeploy": case_redeploy,
@@ -488,5 +766,7 @@ CASES: dict[str, Callable[[Context], list[Figure]]] = {
     "load": case_load,
     "bigapp": case_bigapp,
     "deps": case_deps,
+    "balancer": case_balancer,
+    "django": case_django,
 }
-MULTI_NODE = ("setup-node", "curve", "soak")
+MULTI_NODE = ("setup-node", "curve", "soak", "balancer")

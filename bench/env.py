@@ -194,14 +194,20 @@ class BenchEnv:
 
     # --- apps ---------------------------------------------------------------------
 
-    def hello_copy(self, name: str) -> Path:
-        """A copy of examples/hello as app ``name``, with the /bench-marker probe."""
+    def hello_copy(self, name: str, several_nodes: bool = False) -> Path:
+        """A copy of examples/hello as app ``name``, with the /bench-marker probe;
+        ``several_nodes``: without its files service (refused on several nodes, whose
+        disks would diverge) and the update_fetch that resets the counter kept there."""
         dest = self.root / "apps" / name
         if dest.exists():
             shutil.rmtree(dest)
         shutil.copytree(HELLO, dest)
         ini = dest / "app.ini"
-        ini.write_text(ini.read_text().replace("app_name = hello", f"app_name = {name}"))
+        text = ini.read_text().replace("app_name = hello", f"app_name = {name}")
+        if several_nodes:
+            text = text.replace("service.files =\n", "").replace("update_fetch =\n    /update\n",
+                                                                   "")
+        ini.write_text(text)
         set_marker(dest, "start")
         return dest
 

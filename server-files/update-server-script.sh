@@ -352,6 +352,14 @@ install_firewall() {
 
 install_nginx() {
     local out
+    # a balancer node (docs/balancer.md): HAProxy has port 80, nginx stays stopped
+    if [ -s "$ETC/balancer/topology.json" ]; then
+        if systemctl is-active --quiet nginx || systemctl is-enabled --quiet nginx 2>/dev/null; then
+            systemctl disable --now --quiet nginx
+            changed "nginx stopped (a balancer node: HAProxy serves port 80)"
+        fi
+        return 0
+    fi
     if [ -e /etc/nginx/sites-enabled/default ] || [ -L /etc/nginx/sites-enabled/default ]; then
         rm -f /etc/nginx/sites-enabled/default
         CHANGED_FILES+=(/etc/nginx/sites-enabled/default)

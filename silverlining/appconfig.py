@@ -23,6 +23,8 @@ _FILE_RUNNER = re.compile(r"^([^#\s]+\.py)(?:#([A-Za-z_][A-Za-z0-9_]*))?\Z")
 # Debian package names; a trailing '-' would ask apt to *remove* the package, so
 # a name must end in a letter, digit or '+' (g++), and options never pass.
 _PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*[a-z0-9+]\Z")
+# distribution names as PEP 508 writes them (compared normalized, PEP 503)
+_DIST_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?\Z")
 _MEMORY_RE = re.compile(r"^[1-9][0-9]*[KMGT]?\Z")
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*\Z")
 INTERFACES = ("wsgi", "asgi")
@@ -31,7 +33,7 @@ INTERFACES = ("wsgi", "asgi")
 # HTTPS or no deploy, and plain HTTP redirects.
 HTTPS_MODES = ("off", "auto", "required")
 KEYS = ("app_name", "runner", "interface", "update_fetch", "default_location",
-        "packages", "health_check", "config.required", "config.default",
+        "packages", "build_on_node", "health_check", "config.required", "config.default",
         "config.checker", "config.schema", "config.template", "memory_max", "start_timeout",
         "https", "limits.memory", "limits.tasks", "limits.cpu_weight", "limits.io_weight",
         "limits.postgresql_connections", "limits.mysql_connections")
@@ -129,6 +131,7 @@ class AppConfig:
     default_location: str | None = None
     services: dict[str, str] = field(default_factory=dict)
     packages: tuple[str, ...] = ()
+    build_on_node: tuple[str, ...] = ()   # declared dependencies the node compiles (deps.py)
     health_check: str | None = None
     config_required: bool = False
     config_default: str | None = None
@@ -172,6 +175,22 @@ def parse_runner(ini: IniFile, value: str, app_dir: Path, check_files: bool) -> 
         return Runner(value, module=module, attr=attr)
     raise ini.error(f"{value!r} is not path/file.py, path/file.py#name or "
                     "package.module:name", SECTION, "runner")
+
+
+def parse_build_on_node(ini: IniFile, value: str) -> tuple[str, ...]:
+    """``build_on_node``: declared dependencies (distribution names) whose source
+    the node compiles for itself, normalized as PEP 503 compares them."""
+    names: list[str] = []
+    for name in value.replace(",", " ").split():
+        if not _DIST_RE.match(name):
+            raise ini.error(f"{name!r} is not a distribution name (letters, digits, '.', "
+                            "'_', '-'; no version or extras: the declaration pins those)",
+                            SECTION, "build_on_node")
+        normal = re.sub(r"[-_.]+", "-", name).lower()
+        if normal in names:
+            raise ini.error(f"{name!r} is named twice", SECTION, "build_on_node")
+        names.append(normal)
+    return tuple(names)
 
 
 def parse_fetch(ini: IniFile, value: str) -> tuple[FetchEntry, ...]:
@@ -229,6 +248,7 @@ def parse_app_ini(ini: IniFile, app_dir: Path, check_files: bool = True) -> AppC
             raise ini.error(f"{pkg!r} is not a valid package name (Debian names: lowercase "
                             "letters, digits, '.', '+', '-', not ending in '-')",
                             SECTION, "packages")
+    build_on_node = parse_build_on_node(ini, values.get("build_on_node", ""))
     inside = {}
     for key, kind in (("config.schema", "file"), ("config.template", "directory")):
         rel = values.get(key) or None
@@ -283,6 +303,7 @@ def parse_app_ini(ini: IniFile, app_dir: Path, check_files: bool = True) -> AppC
         default_location=location,
         services=services,
         packages=packages,
+        build_on_node=build_on_node,
         health_check=health,
         config_required=config_required,
         config_default=values.get("config.default") or None,

@@ -204,7 +204,17 @@ def setup_node_cmd(ctx, hosts):
 @click.option("--host", metavar="HOST[/PATH]", shell_complete=complete_locations,
               help="The location, as an option (instead of LOCATION).")
 @click.option("--node", "nodes", multiple=True, metavar="NODE", shell_complete=complete_nodes,
-              help="Deploy to this node (repeat for several, in parallel). Default: the location's host.")
+              help="Deploy to this node (repeat for several, in parallel; with a balancer, "
+                   "add it as a member). Default: the location's host, or its members.")
+@click.option("--balancer", metavar="NODE", shell_complete=complete_nodes,
+              help="Serve the location from the --node members behind this HAProxy node, "
+                   "with rolling deploys (docs/balancer.md); remembered.")
+@click.option("--batch", metavar="N|P%",
+              help="Members deployed at a time behind the balancer (default 1; 100%: all "
+                   "at once); remembered.")
+@click.option("--remove-node", "remove_nodes", multiple=True, metavar="NODE",
+              shell_complete=complete_nodes,
+              help="Take this member out of the balanced location (drained first).")
 @click.option("--name", metavar="NAME", help="App name to deploy as (default: app_name in app.ini).")
 @click.option("--config", "config_dir", type=click.Path(file_okay=False, exists=True),
               help="Deployment config directory (SILVER_APP_CONFIG on the node).")
@@ -213,6 +223,9 @@ def setup_node_cmd(ctx, hosts):
               help="First keep the live version's data on the node (remote:before-vN).")
 @click.option("--force", is_flag=True,
               help="Deploy a new version even when the live one has exactly these files.")
+@click.option("--refresh-deps", is_flag=True,
+              help="Resolve the declared dependencies again (newest allowed versions), "
+                   "not from the local cache; deploys a new version.")
 @click.option("--noetchosts", is_flag=True, help="Do not offer to map the host in /etc/hosts.")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
               help="Set a parameter of app.ini (kept on the node for later deploys).")
@@ -228,8 +241,9 @@ def setup_node_cmd(ctx, hosts):
               help="The private key of --cert (PEM); sent over SSH, kept root-only.")
 @yes_option("whether to point the location's host at the node (DNS zone or /etc/hosts)")
 @click.pass_context
-def update_cmd(ctx, app_dir, location, host, nodes, name, config_dir, clear, backup, force,
-               noetchosts, params, param_files, lock_wait, dns, https, cert, key):
+def update_cmd(ctx, app_dir, location, host, nodes, balancer, batch, remove_nodes, name,
+               config_dir, clear, backup, force, refresh_deps, noetchosts, params, param_files,
+               lock_wait, dns, https, cert, key):
     """Deploy APP_DIR to LOCATION (HOST[/PATH]) with zero downtime.
 
     Afterwards asks whether to point the location's host at the node: in the
@@ -239,8 +253,9 @@ def update_cmd(ctx, app_dir, location, host, nodes, name, config_dir, clear, bac
     """
     dispatch(ctx, "update", app_dir=app_dir, location=location, host=host, nodes=nodes, name=name,
              config_dir=config_dir, clear=clear, backup=backup, force=force,
-             noetchosts=noetchosts, lock_wait=lock_wait, params=params,
-             param_files=param_files, dns=dns, https=https, cert=cert, key=key)
+             refresh_deps=refresh_deps, noetchosts=noetchosts, lock_wait=lock_wait, params=params,
+             param_files=param_files, dns=dns, https=https, cert=cert, key=key,
+             balancer=balancer, batch=batch, remove_nodes=remove_nodes)
 
 
 @silver.command("params")

@@ -19,6 +19,10 @@ What ``bin/pip`` installed into ``lib/python`` for the developer's own Python
 (``silver serve``) is left out of the upload when dependencies are declared
 (a declaration with nothing in it, as ``silver init`` writes, declares
 nothing): the node gets its own build (``pip_installed``).
+
+A package named in app.ini's ``build_on_node`` is resolved with the rest, but
+only its source distribution goes into the build (``SDISTS``), fetched here
+from where uv found it; the node compiles it for itself (``node/deps.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ import shutil
 import subprocess
 import threading
 import tomllib
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,12 +45,18 @@ from silverlining import state
 from silverlining.errors import SilverError, UsageError
 
 MANIFEST = ".silver-deps.json"      # in each build (and each node layer): its packages
+SDISTS = ".silver-sdists"           # in a build: the sources of what the node compiles
+_SDIST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*\.(?:tar\.gz|zip)\Z")
+# requirements-file options that say where packages come from (kept for the split install)
+_SOURCE_OPTIONS = ("--index-url", "-i", "--extra-index-url", "--find-links", "-f",
+                   "--no-index")
 REQUIREMENTS = "requirements.txt"
 # the highest glibc uv names in --python-platform today; a newer node is given this one
 # (manylinux wheels for a newer glibc are rare; uv is asked for the exact one first)
 _UV_MAX_GLIBC_MINOR = 40
 _CREDENTIALS_RE = re.compile(r"://[^/\s:@]+:[^/\s@$]+@")
 _BUILD_LOCKS: dict[str, threading.Lock] = {}
+_REFRESHED: set[str] = set()        # keys resolved again by this process (--refresh-deps)
 _LOCKS_LOCK = threading.Lock()
 
 
@@ -95,6 +107,7 @@ class Declared:
     path: Path
     inputs: bytes           # the declaring files' contents: part of the cache key
     local: list[str] = field(default_factory=list)    # local projects it names (by name)
+    on_node: tuple[str, ...] = ()   # app.ini build_on_node: compiled by the node, normalized
 
     @functools.cached_property
     def empty(self) -> bool:
@@ -110,8 +123,9 @@ class Declared:
         return False
 
     def key(self, target: Target) -> str:
+        on_node = b"\0on-node:" + " ".join(self.on_node).encode() if self.on_node else b""
         digest = hashlib.sha256(self.kind.encode() + b"\0" + self.inputs + b"\0"
-                                + target.key().encode())
+                                + target.key().encode() + on_node)
         return digest.hexdigest()[:32]
 
 
@@ -150,50 +164,88 @@ def _pyproject(app_dir: Path) -> dict | None:
         raise UsageError(f"{path}: not valid TOML: {exc}") from None
 
 
-def declared(app_dir: Path | str) -> Declared | None:
+def declared(app_dir: Path | str, on_node: tuple[str, ...] = ()) -> Declared | None:
     """The app's declaration, lock first; None when it declares nothing (the 2010
-    layout: lib/python is all there is)."""
+    layout: lib/python is all there is). ``on_node``: app.ini's ``build_on_node``."""
     app_dir = Path(app_dir)
+    decl = _declared(app_dir)
+    if on_node and (decl is None or decl.empty):
+        raise UsageError(f"{app_dir / 'app.ini'}: build_on_node names {on_node[0]}, but the "
+                         "app declares no dependencies (requirements.txt, pyproject.toml "
+                         "or a lock)")
+    if decl is not None:
+        decl.on_node = tuple(on_node)
+    return decl
+
+
+def _declared(app_dir: Path) -> Declared | None:
     project = _pyproject(app_dir)
-    pyproject = _read(app_dir / "pyproject.toml") if project is not None else b""
+    pyproject, local = b"", []
+    if project is not None:
+        # local path sources ([tool.uv.sources] NAME = { path = ... }) are built here
+        # from their files: those are part of the key, as the files of the project
+        stamps, local = _local_projects(app_dir, _uv_source_paths(project))
+        pyproject = _read(app_dir / "pyproject.toml") + b"\0" + stamps
     if (app_dir / "uv.lock").is_file() and project is not None:
         return Declared(app_dir, "uv.lock", app_dir / "uv.lock",
-                        _read(app_dir / "uv.lock") + b"\0" + pyproject)
+                        _read(app_dir / "uv.lock") + b"\0" + pyproject, local)
     if (app_dir / "pylock.toml").is_file():
         return Declared(app_dir, "pylock.toml", app_dir / "pylock.toml",
-                        _read(app_dir / "pylock.toml") + b"\0" + pyproject)
+                        _read(app_dir / "pylock.toml") + b"\0" + pyproject, local)
     if (app_dir / REQUIREMENTS).is_file():
         path = app_dir / REQUIREMENTS
         text = _read(path)
-        stamps, local = _local_projects(app_dir, text)
-        return Declared(app_dir, REQUIREMENTS, path, text + b"\0" + pyproject + stamps, local)
+        stamps, named = _local_projects(app_dir, _requirement_paths(text))
+        return Declared(app_dir, REQUIREMENTS, path, text + b"\0" + pyproject + stamps,
+                        local + named)
     if project is not None and "dependencies" in project.get("project", {}):
-        return Declared(app_dir, "pyproject.toml", app_dir / "pyproject.toml", pyproject)
+        return Declared(app_dir, "pyproject.toml", app_dir / "pyproject.toml", pyproject,
+                        local)
     return None
 
 
-def _local_projects(app_dir: Path, text: bytes) -> tuple[bytes, list[str]]:
-    """What changes when a local project a requirement names (``./vendor/pkg``,
-    ``file:...``) is edited, so the cached build is not used for the old code; and
-    the names of those projects (uv's own cache must be refreshed for them too)."""
-    from silverlining import appfiles
+def _uv_source_paths(project: dict) -> list[str]:
+    """The local paths ``[tool.uv.sources]`` names (``{ path = "../lib" }``, alone or in
+    a list of alternatives)."""
+    sources = ((project.get("tool") or {}).get("uv") or {}).get("sources") or {}
+    found = []
+    for entries in sources.values() if isinstance(sources, dict) else ():
+        for entry in entries if isinstance(entries, list) else [entries]:
+            if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+                found.append(entry["path"])
+    return found
 
-    stamps, names = [], []
+
+def _requirement_paths(text: bytes) -> list[str]:
+    """The local projects and files requirement lines name (``./vendor/pkg``,
+    ``file:...``)."""
+    found = []
     for line in text.decode("utf-8", "replace").splitlines():
         line = line.split(" #", 1)[0].strip()
         if line.startswith("file:"):
             line = line.removeprefix("file://").removeprefix("file:")
-        if not line.startswith((".", "/")):
-            continue
-        path = app_dir / line.split(";", 1)[0].split("[", 1)[0].strip()
+        if line.startswith((".", "/")):
+            found.append(line.split(";", 1)[0].split("[", 1)[0].strip())
+    return found
+
+
+def _local_projects(app_dir: Path, refs: list[str]) -> tuple[bytes, list[str]]:
+    """What changes when a local project or file the declaration names is edited, so
+    the cached build is not used for the old code; and the names of those projects
+    (uv's own cache must be refreshed for them too)."""
+    from silverlining import appfiles
+
+    stamps, names = [], []
+    for ref in refs:
+        path = app_dir / ref
         if path.is_dir():
             ignore = appfiles.Ignore(list(appfiles.DEFAULT_EXCLUDES) + ["build/", "*.egg-info/"])
-            stamps += [line, *appfiles.scan_app_files(path, ignore).stamps]
+            stamps += [ref, *appfiles.scan_app_files(path, ignore).stamps]
             name = ((_pyproject(path) or {}).get("project") or {}).get("name")
             names += [name] if name else []
         elif path.is_file():
             st = path.stat()
-            stamps.append(f"{line} {st.st_size} {st.st_mtime_ns}")
+            stamps.append(f"{ref} {st.st_size} {st.st_mtime_ns}")
     return "\0".join(stamps).encode("utf-8", "surrogateescape"), names
 
 
@@ -280,18 +332,25 @@ _NO_WHEEL_RE = re.compile(r"Because ([A-Za-z0-9_.\-]+)(?:==\S+)? has no usable w
 def no_wheel_error(package: str, target: Target, where: str) -> SilverError:
     return SilverError(
         f"{package} has compiled code and no wheel for {where} ({target.describe()}): "
-        f"pin a version of {package} that publishes {target.platform} wheels, or build "
-        f"one on a machine like the node and put it in a --find-links directory")
+        f"pin a version of {package} that publishes {target.platform} wheels, or have "
+        f"the node build it (build_on_node = {package} in app.ini)")
 
 
-def _run_uv(decl: Declared, target: Target, site: Path, work: Path, where: str) -> None:
-    args = _install_args(decl, work)
+def _run_uv(decl: Declared, target: Target, site: Path, work: Path, where: str,
+            args: list[str] | None = None, command: str = "install",
+            refresh: bool = False) -> None:
+    """uv for the node's target: ``install`` into ``site`` (by default what the
+    declaration names), or ``compile`` (``args`` then name the output). ``refresh``:
+    nothing from uv's cache (``--refresh-deps``)."""
+    args = _install_args(decl, work) if args is None else args
     for platform in _uv_platforms(target):
         shutil.rmtree(site, ignore_errors=True)
-        argv = [uv_bin(), "pip", "install", "--quiet", "--target", str(site),
+        into = ["--target", str(site), "--no-installer-metadata", "--no-compile",
+                "--link-mode", "copy"] if command == "install" else []
+        argv = [uv_bin(), "pip", command, "--quiet", *into,
                 "--python-version", target.python, "--python-platform", platform,
-                "--no-installer-metadata", "--no-compile", "--link-mode", "copy",
-                *[a for name in decl.local for a in ("--refresh-package", name)], *args]
+                *(["--refresh"] if refresh else
+                  [a for name in decl.local for a in ("--refresh-package", name)]), *args]
         env = {k: v for k, v in os.environ.items() if not k.startswith("VIRTUAL_ENV")}
         proc = subprocess.run(argv, cwd=decl.app_dir, capture_output=True, text=True, env=env)
         if proc.returncode == 0:
@@ -306,6 +365,103 @@ def _run_uv(decl: Declared, target: Target, site: Path, work: Path, where: str) 
         raise SilverError(f"installing {decl.path.name} for {where} ({target.describe()}) "
                           f"failed: {_uv_error(proc.stderr)}")
     raise SilverError(f"uv does not know glibc {target.glibc} ({where}): upgrade uv")
+
+
+def _source_options(decl: Declared) -> list[str]:
+    """The options of a requirements file that say where packages come from, relative
+    paths made absolute (the split install reads them from files of its own)."""
+    if decl.kind != REQUIREMENTS:
+        return []               # pyproject's [tool.uv] applies anyway (uv runs in the app)
+    lines = []
+    for line in decl.path.read_text(encoding="utf-8", errors="replace").splitlines():
+        words = line.split(" #", 1)[0].replace("=", " ", 1).split() \
+            if line.lstrip().startswith("-") else []
+        if not words or words[0] not in _SOURCE_OPTIONS:
+            continue
+        if words[0] in ("--find-links", "-f") and len(words) > 1 and "://" not in words[1]:
+            words[1] = str(decl.path.parent / words[1])
+        lines.append(" ".join(words))
+    return lines
+
+
+def _requirement_name(line: str) -> str | None:
+    m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)", line.strip())
+    return normalize(m.group(1)) if m and not line.lstrip().startswith("-") else None
+
+
+def _fetch_sdist(package: dict, lock: Path, into: Path, where: str) -> dict:
+    """The source distribution uv resolved for ``package`` (a pylock.toml entry),
+    copied or downloaded into ``into`` and checked against its hash."""
+    name, version = package["name"], package.get("version", "")
+    sdist = package.get("sdist")
+    if not sdist:
+        raise SilverError(f"{name} {version}: build_on_node needs its source distribution "
+                          f"(.tar.gz), and uv found none for {where} (only wheels, or a "
+                          "local directory or VCS link): name a version published as an "
+                          "sdist, or list the sdist with --find-links")
+    if "url" in sdist:
+        url = sdist["url"]
+        parsed = urllib.parse.urlsplit(url)
+        filename = urllib.parse.unquote(parsed.path.rsplit("/", 1)[-1])
+    else:
+        url = (lock.parent / sdist["path"]).resolve().as_uri()
+        filename = Path(sdist["path"]).name
+    if not _SDIST_NAME_RE.match(filename):
+        raise SilverError(f"{name} {version}: unexpected source distribution name "
+                          f"{filename!r}")
+    into.mkdir(parents=True, exist_ok=True)
+    try:
+        with urllib.request.urlopen(url, timeout=120) as src, open(into / filename, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    except (OSError, ValueError) as exc:
+        raise SilverError(f"cannot fetch the source of {name} {version} ({url}): {exc}; "
+                          "an index that needs credentials: list the sdist with "
+                          "--find-links instead") from None
+    digest = hashlib.sha256((into / filename).read_bytes()).hexdigest()
+    wanted = (sdist.get("hashes") or {}).get("sha256")
+    if wanted and wanted != digest:
+        raise SilverError(f"the source of {name} {version} ({url}) does not match the "
+                          "hash its index gave")
+    return {"version": version, "sdist": filename, "sha256": digest}
+
+
+def _split_for_node(decl: Declared, target: Target, site: Path, work: Path,
+                    where: str, refresh: bool = False) -> dict[str, dict]:
+    """Resolve for the node, install all but ``decl.on_node`` into ``site`` as usual,
+    and put the sources of those into ``site/SDISTS``. Returns what the node builds:
+    name -> version, sdist file name, sha256."""
+    if decl.kind == "pylock.toml":
+        raise UsageError(f"build_on_node in {decl.app_dir / 'app.ini'} needs the "
+                         "dependencies in requirements.txt, pyproject.toml or uv.lock: uv "
+                         "cannot re-resolve a pylock.toml")
+    given = [a for a in _install_args(decl, work) if a not in ("-r", "--no-deps")]
+    resolved = work / "resolved.txt"
+    _run_uv(decl, target, work / "unused", work, where, command="compile", refresh=refresh,
+            args=["--no-header", "--no-annotate", "-o", str(resolved), *given])
+    options = _source_options(decl)
+    rest, named = list(options), list(options)
+    found = set()
+    for line in resolved.read_text().splitlines():
+        name = _requirement_name(line)
+        if name is None:
+            continue
+        (named if name in decl.on_node else rest).append(line)
+        found.add(name)
+    if missing := [n for n in decl.on_node if n not in found]:
+        raise UsageError(f"{decl.app_dir / 'app.ini'}: build_on_node names {missing[0]}, "
+                         f"which {decl.path.name} does not install for {where}")
+    (work / "rest.txt").write_text("\n".join(rest) + "\n")
+    if len(rest) > len(options):
+        _run_uv(decl, target, site, work, where,
+                args=["--no-deps", "-r", str(work / "rest.txt")])
+    (work / "named.txt").write_text("\n".join(named) + "\n")
+    lock = work / "lock" / "pylock.toml"
+    lock.parent.mkdir()
+    _run_uv(decl, target, work / "unused", work, where, command="compile",
+            args=["--no-header", "--no-deps", "-o", str(lock), str(work / "named.txt")])
+    packages = tomllib.loads(lock.read_text()).get("packages", [])
+    return {normalize(p["name"]): _fetch_sdist(p, lock, site / SDISTS, where)
+            for p in packages}
 
 
 def _dist_infos(site: Path) -> list[Path]:
@@ -341,13 +497,17 @@ def _built_here(dist: Path) -> bool:
                for tag in wheel_tags(dist))
 
 
-def build(decl: Declared, target: Target, where: str) -> Build:
-    """The dependency set for ``target``, from the cache or made now with uv."""
+def build(decl: Declared, target: Target, where: str, refresh: bool = False) -> Build:
+    """The dependency set for ``target``, from the cache or made now with uv.
+    ``refresh``: resolved again, indexes and uv's cache asked anew (once per target
+    in one ``silver update``), replacing the cached build."""
     key = decl.key(target)
     with _LOCKS_LOCK:
         lock = _BUILD_LOCKS.setdefault(key, threading.Lock())
     with lock:
-        if found := cached(decl, target):
+        if refresh and key not in _REFRESHED:
+            _REFRESHED.add(key)
+        elif found := cached(decl, target):
             return found
         check_no_credentials(decl)
         root = cache_root()
@@ -356,7 +516,11 @@ def build(decl: Declared, target: Target, where: str) -> Build:
         work.mkdir(parents=True)
         try:
             site = work / "site"
-            _run_uv(decl, target, site, work, where)
+            on_node = {}
+            if decl.on_node:
+                on_node = _split_for_node(decl, target, site, work, where, refresh)
+            else:
+                _run_uv(decl, target, site, work, where, refresh=refresh)
             site.mkdir(exist_ok=True)
             (site / ".lock").unlink(missing_ok=True)        # uv's, while it installed
             for pth in sorted(site.glob("__editable__*.pth")):
@@ -376,10 +540,15 @@ def build(decl: Declared, target: Target, where: str) -> Build:
                 record = dist / "RECORD"
                 records.update(dist.name.encode() + b"\0"
                                + (record.read_bytes() if record.is_file() else b""))
+            for name, built in sorted(on_node.items()):       # built there, from this source
+                packages[name] = built["version"]
+                records.update(f"built on the node: {name} {built['sha256']}".encode())
             fingerprint = records.hexdigest()[:32]
-            (site / MANIFEST).write_text(json.dumps(
-                {"fingerprint": fingerprint, "packages": packages,
-                 "target": target.describe(), "from": decl.kind}, sort_keys=True) + "\n")
+            manifest = {"fingerprint": fingerprint, "packages": packages,
+                        "target": target.describe(), "from": decl.kind}
+            if on_node:
+                manifest["build_on_node"] = on_node
+            (site / MANIFEST).write_text(json.dumps(manifest, sort_keys=True) + "\n")
             final = root / key
             shutil.rmtree(final, ignore_errors=True)
             work.rename(final)
@@ -404,13 +573,14 @@ def package_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
     return lines
 
 
-def upload_excludes(app_dir: Path) -> tuple[Declared | None, list[str], dict[str, str]]:
+def upload_excludes(app_dir: Path, on_node: tuple[str, ...] = ()
+                    ) -> tuple[Declared | None, list[str], dict[str, str]]:
     """The app's declaration, the exclude patterns of its upload (``.silverignore``,
     and with a declaration what bin/pip installed into lib/python), and those
     locally installed distributions (name -> version)."""
     from silverlining import appfiles
 
-    decl = declared(app_dir)
+    decl = declared(app_dir, on_node)
     excludes = appfiles.read_silverignore(app_dir)
     if decl is None or decl.empty:      # nothing declared: lib/python is uploaded as is
         return decl, excludes, {}

@@ -444,6 +444,7 @@ class QueryResult(TypedDict, total=False):
     routes: dict[str, dict]
     health: dict[str, dict]
     certs: dict[str, dict]            # as CertsListResult's
+    balancer: dict[str, dict]         # on a balancer node: what balancer-query answers
 
 
 @command
@@ -739,3 +740,66 @@ class RoutingApply(Command):
     NAME = "routing-apply"
     HANDLER = "routing:apply_table"
     Result = RoutingApplyResult
+
+
+# --- balancing a location over several nodes (docs/balancer.md) ------------------------
+
+class BalancedResult(TypedDict):
+    changed: bool
+
+
+@command
+class Balanced(Audited):
+    """On a member: serve a location only to its balancer (and take the client's address
+    from it); without via, serve it directly again."""
+
+    NAME = "balanced"
+    HANDLER = "routing:balanced"
+    Result = BalancedResult
+    location: str
+    via: str | None = None            # the balancer's address on the nodes' network
+
+
+class BalancerResult(TypedDict):
+    sites: dict[str, dict]            # location -> {app, batch, members: [{name, address, state, ...}]}
+
+
+@command
+class BalancerApply(Audited):
+    """On a balancer: install HAProxy if needed and front a location by these members
+    (NAME=ADDRESS; those in ``maint`` take no traffic yet); ``remove`` drops it."""
+
+    NAME = "balancer-apply"
+    HANDLER = "balancer:apply"
+    Result = BalancerResult
+    location: str
+    app: str = ""
+    members: tuple[str, ...] = ()
+    maint: tuple[str, ...] = ()       # members that start out of rotation (not deployed yet)
+    batch: str = ""
+    remove: bool = False
+
+
+@command
+class BalancerState(Audited):
+    """On a balancer: put members of a location in rotation (ready), drain them (no new
+    requests; waits for those in flight up to ``wait`` seconds) or take them out (maint)."""
+
+    NAME = "balancer-state"
+    HANDLER = "balancer:set_state"
+    Result = BalancerResult
+    location: str
+    members: tuple[str, ...]
+    state: str
+    wait: float = 10.0
+
+
+@command
+class BalancerQuery(Command):
+    """On a balancer: each location it fronts (or one), its members, their state and
+    health as HAProxy sees them."""
+
+    NAME = "balancer-query"
+    HANDLER = "balancer:query"
+    Result = BalancerResult
+    location: str | None = None

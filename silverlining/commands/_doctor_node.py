@@ -70,7 +70,9 @@ def check_node(name: str) -> tuple[str, list[Finding]]:
 def _node_checks(ssh: transport.SSH, name: str) -> list[Finding]:
     found = [_server_files(ssh, name)]
     found += _resources(ssh, name)
-    if ssh.run(["sh", "-c", "command -v nginx"], check=False).ok:
+    if ssh.run(["test", "-s", str(paths.BALANCER / "topology.json")], check=False).ok:
+        found += _haproxy(ssh, name)
+    elif ssh.run(["sh", "-c", "command -v nginx"], check=False).ok:
         found += _nginx(ssh, name)
     found += _certs(ssh, name)
     found += _apps_health(ssh, name)
@@ -158,6 +160,26 @@ def _nginx(ssh: transport.SSH, name: str) -> list[Finding]:
     else:
         found.append(problem("nginx", f"not running ({state or 'unknown'}): no app answers",
                              fix))
+    return found
+
+
+def _haproxy(ssh: transport.SSH, name: str) -> list[Finding]:
+    """A balancer node (docs/balancer.md): HAProxy instead of nginx."""
+    test = ssh.run(["haproxy", "-c", "-q", "-f", "/etc/haproxy/haproxy.cfg"], check=False)
+    if test.ok:
+        found = [ok("haproxy config", "haproxy -c passes")]
+    else:
+        lines = [ln for ln in (test.stderr + test.stdout).splitlines() if ln.strip()]
+        found = [problem("haproxy config", lines[0] if lines else f"haproxy -c exited "
+                         f"{test.status}", "silver update one of its locations again (the "
+                         "balancer writes the file from its topology)")]
+    state = ssh.run(["systemctl", "is-active", "haproxy"], check=False).stdout.strip()
+    if state == "active":
+        found.append(ok("haproxy", "running (a balancer node)"))
+    else:
+        found.append(problem("haproxy", f"not running ({state or 'unknown'}): the balanced "
+                             "locations do not answer", f"ssh root@{name} systemctl start "
+                             "haproxy"))
     return found
 
 

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from silverlining import nodes, protocol, serverfiles
+from silverlining import nodes, protocol, serverfiles, topology
 from silverlining.console import Console, human
 from silverlining.errors import SilverError, UsageError
 from silverlining.locations import Location
@@ -166,9 +166,12 @@ def open_node(console: Console, node: str, check: bool = True) -> NodeSession:
 
 
 def node_for(location: Location, node: str | None) -> str:
-    """``--node`` if given, else the location's host (which must then be a hostname)."""
+    """``--node`` if given, else a balanced location's first member, else the location's
+    host (which must then be a hostname)."""
     if node:
         return node
+    if (topo := topology.get(str(location))) is not None and topo.members:
+        return topo.members[0]
     if not location.is_exact_host:
         raise UsageError(f"{location} is not a hostname a node can be reached at: give --node")
     return location.host

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 
-from silverlining import protocol
+from silverlining import protocol, topology
+from silverlining.commands import _balanced
 from silverlining.commands._remote import node_for, open_node
 from silverlining.console import Console
 from silverlining.errors import UsageError
@@ -25,6 +26,10 @@ def run(console: Console, location: str, version: str, node: str | None,
     loc = parse_location(location)
     if not _VERSION_RE.match(version):
         raise UsageError(f"bad version {version!r}: use prev, vN, N or APP.vN")
+    if node is None and (topo := topology.get(str(loc))) is not None:
+        if restore_data:
+            raise UsageError(f"{loc} is balanced: --restore-data is for one node (give --node)")
+        return _balanced.activate(console, topo, version)
     session = open_node(console, node_for(loc, node), check=False)
     try:
         result = session.send(protocol.Activate(location=str(loc), version=version,

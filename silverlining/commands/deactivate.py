@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from silverlining import protocol
+from silverlining import protocol, topology
+from silverlining.commands import _balanced
 from silverlining.commands._remote import node_for, open_node
 from silverlining.console import Console
+from silverlining.errors import SilverError
 from silverlining.locations import parse_location
 
 
@@ -12,6 +14,9 @@ def run(console: Console, locations: tuple[str, ...], keep_prev: bool, node: str
     by_node: dict[str, list[str]] = {}
     for text in locations:
         loc = parse_location(text)
+        if node is None and (topo := topology.get(str(loc))) is not None:
+            deactivate_balanced(console, topo, keep_prev)
+            continue
         by_node.setdefault(node_for(loc, node), []).append(str(loc))
     for target, locs in by_node.items():
         session = open_node(console, target, check=False)
@@ -23,3 +28,19 @@ def run(console: Console, locations: tuple[str, ...], keep_prev: bool, node: str
         for item in result["removed"]:
             console.out(f"{item['location']} no longer served (was {item['app']}.{item['version']})")
     return 0
+
+
+def deactivate_balanced(console: Console, topo: topology.Topology, keep_prev: bool) -> None:
+    """Every member stops serving the location (and would serve it directly again),
+    then the balancer stops fronting it."""
+    results = _balanced.parallel(
+        lambda m: _balanced.release(console, m, topo.location, keep_prev), topo.members)
+    failed = {m: r.message for m, r in results.items() if isinstance(r, SilverError)}
+    if failed:
+        raise SilverError("; ".join(f"{m}: {why}" for m, why in failed.items()))
+    with _balanced.balancer(console, topo) as lb:
+        lb.drop()
+    topology.remove(topo.location)
+    for member in topo.members:
+        console.out(f"{member}: {topo.location} no longer served")
+    console.out(f"{topo.balancer}: no longer fronts {topo.location}")

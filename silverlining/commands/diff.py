@@ -99,7 +99,7 @@ def _diff(console: Console, app_dir: str, location: str | None, node: str | None
     finally:
         session.close()
     label = f"{live['app']}.{live['version']}"
-    dep_lines = dependency_changes(config.app_dir, live, session.name)
+    dep_lines = dependency_changes(config, live, session.name)
     if live["app"] != config.app_name:
         console.warn(f"{loc} serves the app {live['app']}, not {config.app_name}")
     remote = {p: (base64.b64decode(v) if v is not None else None) for p, v in fetched.items()}
@@ -122,10 +122,10 @@ def _diff(console: Console, app_dir: str, location: str | None, node: str | None
     return 1 if changes or dep_lines else 0
 
 
-def dependency_changes(app_dir: Path, live: dict, node: str) -> list[str]:
+def dependency_changes(config: AppConfig, live: dict, node: str) -> list[str]:
     """The package version changes an update would bring (built for the node's Python,
     from the local cache when built before)."""
-    decl = deps.declared(app_dir)
+    decl = deps.declared(config.app_dir, config.build_on_node)
     before = (live.get("deps") or {}).get("packages", {})
     if decl is None or decl.empty or not live.get("target"):
         return deps.package_changes(before, {})

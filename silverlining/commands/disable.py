@@ -6,7 +6,8 @@ itself still reach it, so it can be checked before it is enabled again.
 
 from __future__ import annotations
 
-from silverlining import protocol
+from silverlining import protocol, topology
+from silverlining.commands import _balanced
 from silverlining.commands._remote import node_for, open_node
 from silverlining.console import Console
 from silverlining.errors import UsageError
@@ -26,6 +27,11 @@ def run(console: Console, disable: bool, location: str | None, app: str | None,
         loc = parse_location(location or "")
         target, where = node_for(loc, node), {"location": str(loc)}
     command = protocol.Disable if verb == "disable" else protocol.Enable
+    if location and node is None and (topo := topology.get(str(loc))) is not None:
+        for member, result in _balanced.on_members(console, topo, command(**where)).items():
+            console.out(f"{result['app']} on {member}: "
+                        + ("disabled" if result["disabled"] else "enabled"))
+        return 0
     session = open_node(console, target, check=False)
     try:
         result = session.send(command(**where), quiet=True)

@@ -4,6 +4,7 @@ their services (names only, never credentials) and the backups kept on the node.
 from __future__ import annotations
 
 from silverlining import protocol
+from silverlining.commands import _balanced
 from silverlining.commands._https import format_certs
 from silverlining.commands._remote import open_node
 from silverlining.console import Console
@@ -91,9 +92,44 @@ def format_query(result: dict) -> list[str]:
             if details:
                 lines.append("        " + "; ".join(details))
             lines += format_jobs(v.get("jobs") or {})
-    if not result["apps"]:
+    if not result["apps"] and not result.get("balancer"):
         lines.append("no apps")
     return lines
+
+
+def format_balancer(sites: dict, versions: dict[tuple[str, str], str]) -> list[str]:
+    """What a balancer fronts: each location's members, the version each serves, the
+    health HAProxy sees and whether it takes traffic."""
+    lines = []
+    for location, site in sorted(sites.items()):
+        lines.append(f"{location}  (balanced: {site.get('app') or '?'}, batch "
+                     f"{site.get('batch') or '1'})")
+        for m in site["members"]:
+            traffic = {"ready": "takes traffic", "drain": "draining",
+                       "maint": "out of rotation"}.get(m["state"], m["state"])
+            if m["state"] == "ready" and not m["status"].startswith("UP"):
+                traffic = "no traffic (health check failing)"
+            lines.append(f"  {m['name']:<20} {m['address']:<16} "
+                         f"{versions.get((m['name'], location), '?'):<8} "
+                         f"{m['status']:<10} {traffic}; {m['sessions']} in flight")
+    return lines
+
+
+def _member_versions(console: Console, sites: dict) -> dict[tuple[str, str], str]:
+    """The version each member serves at each location (asked in parallel)."""
+    pairs = [(m["name"], loc) for loc, site in sites.items() for m in site["members"]]
+
+    def one(key: str) -> str:
+        member, location = key.split(" ", 1)
+        session = open_node(console, member, check=False)
+        try:
+            return session.send(protocol.Served(location=location), quiet=True)["version"]
+        finally:
+            session.close()
+
+    found = _balanced.parallel(one, [f"{m} {loc}" for m, loc in pairs])
+    return {tuple(k.split(" ", 1)): (v if isinstance(v, str) else "none")
+            for k, v in found.items()}
 
 
 def run(console: Console, node: str, globs: tuple[str, ...], health: bool = False,
@@ -104,7 +140,11 @@ def run(console: Console, node: str, globs: tuple[str, ...], health: bool = Fals
                                              all_certs=certs and not globs), quiet=True)
     finally:
         session.close()
-    for line in format_query(result) + format_certs(result.get("certs", {}), renewals=certs):
+    lines = format_query(result)
+    if sites := result.get("balancer"):
+        _balanced.remember(sites, session.name)
+        lines += format_balancer(sites, _member_versions(console, sites))
+    for line in lines + format_certs(result.get("certs", {}), renewals=certs):
         console.out(line)
     unhealthy = 0
     for location, body in sorted(result.get("health", {}).items()):

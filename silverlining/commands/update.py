@@ -23,9 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from silverlining import appfiles, deps, etchosts, protocol, serverfiles
+from silverlining import appfiles, deps, etchosts, protocol, serverfiles, topology
 from silverlining.appconfig import NAME_RE, AppConfig
-from silverlining.commands import _https
+from silverlining.commands import _balanced, _https
 from silverlining.commands._params import (changes_input, check_given, complete,
                                            parse_assignments, read_param_files)
 from silverlining.commands._remote import NodeSession, node_for, open_node, who
@@ -68,6 +68,7 @@ class Plan:
     size: int = 0                 # bytes uploaded: the node refuses what its disk cannot hold
     backup: bool = False          # keep the live version's data (remote:before-vN) first
     force: bool = False           # deploy even when the live version has these files
+    refresh_deps: bool = False    # resolve the declared dependencies again (--refresh-deps)
     https: _https.HttpsRequest | None = None     # None: HTTP only
     deps: deps.Declared | None = None   # None: lib/python is all the app has
     local_installs: dict[str, str] = field(default_factory=dict)  # bin/pip's, left out
@@ -77,7 +78,8 @@ class Plan:
     def may_skip(self) -> bool:
         """Whether an upload equal to the live version may end the deploy early: not
         when parameters, data or a forced restart were asked for."""
-        return not (self.force or self.clear or self.backup or self.params)
+        return not (self.force or self.clear or self.backup or self.params
+                    or self.refresh_deps)
 
 
 @dataclass
@@ -186,6 +188,24 @@ def check_schema(config: AppConfig, config_dir: Path) -> None:
         raise UsageError(f"{data_path}: {pointer}: {first.message}{more}")
 
 
+# services that keep the app's data on the node's own disk
+NODE_DISK_SERVICES = ("files", "writable_root")
+
+
+def check_node_disk(config: AppConfig, nodes: list[str]) -> None:
+    """Refuse node-disk services when several nodes serve the app: each node would keep
+    its own copy of the data (an upload on one is missing on the others), and nothing
+    brings them back together."""
+    if len(nodes) < 2:
+        return
+    used = [f"service.{name}" for name in NODE_DISK_SERVICES if name in config.services]
+    if used:
+        raise UsageError(f"{' and '.join(used)} in {config.ini_path} cannot be used on "
+                         f"several nodes ({', '.join(nodes)}): each node's disk would "
+                         "diverge; keep shared data in a database (service.postgresql or "
+                         "service.mysql) or in object storage, or deploy to one node")
+
+
 def make_plan(app_dir: str, location: str | None, host: str | None, name: str | None,
               config_dir: str | None, clear: bool, lock_wait: float | None,
               console: Console, params: dict[str, str] | None = None) -> Plan:
@@ -221,7 +241,7 @@ def make_plan(app_dir: str, location: str | None, host: str | None, name: str | 
         console.warn(f"{path} points outside the app ({target}); it will be missing on the node")
     # with declared dependencies the node gets its own build of what bin/pip put here
     started = time.monotonic()
-    declared, excludes, local = deps.upload_excludes(config.app_dir)
+    declared, excludes, local = deps.upload_excludes(config.app_dir, config.build_on_node)
     deps_seconds = time.monotonic() - started
     scan = appfiles.scan_app_files(config.app_dir, appfiles.Ignore(excludes))
     if scan.outside:
@@ -256,11 +276,11 @@ def build_deps(session: NodeSession, plan: Plan, answer: dict) -> deps.Build | N
     target = deps.Target.from_node(answer.get("target") or {})
     build = None
     if not plan.deps.empty:
-        build = deps.cached(plan.deps, target)
+        build = None if plan.refresh_deps else deps.cached(plan.deps, target)
         if build is None:
             with session.console.ticking(session.name, f"installing {plan.deps.path.name} "
                                          f"for {target.describe()}"):
-                build = deps.build(plan.deps, target, session.name)
+                build = deps.build(plan.deps, target, session.name, refresh=plan.refresh_deps)
     have = {deps.normalize(n) for n in (build.packages if build else {})}
     for name, version in sorted(plan.local_installs.items()):
         if deps.normalize(name) not in have:
@@ -446,15 +466,31 @@ def run(console: Console, app_dir: str, location: str | None, host: str | None,
         nodes: tuple[str, ...], name: str | None, config_dir: str | None, clear: bool,
         noetchosts: bool, lock_wait: float | None = None, params: tuple[str, ...] = (),
         param_files: tuple[str, ...] = (), dns: bool | None = None,
-        backup: bool = False, force: bool = False, https: str | None = None,
-        cert: str | None = None, key: str | None = None) -> int:
+        backup: bool = False, force: bool = False, refresh_deps: bool = False,
+        https: str | None = None, cert: str | None = None, key: str | None = None,
+        balancer: str | None = None, batch: str | None = None,
+        remove_nodes: tuple[str, ...] = ()) -> int:
     values = {**parse_assignments(params, "--param"), **read_param_files(param_files)}
     plan = make_plan(app_dir, location, host, name, config_dir, clear, lock_wait, console,
                      values)
     # an HTTPS mode or a certificate given here is a change even to the same files
     plan.backup, plan.force = backup, force or https is not None or cert is not None
+    plan.refresh_deps = refresh_deps
+    if refresh_deps and (plan.deps is None or plan.deps.empty):
+        console.warn(f"--refresh-deps: {plan.app_dir} declares no dependencies")
     plan.https = _https.request_for(plan.config, plan.location, https, cert, key)
+    topo = _balanced.resolve(console, plan.location, nodes, balancer, batch, remove_nodes)
+    if topo is not None:
+        if plan.https:
+            raise UsageError(f"{plan.location} is balanced: HTTPS at the balancer is not "
+                             "supported yet (deploy with https = off; see docs/balancer.md)")
+        check_node_disk(plan.config, [m for m in topo.members if m not in remove_nodes])
+        code = balanced_update(console, plan, topo, remove_nodes)
+        if not noetchosts:
+            offer_etc_hosts(console, plan.location, topo.balancer)
+        return code
     targets = list(dict.fromkeys(nodes)) or [node_for(plan.location, None)]
+    check_node_disk(plan.config, targets)
     if len(targets) == 1:
         outcome = deploy_to(console, targets[0], plan, ask=True)
         report(console, plan, [outcome], {})
@@ -476,6 +512,58 @@ def run(console: Console, app_dir: str, location: str | None, host: str | None,
                 failures[node] = exc.message
     report(console, plan, outcomes, failures)
     return 1 if failures else 0
+
+
+def balanced_update(console: Console, plan: Plan, topo: topology.Topology,
+                    removed: tuple[str, ...]) -> int:
+    """The rolling deploy to a balanced location (``silverlining.commands._balanced``):
+    the members it had roll batch by batch; new members get the version the rollout
+    left live, out of rotation until their gate passed; removed members are drained,
+    taken out of the balancer, and stop serving the location."""
+    location = str(plan.location)
+
+    def change(node: str) -> _balanced.Change:
+        o = deploy_to(console, node, plan)
+        text = (f"{node}: nothing changed, {plan.app}.{o.version} stays live at {location}"
+                if o.unchanged else
+                f"{node}: {plan.app}.{o.version} live at {location} (was "
+                f"{o.previous or 'nothing'}; sent {human(o.sent)}, {o.seconds:.1f}s)")
+        return _balanced.Change(node, o.version, o.previous, not o.unchanged, text)
+
+    with _balanced.balancer(console, topo) as lb:
+        here = lb.members_here()
+        keep = [m for m in topo.members if m not in removed]
+        if not keep:
+            raise UsageError(f"{location} would have no member left: keep at least one "
+                             "(or 'silver deactivate' it)")
+        new = [m for m in keep if m not in here]
+        old = [m for m in keep if m in here]
+        going = [m for m in removed if m in here]
+        lb.apply([*old, *new, *going], maint=new, app=plan.app)
+        _balanced.guard(console, lb, keep)
+        topology.put(topology.Topology(location, topo.balancer, [*old, *going, *new],
+                                       topo.batch, plan.app))
+        rollout = _balanced.roll(console, lb, old, change, _balanced.undo_on(console, location))
+        code = _balanced.report_rollout(console, location, rollout)
+        if code:
+            if new:
+                console.out(f"not added (the rollout stopped): {', '.join(new)}")
+            return code
+        added = _balanced.parallel(change, new)
+        ready = [m for m in new if isinstance(added[m], _balanced.Change)]
+        lb.state(ready, "ready")
+        for m in new:
+            r = added[m]
+            console.out(f"{r.text} (added)" if isinstance(r, _balanced.Change) else
+                        f"{m}: FAILED: {r.message}; not added (out of rotation)")
+        if going:
+            lb.state(going, "drain")
+            lb.apply(keep, maint=[], app=plan.app)
+            for m in going:
+                _balanced.release(console, m, location)
+                console.out(f"{m}: removed from {location} (drained, no longer serves it)")
+        topology.put(topology.Topology(location, topo.balancer, keep, topo.batch, plan.app))
+    return 0 if len(ready) == len(new) else 1
 
 
 def report(console: Console, plan: Plan, outcomes: list[Outcome], failures: dict[str, str]) -> None:

@@ -7,15 +7,24 @@ environment names its layer in ``SILVER_DEPS``, which the app loader adds to
 its dependencies neither uploads, walks nor links their files: it only names
 the layer. ``facts`` is what ``prepare`` tells the client: this interpreter
 (so the client builds for it) and which layers are already here.
+
+A set whose manifest lists ``build_on_node`` packages brings their source
+distributions; they are compiled here, for this interpreter, with Debian's
+compiler and Python headers, by ``BUILD_USER`` in a transient systemd unit
+without network or write access outside its build directory (``setup.py`` is
+code), then copied into the layer as root's files like the rest.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
+import pwd
 import re
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,9 +32,24 @@ from pathlib import Path
 from silverlining.node import paths
 from silverlining.node._errors import NodeError
 from silverlining.node._state import AppState, all_apps
-from silverlining.node.base import make_dir, run, say
+from silverlining.node.base import apt_install, make_dir, node_lock, run, say
 
 MANIFEST = ".silver-deps.json"
+SDISTS = ".silver-sdists"           # in an upload: the sources of build_on_node packages
+# what compiling a package needs besides what the app's packages = adds (its libraries'
+# headers); wheel: Debian 12's setuptools has no bdist_wheel of its own
+BUILD_TOOLS = ("build-essential", "python3-dev", "python3-pip", "python3-setuptools",
+               "python3-wheel")
+BUILD_TIMEOUT = 1800
+_SDIST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*\.(?:tar\.gz|zip)\Z")
+# in the build unit: sources -> wheels -> a site directory, as BUILD_USER, offline
+_BUILD_SCRIPT = """set -e
+out=$1; shift
+python3 -m pip wheel --no-deps --no-build-isolation --use-pep517 --no-index --no-cache-dir \\
+    --disable-pip-version-check --wheel-dir "$out/wheels" "$@"
+python3 -m pip install --no-deps --no-index --no-cache-dir --no-compile \\
+    --disable-pip-version-check --target "$out/site" "$out"/wheels/*.whl
+"""
 ENV_VAR = "SILVER_DEPS"
 _FINGERPRINT_RE = re.compile(r"^[0-9a-f]{32}$")
 
@@ -71,19 +95,115 @@ def install(fingerprint: str, uploaded: Path) -> Path:
     if not (uploaded / MANIFEST).is_file():
         raise NodeError(f"dependency set {fingerprint} is neither on this node nor "
                         "uploaded: run silver update again")
+    try:
+        on_node = json.loads((uploaded / MANIFEST).read_text()).get("build_on_node") or {}
+    except (OSError, ValueError):
+        raise NodeError(f"dependency set {fingerprint}: unreadable manifest") from None
     make_dir(paths.DEPS, 0, 0, 0o755)
     work = paths.DEPS / f".{fingerprint}.{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     say(f"installing dependency set {fingerprint}")
-    run(["rsync", "-a", "--no-D", "--safe-links", "--chown=0:0", "--chmod=go-w,a+rX",
-         f"{uploaded}/", f"{work}/"], what="installing the dependency set")
-    os.chmod(work, 0o755)
     try:
-        work.rename(final)
-    except OSError:                    # another deploy put it there meanwhile
+        _copy_in(uploaded, work, "installing the dependency set")
+        if on_node:
+            build_here(on_node, uploaded / SDISTS, work)
+        os.chmod(work, 0o755)
+        try:
+            work.rename(final)
+        except OSError:                    # another deploy put it there meanwhile
+            pass
+    finally:
         shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(uploaded, ignore_errors=True)
     return final
+
+
+def _copy_in(source: Path, dest: Path, what: str) -> None:
+    """Copy files someone else owns (the deploy user, the build user) as root's own,
+    read-only to others, links that leave ``source`` and special files left out."""
+    run(["rsync", "-a", "--no-D", "--safe-links", "--chown=0:0", "--chmod=go-w,a+rX",
+         f"--exclude=/{SDISTS}/", f"{source}/", f"{dest}/"], what=what)
+
+
+def build_user() -> tuple[int, int]:
+    """``BUILD_USER``, a system user that owns nothing but a build's output."""
+    try:
+        entry = pwd.getpwnam(paths.BUILD_USER)
+    except KeyError:
+        say(f"creating system user {paths.BUILD_USER}")
+        with node_lock("build-user", 60, f"creating {paths.BUILD_USER}"):
+            if not _user_exists(paths.BUILD_USER):      # another deploy's, meanwhile
+                run(["useradd", "--system", "--user-group", "--no-create-home",
+                     "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
+                     paths.BUILD_USER], what=f"useradd {paths.BUILD_USER}")
+        entry = pwd.getpwnam(paths.BUILD_USER)
+    return entry.pw_uid, entry.pw_gid
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def build_here(packages: dict, sources: Path, layer_dir: Path) -> None:
+    """Compile ``packages`` (name -> version, sdist, sha256) from their uploaded sources
+    for this node's Python and add them to ``layer_dir``. A failure raises NodeError
+    with the compiler's last lines; the layer is then never made."""
+    names = " ".join(f"{name} {info['version']}" for name, info in sorted(packages.items()))
+    apt_install(BUILD_TOOLS, why="build_on_node")
+    uid, gid = build_user()
+    make_dir(paths.DEPS_BUILD, 0, 0, 0o755)
+    work = make_dir(paths.DEPS_BUILD / str(os.getpid()), 0, 0, 0o755)
+    try:
+        src = make_dir(work / "src", 0, 0, 0o755)
+        out = make_dir(work / "out", uid, gid, 0o755)
+        files = []
+        for name, info in sorted(packages.items()):
+            filename = str(info.get("sdist", ""))
+            if not _SDIST_NAME_RE.match(filename):
+                raise NodeError(f"{name}: bad source distribution name {filename!r}")
+            run(["rsync", "--no-D", "--safe-links", "--chown=0:0", "--chmod=a+r",
+                 f"{sources / filename}", f"{src}/"], what=f"copying the source of {name}")
+            if not (src / filename).is_file() or hashlib.sha256((src / filename).read_bytes()).hexdigest() != info.get("sha256"):
+                raise NodeError(f"the uploaded source of {name} does not match its hash: "
+                                "run silver update again")
+            files.append(str(src / filename))
+        say(f"building {names} for this node (as {paths.BUILD_USER}, without network)")
+        _sandboxed(names, ["/bin/sh", "-c", _BUILD_SCRIPT, "sh", str(out), *files], out)
+        _copy_in(out / "site", layer_dir, f"installing {names}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _sandboxed(names: str, argv: list[str], out: Path) -> None:
+    """Run ``argv`` as BUILD_USER in a transient unit: no network, the file system
+    read-only but for ``out``, every process it starts ended with it. Its output
+    streams back as progress; a failure ends in one line and the last lines."""
+    unit = ["systemd-run", "--quiet", "--wait", "--pipe", "--collect",
+            "--service-type=exec", f"--working-directory={out}", f"--setenv=HOME={out}",
+            "-p", f"User={paths.BUILD_USER}", "-p", f"Group={paths.BUILD_USER}",
+            "-p", "PrivateNetwork=yes", "-p", "PrivateTmp=yes", "-p", "NoNewPrivileges=yes",
+            "-p", "ProtectSystem=strict", "-p", "ProtectHome=yes",
+            "-p", f"ReadWritePaths={out}", "-p", f"RuntimeMaxSec={BUILD_TIMEOUT}", "--", *argv]
+    proc = subprocess.Popen(unit, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, errors="replace")
+    assert proc.stdout is not None
+    lines: list[str] = []
+    for line in proc.stdout:
+        line = line.rstrip()
+        if line:
+            say(f"  {line}")
+            lines = (lines + [line])[-400:]
+    if proc.wait() != 0:
+        # the compiler's own last lines: pip's notes after its "[end of output]" left out
+        ends = [i for i, ln in enumerate(lines) if ln.strip() == "[end of output]"]
+        last = lines[:ends[-1]][-12:] if ends else lines[-12:]
+        tail = "\n".join(f"  {ln}" for ln in last)
+        raise NodeError(f"building {names} on this node failed (status {proc.returncode}); "
+                        f"the previous version keeps serving. Last lines:\n{tail}")
 
 
 def summary(fingerprint: str) -> dict:

@@ -13,7 +13,7 @@ import subprocess
 
 from silverlining import protocol, tlscerts
 from silverlining.appconfig import Limits
-from silverlining.node import certs, jobs, slices, status
+from silverlining.node import balancer, certs, jobs, slices, status
 from silverlining.node._state import AppState, all_apps, load_routes
 from silverlining.node._util import app_user
 from silverlining.node.data import list_backups
@@ -66,6 +66,11 @@ def query(call: protocol.Query) -> protocol.QueryResult:
              if any(a["app"] == e.get("app") for a in apps)}
     result = {"node": socket.getfqdn(), "apps": apps, "routes": shown,
               "certs": served_certs(shown, call.all_certs)}
+    if sites := balancer.load():        # a balancer node: what it fronts
+        result["balancer"] = balancer.query(protocol.BalancerQuery())["sites"] \
+            if not call.globs else {loc: s for loc, s in sites.items()
+                                    if any(fnmatch.fnmatch(s.get("app", ""), g)
+                                           for g in call.globs)}
     if call.health:       # what /.silver/health answers, for @APP locations too
         result["health"] = {loc: status.health(loc)[1] for loc, e in shown.items()
                             if e.get("version")}

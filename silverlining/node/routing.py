@@ -27,7 +27,10 @@ HTTP to HTTPS (status pages and challenges excepted) and its host sends HSTS.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
+import re
 import shutil
 import subprocess
 import urllib.parse
@@ -38,11 +41,13 @@ from pathlib import Path
 from silverlining import protocol
 from silverlining.node import paths
 from silverlining.node._errors import NodeError
-from silverlining.node._state import AppState, instance_dir, load_routes, routing_lock
+from silverlining.node._state import (AppState, instance_dir, load_routes, location_key,
+                                      routing_lock)
 from silverlining.node.base import make_dir, say, wait_until, write_atomic
 
 CONF_NAME = "routes.conf"
 UPDATE_HEADER = "X-Silverlining-Update"
+REAL_IP_HEADER = "X-Real-IP"
 SCRIPT_NAME_HEADER = "X-Script-Name"
 STATUS_LOCATION_HEADER = "X-Silver-Location"
 _CATCH_ALL = "~^.+$"
@@ -66,6 +71,7 @@ class Route:
     writable_root: str | None = None
     disabled: bool = False
     https: str = "off"        # the version's mode: off, auto, required
+    via: str | None = None    # the balancer's address, when only it may reach the location
 
     @property
     def location(self) -> str:
@@ -81,7 +87,7 @@ def _proxy(route: Route, indent: str) -> list[str]:
         f"proxy_pass http://unix:{route.socket}:;",
         "proxy_http_version 1.1;",
         "proxy_set_header Host $host;",
-        "proxy_set_header X-Real-IP $remote_addr;",
+        f"proxy_set_header {REAL_IP_HEADER} $remote_addr;",
         "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
         "proxy_set_header X-Forwarded-Proto $scheme;",
         "proxy_set_header X-Forwarded-Host $host;",
@@ -101,12 +107,36 @@ def _guard(route: Route, indent: str) -> list[str]:
     return [f"{indent}if ($silver_from_localhost = 0) {{ return 503; }}"]
 
 
+def _via(route: Route, indent: str) -> list[str]:
+    """For a location behind a balancer (``route.via``): the client's address from the
+    balancer's ``X-Forwarded-For`` (trusted from the balancer only), and 403 for a
+    request that came any other way than through the balancer (or this node)."""
+    if route.via is None:
+        return []
+    return [f"{indent}set_real_ip_from {route.via};", f"{indent}real_ip_header X-Forwarded-For;",
+            f"{indent}if ({_via_variable(route.via)} = 0) {{ return 403; }}"]
+
+
+def _via_variable(address: str) -> str:
+    return "$silver_via_" + re.sub(r"[^0-9a-f]", "_", address.lower())
+
+
+def _via_maps(routes: list[Route]) -> list[str]:
+    """One map per balancer: whether the connection came from it (or from this node),
+    by the address nginx accepted it from (before the balancer's header is applied)."""
+    out = []
+    for address in sorted({r.via for r in routes if r.via is not None}):
+        out += [f"map $realip_remote_addr {_via_variable(address)} {{", "    default 0;",
+                f"    {address} 1;", "    127.0.0.1 1;", "    ::1 1;", "}"]
+    return out
+
+
 def _status_locations(route: Route) -> list[str]:
     """``/.silver/health`` and ``/.silver/info`` of the location, answered by the node's
     status server (never the app), which learns the location from nginx, not the client."""
     out = []
     for page in ("health", "info"):
-        out += [f"    location = {route.path}/.silver/{page} {{",
+        out += [f"    location = {route.path}/.silver/{page} {{", *_via(route, "        "),
                 f"        proxy_pass http://unix:{paths.STATUS_SOCKET}:;",
                 f'        proxy_set_header {STATUS_LOCATION_HEADER} "{route.location}";',
                 "    }"]
@@ -120,7 +150,7 @@ def _route_locations(route: Route, key: str, redirect: bool = False) -> list[str
     if redirect:
         return [f"    # {route.location} -> {route.app} (HTTPS required)",
                 *_status_locations(route), f"    location ~ ^{rx}(/.*)?$ {{",
-                "        return 301 https://$host$request_uri;", "    }"]
+                *_via(route, "        "), "        return 301 https://$host$request_uri;", "    }"]
     tries = []
     if route.static_dir:
         tries.append(f"{route.static_dir}$silver_rest")
@@ -129,20 +159,20 @@ def _route_locations(route: Route, key: str, redirect: bool = False) -> list[str
     out = [f"    # {route.location} -> {route.app}", *_status_locations(route)]
     if not tries:
         out.append(f"    location ~ ^{rx}(/.*)?$ {{")
-        out += _guard(route, "        ") + _proxy(route, "        ") + ["    }"]
+        out += _via(route, "        ") + _guard(route, "        ") + _proxy(route, "        ") + ["    }"]
         return out
     # URIs ending in '/' are never files: they go straight to the app (try_files
     # would otherwise serve or refuse a directory).
     out.append(f"    location ~ ^{rx}(/.*)?/$ {{")
-    out += _guard(route, "        ") + _proxy(route, "        ") + ["    }"]
+    out += _via(route, "        ") + _guard(route, "        ") + _proxy(route, "        ") + ["    }"]
     out.append(f"    location ~ ^{rx}(?<silver_rest>/.*)?$ {{")
-    out += _guard(route, "        ")
+    out += _via(route, "        ") + _guard(route, "        ")
     # an app may put symlinks in its writable_root: nginx (in every app's group)
     # must not follow them to files the app does not own
     out += ["        root /;", "        disable_symlinks if_not_owner;",
             f"        try_files {' '.join(tries)} @{key};", "    }"]
     out.append(f"    location @{key} {{")
-    out += _proxy(route, "        ") + ["    }"]
+    out += _via(route, "        ") + _proxy(route, "        ") + ["    }"]
     return out
 
 
@@ -230,7 +260,7 @@ def generate(routes: list[Route], pages: str = str(paths.PAGES),
            "map $remote_addr $silver_from_localhost {",
            "    default 0;", "    127.0.0.1 1;", "    ::1 1;", "}",
            "map $http_upgrade $silver_connection {",
-           "    default upgrade;", "    '' '';", "}"]
+           "    default upgrade;", "    '' '';", "}", *_via_maps(routes)]
     counter = [0]
 
     def order(host: str) -> tuple[int, str]:
@@ -272,9 +302,21 @@ def static_dir(app: str, version: str) -> Path | None:
     return static if static.is_dir() and not static.is_symlink() else None
 
 
+def load_balanced() -> dict[str, str]:
+    """``{location: balancer address}``: the locations only a balancer may reach."""
+    try:
+        data = json.loads(paths.BALANCED.read_text())
+    except FileNotFoundError:
+        return {}
+    except ValueError as exc:
+        raise NodeError(f"{paths.BALANCED} is corrupt: {exc}") from None
+    return data if isinstance(data, dict) else {}
+
+
 def routes_from_table(table: dict[str, dict]) -> list[Route]:
     """Routes for every location that serves a version, from the node's records."""
     states: dict[str, AppState] = {}
+    balanced = load_balanced()
     routes = []
     for location, entry in sorted(table.items()):
         app, version = entry.get("app"), entry.get("version")
@@ -290,7 +332,8 @@ def routes_from_table(table: dict[str, dict]) -> list[Route]:
             socket=f"{link}/sock",
             static_dir=f"{link}/static" if static_dir(app, version) else None,
             writable_root=str(wr) if "writable_root" in meta.get("services", ()) else None,
-            disabled=state.disabled, https=meta.get("https", "off")))
+            disabled=state.disabled, https=meta.get("https", "off"),
+            via=balanced.get(location)))
     return routes
 
 
@@ -435,3 +478,33 @@ def apply_table(call: protocol.RoutingApply) -> protocol.RoutingApplyResult:
     with routing_lock():
         changed = apply(load_routes())
     return {"changed": changed}
+
+
+def balanced(call: protocol.Balanced) -> protocol.BalancedResult:
+    """``balanced``: let only the balancer at ``via`` (and this node) reach ``location``,
+    with the client's address taken from it; ``via`` None serves it directly again."""
+    location = location_key(call.location)
+    if call.via is not None:
+        try:
+            ipaddress.ip_address(call.via)
+        except ValueError:
+            raise NodeError(f"balanced: {call.via!r} is not an IP address") from None
+    with routing_lock():
+        table = dict(load_balanced())
+        if table.get(location) == call.via:
+            return {"changed": False}
+        if call.via is None:
+            table.pop(location, None)
+        else:
+            table[location] = call.via
+        old = paths.BALANCED.read_bytes() if paths.BALANCED.exists() else None
+        write_atomic(paths.BALANCED, json.dumps(table, indent=1, sort_keys=True) + "\n")
+        try:
+            apply(load_routes())
+        except BaseException:
+            if old is None:
+                paths.BALANCED.unlink(missing_ok=True)
+            else:
+                write_atomic(paths.BALANCED, old)
+            raise
+    return {"changed": True}

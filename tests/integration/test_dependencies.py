@@ -23,7 +23,7 @@ import pytest
 from tests.integration.conftest import other_image
 from tests.integration.fixtures_apps import (  # noqa: F401 (fixtures)
     REPO, Node, http_get, live_version, node, setup_node)
-from tests.unit.test_deps import make_wheel
+from tests.unit.test_deps import make_c_sdist, make_wheel
 
 pytestmark = pytest.mark.node
 
@@ -258,3 +258,110 @@ def test_clean_node_removes_sets_no_version_uses(node, tmp_path, tiny_wheels):  
     left = node.root("ls /var/lib/silverlining/deps").split()
     assert "0" * 32 not in left and "1" * 32 in left and used.rsplit("/", 1)[1] in left
     node.root(f"rmdir {fresh}")
+
+
+C_PAGE = '''\
+import json, os
+
+import cpkg, cpkg_info
+
+
+def application(environ, start_response):
+    body = json.dumps({"answer": cpkg.answer(), "so": cpkg.__file__, "uid": cpkg_info.UID,
+                       "network": cpkg_info.NETWORK}).encode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [body]
+'''
+
+# in the sdist's setup.py: records who built it and whether it could reach the node's
+# sshd, as a module the package installs (on this machine, uv only reads its metadata)
+BUILD_FACTS = '''\
+import os, socket
+try:
+    socket.create_connection(("127.0.0.1", 22), timeout=5).close()
+    NETWORK = "reached"
+except OSError as exc:
+    NETWORK = type(exc).__name__
+with open("cpkg_info.py", "w") as fh:
+    fh.write(f"UID = {os.geteuid()}\\nNETWORK = {NETWORK!r}\\n")
+import setuptools
+_setup = setuptools.setup
+setuptools.setup = lambda **kw: _setup(py_modules=["cpkg_info"], **kw)
+'''
+
+
+def test_a_package_without_wheels_is_built_on_the_node_when_asked(node, tmp_path):  # noqa: F811
+    """cpkg (C, source only) is refused in one line; with build_on_node = cpkg the node
+    compiles it for its own Python, as an unprivileged user without network, into the
+    root-owned layer, and the page calls it. A build that fails leaves the old
+    version serving, and says why in the compiler's words."""
+    links = tmp_path / "links"
+    make_c_sdist(links, setup_extra=BUILD_FACTS)
+    make_c_sdist(links, version="2.0", broken=True)
+    make_wheel(links, "tiny")
+    for wheel in WHEELS.glob("setuptools-*.whl"):     # uv reads cpkg's metadata with it
+        shutil.copy(wheel, links)
+    app = tmp_path / "capp"
+    app.mkdir()
+    ini = "[production]\napp_name = capp\nrunner = main.py\n"
+    (app / "app.ini").write_text(ini)
+    (app / "main.py").write_text(C_PAGE)
+    (app / "requirements.txt").write_text(f"--no-index\n--find-links {links}\ncpkg==1.0\n"
+                                          "tiny\n")
+    refused = node.update(app, "capp.test", check=False)
+    assert refused.returncode != 0
+    error = refused.stderr.strip().splitlines()[-1]
+    assert error.startswith("silver: error: cpkg has compiled code and no wheel for "), error
+    assert error.endswith("(build_on_node = cpkg in app.ini)"), error
+
+    (app / "app.ini").write_text(ini + "build_on_node = cpkg\n")
+    built = node.update(app, "capp.test")
+    assert "building cpkg 1.0 for this node" in built.stderr, built.stderr
+    page = get_json(node, "capp.test")
+    assert page["answer"] == 42
+    assert page["uid"] != 0 and page["network"] != "reached", page
+    layer = page["so"].rsplit("/", 1)[0]
+    assert layer.startswith("/var/lib/silverlining/deps/"), page
+    abi = node.root("python3 -c 'import sys; print(sys.implementation.cache_tag)'").strip()
+    assert Path(page["so"]).name.startswith(f"cpkg.{abi}-"), (abi, page["so"])
+    assert node.root(f"stat -c %U {page['so']} {layer}").split() == ["root", "root"]
+    assert "Permission denied" in node.root(
+        f"setpriv --reuid=sl-capp --regid=sl-capp --clear-groups touch {page['so']} 2>&1",
+        check=False)
+    assert ".silver-sdists" not in node.root(f"ls -A {layer}").split()
+    assert page["uid"] == int(node.root("id -u silver-build"))
+    again = node.update(app, "capp.test")               # the same set: neither sent nor built
+    assert "already there" in again.stderr and "building cpkg" not in again.stderr
+
+    (app / "requirements.txt").write_text((app / "requirements.txt").read_text().replace(
+        "cpkg==1.0", "cpkg==2.0"))
+    failed = node.update(app, "capp.test", check=False)
+    assert failed.returncode != 0
+    assert "building cpkg 2.0 on this node failed" in failed.stderr, failed.stderr
+    error = failed.stderr[failed.stderr.index("silver: error: "):]
+    assert "the previous version keeps serving. Last lines:" in error.splitlines()[0], error
+    assert "cpkg.c:6:1: error: unknown type name" in error, error     # gcc's own words
+    assert get_json(node, "capp.test")["answer"] == 42
+    assert node.root("ls -A /var/lib/silverlining/deps-build").split() == []   # cleaned up
+
+
+def test_refresh_deps_resolves_an_unpinned_set_again(node, tmp_path):  # noqa: F811
+    """An unpinned requirement keeps its first resolution (the local cache) until
+    silver update --refresh-deps, which resolves it again and deploys."""
+    links = tmp_path / "links"
+    make_wheel(links, "tiny")
+    make_wheel(links, "needsold")
+    app = tiny_app(tmp_path, links, pins="tiny", name="fresh")
+
+    def layer_has() -> list[str]:
+        layer = get_json(node, "fresh.test")["deps"]
+        return [n for n in node.root(f"ls {layer}").split() if n.startswith("tiny-")]
+
+    node.update(app, "fresh.test")
+    assert layer_has() == ["tiny-1.0.dist-info"]
+    make_wheel(links, "tiny", "2.0")
+    kept = node.update(app, "fresh.test")
+    assert "already there" in kept.stderr and layer_has() == ["tiny-1.0.dist-info"]
+    refreshed = node.update(app, "fresh.test", "--refresh-deps")
+    assert "sending dependency set" in refreshed.stderr, refreshed.stderr
+    assert layer_has() == ["tiny-2.0.dist-info"]

@@ -124,3 +124,20 @@ def test_destroy_removes_the_private_link(node_env, node_a, make_node):
     node_env.destroy(node_c.name).check_returncode()
     assert not Path("/sys/class/net", link).exists()
     assert tcp_banner(node_env, node_a.name, private_c, 22) == ""
+
+
+def test_several_nodes_refuse_node_disk_services(node_env, node_a, node_b, tmp_path):
+    app = tmp_path / "shop"
+    app.mkdir()
+    (app / "main.py").write_text("")
+    (app / "app.ini").write_text("[production]\napp_name = shop\nrunner = main.py\n"
+                                 "service.files =\nservice.postgresql =\n")
+    proc = node_env.silver("-y", "update", str(app), "shop.test", "--node", node_a.name,
+                           "--node", node_b.name, "--noetchosts")
+    assert proc.returncode == 2, proc.stderr
+    expected = (f"silver: error: service.files in {app / 'app.ini'} cannot be used on "
+                f"several nodes ({node_a.name}, {node_b.name}): each node's disk would "
+                "diverge; keep shared data in a database (service.postgresql or "
+                "service.mysql) or in object storage, or deploy to one node")
+    assert proc.stderr.strip().splitlines() == [expected]
+    assert "shop" not in node_env.silver("query", node_b.name, check=True).stdout

@@ -51,6 +51,13 @@ BROKEN = {
     # apt reads a trailing '-' as "remove": packages = curl- would uninstall curl as root
     "package-removal": (GOOD + "packages = curl-\n", 4, ["'curl-' is not a valid package"]),
     "package-option": (GOOD + "packages = -oAPT::x=1\n", 4, ["'-oAPT::x=1' is not a valid"]),
+    "build-on-node-version": (GOOD + "build_on_node = cpkg==1.0\n", 4,
+                              ["build_on_node", "'cpkg==1.0' is not a distribution name",
+                               "no version or extras"]),
+    "build-on-node-extras": (GOOD + "build_on_node = psycopg[c]\n", 4,
+                             ["'psycopg[c]' is not a distribution name"]),
+    "build-on-node-twice": (GOOD + "build_on_node = Py_Thing py-thing\n", 4,
+                            ["build_on_node", "'py-thing' is named twice"]),
     "bad-memory": (GOOD + "memory_max = lots\n", 4, ["'lots' must be a size"]),
     "bad-start-timeout": (GOOD + "start_timeout = 0\n", 4, ["'0' must be a number of seconds"]),
     "bad-required": (GOOD + "config.required = maybe\n", 4, ["expected true or false"]),
@@ -132,6 +139,7 @@ default_location = shop.example.com/store
 service.files =
 service.postgis =
 packages = libpq5, gdal-bin
+build_on_node = Cython_Thing, lxml
 health_check = /health
 config.required = yes
 config.default = conf
@@ -148,6 +156,7 @@ config.checker = shop.config:check
     assert config.default_location == "shop.example.com/store"
     assert list(config.services) == ["files", "postgis"]
     assert config.packages == ("libpq5", "gdal-bin")
+    assert config.build_on_node == ("cython-thing", "lxml")     # as PEP 503 compares them
     assert config.health_check == "/health"
     assert config.config_required and config.config_default == "conf"
     assert config.config_checker == "shop.config:check"

@@ -49,6 +49,16 @@ def test_ratio_targets_and_higher_is_better() -> None:
     assert rps.met is False and row(rps)[1] == "850 req/s"
 
 
+def test_targets_over_the_floor() -> None:
+    """The Django redeploy's target: its own cold start plus 0.5 s at most."""
+    django = Figure("django", "redeploy", [1.4, 1.3, 1.6], floor=Floor("cold", [0.9, 1.0]),
+                    target=0.5, target_on="over")
+    assert django.met is True and row(django)[6] == "<= floor + 0.50 s"
+    assert Figure("django", "redeploy", [1.6], floor=Floor("cold", [1.0]), target=0.5,
+                  target_on="over").met is False
+    assert Figure("django", "redeploy", [1.6], target=0.5, target_on="over").met is None
+
+
 def test_unsupported_and_targetless_figures() -> None:
     missing = Figure("redeploy", "forced", unsupported="not supported", target=0.5)
     assert missing.met is None

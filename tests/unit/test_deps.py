@@ -46,23 +46,34 @@ def make_wheel(directory: Path, name: str, version: str = "1.0",
     return wheel
 
 
-def make_c_sdist(directory: Path, name: str = "cpkg") -> Path:
-    """A source-only package with a C extension (no wheel anywhere)."""
+def make_c_sdist(directory: Path, name: str = "cpkg", version: str = "1.0",
+                 setup_extra: str = "", broken: bool = False) -> Path:
+    """A source-only package with a C extension (no wheel anywhere), written directly
+    (no build step, no network): ``NAME.answer()`` returns 42. ``setup_extra`` runs in
+    its setup.py first; ``broken`` makes its C fail to compile."""
+    c_code = ("#include <Python.h>\n"
+              "static PyObject *answer(PyObject *self, PyObject *args) "
+              "{ return PyLong_FromLong(42); }\n"
+              "static PyMethodDef methods[] = {{\"answer\", answer, METH_NOARGS, NULL}, "
+              "{NULL, NULL, 0, NULL}};\n"
+              f"static struct PyModuleDef m = {{PyModuleDef_HEAD_INIT, \"{name}\", NULL, -1, "
+              "methods};\n"
+              f"PyMODINIT_FUNC PyInit_{name}(void) {{ return PyModule_Create(&m); }}\n")
+    if broken:
+        c_code += "this is not C;\n"
     files = {
-        "setup.py": "from setuptools import setup, Extension\n"
-                    f"setup(name={name!r}, version='1.0', "
+        "setup.py": f"{setup_extra}\nfrom setuptools import setup, Extension\n"
+                    f"setup(name={name!r}, version={version!r}, "
                     f"ext_modules=[Extension({name!r}, [{name + '.c'!r}])])\n",
-        f"{name}.c": "#include <Python.h>\nstatic struct PyModuleDef m = "
-                     f"{{PyModuleDef_HEAD_INIT, \"{name}\", NULL, -1, NULL}};\n"
-                     f"PyMODINIT_FUNC PyInit_{name}(void) {{ return PyModule_Create(&m); }}\n",
-        "PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
+        f"{name}.c": c_code,
+        "PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
     }
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{name}-1.0.tar.gz"
+    path = directory / f"{name}-{version}.tar.gz"
     with tarfile.open(path, "w:gz") as tf:
         for rel, text in files.items():
             data = text.encode()
-            info = tarfile.TarInfo(f"{name}-1.0/{rel}")
+            info = tarfile.TarInfo(f"{name}-{version}/{rel}")
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
     return path
@@ -162,6 +173,70 @@ def test_a_compiled_package_without_wheels_is_refused_in_one_line(tmp_path, targ
     assert "\n" not in message
     assert message.startswith(f"cpkg has compiled code and no wheel for n1 "
                                f"({target.describe()}): pin a version of cpkg"), message
+    assert message.endswith("or have the node build it (build_on_node = cpkg in app.ini)")
+
+
+def test_build_on_node_sends_the_source_and_installs_the_rest(tmp_path):
+    """With build_on_node = cpkg, cpkg is resolved with the rest but only its sdist goes
+    into the build (checked against its hash), for the node to compile; the
+    fingerprint says so, and so does the cache key."""
+    links = tmp_path / "wheels"
+    sdist = make_c_sdist(links)
+    make_wheel(links, "tiny")
+    for wheel in WHEELS.glob("setuptools-*.whl"):     # uv reads cpkg's metadata with it
+        shutil.copy(wheel, links)
+    app = app_with(tmp_path, "--no-index\n--find-links wheels-link\ncpkg\ntiny\n")
+    (app / "wheels-link").symlink_to(links)           # relative to the requirements file
+    plain = deps.declared(app)
+    decl = deps.declared(app, ("cpkg",))
+    assert decl.key(NODE) != plain.key(NODE)
+    made = deps.build(decl, NODE, "n1")
+    assert made.packages == {"tiny": "1.0", "cpkg": "1.0"}
+    assert sorted(p.name for p in made.site.iterdir()) == [
+        deps.MANIFEST, deps.SDISTS, "tiny", "tiny-1.0.dist-info"]
+    assert (made.site / deps.SDISTS / sdist.name).read_bytes() == sdist.read_bytes()
+    manifest = json.loads((made.site / deps.MANIFEST).read_text())
+    assert manifest["build_on_node"] == {"cpkg": {
+        "version": "1.0", "sdist": sdist.name,
+        "sha256": hashlib.sha256(sdist.read_bytes()).hexdigest()}}
+    assert deps.cached(decl, NODE).fingerprint == made.fingerprint
+    assert deps.cached(plain, NODE) is None
+
+    with pytest.raises(UsageError, match=r"build_on_node names nothere, which "
+                                         r"requirements.txt does not install for n1"):
+        deps.build(deps.declared(app, ("nothere",)), NODE, "n1")
+    (app / "requirements.txt").write_text("# nothing yet\n")
+    with pytest.raises(UsageError, match=r"build_on_node names cpkg, but the app declares "
+                                         "no dependencies"):
+        deps.declared(app, ("cpkg",))
+
+
+def test_build_on_node_needs_a_source_distribution(tmp_path):
+    links = tmp_path / "wheels"
+    make_wheel(links, "tiny")
+    app = app_with(tmp_path, f"--no-index\n--find-links {links}\ntiny\n")
+    with pytest.raises(SilverError, match=r"^tiny 1.0: build_on_node needs its source "
+                                          r"distribution \(.tar.gz\), and uv found none "
+                                          "for n1"):
+        deps.build(deps.declared(app, ("tiny",)), NODE, "n1")
+
+
+def test_refresh_resolves_an_unpinned_set_again(tmp_path):
+    """An unpinned requirement stays as first resolved (the cache is keyed by the
+    declaring files) until a refresh (silver update --refresh-deps) resolves it anew,
+    once per target in one run."""
+    links = tmp_path / "wheels"
+    make_wheel(links, "tiny")
+    app = app_with(tmp_path, f"--no-index\n--find-links {links}\ntiny\n")
+    decl = deps.declared(app)
+    assert build(app).packages == {"tiny": "1.0"}
+    make_wheel(links, "tiny", "2.0")
+    assert build(app).packages == {"tiny": "1.0"}
+    refreshed = deps.build(decl, NODE, "n1", refresh=True)
+    assert refreshed.packages == {"tiny": "2.0"}
+    assert deps.cached(decl, NODE).fingerprint == refreshed.fingerprint
+    make_wheel(links, "tiny", "3.0")                 # a second node in the same run: reused
+    assert deps.build(decl, NODE, "n2", refresh=True).packages == {"tiny": "2.0"}
 
 
 def test_uv_failures_are_one_line(tmp_path):
@@ -281,6 +356,34 @@ def test_local_projects_are_built_and_rebuilt_when_edited_and_editables_refused(
     (app / "requirements.txt").write_text(f"--no-index\n--find-links {links}\n-e ./vendor/mine\n")
     with pytest.raises(UsageError, match=r"requirements.txt installs mine editable \(-e\)"):
         build(app)
+
+
+def test_a_tool_uv_sources_path_is_rebuilt_when_edited(tmp_path):
+    """A local project named in [tool.uv.sources] is part of the cache key: editing
+    its code makes a new build of it, not the cached one."""
+    links = tmp_path / "wheels"
+    links.mkdir()
+    for wheel in WHEELS.glob("setuptools-*.whl"):     # the local project's build backend
+        shutil.copy(wheel, links)
+    app = tmp_path / "app"
+    project = tmp_path / "libs" / "mine"              # outside the app, as a sibling repo
+    (project / "mine").mkdir(parents=True)
+    (project / "pyproject.toml").write_text(
+        "[build-system]\nrequires = ['setuptools']\nbuild-backend = 'setuptools.build_meta'\n"
+        "[project]\nname = 'mine'\nversion = '0.1'\n")
+    (project / "mine" / "__init__.py").write_text("V = 1\n")
+    app.mkdir()
+    (app / "pyproject.toml").write_text(
+        "[project]\nname = 'x'\nversion = '1'\ndependencies = ['mine']\n"
+        f"[tool.uv]\nno-index = true\nfind-links = [{str(links)!r}]\n"
+        "[tool.uv.sources]\nmine = { path = '../libs/mine' }\n")
+    first = build(app)
+    assert (first.site / "mine" / "__init__.py").read_text() == "V = 1\n"
+    assert deps.declared(app).local == ["mine"]
+    (project / "mine" / "__init__.py").write_text("V = 2\n")
+    second = build(app)
+    assert (second.site / "mine" / "__init__.py").read_text() == "V = 2\n"
+    assert second.fingerprint != first.fingerprint
 
 
 def test_an_empty_declaration_leaves_lib_python_as_it_is(tmp_path):

@@ -137,7 +137,10 @@ def test_nginx_accepts_the_generated_config(tmp_path):
     routes = [route("example.com"), route("example.com/a/b", "ab", static_dir=str(tmp_path)),
               route(".example.com", "wild", writable_root=str(tmp_path)),
               route("*", "any"), route("not-found", "nf"), route("disabled", "dis"),
-              route("off.example.org", "off", disabled=True)]
+              route("off.example.org", "off", disabled=True),
+              route("bal.example.org", "bal", via="10.213.0.9"),
+              route("bal.example.org/s", "bals", static_dir=str(tmp_path), via="10.213.0.9"),
+              route("bal6.example.org", "bal6", disabled=True, via="fd00::9")]
     (tmp_path / "routes.conf").write_text(generate(routes, PAGES))
     (tmp_path / "nginx.conf").write_text(
         f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n"
