@@ -349,17 +349,6 @@ def _master_alive(path: Path) -> bool:
         sock.close()
 
 
-def connected(address: str) -> bool:
-    """Whether some master connection to ``address`` is up: the node answered SSH
-    within the last ``CONTROL_PERSIST`` seconds (``ServerAlive*`` ends a master whose
-    node went silent), so there is no need to wait for its SSH server."""
-    try:
-        sockets = list(control_dir().glob(f"{_digest(address)}-*"))
-    except (OSError, SilverError):
-        return False
-    return any(_master_alive(path) for path in sockets if not path.name.endswith(".lock"))
-
-
 def disconnect(address: str) -> None:
     """Close every master to ``address`` (its key changed, or the node is gone):
     the next command logs in again."""
