@@ -36,7 +36,8 @@ KEYS = ("app_name", "runner", "interface", "update_fetch", "default_location",
         "packages", "build_on_node", "health_check", "config.required", "config.default",
         "config.checker", "config.schema", "config.template", "memory_max", "start_timeout",
         "https", "limits.memory", "limits.tasks", "limits.cpu_weight", "limits.io_weight",
-        "limits.postgresql_connections", "limits.mysql_connections")
+        "limits.postgresql_connections", "limits.mysql_connections", "limits.redis_memory",
+        "limits.redis_connections")
 _LIMIT_MEMORY_RE = re.compile(r"^(?:[1-9][0-9]*[KMGT]?|[1-9][0-9]?%|100%|infinity)\Z")
 
 
@@ -44,7 +45,8 @@ _LIMIT_MEMORY_RE = re.compile(r"^(?:[1-9][0-9]*[KMGT]?|[1-9][0-9]?%|100%|infinit
 class Limits:
     """What one app may take of the node it shares (``limits.*``): its systemd slice
     (``memory``: ``MemoryMax=``; ``tasks``: ``TasksMax=``, also ``LimitNPROC=`` of each
-    unit; the weights) and its connections to the shared database servers. The
+    unit; the weights), its connections to the shared database servers, and its own
+    Redis instance's ``maxmemory`` and ``maxclients``. The
     defaults suit a small node (1-2 GB, a few apps)."""
 
     memory: str = "50%"
@@ -53,6 +55,8 @@ class Limits:
     io_weight: int = 100
     postgresql_connections: int = 20
     mysql_connections: int = 20
+    redis_memory: str = "64M"
+    redis_connections: int = 50
 
 
 @dataclass(frozen=True)
@@ -333,6 +337,7 @@ _LIMIT_RANGES = {
     "io_weight": (1, 10000, "an IO weight (systemd IOWeight=, 100 is an equal share)"),
     "postgresql_connections": (2, 1000, "a number of PostgreSQL connections"),
     "mysql_connections": (2, 1000, "a number of MariaDB connections"),
+    "redis_connections": (4, 10000, "a number of Redis connections"),
 }
 
 
@@ -348,6 +353,12 @@ def parse_limits(ini: IniFile, values: dict[str, str]) -> Limits:
             raise ini.error(f"{memory!r} is below 32M, too little to start the app",
                             SECTION, "limits.memory")
         found["memory"] = memory
+    redis_memory = values.get("limits.redis_memory", "").strip()
+    if redis_memory:
+        if not _MEMORY_RE.match(redis_memory) or size_bytes(redis_memory) < 8 << 20:
+            raise ini.error(f"{redis_memory!r} must be a size of at least 8M (64M, 1G)",
+                            SECTION, "limits.redis_memory")
+        found["redis_memory"] = redis_memory
     for name, (low, high, what) in _LIMIT_RANGES.items():
         text = values.get(f"limits.{name}", "").strip()
         if not text:

@@ -778,6 +778,22 @@ class BalancerApply(Audited):
     maint: tuple[str, ...] = ()       # members that start out of rotation (not deployed yet)
     batch: str = ""
     remove: bool = False
+    https: str = ""                   # off, auto, required (empty: as recorded)
+
+
+@command
+class BalancerCerts(Audited):
+    """On a balancer: the certificate of a location's host, where TLS ends (ACME
+    HTTP-01, or the user's own), then HAProxy serves it."""
+
+    NAME = "balancer-certs"
+    HANDLER = "balancer:certs"
+    Result = CertsPrepareResult
+    STDIN = "with stdin: JSON with ca (PEM), and cert and key (PEM) of the user's own"
+    location: str
+    directory: str | None = None
+    email: str | None = None
+    stdin: bool = False
 
 
 @command

@@ -107,13 +107,14 @@ class Balancer:
         site = sites.get(self.topo.location)
         return [m["name"] for m in site["members"]] if site else []
 
-    def apply(self, members: list[str], maint: list[str], app: str) -> None:
-        """Front the location by ``members`` (those in ``maint`` out of rotation)."""
+    def apply(self, members: list[str], maint: list[str], app: str, https: str = "") -> None:
+        """Front the location by ``members`` (those in ``maint`` out of rotation);
+        ``https`` is the deployed version's mode (empty: as the balancer recorded it)."""
         pairs = tuple(f"{m}={nodes.peer_address(m, from_node=self.topo.balancer)}"
                       for m in members)
         self.session.send(protocol.BalancerApply(
             location=self.topo.location, app=app, members=pairs, maint=tuple(maint),
-            batch=self.topo.batch))
+            batch=self.topo.batch, https=https))
 
     def drop(self) -> None:
         self.session.send(protocol.BalancerApply(location=self.topo.location, remove=True),

@@ -85,11 +85,24 @@ def prepare(console: Console, session: NodeSession, app: str, version: str,
             location: Location, request: HttpsRequest, lock_wait: float) -> None:
     """Certificates for the location on the node, before its switch; a ``required``
     deploy stops here (SilverError) when the host gets none."""
-    acme, config_path = acme_for(session.name)
     command = protocol.CertsPrepare(app=app, version=version, location=str(location),
                                     mode=request.mode, stdin=True, lock_wait=lock_wait,
                                     www=location.is_exact_host
                                     and not request.host.startswith("www."))
+    _obtain(console, session, request, command)
+
+
+def prepare_at_balancer(console: Console, session: NodeSession, location: Location,
+                        request: HttpsRequest) -> None:
+    """The location's certificate at its balancer, where TLS ends (docs/balancer.md),
+    before any member changes; a ``required`` deploy stops here when there is none."""
+    _obtain(console, session, request, protocol.BalancerCerts(location=str(location),
+                                                              stdin=True))
+
+
+def _obtain(console: Console, session: NodeSession, request: HttpsRequest,
+            command: protocol.CertsPrepare | protocol.BalancerCerts) -> None:
+    acme, config_path = acme_for(session.name)
     given: dict[str, str | None] = {"cert": request.cert_pem, "key": request.key_pem}
     why_not = None
     if request.cert_pem is None and not acme.explicit and \

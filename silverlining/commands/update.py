@@ -12,6 +12,7 @@ version serving.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import queue
 import re
@@ -189,21 +190,23 @@ def check_schema(config: AppConfig, config_dir: Path) -> None:
 
 
 # services that keep the app's data on the node's own disk
-NODE_DISK_SERVICES = ("files", "writable_root")
+NODE_DISK_SERVICES = ("files", "writable_root", "postgresql", "postgis", "mysql", "redis")
 
 
 def check_node_disk(config: AppConfig, nodes: list[str]) -> None:
-    """Refuse node-disk services when several nodes serve the app: each node would keep
-    its own copy of the data (an upload on one is missing on the others), and nothing
-    brings them back together."""
+    """Refuse node-local services when several nodes serve the app: each node keeps its
+    own files, database and Redis, so what one member writes the others never see, and
+    nothing brings the copies back together (a services node shared by the members is
+    not built yet)."""
     if len(nodes) < 2:
         return
     used = [f"service.{name}" for name in NODE_DISK_SERVICES if name in config.services]
     if used:
-        raise UsageError(f"{' and '.join(used)} in {config.ini_path} cannot be used on "
-                         f"several nodes ({', '.join(nodes)}): each node's disk would "
-                         "diverge; keep shared data in a database (service.postgresql or "
-                         "service.mysql) or in object storage, or deploy to one node")
+        raise UsageError(f"{', '.join(used)} in {config.ini_path} cannot be used on "
+                         f"several nodes ({', '.join(nodes)}): each node would keep its own "
+                         "copy of the data and the copies would diverge; deploy to one node, "
+                         "or keep the data outside the nodes (a database server or object "
+                         "storage the app reaches through its own settings)")
 
 
 def make_plan(app_dir: str, location: str | None, host: str | None, name: str | None,
@@ -481,12 +484,14 @@ def run(console: Console, app_dir: str, location: str | None, host: str | None,
     plan.https = _https.request_for(plan.config, plan.location, https, cert, key)
     topo = _balanced.resolve(console, plan.location, nodes, balancer, batch, remove_nodes)
     if topo is not None:
-        if plan.https:
-            raise UsageError(f"{plan.location} is balanced: HTTPS at the balancer is not "
-                             "supported yet (deploy with https = off; see docs/balancer.md)")
         check_node_disk(plan.config, [m for m in topo.members if m not in remove_nodes])
         code = balanced_update(console, plan, topo, remove_nodes)
-        if not noetchosts:
+        on_dns = False          # the name points at the balancer, where TLS ends too
+        if plan.location.is_exact_host and node_dns(topo.balancer) is not None:
+            from silverlining.providers import dns as providers_dns
+            on_dns = providers_dns.offer_location(console, plan.location.host,
+                                                  topo.balancer, dns)
+        if not (noetchosts or on_dns):
             offer_etc_hosts(console, plan.location, topo.balancer)
         return code
     targets = list(dict.fromkeys(nodes)) or [node_for(plan.location, None)]
@@ -521,9 +526,11 @@ def balanced_update(console: Console, plan: Plan, topo: topology.Topology,
     left live, out of rotation until their gate passed; removed members are drained,
     taken out of the balancer, and stop serving the location."""
     location = str(plan.location)
+    # TLS ends at the balancer: the members serve the location in plain HTTP
+    member_plan = dataclasses.replace(plan, https=None)
 
     def change(node: str) -> _balanced.Change:
-        o = deploy_to(console, node, plan)
+        o = deploy_to(console, node, member_plan)
         text = (f"{node}: nothing changed, {plan.app}.{o.version} stays live at {location}"
                 if o.unchanged else
                 f"{node}: {plan.app}.{o.version} live at {location} (was "
@@ -539,7 +546,10 @@ def balanced_update(console: Console, plan: Plan, topo: topology.Topology,
         new = [m for m in keep if m not in here]
         old = [m for m in keep if m in here]
         going = [m for m in removed if m in here]
-        lb.apply([*old, *new, *going], maint=new, app=plan.app)
+        lb.apply([*old, *new, *going], maint=new, app=plan.app,
+                 https=plan.https.mode if plan.https else "off")
+        if plan.https:
+            _https.prepare_at_balancer(console, lb.session, plan.location, plan.https)
         _balanced.guard(console, lb, keep)
         topology.put(topology.Topology(location, topo.balancer, [*old, *going, *new],
                                        topo.batch, plan.app))

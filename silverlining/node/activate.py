@@ -16,6 +16,7 @@ from silverlining.node._errors import NodeError
 from silverlining.node._state import (AppState, app_lock, canonical_hostname, instance_dir,
                                       load_routes, location_key)
 from silverlining.node._switch import switch, unroute
+from silverlining.node._util import app_ids
 
 _SPEC = re.compile(r"^(?:(?P<app>[a-z0-9][a-z0-9_-]*)\.)?v?(?P<number>[1-9][0-9]*)\Z")
 
@@ -108,6 +109,7 @@ def _activate(args: protocol.Activate, app: str, version: str, location: str,
                             f"succeed (status {meta.get('status')})")
         if not instance_dir(app, version).is_dir():
             raise NodeError(f"{app}.{version} cannot be activated: its files were removed")
+        instances.upgrade_kept(app, {version: meta}, app_ids(app)[1])
         if before is not None:
             before()
         current = (load_routes().get(location) or {})

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import subprocess
+import sys
 import time
 
 from silverlining import protocol
@@ -48,8 +50,39 @@ def _save(sites: dict[str, dict]) -> None:
 
 def _sites(sites: dict[str, dict]) -> list[haproxy.Site]:
     return [haproxy.Site(loc, tuple(haproxy.Member(m["name"], m["address"], m["state"])
-                                    for m in site["members"]))
+                                    for m in site["members"]), site.get("https", "off"))
             for loc, site in sites.items()]
+
+
+def is_balancer() -> bool:
+    return TOPOLOGY.is_file()
+
+
+def _tls_pems(sites: dict[str, dict]) -> frozenset[str]:
+    """One combined PEM (chain, then key) per host a site asks HTTPS for and that has a
+    certificate in ``paths.CERTS``; stale ones removed. Returns the hosts with one."""
+    from silverlining.node import certs
+
+    wanted = {haproxy.cert_host(loc.partition("/")[0]) for loc, site in sites.items()
+              if site.get("https", "off") != "off"}
+    have = set()
+    haproxy.TLS_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chown(haproxy.TLS_DIR, 0, 0)
+    os.chmod(haproxy.TLS_DIR, 0o700)
+    for host in sorted(wanted):
+        source = paths.CERTS / host
+        if not HOSTNAME_RE.match(host) or certs.facts(host) is None:
+            continue
+        pem = (source / "fullchain.pem").read_bytes().rstrip(b"\n") + b"\n" + \
+            (source / "privkey.pem").read_bytes()
+        target = haproxy.TLS_DIR / f"{host}.pem"
+        if not target.is_file() or target.read_bytes() != pem:
+            write_atomic(target, pem, mode=0o600)
+        have.add(host)
+    for old in haproxy.TLS_DIR.glob("*.pem"):
+        if old.name[:-4] not in have:
+            old.unlink()
+    return frozenset(have)
 
 
 def _lock():
@@ -63,8 +96,13 @@ def _active(unit: str) -> bool:
 def _load_config(sites: dict[str, dict]) -> None:
     """Write, check and load haproxy.cfg for ``sites``; HAProxy keeps the old one
     if the new one is refused."""
-    text = haproxy.generate(_sites(sites))
-    if haproxy.CONFIG.exists() and haproxy.CONFIG.read_text() == text and _active("haproxy"):
+    before = {p.name: p.read_bytes() for p in haproxy.TLS_DIR.glob("*.pem")} \
+        if haproxy.TLS_DIR.is_dir() else {}
+    tls_hosts = _tls_pems(sites)
+    after = {p.name: p.read_bytes() for p in haproxy.TLS_DIR.glob("*.pem")}
+    text = haproxy.generate(_sites(sites), tls_hosts)
+    if haproxy.CONFIG.exists() and haproxy.CONFIG.read_text() == text and \
+            before == after and _active("haproxy"):
         return
     new = haproxy.CONFIG.with_name("haproxy.cfg.silver-new")
     write_atomic(new, text)
@@ -139,6 +177,8 @@ def apply(call: protocol.BalancerApply) -> protocol.BalancerResult:
     if served:
         raise NodeError(f"this node serves {', '.join(served)}: a balancer node serves no "
                         "apps itself (HAProxy takes its port 80); use another node")
+    if call.https not in ("", "off", "auto", "required"):
+        raise NodeError(f"balancer-apply: bad https mode {call.https!r}")
     members = []
     for text in call.members:
         name, eq, address = text.partition("=")
@@ -159,6 +199,7 @@ def apply(call: protocol.BalancerApply) -> protocol.BalancerResult:
             sites[location] = {
                 "app": call.app or sites.get(location, {}).get("app", ""),
                 "batch": call.batch or sites.get(location, {}).get("batch", ""),
+                "https": call.https or sites.get(location, {}).get("https", "off"),
                 "members": [{"name": n, "address": a,
                              "state": old[n]["state"] if n in old else
                              "maint" if n in call.maint else "ready"}
@@ -166,6 +207,31 @@ def apply(call: protocol.BalancerApply) -> protocol.BalancerResult:
         _load_config(sites)
         _save(sites)
         return _report(sites)
+
+
+def reload_tls() -> None:
+    """After certificates changed (issued, renewed): rebuild the PEMs and reload HAProxy
+    gracefully (the old worker finishes its connections)."""
+    with _lock():
+        _load_config(load())
+
+
+def certs(call: protocol.BalancerCerts) -> protocol.CertsPrepareResult:
+    """``balancer-certs``: the certificate of a balanced location's host, here where TLS
+    ends (ACME HTTP-01 answered by certbot's standalone server behind HAProxy's port
+    80, or the user's own from stdin), then HAProxy serves it."""
+    from silverlining.node import certs as node_certs
+
+    location = location_key(call.location)
+    if location not in load():
+        raise NodeError(f"this balancer does not front {location}")
+    given = json.loads(sys.stdin.buffer.read() or b"{}") if call.stdin else {}
+    host = node_certs.check_host(haproxy.cert_host(location.partition("/")[0]))
+    ca = node_certs.store_ca(given["ca"]) if given.get("ca") else None
+    pair = (given["cert"].encode(), given["key"].encode()) if given.get("cert") else None
+    result, _ = node_certs._prepare_host(host, call.directory, call.email, ca, pair)
+    reload_tls()
+    return {"hosts": {host: result}}
 
 
 def set_state(call: protocol.BalancerState) -> protocol.BalancerResult:

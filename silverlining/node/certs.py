@@ -142,9 +142,8 @@ def obtain(host: str, directory: str, email: str | None, ca: str | None) -> None
     """Ask the ACME directory for a certificate for ``host`` (HTTP-01 through nginx) and
     install it; NodeError with the CA's reason when it cannot be had."""
     ensure_certbot()
-    paths.ACME_WEBROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
     argv = ["certbot", "certonly", "--non-interactive", "--agree-tos", "--no-eff-email",
-            "--webroot", "-w", str(paths.ACME_WEBROOT), "--cert-name", host, "-d", host,
+            *_challenge(), "--cert-name", host, "-d", host,
             "--server", directory, "--force-renewal", "--key-type", "ecdsa"]
     argv += ["--email", email] if email else ["--register-unsafely-without-email"]
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
@@ -160,6 +159,30 @@ def obtain(host: str, directory: str, email: str | None, ca: str | None) -> None
     live = LETSENCRYPT / "live" / host
     install(host, (live / "fullchain.pem").read_bytes(), (live / "privkey.pem").read_bytes(),
             {"source": "acme", "directory": directory, "email": email, "ca": ca})
+
+
+def _challenge() -> list[str]:
+    """How certbot answers HTTP-01: through nginx's webroot on a node that serves apps;
+    on a balancer (nginx stopped, HAProxy on port 80) its own standalone server on
+    127.0.0.1, which HAProxy routes ``/.well-known/acme-challenge/`` to."""
+    from silverlining.node import balancer, haproxy
+
+    if balancer.is_balancer():
+        return ["--standalone", "--http-01-address", "127.0.0.1",
+                "--http-01-port", str(haproxy.ACME_PORT)]
+    paths.ACME_WEBROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
+    return ["--webroot", "-w", str(paths.ACME_WEBROOT)]
+
+
+def _reload() -> None:
+    """Serve renewed certificates: HAProxy on a balancer, nginx elsewhere."""
+    from silverlining.node import balancer
+
+    if balancer.is_balancer():
+        balancer.reload_tls()
+        return
+    with routing_lock():
+        routing.reload_nginx(NGINX_REFUSED)
 
 
 def reusable(host: str, directory: str | None) -> bool:
@@ -298,8 +321,7 @@ def renew(within: float, only: list[str] | None = None) -> dict:
         save_meta(host, meta)
         renewed.append(host)
     if renewed:
-        with routing_lock():
-            routing.reload_nginx(NGINX_REFUSED)
+        _reload()
     return {"renewed": renewed, "failed": failed, "checked": sorted(hosts)}
 
 

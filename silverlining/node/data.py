@@ -6,7 +6,8 @@ location with the services of that version. Archives are made and checked by
 (root only), any other is handed to the deploy user in an upload directory
 for the CLI to fetch with rsync, and removed by ``backup-discard``. A
 restore checks the whole archive before it touches anything, takes the app
-off the air meanwhile, and leaves it disabled if a service failed half-way.
+off the air meanwhile, leaves it disabled if a service failed half-way, and
+restarts the app's workers so they start from the restored data.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from silverlining.appconfig import AppConfig
 from silverlining.backups import (BackupError, check_name, default_name, remove_tree, verify,
                                   write_archive)
 from silverlining.errors import SilverError
-from silverlining.node import audit, disable, instances, paths
+from silverlining.node import audit, disable, instances, jobs, paths
 from silverlining.node._config import app_services
 from silverlining.node._env import read_env
 from silverlining.node._errors import NodeError
@@ -224,6 +225,7 @@ def restore(args: protocol.Restore) -> protocol.RestoreResult:
             set_disabled(app, True, args.who, args.lock_wait)
         with app_lock(app, args.lock_wait):
             restore_services(app, config, services, staging)
+            jobs.restart_workers(app)
         if not was_disabled:
             set_disabled(app, False, args.who, args.lock_wait)
         audit.record("restore", app, who=args.who, version=version,

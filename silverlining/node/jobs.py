@@ -112,6 +112,22 @@ def install_units(app: str, version: str, config: AppConfig) -> dict[str, int]:
     return ports
 
 
+def upgrade_units(app: str, version: str) -> list[str]:
+    """The version's job units written again when one of them is outdated (kept from
+    before the hardening or the slices); returns the names written (the caller
+    reloads systemd and restarts what runs)."""
+    from silverlining.node.instances import outdated
+    names = [n for n in _installed(app, version) if n.endswith(".service")]
+    if not any(outdated(app, (paths.SYSTEMD_UNITS / n).read_text()) for n in names) \
+            or not instance_dir(app, version).is_dir():
+        return []
+    config = AppConfig.load(instance_dir(app, version), check_files=False)
+    files = unit_files(app, version, config)
+    for name, text in files.items():
+        write_atomic(paths.SYSTEMD_UNITS / name, text)
+    return sorted(files)
+
+
 def ports_path(app: str, version: str):
     return paths.ENV / app / f"{version}.ports.json"
 
@@ -238,6 +254,19 @@ def sync(app: str) -> None:
             if running:
                 say(f"stopping the jobs of {app}.{version}")
             _systemctl("disable", "--quiet", "--now", *units)
+
+
+def restart_workers(app: str) -> list[str]:
+    """Restart the running workers of the app's live versions: after a restore they
+    must not go on from what they read before it (a job half done, a cached row)."""
+    units = []
+    for version in sorted(referenced(load_routes(), app)):
+        if _installed(app, version) and instance_dir(app, version).is_dir():
+            units += [u for u in _units_to_run(app, version)[0] if _is_active(u)]
+    if units:
+        say(f"restarting the workers of {app}: {', '.join(units)}")
+        _systemctl("restart", *units)
+    return units
 
 
 def _is_active(unit: str) -> bool:

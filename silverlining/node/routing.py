@@ -89,7 +89,8 @@ def _proxy(route: Route, indent: str) -> list[str]:
         "proxy_set_header Host $host;",
         f"proxy_set_header {REAL_IP_HEADER} $remote_addr;",
         "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
-        "proxy_set_header X-Forwarded-Proto $scheme;",
+        "proxy_set_header X-Forwarded-Proto "
+        f"{_proto_variable(route.via) if route.via else '$scheme'};",
         "proxy_set_header X-Forwarded-Host $host;",
         f'proxy_set_header {SCRIPT_NAME_HEADER} "{route.path}";',
         f'proxy_set_header {UPDATE_HEADER} "";',
@@ -121,13 +122,21 @@ def _via_variable(address: str) -> str:
     return "$silver_via_" + re.sub(r"[^0-9a-f]", "_", address.lower())
 
 
+def _proto_variable(address: str) -> str:
+    return "$silver_proto_" + re.sub(r"[^0-9a-f]", "_", address.lower())
+
+
 def _via_maps(routes: list[Route]) -> list[str]:
     """One map per balancer: whether the connection came from it (or from this node),
     by the address nginx accepted it from (before the balancer's header is applied)."""
     out = []
     for address in sorted({r.via for r in routes if r.via is not None}):
         out += [f"map $realip_remote_addr {_via_variable(address)} {{", "    default 0;",
-                f"    {address} 1;", "    127.0.0.1 1;", "    ::1 1;", "}"]
+                f"    {address} 1;", "    127.0.0.1 1;", "    ::1 1;", "}",
+                # the scheme the client used, as the balancer (where TLS ends) says,
+                # believed from the balancer's own connections only
+                f'map "$realip_remote_addr $http_x_forwarded_proto" {_proto_variable(address)} {{',
+                "    default $scheme;", f'    "{address} https" https;', "}"]
     return out
 
 

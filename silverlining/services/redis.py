@@ -1,38 +1,66 @@
-"""``service.redis``: Redis keys of one app (``CONFIG_REDIS_*``).
+"""``service.redis``: the Redis of one app (``CONFIG_REDIS_*``).
 
-On a node the server is the OS's redis-server with an ACL file we own: the
-``default`` user is off, an admin user (password in a root-only file) is
-what the node uses, and each app has a user ``sl-APP`` whose password is
-stored only as a sha256 hash and who may touch only keys and channels
-starting with ``APP:``. So apps share database 0 and cannot read each
-other's keys. The node talks RESP itself (no password in an argv).
+On a node each app has its own redis-server, an instance of Debian's
+``redis-server@.service`` template (``redis-server@APP``, configured by
+``/etc/redis/redis-APP.conf``): its own ``maxmemory`` (``limits.redis_memory``,
+``noeviction``: a full instance refuses writes with "OOM command not allowed"
+rather than silently dropping a queued job) and ``maxclients``
+(``limits.redis_connections``), its data in ``/var/lib/redis/APP``, and no TCP
+port: a unix socket in ``/run/silverlining/redis/APP``, a directory
+``redis:sl-APP 2750`` that no other app can enter. The instance runs in the
+app's slice. Inside, the ``default`` user is off; the app logs in as ``sl-APP``
+(any key, no admin commands) and the node as an admin user whose password is in
+a root-only file. The node talks RESP itself (no password in an argv).
+
+Redis keeps no connections in reserve, so when the app holds every one silver's
+backup, restore or clear locks the app out of the socket directory (mode 2700),
+restarts the instance (its data is saved and loaded again; the app's clients
+are dropped) and works alone, then lets the app in again.
+
+Apps deployed before this shared one redis-server, keys apart by an ACL prefix
+``APP:`` in database 0; the next deploy moves the app's keys into its own
+instance without the prefix (``CONFIG_REDIS_PREFIX`` is now empty).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import grp
 import hashlib
 import json
+import os
+import pwd
 import socket
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from silverlining.appconfig import size_bytes
 from silverlining.errors import SilverError
-from silverlining.node.base import apt_install, run, say, wait_until, write_atomic
+from silverlining.node.base import apt_install, make_dir, run, say, wait_until, write_atomic
 from silverlining.services.base import Service
-from silverlining.services._system import new_password, server_lock, systemctl_start
+from silverlining.services._system import new_password, server_lock
 
 KEYS = ("host", "port", "db", "password", "user")
-HOST, PORT = "127.0.0.1", 6379
-REDIS_CONF = Path("/etc/redis/redis.conf")
-ACL_FILE = Path("/etc/redis/silverlining-users.acl")
 ADMIN = "silver-admin"
-# what an app may run: everything on its own keys, nothing that manages the server
-# or reaches every key at once (KEYS, FLUSHALL, ...), nor SCAN and RANDOMKEY, which
-# would show other apps' key names (a session id can be one)
-APP_RULES = "+@all -@admin -@dangerous -scan -randomkey"
+DATABASES = 16
+# what an app may run in its own instance: any key, nothing that manages the server
+# (CONFIG, SHUTDOWN, MONITOR, DEBUG, REPLICAOF, MODULE, ACL, CLIENT KILL ...), nor
+# MIGRATE (it connects anywhere) and RESTORE (it loads raw payloads)
+APP_RULES = ("~* &* +@all -@admin -@dangerous +keys +flushdb +flushall +sort +sort_ro "
+             "+info +swapdb")
+EVICTION = "noeviction"
+CONF_DIR = Path("/etc/redis")
+DATA_ROOT = Path("/var/lib/redis")
+SYSTEMD = Path("/etc/systemd/system")
+# the redis-server all apps shared before (port 6379), and its users' file
+SHARED_UNIT = "redis-server"
+SHARED_ACL = Path("/etc/redis/silverlining-users.acl")
+SHARED_ADDRESS = ("127.0.0.1", 6379)
+MAX_CLIENTS_ERROR = "max number of clients reached"
 
 
 class RedisService(Service):
@@ -51,114 +79,234 @@ class RedisService(Service):
 
     def env(self, app: Any, node_paths: Any) -> dict[str, str]:
         creds = self.read_credentials(app, node_paths)
-        return redis_env({
-            "host": creds.get("host") or "127.0.0.1",
-            "port": creds.get("port") or "6379",
-            "db": creds.get("db") or "0",
-            "password": creds.get("password", ""),
-            "user": creds.get("user", ""),
-            "prefix": creds.get("prefix", ""),
-        })
+        if not creds.get("socket"):
+            raise SilverError(f"{app.app_name} still uses the shared redis-server: redeploy it")
+        return instance_env(creds)
 
     # --- node -------------------------------------------------------------------
 
     def install(self, app: Any, node_paths: Any) -> None:
-        path = self.credentials_path(app, node_paths)
-        if path.is_file() and self.read_credentials(app, node_paths).get("rules") == APP_RULES:
-            try:                    # ready: the server knows the app's user, current rules
-                with admin(node_paths) as r:
-                    if r.call("ACL", "GETUSER", app_user(app.app_name)) is not None:
-                        return
-            except (OSError, SilverError):
-                pass
-        with server_lock("redis"):
-            self._install(app, node_paths)
-
-    def _install(self, app: Any, node_paths: Any) -> None:
-        self._setup_server(node_paths)
+        name = app.app_name
         path = self.credentials_path(app, node_paths)
         creds = self.read_credentials(app, node_paths) if path.is_file() else {}
+        if (creds.get("socket") and creds.get("rules") == APP_RULES
+                and conf_path(name).is_file()
+                and conf_path(name).read_text() == conf_text(name, app.limits, creds["password"],
+                                                              admin_password(node_paths))
+                and is_active(name)):
+            return                  # ready: the instance runs with the current settings
+        with server_lock("redis"):
+            self._install(app, node_paths, creds)
+
+    def _install(self, app: Any, node_paths: Any, creds: dict[str, str]) -> None:
+        name = app.app_name
+        apt_install(self.packages)
+        retire_shared_server()
         # an existing password stays: kept versions (rollback) were started with it
         password = creds.get("password") or new_password()
-        set_acl_user(app_user(app.app_name),
-                     f"on #{sha256(password)} resetkeys ~{app.app_name}:* "
-                     f"resetchannels &{app.app_name}:* {APP_RULES}")
-        with admin(node_paths) as r:
-            r.call("ACL", "LOAD")
-        self.write_credentials(app, node_paths, {
-            "host": HOST, "port": str(PORT), "db": "0", "user": app_user(app.app_name),
-            "password": password, "prefix": f"{app.app_name}:", "rules": APP_RULES})
-
-    def _setup_server(self, node_paths: Any) -> None:
-        """redis-server installed, reading our ACL file, with the admin user."""
-        apt_install(self.packages)
-        secret = admin_secret_path(node_paths)
-        if not secret.is_file():
-            write_atomic(secret, new_password() + "\n", mode=0o600)
-        set_acl_user("default", "off resetkeys resetchannels -@all")
-        set_acl_user(ADMIN, f"on #{sha256(read_secret(secret))} ~* &* +@all")
-        conf = REDIS_CONF.read_text()
-        line = f"aclfile {ACL_FILE}"
-        if line not in conf.splitlines():
-            say("redis: per-app users (ACL file), the default user off")
-            with open(REDIS_CONF, "a") as fh:
-                fh.write(f"\n# silverlining: users per app\n{line}\n")
-            systemctl_start("redis-server")
-            run(["systemctl", "restart", "redis-server"], what="restarting redis-server")
+        start_instance(app, node_paths, password)
+        new = {"socket": str(socket_path(name)), "db": "0", "user": app_user(name),
+               "password": password, "rules": APP_RULES}
+        if not creds.get("socket") and creds:           # the app used the shared server
+            moved = migrate_shared_keys(name, node_paths)
+            self.write_credentials(app, node_paths, new)
+            repoint_versions(name, instance_env(new))
+            say(f"redis: {moved} keys of {name} moved from the shared server to its own "
+                "instance")
+            retire_shared_server()
         else:
-            systemctl_start("redis-server")
-
-        def up() -> bool:
-            try:
-                with admin(node_paths) as r:
-                    r.call("PING")
-            except (OSError, SilverError):
-                return False
-            return True
-        wait_until(up, 60, failed="redis-server did not come up")
+            self.write_credentials(app, node_paths, new)
 
     def clear(self, app: Any, node_paths: Any) -> None:
         self.install(app, node_paths)
-        with admin(node_paths) as r:
-            keys = list(app_keys(r, app.app_name))
-            for start in range(0, len(keys), 500):
-                r.call("UNLINK", *keys[start:start + 500])
-        say(f"redis: {len(keys)} keys of {app.app_name} deleted")
+        with admin(app, node_paths) as r:
+            count = 0
+            for db in range(DATABASES):
+                r.call("SELECT", str(db))
+                count += r.call("DBSIZE")
+            r.call("FLUSHALL")
+        say(f"redis: {count} keys of {app.app_name} deleted")
 
     def backup(self, app: Any, node_paths: Any, dest_dir: Path) -> None:
-        """One JSON line per key: its name without the app's prefix (so the backup
-        can go back into another app with ``--force-app``), its remaining time
-        to live, and the DUMP payload."""
+        """One JSON line per key: its database (when not 0), its name, its remaining
+        time to live and the DUMP payload. Backups of the shared server (before each
+        app had its own) hold names without the ``APP:`` prefix and no database: they
+        restore the same way."""
         self.install(app, node_paths)
-        prefix = len(f"{app.app_name}:")
-        with admin(node_paths) as r, open(dest_dir / "keys.jsonl", "w") as out:
-            for key in app_keys(r, app.app_name):
-                payload = r.call("DUMP", key)
-                if payload is None:          # expired meanwhile
-                    continue
-                ttl = r.call("PTTL", key)
-                out.write(json.dumps({"key": b64(key[prefix:]), "ttl": max(int(ttl), 0),
-                                      "dump": b64(payload)}) + "\n")
+        with admin(app, node_paths) as r, open(dest_dir / "keys.jsonl", "w") as out:
+            for db in range(DATABASES):
+                r.call("SELECT", str(db))
+                for key in scan_keys(r):
+                    payload = r.call("DUMP", key)
+                    if payload is None:          # expired meanwhile
+                        continue
+                    ttl = r.call("PTTL", key)
+                    item = {"key": b64(key), "ttl": max(int(ttl), 0), "dump": b64(payload)}
+                    out.write(json.dumps({**item, "db": db} if db else item) + "\n")
 
     def restore(self, app: Any, node_paths: Any, src_dir: Path) -> None:
-        self.clear(app, node_paths)
-        prefix = f"{app.app_name}:".encode()
-        with admin(node_paths) as r, open(src_dir / "keys.jsonl") as dump:
+        self.install(app, node_paths)
+        with admin(app, node_paths) as r, open(src_dir / "keys.jsonl") as dump:
+            r.call("FLUSHALL")
+            selected = None
             for line in dump:
                 item = json.loads(line)
-                r.call("RESTORE", prefix + base64.b64decode(item["key"]),
-                       str(int(item["ttl"])), base64.b64decode(item["dump"]), "REPLACE")
+                db = str(int(item.get("db", 0)))
+                if db != selected:
+                    r.call("SELECT", db)
+                    selected = db
+                r.call("RESTORE", base64.b64decode(item["key"]), str(int(item["ttl"])),
+                       base64.b64decode(item["dump"]), "REPLACE")
 
+
+# --- the app's instance -------------------------------------------------------------
 
 def app_user(app: str) -> str:
     return f"sl-{app}"
 
 
-def app_keys(r: "Resp", app: str):
-    """Every key of the app (``APP:*``), by SCAN, so the server is never blocked."""
+def unit(app: str) -> str:
+    return f"redis-server@{app}.service"
+
+
+def conf_path(app: str) -> Path:
+    return CONF_DIR / f"redis-{app}.conf"
+
+
+def socket_dir(app: str) -> Path:
+    return Path("/run/silverlining/redis") / app
+
+
+def socket_path(app: str) -> Path:
+    return socket_dir(app) / "redis.sock"
+
+
+def data_dir(app: str) -> Path:
+    return DATA_ROOT / app
+
+
+def conf_text(app: str, limits: Any, password: str, admin_pw: str) -> str:
+    return f"""# Generated by silver-node: the Redis of app {app} (app.ini limits.redis_*)
+port 0
+unixsocket {socket_path(app)}
+unixsocketperm 770
+pidfile /run/redis-{app}/redis-server.pid
+logfile ""
+dir {data_dir(app)}
+dbfilename dump.rdb
+save 3600 1 300 100 60 10000
+appendonly no
+databases {DATABASES}
+maxmemory {size_bytes(limits.redis_memory)}
+maxmemory-policy {EVICTION}
+maxclients {limits.redis_connections}
+user default off resetkeys resetchannels -@all
+user {ADMIN} on #{sha256(admin_pw)} ~* &* +@all
+user {app_user(app)} on #{sha256(password)} {APP_RULES}
+"""
+
+
+def dropin_text(app: str) -> str:
+    """The template's unit, in the app's slice, writing only its own directories."""
+    from silverlining.node import slices
+    return f"""# Generated by silver-node: the Redis of app {app}
+[Service]
+Slice={slices.slice_name(app)}
+ReadWritePaths=
+ReadWritePaths={data_dir(app)} {socket_dir(app)} -/run/redis-{app}
+"""
+
+
+def is_active(app: str) -> bool:
+    return subprocess.run(["systemctl", "is-active", "--quiet", unit(app)]).returncode == 0
+
+
+def start_instance(app: Any, node_paths: Any, password: str) -> None:
+    """The app's redis-server running with its current limits (restarted when they
+    changed: its data is saved and loaded again)."""
+    from silverlining.node import slices
+    name = app.app_name
+    gid = grp.getgrnam(app_user(name)).gr_gid
+    redis_gid = grp.getgrnam("redis").gr_gid
+    redis_uid = pwd.getpwnam("redis").pw_uid
+    make_dir(data_dir(name), redis_uid, redis_gid, 0o750)
+    make_dir(socket_dir(name).parent, 0, 0, 0o755)
+    make_dir(socket_dir(name), redis_uid, gid, 0o2750)
+    tmpfiles = Path(node_paths.TMPFILES) / f"silverlining-redis-{name}.conf"
+    entry = (f"# Managed by silver-node: the Redis socket directory of app {name}\n"
+             f"d {socket_dir(name)} 2750 redis {app_user(name)} -\n")
+    if not tmpfiles.is_file() or tmpfiles.read_text() != entry:
+        write_atomic(tmpfiles, entry)
+    changed = slices.install(name, app.limits)
+    text = conf_text(name, app.limits, password, admin_password(node_paths))
+    path = conf_path(name)
+    if not path.is_file() or path.read_text() != text:
+        write_atomic(path, text, mode=0o640, gid=redis_gid)
+        changed = True
+    dropin = SYSTEMD / f"{unit(name)}.d" / "silverlining.conf"
+    if not dropin.is_file() or dropin.read_text() != dropin_text(name):
+        make_dir(dropin.parent, 0, 0, 0o755)
+        write_atomic(dropin, dropin_text(name))
+        changed = True
+    if changed:
+        run(["systemctl", "daemon-reload"], what="reloading systemd")
+    if changed and is_active(name):
+        say(f"redis: restarting {unit(name)} with its new settings")
+        run(["systemctl", "restart", unit(name)], what=f"restarting {unit(name)}")
+    else:
+        run(["systemctl", "enable", "--now", "--quiet", unit(name)],
+            what=f"starting {unit(name)}")
+    wait_until(lambda: socket_path(name).exists(), 60,
+               failed=f"{unit(name)} did not make its socket")
+
+
+@contextlib.contextmanager
+def locked_out(app: str) -> Iterator[None]:
+    """The app's processes cannot open its socket meanwhile (root still can). The
+    directory stays setgid: a socket made meanwhile is the app's group's, for later."""
+    os.chmod(socket_dir(app), 0o2700)
+    try:
+        yield
+    finally:
+        os.chmod(socket_dir(app), 0o2750)
+
+
+@contextlib.contextmanager
+def admin(app: Any, node_paths: Any) -> Iterator["Resp"]:
+    """A connection to the app's instance as the admin user; when the app holds all its
+    connections, the instance is restarted with the app locked out."""
+    name = app.app_name
+    try:
+        conn = login(name, node_paths)
+    except SilverError as exc:
+        if MAX_CLIENTS_ERROR not in exc.message:
+            raise
+        say(f"redis: {name} holds all its {app.limits.redis_connections} connections: "
+            "restarting its instance with the app kept out meanwhile")
+        with locked_out(name):
+            run(["systemctl", "restart", unit(name)], what=f"restarting {unit(name)}")
+            with login(name, node_paths) as conn:
+                yield conn
+        return
+    with conn:
+        yield conn
+
+
+def login(app: str, node_paths: Any) -> "Resp":
+    conn = Resp(path=str(socket_path(app)))
+    try:
+        conn.call("AUTH", ADMIN, admin_password(node_paths))
+    except BaseException:
+        conn.__exit__()
+        raise
+    return conn
+
+
+def scan_keys(r: "Resp", match: str = "*") -> Iterator[bytes]:
+    """The selected database's keys, by SCAN, so the server is never blocked."""
     cursor = b"0"
     while True:
-        cursor, batch = r.call("SCAN", cursor, "MATCH", f"{app}:*", "COUNT", "1000")
+        cursor, batch = r.call("SCAN", cursor, "MATCH", match, "COUNT", "1000")
         yield from batch
         if cursor == b"0":
             return
@@ -168,17 +316,85 @@ def admin_secret_path(node_paths: Any) -> Path:
     return Path(node_paths.ETC) / "redis-admin.secret"
 
 
-def read_secret(path: Path) -> str:
-    return path.read_text().strip()
+def admin_password(node_paths: Any) -> str:
+    """The node's Redis admin password (made once, root's alone)."""
+    secret = admin_secret_path(node_paths)
+    if not secret.is_file():
+        write_atomic(secret, new_password() + "\n", mode=0o600)
+    return secret.read_text().strip()
 
 
-def set_acl_user(user: str, rules: str) -> None:
-    """Put ``user USER RULES`` into our ACL file (replacing that user's line);
-    root-owned, readable by the redis group only, since it holds password hashes."""
-    lines = ACL_FILE.read_text().splitlines() if ACL_FILE.is_file() else []
-    lines = [ln for ln in lines if ln.split()[:2] != ["user", user]] + [f"user {user} {rules}"]
-    write_atomic(ACL_FILE, "\n".join(lines) + "\n", mode=0o640, gid=grp.getgrnam("redis").gr_gid)
+# --- the shared server apps used before ------------------------------------------------
 
+def shared_users() -> list[str]:
+    """The apps' users left in the shared server's ACL file."""
+    lines = SHARED_ACL.read_text().splitlines() if SHARED_ACL.is_file() else []
+    return [ln.split()[1] for ln in lines if ln.split()[:1] == ["user"]
+            and ln.split()[1].startswith("sl-")]
+
+
+def retire_shared_server() -> None:
+    """The package's own redis-server (port 6379, open to every local user on a fresh
+    install) stays stopped once no app's keys are left in it."""
+    if shared_users():
+        return
+    if subprocess.run(["systemctl", "is-enabled", "--quiet", SHARED_UNIT]).returncode == 0 \
+            or subprocess.run(["systemctl", "is-active", "--quiet", SHARED_UNIT]).returncode == 0:
+        say("redis: the shared redis-server is not used by any app: stopped and disabled")
+        run(["systemctl", "disable", "--now", "--quiet", SHARED_UNIT],
+            what=f"stopping {SHARED_UNIT}")
+
+
+def migrate_shared_keys(app: str, node_paths: Any) -> int:
+    """Move the app's keys (``APP:*``, database 0) from the shared server into its own
+    instance without the prefix. The app's user there goes first (its connections
+    are closed), so nothing the running version writes meanwhile is lost silently."""
+    if app_user(app) not in shared_users():
+        return 0
+    run(["systemctl", "start", SHARED_UNIT], what=f"starting {SHARED_UNIT}")
+    prefix = f"{app}:".encode()
+    moved = 0
+    with Resp(address=SHARED_ADDRESS) as old, login(app, node_paths) as new:
+        old.call("AUTH", ADMIN, admin_password(node_paths))
+        old.call("ACL", "DELUSER", app_user(app))
+        lines = [ln for ln in SHARED_ACL.read_text().splitlines()
+                 if ln.split()[:2] != ["user", app_user(app)]]
+        write_atomic(SHARED_ACL, "\n".join(lines) + "\n", mode=0o640,
+                     gid=grp.getgrnam("redis").gr_gid)
+        keys = list(scan_keys(old, f"{app}:*"))
+        for key in keys:
+            payload = old.call("DUMP", key)
+            if payload is None:
+                continue
+            ttl = old.call("PTTL", key)
+            new.call("RESTORE", key[len(prefix):], str(max(int(ttl), 0)), payload, "REPLACE")
+            moved += 1
+        for start in range(0, len(keys), 500):
+            old.call("UNLINK", *keys[start:start + 500])
+    return moved
+
+
+def repoint_versions(app: str, env: dict[str, str]) -> None:
+    """Every kept version's environment names the app's own instance, and its running
+    units are restarted to read it: a rollback, or the old version when this deploy
+    fails its gate, finds its keys."""
+    from silverlining.node import paths
+    from silverlining.node._env import read_env, write_env
+    gid = grp.getgrnam(app_user(app)).gr_gid
+    units = []
+    for path in sorted((paths.ENV / app).glob("*.env")):
+        old = read_env(path)
+        if "CONFIG_REDIS_URL" not in old:
+            continue
+        kept = {k: v for k, v in old.items() if not k.startswith("CONFIG_REDIS_")}
+        write_env(path, {**kept, **env}, gid)
+        version = path.name[:-len(".env")]
+        units += [f"silver-{app}-{version}.service", f"silver-{app}-{version}.process-*"]
+    if units:
+        run(["systemctl", "try-restart", *units], what="restarting the app's running units")
+
+
+# --- wire and environment -----------------------------------------------------------
 
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
@@ -189,10 +405,21 @@ def b64(data: bytes) -> str:
 
 
 class Resp:
-    """A minimal Redis client (RESP2 over TCP): commands in, Python values out."""
+    """A minimal Redis client (RESP2 over a unix socket or TCP): commands in, Python
+    values out."""
 
-    def __init__(self, host: str = HOST, port: int = PORT, timeout: float = 30) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, path: str | None = None, address: tuple[str, int] | None = None,
+                 timeout: float = 30) -> None:
+        if path is not None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            try:
+                self.sock.connect(path)
+            except BaseException:
+                self.sock.close()
+                raise
+        else:
+            self.sock = socket.create_connection(address or SHARED_ADDRESS, timeout=timeout)
         self.reader = self.sock.makefile("rb")
 
     def __enter__(self) -> "Resp":
@@ -204,8 +431,11 @@ class Resp:
 
     def call(self, *args: str | bytes) -> Any:
         parts = [a if isinstance(a, bytes) else str(a).encode() for a in args]
-        self.sock.sendall(b"*%d\r\n" % len(parts)
-                          + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts))
+        try:
+            self.sock.sendall(b"*%d\r\n" % len(parts)
+                              + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts))
+        except OSError:
+            pass            # closed on us: its reason (max clients) is waiting to be read
         return self._reply()
 
     def _reply(self) -> Any:
@@ -231,20 +461,24 @@ class Resp:
         raise OSError(f"unexpected reply from redis: {line[:40]!r}")
 
 
-def admin(node_paths: Any) -> Resp:
-    """A connection logged in as the admin user."""
-    conn = Resp()
-    try:
-        conn.call("AUTH", ADMIN, read_secret(admin_secret_path(node_paths)))
-    except BaseException:
-        conn.__exit__()
-        raise
-    return conn
+def instance_env(creds: dict[str, str]) -> dict[str, str]:
+    """CONFIG_REDIS_* of the app's own instance: its socket, URL, login, database 0,
+    and an empty prefix (apps written for the shared server prefixed their keys)."""
+    path, user, password = creds["socket"], creds["user"], creds["password"]
+    return {
+        "CONFIG_REDIS_SOCKET": path,
+        "CONFIG_REDIS_DB": creds.get("db") or "0",
+        "CONFIG_REDIS_URL": (f"unix://{quote(user, safe='')}:{quote(password, safe='')}@"
+                             f"{path}?db={creds.get('db') or '0'}"),
+        "CONFIG_REDIS_USER": user,
+        "CONFIG_REDIS_PASSWORD": password,
+        "CONFIG_REDIS_PREFIX": "",
+    }
 
 
 def redis_env(values: dict[str, str]) -> dict[str, str]:
-    """CONFIG_REDIS_HOST/PORT/DB/URL, plus CONFIG_REDIS_USER, _PASSWORD and _PREFIX
-    when set (on a node: the app's ACL user, whose keys must start with the prefix)."""
+    """CONFIG_REDIS_HOST/PORT/DB/URL, plus CONFIG_REDIS_USER and _PASSWORD when set:
+    a server reached over TCP (development)."""
     auth = ""
     if values["password"]:
         auth = f"{quote(values['user'], safe='')}:{quote(values['password'], safe='')}@"
@@ -254,9 +488,8 @@ def redis_env(values: dict[str, str]) -> dict[str, str]:
         "CONFIG_REDIS_DB": values["db"],
         "CONFIG_REDIS_URL": f"redis://{auth}{values['host']}:{values['port']}/{values['db']}",
     }
-    for key in ("user", "prefix"):
-        if values.get(key):
-            env[f"CONFIG_REDIS_{key.upper()}"] = values[key]
+    if values.get("user"):
+        env["CONFIG_REDIS_USER"] = values["user"]
     if values["password"]:
         env["CONFIG_REDIS_PASSWORD"] = values["password"]
     return env

@@ -135,9 +135,10 @@ def test_several_nodes_refuse_node_disk_services(node_env, node_a, node_b, tmp_p
     proc = node_env.silver("-y", "update", str(app), "shop.test", "--node", node_a.name,
                            "--node", node_b.name, "--noetchosts")
     assert proc.returncode == 2, proc.stderr
-    expected = (f"silver: error: service.files in {app / 'app.ini'} cannot be used on "
-                f"several nodes ({node_a.name}, {node_b.name}): each node's disk would "
-                "diverge; keep shared data in a database (service.postgresql or "
-                "service.mysql) or in object storage, or deploy to one node")
+    expected = (f"silver: error: service.files, service.postgresql in {app / 'app.ini'} "
+                f"cannot be used on several nodes ({node_a.name}, {node_b.name}): each "
+                "node would keep its own copy of the data and the copies would diverge; "
+                "deploy to one node, or keep the data outside the nodes (a database server "
+                "or object storage the app reaches through its own settings)")
     assert proc.stderr.strip().splitlines() == [expected]
     assert "shop" not in node_env.silver("query", node_b.name, check=True).stdout

@@ -3,7 +3,7 @@ node's apps share, each stopped, with the other app still served.
 
 One node for the module, two copies of ``tests/data/dbprobe``: ``hog`` (small
 ``limits.*``, the attacker) and ``calm`` (the defaults, the bystander), both
-with PostgreSQL, MariaDB and files.
+with PostgreSQL, MariaDB, Redis and files.
 """
 
 from __future__ import annotations
@@ -28,16 +28,19 @@ pytestmark = pytest.mark.node
 DBPROBE = Path(__file__).resolve().parents[1] / "data" / "dbprobe"
 VAR = "/var/lib/silverlining"
 HOG_LIMITS = {"limits.postgresql_connections": 6, "limits.mysql_connections": 6,
-              "limits.tasks": 64}
+              "limits.tasks": 64, "limits.redis_memory": "16M", "limits.redis_connections": 8}
 
 
-def make_app(root: Path, name: str, limits: dict[str, int]) -> Path:
+def make_app(root: Path, name: str, limits: dict[str, int | str]) -> Path:
     dest = root / name
     shutil.copytree(DBPROBE, dest)
     lines = ["[production]", f"app_name = {name}", "runner = main.py", "health_check = /health",
-             "packages = python3-psycopg2 python3-pymysql", "service.postgresql =",
-             "service.mysql =", "service.files ="]
+             "packages = python3-psycopg2 python3-pymysql python3-redis",
+             "service.postgresql =", "service.mysql =", "service.redis =", "service.files ="]
     lines += [f"{key} = {value}" for key, value in limits.items()]
+    if name == "calm":              # a worker, for the rollback to a version of old
+        (dest / "idle.py").write_text("import time\nwhile True:\n    time.sleep(60)\n")
+        lines += ["", "[process:idle]", "command = idle.py"]
     (dest / "app.ini").write_text("\n".join(lines) + "\n")
     return dest
 
@@ -58,6 +61,7 @@ def apps(node, tmp_path_factory) -> dict[str, Path]:  # noqa: F811
         get(node, f"{name}.test", "/pg/add", v=f"{name}-row")
         get(node, f"{name}.test", "/mysql/set", k="greeting", v=f"hello {name}")
         get(node, f"{name}.test", "/files/write", name="keep.txt", v=f"{name} data")
+        get(node, f"{name}.test", "/redis/set", k="greeting", v=f"hi {name}")
     return found
 
 
@@ -106,6 +110,8 @@ def calm_is_served(node) -> None:  # noqa: F811
     assert get(node, "calm.test", "/health") == {"ok": True}
     assert "calm-row" in get(node, "calm.test", "/pg/list")["rows"]
     assert get(node, "calm.test", "/mysql/get", k="greeting")["value"] == "hello calm"
+    assert get(node, "calm.test", "/redis/get", k="greeting")["value"] == "hi calm"
+    assert get(node, "calm.test", "/redis/set", k="n", v="1")["value"] == "1"
 
 
 MIGRATION = """
@@ -274,3 +280,103 @@ def test_query_shows_limits_and_sizes(node, apps):  # noqa: F811
     assert ("not enforced on this node" in limits) == (cgroup == "no"), limits
     disk = next(ln for ln in lines if ln.startswith("  disk: "))
     assert disk.startswith("  disk: data ") and " MB; versions v1 " in disk, disk
+
+
+def test_a_redis_memory_hog_is_stopped_at_its_maxmemory(node, apps):  # noqa: F811
+    with steady_traffic(node):
+        try:
+            filled = get(node, "hog.test", "/redis/fill")
+            # the server's "-OOM command not allowed when used memory > 'maxmemory'."
+            oom = "OutOfMemoryError: command not allowed when used memory > 'maxmemory'"
+            assert (filled["error"] or "").startswith(oom), filled
+            assert 4 <= filled["megabytes"] <= 16, filled
+            for _ in range(5):          # while the hog's instance is full
+                calm_is_served(node)
+            # calm's own budget (64M by default) is not the hog's: it stores more
+            try:
+                assert get(node, "calm.test", "/redis/fill", max="20") == \
+                    {"megabytes": 20, "error": None}
+            finally:
+                get(node, "calm.test", "/redis/unfill")
+            assert get(node, "hog.test", "/redis/get", k="greeting")["value"] == "hi hog"
+        finally:
+            get(node, "hog.test", "/redis/unfill")
+    assert get(node, "hog.test", "/redis/set", k="after", v="1")["value"] == "1"
+    conf = node.root("cat /etc/redis/redis-hog.conf")
+    assert f"maxmemory {16 << 20}" in conf and "maxmemory-policy noeviction" in conf, conf
+
+
+def hog_redis(node) -> None:  # noqa: F811
+    held = get(node, "hog.test", "/hog/redis", hold="300")
+    # refused with "max number of clients reached", or closed before redis-py read that
+    refused = ("max number of clients", "Broken pipe", "Connection reset")
+    assert 0 < held["held"] <= 8 and any(r in held["error"] for r in refused), held
+    calm_is_served(node)
+
+
+def test_a_redis_connection_hog_leaves_silvers_backup_restore_and_clear(node, apps):  # noqa: F811
+    get(node, "hog.test", "/redis/set", k="kept", v="before")
+    with steady_traffic(node):
+        hog_redis(node)
+        node.silver("backup", "hog.test", "remote:redis-hogged", "--node", node.name,
+                    check=True)
+        assert get(node, "hog.test", "/redis/set", k="kept", v="after the backup") == \
+            {"value": "after the backup"}
+        hog_redis(node)
+        node.silver("-y", "clear", "hog.test", "--node", node.name, check=True)
+        assert get(node, "hog.test", "/redis/get", k="kept") == {"value": None}
+        hog_redis(node)
+        node.silver("restore", "remote:redis-hogged", "hog.test", "--node", node.name,
+                    check=True)
+    assert get(node, "hog.test", "/redis/get", k="kept") == {"value": "before"}
+    assert get(node, "hog.test", "/redis/get", k="greeting") == {"value": "hi hog"}
+    assert get(node, "hog.test", "/files/list")["files"]["keep.txt"] == "hog data"
+    # read as root: hog's own logins may still be held by the database hog test
+    assert node.root("mariadb -N -e \"SELECT v FROM sl_hog.kv WHERE k = 'greeting'\"")\
+        .strip() == "hello hog"
+    assert "hog-row" in node.root("runuser -u postgres -- psql -At -d sl_hog "
+                                  "-c 'SELECT v FROM items'").split()
+    calm_is_served(node)
+
+
+def test_an_app_cannot_open_another_apps_redis(node, apps):  # noqa: F811
+    sockets = {name: get(node, f"{name}.test", "/env")["CONFIG_REDIS_SOCKET"]
+               for name in ("hog", "calm")}
+    assert sockets["calm"] == "/run/silverlining/redis/calm/redis.sock"
+    tried = get(node, "hog.test", "/redis/socket", sock=sockets["calm"])
+    assert not tried["connected"] and "Permission denied" in tried["error"], tried
+    own = get(node, "hog.test", "/redis/socket", sock=sockets["hog"])
+    assert own["connected"] and ("NOAUTH" in own["answer"]                # no login, no keys
+                                 or "max number of clients" in own["answer"]), own
+    for name in ("hog", "calm"):
+        listing = node.root(f"stat -c '%a %U %G' /run/silverlining/redis/{name}").split()
+        assert listing == ["2750", "redis", f"sl-{name}"], listing
+        assert node.root(f"systemctl show -p Slice --value redis-server@{name}").strip() == \
+            f"silver-{name}.slice"
+    # no TCP port, and the package's own server (open to every local user) is stopped
+    assert "6379" not in node.root("ss -ltnH")
+    assert node.root("systemctl is-active redis-server", check=False).strip() == "inactive"
+
+
+def test_a_version_kept_from_before_the_slices_runs_in_the_slice_on_rollback(node, apps):  # noqa: F811
+    old = get(node, "calm.test", "/.silver/info")["version"]
+    node.update(apps["calm"], "calm.test")
+    new = get(node, "calm.test", "/.silver/info")["version"]
+    assert new != old
+    # what a node updated from before the slices keeps of an old version
+    units = f"silver-calm-{old}.service silver-calm-{old}.process-idle@.service"
+    node.root(f"cd /etc/systemd/system && sed -i '/^Slice=/d; /^LimitNPROC=/d' {units} && "
+              "systemctl daemon-reload")
+    try:
+        node.silver("activate", "--node", node.name, "calm.test", old, check=True)
+        assert get(node, "calm.test", "/.silver/info")["version"] == old
+        for unit in (f"silver-calm-{old}.service", f"silver-calm-{old}.process-idle@1.service"):
+            assert node.root(f"systemctl show -p Slice --value {unit}").strip() == \
+                "silver-calm.slice", unit
+            assert node.root(f"systemctl is-active {unit}").strip() == "active", unit
+        text = node.root(f"cat /etc/systemd/system/silver-calm-{old}.process-idle@.service")
+        assert "Slice=silver-calm.slice" in text and "LimitNPROC=512" in text, text
+        calm_is_served(node)
+    finally:
+        node.silver("activate", "--node", node.name, "calm.test", new, check=True)
+    calm_is_served(node)

@@ -205,21 +205,25 @@ def test_another_apps_backup_needs_force_app(node, shop, tmp_path):  # noqa: F81
                 check=True)
     assert rows(node, "shopcopy.test") == rows(node, "shop.test")
     assert get(node, "shopcopy.test", "/files/list") == get(node, "shop.test", "/files/list")
-    # the Redis keys move to the new app's prefix
-    assert get(node, "shopcopy.test", "/redis/get", k="shopcopy:secret") == {"value": "s3"}
+    # the Redis keys go into the new app's own instance, as they were
+    assert get(node, "shopcopy.test", "/redis/get", k="shop:secret") == {"value": "s3"}
 
 
 def test_second_app_cannot_reach_the_first_ones_data(node, shop, other):  # noqa: F811
     denied = get(node, "other.test", "/pg/other", dbname="sl_shop")
     assert not denied["connected"] and "CONNECT privilege" in denied["error"]
     assert not get(node, "other.test", "/pg/other", dbname="postgres")["connected"]
-    # Redis 7 says "NOPERM ... no permissions", Redis 8 "No permissions ..."
-    for path, args in (("/redis/get", {"k": "shop:secret"}), ("/redis/set", {"k": "x", "v": "1"}),
-                       ("/redis/scan", {})):                                   # scan: key names
-        assert "no permissions" in get(node, "other.test", path, **args)["error"].lower()
+    # each app has its own Redis: shop's key is not in other's, shop's socket is shut
+    assert get(node, "other.test", "/redis/get", k="shop:secret") == {"value": None}
+    assert "shop:secret" not in get(node, "other.test", "/redis/scan")["keys"]
+    tried = get(node, "other.test", "/redis/socket", sock="/run/silverlining/redis/shop/redis.sock")
+    assert not tried["connected"] and "Permission denied" in tried["error"], tried
     env = get(node, "other.test", "/env")
-    assert env["CONFIG_REDIS_USER"] == "sl-other" and env["CONFIG_REDIS_PREFIX"] == "other:"
-    assert env["CONFIG_REDIS_URL"].startswith("redis://sl-other:")
+    assert env["CONFIG_REDIS_USER"] == "sl-other" and env["CONFIG_REDIS_PREFIX"] == ""
+    assert env["CONFIG_REDIS_SOCKET"] == "/run/silverlining/redis/other/redis.sock"
+    assert env["CONFIG_REDIS_URL"].startswith("unix://sl-other:")
+    # no admin commands for the app in its own instance
+    assert "no permissions" in get(node, "other.test", "/redis/config")["error"].lower()
     for path in ("postgresql", "mysql", "redis"):
         listing = node.root(f"stat -c '%a %U %G' /var/lib/silverlining/data/other/{path}"
                             ".credentials")
@@ -414,3 +418,78 @@ def test_a_worker_consumes_redis_into_postgresql_across_deploys(node, shop, tmp_
     node.root(f"systemctl kill -s KILL silver-queue-{second}.process-consume@1.service")
     push_and_see("c", second)
     assert [r.split("@")[0] for r in rows(node, "queue.test")] == ["a", "b", "c"]
+    # a restore restarts the worker, so it starts from the restored data
+    worker = f"silver-queue-{second}.process-consume@1.service"
+    node.silver("backup", "queue.test", "remote:before-d", "--node", node.name, check=True)
+    push_and_see("d", second)
+    pid = node.root(f"systemctl show -p MainPID --value {worker}").strip()
+    proc = node.silver("restore", "remote:before-d", "queue.test", "--node", node.name,
+                       check=True)
+    assert f"restarting the workers of queue: {worker}" in proc.stderr, proc.stderr
+    assert node.root(f"systemctl show -p MainPID --value {worker}").strip() not in (pid, "0")
+    assert [r.split("@")[0] for r in rows(node, "queue.test")] == ["a", "b", "c"]
+    push_and_see("e", second)
+
+
+SHARED_REDIS = r"""
+set -e
+secret=$(cat /etc/silverlining/redis-admin.secret)
+sha() { printf %s "$1" | sha256sum | cut -d' ' -f1; }
+cat > /etc/redis/silverlining-users.acl <<ACL
+user default off resetkeys resetchannels -@all
+user silver-admin on #$(sha "$secret") ~* &* +@all
+user sl-legacy on #$(sha oldpassword) resetkeys ~legacy:* resetchannels &legacy:* +@all -@admin -@dangerous -scan -randomkey
+ACL
+chown root:redis /etc/redis/silverlining-users.acl && chmod 640 /etc/redis/silverlining-users.acl
+grep -q '^aclfile' /etc/redis/redis.conf || \
+    printf '\naclfile /etc/redis/silverlining-users.acl\n' >> /etc/redis/redis.conf
+systemctl enable --now --quiet redis-server && systemctl restart redis-server
+cli() { REDISCLI_AUTH="$secret" redis-cli --user silver-admin "$@"; }
+cli SET legacy:kept v1 >/dev/null
+cli SET legacy:later v2 EX 5000 >/dev/null
+cli SET zz:other x >/dev/null
+"""
+
+
+def test_an_app_of_the_shared_redis_gets_its_keys_in_its_own_on_the_next_deploy(node, tmp_path):  # noqa: F811
+    """A node updated from when the apps shared one redis-server: the app's keys
+    (``legacy:*``) and its kept versions move to its own instance."""
+    app = make_app(tmp_path, "legacy", ("redis",), ("python3-redis",))
+    old = live_version(node.update(app, "legacy.test").stdout)
+    # what the shared server, the credentials and the old version's env were like
+    node.root("systemctl disable --now --quiet redis-server@legacy && "
+              "rm -r /etc/redis/redis-legacy.conf /var/lib/redis/legacy "
+              "/etc/systemd/system/redis-server@legacy.service.d && systemctl daemon-reload")
+    node.root(SHARED_REDIS)
+    creds = ("host=127.0.0.1\nport=6379\ndb=0\nuser=sl-legacy\npassword=oldpassword\n"
+             "prefix=legacy:\nrules=+@all -@admin -@dangerous -scan -randomkey\n")
+    env = f"/var/lib/silverlining/env/legacy/{old}.env"
+    node.root(f"printf '{creds}' > /var/lib/silverlining/data/legacy/redis.credentials && "
+              f"sed -i '/^CONFIG_REDIS_/d' {env} && printf '%s\\n' "
+              "CONFIG_REDIS_URL=redis://sl-legacy:oldpassword@127.0.0.1:6379/0 "
+              "CONFIG_REDIS_PREFIX=legacy: >> " + env +
+              f" && systemctl restart silver-legacy-{old}.service")
+    deadline = time.monotonic() + 30
+    while http_get(node.address, "legacy.test", "/health")[0] != 200:    # restarting
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    assert get(node, "legacy.test", "/redis/get", k="legacy:kept") == {"value": "v1"}
+
+    main = app / "main.py"
+    main.write_text(main.read_text() + "\n# a new version\n")
+    proc = node.update(app, "legacy.test")
+    assert "redis: 2 keys of legacy moved from the shared server" in proc.stderr, proc.stderr
+    new = live_version(proc.stdout)
+    assert get(node, "legacy.test", "/redis/get", k="kept") == {"value": "v1"}
+    assert get(node, "legacy.test", "/env")["CONFIG_REDIS_PREFIX"] == ""
+    ttl = node.root("REDISCLI_AUTH=$(cat /etc/silverlining/redis-admin.secret) redis-cli "
+                    "--user silver-admin -s /run/silverlining/redis/legacy/redis.sock TTL later")
+    assert 4000 < int(ttl) <= 5000, ttl
+    # the shared server keeps no user or key of the app, and stops with no app left in it
+    assert "sl-legacy" not in node.root("cat /etc/redis/silverlining-users.acl")
+    assert node.root("systemctl is-active redis-server", check=False).strip() == "inactive"
+    # the kept version was pointed at the new instance: a rollback finds the keys
+    assert "CONFIG_REDIS_SOCKET=" in node.root(f"cat {env}")
+    node.silver("activate", "--node", node.name, "legacy.test", old, check=True)
+    assert get(node, "legacy.test", "/redis/get", k="kept") == {"value": "v1"}
+    node.silver("activate", "--node", node.name, "legacy.test", new, check=True)

@@ -76,6 +76,10 @@ BROKEN = {
                      ["'1' must be a number of PostgreSQL connections from 2 to 1000"]),
     "bad-limit-mysql": (GOOD + "limits.mysql_connections = -5\n", 4,
                         ["'-5' must be a number of MariaDB connections"]),
+    "bad-limit-redis-memory": (GOOD + "limits.redis_memory = 4M\n", 4,
+                               ["limits.redis_memory", "'4M' must be a size of at least 8M"]),
+    "bad-limit-redis-clients": (GOOD + "limits.redis_connections = 3\n", 4,
+                                ["'3' must be a number of Redis connections from 4"]),
     "unknown-limit": (GOOD + "limits.memry = 1G\n", 4, ["did you mean 'limits.memory'"]),
     "garbage-line": ("[production]\napp_name = shop\nthis is not ini\n", 3, ["cannot parse"]),
 }
@@ -195,8 +199,9 @@ def test_limits_default_and_set(tmp_path):
     assert AppConfig.load(write_app(tmp_path / "a", GOOD)).limits == Limits()
     app = write_app(tmp_path / "b", GOOD + "limits.memory = 25%\nlimits.tasks = 64\n"
                     "limits.cpu_weight = 50\nlimits.io_weight = 200\n"
-                    "limits.postgresql_connections = 5\nlimits.mysql_connections = 7\n")
-    assert AppConfig.load(app).limits == Limits("25%", 64, 50, 200, 5, 7)
+                    "limits.postgresql_connections = 5\nlimits.mysql_connections = 7\n"
+                    "limits.redis_memory = 16M\nlimits.redis_connections = 8\n")
+    assert AppConfig.load(app).limits == Limits("25%", 64, 50, 200, 5, 7, "16M", 8)
     for memory in ("512M", "1G", "100%", "infinity", str(64 << 20)):
         app = write_app(tmp_path / memory, GOOD + f"limits.memory = {memory}\n")
         assert AppConfig.load(app).limits.memory == memory

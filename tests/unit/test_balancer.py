@@ -81,15 +81,38 @@ def test_exact_hosts_come_first_then_longest_paths_then_wildcards():
     text = generate([site("*"), site(".ex.com"), site("ex.com"), site("ex.com/a"),
                      site("ex.com/a/b")])
     order = [Site(loc, ()).backend for loc in ("ex.com/a/b", "ex.com/a", "ex.com", ".ex.com", "*")]
-    assert re.findall(r"use_backend (\S+)", text) == order
+    assert re.findall(r"use_backend (\S+)", text) == ["silver_acme", *order]
     assert "default_backend silver_none" in text
 
 
 def test_a_prefix_matches_itself_and_below_but_not_a_longer_name():
     line = next(ln for ln in generate([site("ex.com/a")]).splitlines()
-                if ln.strip().startswith("use_backend"))
+                if ln.strip().startswith("use_backend loc_"))
     assert "{ path -m str /a }" in line and "{ path -m beg /a/ }" in line
     assert "-m beg /a }" not in line
+
+
+def test_tls_ends_at_the_balancer_only_for_hosts_with_a_certificate():
+    plain = generate([Site("a.test", (), "required")])
+    assert ":443" not in plain and "redirect" not in plain
+    text = generate([Site("a.test", (), "required"), Site("b.test", (), "auto"),
+                     Site(".c.test", (), "required")], frozenset({"a.test", "b.test", "c.test"}))
+    assert "    bind :443 ssl crt /etc/haproxy/silver-certs strict-sni" in text
+    backends = {b.split("\n", 1)[0]: b for b in text.split("backend ")[1:]}
+    a, b, c = (backends[Site(loc, ()).backend] for loc in ("a.test", "b.test", ".c.test"))
+    for required in (a, c):
+        assert "http-request redirect scheme https code 301 if !{ ssl_fc }" in required
+        assert "Strict-Transport-Security max-age=31536000 if { ssl_fc }" in required
+    assert "redirect" not in b and "Strict-Transport" not in b
+
+
+def test_the_scheme_is_the_balancers_and_challenges_go_to_certbot():
+    text = generate([site("a.test")])
+    assert "http-request set-header X-Forwarded-Proto https if { ssl_fc }" in text
+    assert "http-request set-header X-Forwarded-Proto http if !{ ssl_fc }" in text
+    first = next(ln for ln in text.splitlines() if "use_backend" in ln)
+    assert "silver_acme" in first and "!{ ssl_fc }" in first
+    assert "server certbot 127.0.0.1:8402" in text
 
 
 def test_same_topology_same_text():
@@ -184,6 +207,13 @@ def test_a_balanced_location_answers_only_through_the_balancer():
         assert "set_real_ip_from 10.213.0.5;" in block
         assert "if ($silver_via_10_213_0_5 = 0) { return 403; }" in block
     assert "set_real_ip_from" not in other and "return 403" not in other
+    # the scheme the balancer saw, believed from the balancer's own connections only
+    assert ('map "$realip_remote_addr $http_x_forwarded_proto" $silver_proto_10_213_0_5 {\n'
+            '    default $scheme;\n    "10.213.0.5 https" https;\n}') in text
+    app = [b for b in proxied if "/run/s.sock" in b]
+    assert len(app) == 1
+    assert "proxy_set_header X-Forwarded-Proto $silver_proto_10_213_0_5;" in app[0]
+    assert "proxy_set_header X-Forwarded-Proto $scheme;" in other
 
 
 # --- the rolling order and its way back -----------------------------------------------

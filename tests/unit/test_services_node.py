@@ -21,7 +21,7 @@ from silverlining.errors import SilverError
 from silverlining.services import get_service
 from silverlining.services._system import db_name, mysql_native_hash, scram_verifier
 from silverlining.services.mysql import grant_pattern
-from silverlining.services.redis import redis_env
+from silverlining.services.redis import instance_env, redis_env
 
 APP = SimpleNamespace(app_name="shop")
 
@@ -52,9 +52,22 @@ def test_mysql_hash_and_grant_pattern():
 
 def test_redis_env_with_an_acl_user():
     env = redis_env({"host": "127.0.0.1", "port": "6379", "db": "0", "password": "p w",
-                     "user": "sl-shop", "prefix": "shop:"})
+                     "user": "sl-shop"})
     assert env["CONFIG_REDIS_URL"] == "redis://sl-shop:p%20w@127.0.0.1:6379/0"
-    assert env["CONFIG_REDIS_USER"] == "sl-shop" and env["CONFIG_REDIS_PREFIX"] == "shop:"
+    assert env["CONFIG_REDIS_USER"] == "sl-shop" and "CONFIG_REDIS_PREFIX" not in env
+
+
+def test_redis_env_of_an_apps_own_instance():
+    """A unix:// URL as redis-py reads it: login in the netloc, the socket as the path."""
+    from urllib.parse import parse_qs, unquote, urlparse
+    env = instance_env({"socket": "/run/silverlining/redis/shop/redis.sock", "db": "0",
+                        "user": "sl-shop", "password": "p w@x"})
+    url = urlparse(env["CONFIG_REDIS_URL"])
+    assert url.scheme == "unix" and url.path == "/run/silverlining/redis/shop/redis.sock"
+    assert (unquote(url.username), unquote(url.password)) == ("sl-shop", "p w@x")
+    assert parse_qs(url.query) == {"db": ["0"]}
+    assert env["CONFIG_REDIS_SOCKET"] == url.path and env["CONFIG_REDIS_PREFIX"] == ""
+    assert "CONFIG_REDIS_HOST" not in env and "CONFIG_REDIS_PORT" not in env
 
 
 def test_credentials_replace_atomically_and_never_follow_a_link(tmp_path):

@@ -1,6 +1,8 @@
 """Reads and writes the app's services over HTTP, answering JSON, for the
 service tests: PostgreSQL rows, files, MariaDB and Redis values, PostGIS, and
-a connection hog (``/hog/pg``, ``/hog/mysql``).
+hogs for test_limits: connections (``/hog/pg``, ``/hog/mysql``, ``/hog/redis``) and
+Redis memory (``/redis/fill``), and a try at another app's Redis socket
+(``/redis/socket``).
 Each database client is imported only by the requests that use it (the app
 asks the node for the Debian package of the ones its app.ini names)."""
 
@@ -80,13 +82,46 @@ def redis(path, q):
     import redis as redis_lib
     client = redis_lib.Redis.from_url(os.environ["CONFIG_REDIS_URL"], socket_timeout=5)
     try:
+        if path == "/redis/config":       # an admin command: refused
+            return {"value": client.config_get("dir")}
         if path == "/redis/scan":
             return {"keys": sorted(k.decode() for k in client.scan_iter(count=1000))}
         if path == "/redis/set":
             client.set(q["k"], q["v"])
+        if path == "/redis/fill":           # 1 MB values until the server refuses one
+            written, error = 0, None
+            while written < int(q.get("max", "4096")):
+                try:
+                    client.set(f"fill:{written}", b"x" * (1 << 20))
+                except redis_lib.exceptions.ResponseError as exc:
+                    error = f"{type(exc).__name__}: {exc}"      # redis-py drops "OOM"
+                    break
+                written += 1
+            return {"megabytes": written, "error": error}
+        if path == "/redis/unfill":
+            keys = list(client.scan_iter("fill:*", count=1000))
+            return {"deleted": client.delete(*keys) if keys else 0}
         return {"value": (client.get(q["k"]) or b"").decode() or None}
     except redis_lib.exceptions.RedisError as exc:
         return {"error": str(exc)}
+
+
+def redis_socket(q):
+    """Connect to any unix socket (another app's Redis) and send PING."""
+    import socket
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(5)
+    try:
+        sock.connect(q["sock"])
+        try:
+            sock.sendall(b"PING\r\n")
+        except OSError:
+            pass            # a full server says why, and closes: read that
+        return {"connected": True, "answer": sock.recv(100).decode(errors="replace")}
+    except OSError as exc:
+        return {"connected": False, "error": str(exc)}
+    finally:
+        sock.close()
 
 
 def hog(path, q):
@@ -99,6 +134,13 @@ def hog(path, q):
         try:
             if path == "/hog/pg":
                 held.append(pg_connect())
+            elif path == "/hog/redis":
+                import redis as redis_lib
+                client = redis_lib.Redis.from_url(os.environ["CONFIG_REDIS_URL"],
+                                                  single_connection_client=True,
+                                                  socket_timeout=5)
+                client.ping()
+                held.append(client)
             else:
                 import pymysql
                 held.append(pymysql.connect(
@@ -135,9 +177,11 @@ def application(environ, start_response):
         body = files(path, q)
     elif path.startswith("/mysql/"):
         body = mysql(path, q)
+    elif path == "/redis/socket":
+        body = redis_socket(q)
     elif path.startswith("/redis/"):
         body = redis(path, q)
-    elif path in ("/hog/pg", "/hog/mysql"):
+    elif path in ("/hog/pg", "/hog/mysql", "/hog/redis"):
         body = hog(path, q)
     else:
         body = None
