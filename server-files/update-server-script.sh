@@ -99,9 +99,11 @@ apt_get() {
 # Installs the packages that are missing; `apt-get update` only when some are,
 # which is what keeps a second run at about a second.
 ensure_packages() {
-    local pkg missing=()
+    local pkg missing=() installed
+    # one dpkg-query for all of them (it prints those it knows, and fails if any is unknown)
+    installed=$'\n'$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "$@" 2>/dev/null || true)$'\n'
     for pkg in "$@"; do
-        if [ "$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null)" != installed ]; then
+        if [[ "$installed" != *$'\n'"$pkg installed"$'\n'* ]]; then
             missing+=("$pkg")
         fi
     done
@@ -166,7 +168,35 @@ ensure_user() {
     fi
 }
 
+# Our units' states at one moment (read_unit_states): what the checks below know
+# without asking systemd again. Nothing here disables or stops a unit, so a unit
+# enabled or running then still is; any other state is asked about as before.
+declare -A UNIT_FILE_STATE=() UNIT_ACTIVE=()
+
+read_unit_states() {
+    local id="" active="" file="" line
+    while IFS= read -r line; do
+        case "$line" in
+            Id=*) id=${line#Id=} ;;
+            ActiveState=*) active=${line#ActiveState=} ;;
+            UnitFileState=*) file=${line#UnitFileState=} ;;
+            "")
+                if [ -n "$id" ]; then
+                    UNIT_ACTIVE[$id]=$active
+                    UNIT_FILE_STATE[$id]=$file
+                fi
+                id="" active="" file=""
+                ;;
+        esac
+    done < <(systemctl show -p Id -p ActiveState -p UnitFileState "$@" 2>/dev/null || true; echo)
+}
+
+unit_active() {
+    [ "${UNIT_ACTIVE[$1]:-}" = active ] || systemctl is-active --quiet "$1"
+}
+
 ensure_enabled() {
+    [ "${UNIT_FILE_STATE[$1]:-}" = enabled ] && return 0
     if ! systemctl is-enabled --quiet "$1" 2>/dev/null; then
         systemctl enable --quiet "$1"
         changed "service $1 enabled"
@@ -336,11 +366,11 @@ install_nginx() {
         changed "removed the nginx default site"
     fi
     ensure_enabled nginx.service
-    if file_changed_under /etc/nginx/ || ! systemctl is-active --quiet nginx; then
+    if file_changed_under /etc/nginx/ || ! unit_active nginx.service; then
         if ! out=$(nginx -t -q 2>&1); then
             die "nginx configuration test failed, nginx not reloaded: ${out//$'\n'/ }"
         fi
-        if [ "$NGINX_FRESH" = 1 ] || ! systemctl is-active --quiet nginx; then
+        if [ "$NGINX_FRESH" = 1 ] || ! unit_active nginx.service; then
             # Just installed, the package started it with its default site (and
             # may still be starting, when a reload can be lost); nothing is
             # served yet, so a restart is safe and certain.
@@ -355,7 +385,7 @@ install_nginx() {
 # /.silver/health and /.silver/info: a socket-activated server running as www-data.
 install_status() {
     ensure_enabled silverlining-status.socket
-    if ! systemctl is-active --quiet silverlining-status.socket; then
+    if ! unit_active silverlining-status.socket; then
         systemctl start silverlining-status.socket
         changed "status pages socket started"
     fi
@@ -369,11 +399,13 @@ install_status() {
 # A failed renewal is recorded per hostname (silver query --certs), not fatal here.
 install_certs() {
     ensure_enabled silverlining-certs.timer
-    if ! systemctl is-active --quiet silverlining-certs.timer; then
+    if ! unit_active silverlining-certs.timer; then
         systemctl start silverlining-certs.timer
         changed "certificate renewal timer started"
     fi
     local out
+    # no certificate, nothing to renew: no need to start the node's Python for it
+    compgen -G "$CERTS/*/fullchain.pem" >/dev/null || return 0
     if ! out=$("$ENTRY" certs-renew 2>&1); then
         echo "warning: certificate renewal check failed: ${out//$'\n'/ }" >&2
     elif [[ "$out" == *'"renewed": ["'* ]]; then
@@ -417,6 +449,8 @@ setup() {
     install_run_dirs
     install_lib
     install_secret
+    read_unit_states silverlining-firewall.service nginx.service silverlining-status.socket \
+        silverlining-certs.timer
     install_firewall
     install_nginx
     install_status

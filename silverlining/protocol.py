@@ -34,15 +34,28 @@ class ProtocolError(ValueError):
     """Parameters that do not fit a command's definition."""
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True)
 class Command:
-    """A node command's parameters; the class says what the command is."""
+    """A node command's parameters; the class says what the command is.
+
+    A call is a value: once made it cannot be changed (``dataclasses.replace`` makes
+    another). Sealed here rather than by frozen dataclasses, whose generated methods
+    doubled the time every process on both sides spends importing this module."""
 
     NAME: ClassVar[str]
     HANDLER: ClassVar[str]        # "MODULE:FUNCTION" in silverlining.node
     Result: ClassVar[type]        # a TypedDict: the keys of the JSON answer
     RAW: ClassVar[bool] = False   # owns stdout; its exit status is the result
     STDIN: ClassVar[str] = ""     # what it reads on stdin (secrets travel there)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Each field is set once, by ``__init__``."""
+        if name in self.__dict__ or name not in self.__dataclass_fields__:
+            raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
 
     def encode(self) -> str:
         """The parameters that differ from their defaults, as one JSON object."""
@@ -95,14 +108,14 @@ def _checked(command: str, name: str, value: Any, kind: Any) -> Any:
 
 
 def command(cls: type[Command]) -> type[Command]:
-    """Declare a command: a frozen keyword-only dataclass, listed in ``COMMANDS``."""
-    cls = dataclass(frozen=True, kw_only=True)(cls)
+    """Declare a command: a keyword-only dataclass (sealed), listed in ``COMMANDS``."""
+    cls = dataclass(kw_only=True)(cls)
     assert cls.NAME not in COMMANDS, cls.NAME
     COMMANDS[cls.NAME] = cls
     return cls
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True)
 class Audited(Command):
     """A command that changes something: recorded in the node's audit log with who
     asked (``user@host`` of the CLI, filled in by ``NodeSession.send``)."""
@@ -110,7 +123,7 @@ class Audited(Command):
     who: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True)
 class Locked(Audited):
     """A change made under the app's lock, waiting for it up to ``lock_wait`` seconds."""
 
@@ -430,18 +443,21 @@ class QueryResult(TypedDict, total=False):
     apps: list[dict]
     routes: dict[str, dict]
     health: dict[str, dict]
+    certs: dict[str, dict]            # as CertsListResult's
     balancer: dict[str, dict]         # on a balancer node: what balancer-query answers
 
 
 @command
 class Query(Command):
-    """Apps (all, or those matching ``globs``), their versions and where they are live."""
+    """Apps (all, or those matching ``globs``), their versions and where they are live,
+    and the certificates of the hosts they are live at."""
 
     NAME = "query"
     HANDLER = "query:query"
     Result = QueryResult
     globs: tuple[str, ...] = ()
     health: bool = False              # what each live location's /.silver/health says
+    all_certs: bool = False           # every certificate on the node, not only those
 
 
 class AuditResult(TypedDict):

@@ -29,11 +29,13 @@ import json
 import os
 import pwd
 import re
+import secrets
 import selectors
 import shlex
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -478,7 +480,56 @@ def _end_with_parent() -> Callable[[], None] | None:
 
 
 def _spawn(argv: list[str], **kwargs) -> subprocess.Popen:
+    trace(f"start {_brief(argv)}")
     return subprocess.Popen(argv, preexec_fn=_end_with_parent(), **kwargs)
+
+
+# --- SILVER_TRACE: where a command's time goes -----------------------------------------
+
+TRACING = bool(os.environ.get("SILVER_TRACE"))
+
+
+def _process_start() -> float:
+    """When this process started, on the ``time.monotonic`` clock (Linux: from
+    /proc, so the interpreter's start and the imports count; elsewhere: now)."""
+    try:
+        with open("/proc/self/stat") as fh:
+            ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        started = ticks / os.sysconf("SC_CLK_TCK")
+        return time.monotonic() - (time.clock_gettime(time.CLOCK_BOOTTIME) - started)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.monotonic()
+
+
+_STARTED = _process_start() if TRACING else 0.0
+
+
+def trace(message: str) -> None:
+    """With ``SILVER_TRACE`` set: ``silver-trace: SECONDS MESSAGE`` on stderr, the seconds
+    since this process started. Every ssh, rsync and node progress line is traced,
+    which shows how a command's time divides between here, the wire and the node."""
+    if TRACING:
+        print(f"silver-trace: {time.monotonic() - _STARTED:7.3f} {message}", file=sys.stderr,
+              flush=True)
+
+
+def _traced(stream: Stream | None, label: str) -> Stream:
+    """``stream`` with each line traced as it arrives (the node's progress shows
+    when each of its steps happened)."""
+    def each(name: str, line: str) -> None:
+        trace(f"[{label}] {name}: {line[:160]}")
+        if stream is not None:
+            stream(name, line)
+    return each
+
+
+def _brief(argv: list[str]) -> str:
+    """A command line without ssh's options, for a trace line."""
+    if argv[:1] == ["ssh"]:
+        words = [w for i, w in enumerate(argv[1:], 1)
+                 if not w.startswith("-") and argv[i - 1] not in ("-o", "-F", "-i", "-l")]
+        return "ssh " + " ".join(words)[:160]
+    return " ".join(argv[:2] + argv[-2:])[:160]
 
 
 # --- what ssh's own errors mean ------------------------------------------------------
@@ -537,6 +588,7 @@ class SSH:
         self.control = control_path(user, address)
         self._ssh = ["ssh", *ssh_options(user, address, timeout), "-l", user]
         self._running: set[subprocess.Popen] = set()      # ends with ``close``
+        self._own: tuple[subprocess.Popen, Path] | None = None   # see ``open_own``
         self._connect()
 
     def _connect(self) -> None:
@@ -550,6 +602,7 @@ class SSH:
                 return
             with contextlib.suppress(FileNotFoundError):
                 self.control.unlink()       # a master that died left its socket
+            trace(f"logging in to {self.user}@{self.address} (master connection)")
             # stderr to a file: the master, once in the background, keeps no pipe open.
             with tempfile.TemporaryFile() as err:
                 try:
@@ -578,11 +631,54 @@ class SSH:
 
     def close(self) -> None:
         """End the commands still running through this object (Ctrl-C during a deploy):
-        their ssh goes, so the master closes their channels and the node sees its
-        client gone. The master itself outlives us, for the next command."""
+        their ssh goes, so the master closes their channels, and the connection of
+        their own (``open_own``) goes, so the node sees its client gone. The shared
+        master outlives us, for the next command."""
         for proc in list(self._running):
             with contextlib.suppress(ProcessLookupError):
                 proc.terminate()
+        if self._own is not None:
+            master, path = self._own
+            self._own = None
+            with contextlib.suppress(ProcessLookupError):
+                master.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                master.wait(5)
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+    def open_own(self) -> None:
+        """Start logging in, in the background, the connection the next ``run(own=True)``
+        will use: a master of ours alone (our child, so it ends with us), which
+        ``close`` ends. The login then overlaps the steps before that command (the
+        deploy's ``prepare``), where a connection made by the command itself would
+        come after them."""
+        if self._own is not None:
+            return
+        path = control_dir() / f"{_digest(self.address)}-o{secrets.token_hex(4)}"
+        try:
+            master = _spawn(["ssh", "-o", "ControlMaster=yes",
+                             "-o", f"ControlPath={_option_value(str(path))}",
+                             "-o", "ControlPersist=no", *self._ssh[1:], "-N", self.address],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+        except FileNotFoundError:
+            return          # run() says that ssh is missing
+        self._own = (master, path)
+
+    def _own_path(self) -> str:
+        """The ControlPath of a ``run(own=True)``: the master ``open_own`` started,
+        once it is up (else ``none``: the command then logs in by itself, and any
+        login failure is its own, told as usual)."""
+        if self._own is None:
+            return "none"
+        master, path = self._own
+        deadline = time.monotonic() + self.timeout * 3 + 10
+        while master.poll() is None and time.monotonic() < deadline:
+            if _master_alive(path):
+                return _option_value(str(path))
+            time.sleep(0.005)
+        return "none"
 
     def argv(self, argv: list[str], pty: bool = False, own: bool = False) -> list[str]:
         """The local ``ssh`` command line that runs ``argv`` (each element quoted);
@@ -590,7 +686,8 @@ class SSH:
         first value given for an option, so these come first)."""
         if not argv:
             raise ValueError("empty argv")
-        alone = ["-o", "ControlMaster=no", "-o", "ControlPath=none"] if own else []
+        alone = ["-o", "ControlMaster=no", "-o", f"ControlPath={self._own_path()}"] \
+            if own else []
         return ["ssh", *alone, *self._ssh[1:], *(["-tt"] if pty else []), self.address,
                 shlex.join(str(a) for a in argv)]
 
@@ -608,6 +705,8 @@ class SSH:
         """
         command = self.argv(argv, pty, own)
         data = input.encode() if isinstance(input, str) else input
+        if TRACING:
+            stream = _traced(stream, self.label)
         try:
             proc = _spawn(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     stdin=subprocess.DEVNULL if data is None
@@ -630,6 +729,7 @@ class SSH:
         if not finished:
             raise SilverError(f"[{self.label}] {argv[0]} timed out after {timeout:g}s")
         result = Result(proc.returncode, out.finish(), err.finish())
+        trace(f"end ssh {argv[:4]}: exit {result.status}")
         if result.status == 255:
             failure = _ssh_failure(self.label, self.user, self.address,
                                    result.stderr.splitlines()[-_STDERR_TAIL:])
@@ -874,6 +974,7 @@ def rsync(src: str, address: str, dest: str, *, user: str = "root",
             stats.files_transferred = int(m.group(1).replace(",", ""))
     status = proc.wait()
     reader.join()
+    trace(f"end rsync to {address}: exit {status}, {stats.bytes_sent} bytes sent")
     if status != 0:
         text = [line.strip() for line in stderr_lines if line.strip()]
         failure = _ssh_failure(label, user, address, text, via=" (rsync)")

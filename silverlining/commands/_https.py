@@ -148,16 +148,3 @@ def format_certs(certs: dict, renewals: bool) -> list[str]:
                      f"{'ok' if last['ok'] else 'FAILED: ' + last['message']}")
         lines.append(line)
     return lines
-
-
-def query_certs(session: NodeSession, routes: dict, everything: bool) -> dict:
-    """The node's certificates for the hosts these locations are served at (all of
-    them with ``everything``)."""
-    if everything:
-        return session.send(protocol.CertsList(), quiet=True)["certs"]
-    hosts = {loc.partition("/")[0].removeprefix(".") for loc in routes}
-    hosts = {h for h in hosts if tlscerts.HOSTNAME_RE.match(h)}
-    if not hosts:
-        return {}
-    hosts |= {f"www.{h}" for h in hosts}
-    return session.send(protocol.CertsList(hosts=tuple(sorted(hosts))), quiet=True)["certs"]

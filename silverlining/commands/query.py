@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from silverlining import protocol
 from silverlining.commands import _balanced
-from silverlining.commands._https import format_certs, query_certs
+from silverlining.commands._https import format_certs
 from silverlining.commands._remote import open_node
 from silverlining.console import Console
 
@@ -136,16 +136,15 @@ def run(console: Console, node: str, globs: tuple[str, ...], health: bool = Fals
         certs: bool = False) -> int:
     session = open_node(console, node, check=False)
     try:
-        result = session.send(protocol.Query(globs=tuple(globs), health=health), quiet=True)
-        live = {loc: e for loc, e in result.get("routes", {}).items() if e.get("version")}
-        found = query_certs(session, live, certs and not globs)
+        result = session.send(protocol.Query(globs=tuple(globs), health=health,
+                                             all_certs=certs and not globs), quiet=True)
     finally:
         session.close()
     lines = format_query(result)
     if sites := result.get("balancer"):
         _balanced.remember(sites, session.name)
         lines += format_balancer(sites, _member_versions(console, sites))
-    for line in lines + format_certs(found, renewals=certs):
+    for line in lines + format_certs(result.get("certs", {}), renewals=certs):
         console.out(line)
     unhealthy = 0
     for location, body in sorted(result.get("health", {}).items()):

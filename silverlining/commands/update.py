@@ -427,11 +427,16 @@ def upload_and_deploy(session: NodeSession, plan: Plan, reserved: dict,
 def deploy_to(console: Console, node: str, plan: Plan, ask: bool = False) -> Outcome:
     started = time.monotonic()
     session = open_node(console, node, check=False)
+    registry = NodeRegistry()
     try:
+        if not (plan.may_skip and
+                registry.deployed(session.name, str(plan.location)) == plan.fingerprint):
+            session.ssh.open_own()      # the deploy's own connection logs in meanwhile
         reserved, values = prepare(session, plan, ask)
         if live := reserved.get("unchanged"):
             console.step(session.name, f"nothing changed: {plan.app}.{live} stays live at "
                          f"{plan.location} (--force deploys these files again)")
+            registry.add_location(session.name, str(plan.location), plan.fingerprint)
             return Outcome(session.name, live, None, 0, 0, time.monotonic() - started,
                            unchanged=True)
         version = reserved["version"]
@@ -445,7 +450,7 @@ def deploy_to(console: Console, node: str, plan: Plan, ask: bool = False) -> Out
     finally:
         session.close()
     console.step(session.name, f"{plan.app}.{version} is live at {plan.location}")
-    NodeRegistry().add_location(session.name, str(plan.location))
+    registry.add_location(session.name, str(plan.location), plan.fingerprint)
     return Outcome(session.name, version, result.get("previous"), stats.bytes_sent,
                    stats.files_transferred, time.monotonic() - started)
 

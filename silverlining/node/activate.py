@@ -40,9 +40,9 @@ def resolve(location: str, spec: str) -> tuple[str, str]:
 def _check_and_start(args: protocol.Activate, app: str, version: str, location: str, host: str,
                      meta: dict) -> None:
     """The kept instance runs and passes the health gate, or is stopped again."""
-    was_running = instances.is_active(app, version)
+    was_running = False
     try:
-        instances.start(app, version)
+        was_running = instances.start_kept(app, version)
         _, slash, rest = location.partition("/")
         prefix = slash + rest
         instances.wait_ready(app, version, host, prefix,

@@ -216,10 +216,36 @@ def start(app: str, version: str) -> None:
     systemctl("start", unit_name(app, version))
 
 
+def start_kept(app: str, version: str) -> bool:
+    """Start a kept instance (a rollback), or keep it if it still drains: its stop is
+    cancelled. Returns whether it was running. One ``systemctl show`` says what is
+    needed, so a running instance with no stop scheduled needs no further call."""
+    unit, stop = unit_name(app, version), stop_unit_name(app, version)
+    states = units_state(unit, f"{stop}.timer", f"{stop}.service")
+    timer, service = states[f"{stop}.timer"], states[f"{stop}.service"]
+    if timer.active in ("active", "activating"):
+        systemctl("stop", f"{stop}.timer", check=False)
+    if "failed" in (timer.active, service.active):
+        systemctl("reset-failed", f"{stop}.timer", f"{stop}.service", check=False)
+    running = states[unit].active == "active"
+    # a stop scheduled, or already under way, is undone by a start
+    if not running or timer.active != "inactive" or service.active != "inactive":
+        systemctl("start", unit)
+    return running
+
+
+def boot_links(action: str, unit: str, check: bool = True) -> None:
+    """``enable`` or ``disable`` a unit for the next boot: its links only, made by
+    ``systemctl --root=/`` without asking the manager, which reads them at boot.
+    Through the manager (even with ``--no-reload``) every unit then reports
+    ``NeedDaemonReload=yes`` until a ``daemon-reload`` (systemd 257), so the next
+    deploy's ``load_units`` would pay a whole-manager reload for nothing."""
+    systemctl("--root=/", action, "--quiet", unit, check=check)
+
+
 def enable(app: str, version: str) -> None:
-    """Started at boot from now on. ``--no-reload``: the manager reads the links at
-    boot, so reloading it now would only cost time."""
-    systemctl("enable", "--quiet", "--no-reload", unit_name(app, version))
+    """Started at boot from now on."""
+    boot_links("enable", unit_name(app, version))
 
 
 def stop_now(app: str, version: str) -> None:
@@ -227,7 +253,7 @@ def stop_now(app: str, version: str) -> None:
     at once, not given the graceful stop a hung app would sit out to its timeout."""
     unit = unit_name(app, version)
     cancel_stop(app, version)
-    systemctl("disable", "--quiet", "--no-reload", unit, check=False)
+    boot_links("disable", unit, check=False)
     systemctl("kill", "--signal=SIGKILL", unit, check=False)
     systemctl("stop", unit, check=False)
     systemctl("reset-failed", unit, check=False)
@@ -237,7 +263,7 @@ def stop_later(app: str, version: str, delay: int = DRAIN_SECONDS) -> None:
     """Disable now (a reboot will not start it), stop after the drain period."""
     unit = unit_name(app, version)
     cancel_stop(app, version)
-    systemctl("disable", "--quiet", "--no-reload", unit, check=False)
+    boot_links("disable", unit, check=False)
     run(["systemd-run", "--quiet", f"--unit={stop_unit_name(app, version)}",
          f"--on-active={delay}", "--timer-property=AccuracySec=1s",
          "/bin/systemctl", "stop", unit], what=f"scheduling the stop of {unit}")
@@ -262,11 +288,22 @@ class UnitState:
         return self.active == "failed" or self.sub in ("auto-restart", "failed")
 
 
+def units_state(*units: str) -> dict[str, UnitState]:
+    """The state of each unit, from one ``systemctl show`` (a unit systemd does not
+    know is ``inactive``/``dead``)."""
+    out = systemctl("show", "-p", "Id", "-p", "ActiveState", "-p", "SubState", *units,
+                    check=False).stdout
+    found = {unit: UnitState("unknown", "unknown") for unit in units}
+    for block in out.split("\n\n"):
+        values = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        if values.get("Id") in found:
+            found[values["Id"]] = UnitState(values.get("ActiveState", "unknown"),
+                                            values.get("SubState", "unknown"))
+    return found
+
+
 def unit_state(app: str, version: str) -> UnitState:
-    out = systemctl("show", "-p", "ActiveState", "-p", "SubState",
-                     unit_name(app, version), check=False).stdout
-    values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    return UnitState(values.get("ActiveState", "unknown"), values.get("SubState", "unknown"))
+    return units_state(unit_name(app, version))[unit_name(app, version)]
 
 
 def is_active(app: str, version: str) -> bool:
@@ -356,22 +393,22 @@ def wait_ready(app: str, version: str, host: str, prefix: str = "",
     checked = [0.0]
 
     def answers() -> bool:
+        if socket_path(app, version).exists():
+            try:
+                request(app, version, "/", host, prefix=prefix,
+                        timeout=max(1.0, deadline - time.monotonic()))
+                return True
+            except OSError as exc:
+                last[0] = str(exc) or type(exc).__name__
         now = time.monotonic()
-        if now - checked[0] >= 0.25:     # asking systemd costs more than a look at the socket
+        # while it does not answer; asking systemd costs more than a look at the socket
+        if now - checked[0] >= 0.25:
             checked[0] = now
             state = unit_state(app, version)
             if state.crashed:
                 raise _fail(app, version, f"{name} exited while starting ({state.active}/"
                             f"{state.sub}); the old version keeps serving")
-        if not socket_path(app, version).exists():
-            return False
-        try:
-            request(app, version, "/", host, prefix=prefix,
-                    timeout=max(1.0, deadline - time.monotonic()))
-            return True
-        except OSError as exc:
-            last[0] = str(exc) or type(exc).__name__
-            return False
+        return False
 
     wait_until(answers, timeout, 0.02, failed=lambda: _fail(
         app, version, f"{name} did not answer on its socket within {timeout:g}s "

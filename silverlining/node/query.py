@@ -11,9 +11,9 @@ import pwd
 import socket
 import subprocess
 
-from silverlining import protocol
+from silverlining import protocol, tlscerts
 from silverlining.appconfig import Limits
-from silverlining.node import balancer, jobs, slices, status
+from silverlining.node import balancer, certs, jobs, slices, status
 from silverlining.node._state import AppState, all_apps, load_routes
 from silverlining.node._util import app_user
 from silverlining.node.data import list_backups
@@ -64,7 +64,8 @@ def query(call: protocol.Query) -> protocol.QueryResult:
                      "disk": app_sizes(app, [v["version"] for v in versions])})
     shown = {loc: e for loc, e in sorted(routes.items())
              if any(a["app"] == e.get("app") for a in apps)}
-    result = {"node": socket.getfqdn(), "apps": apps, "routes": shown}
+    result = {"node": socket.getfqdn(), "apps": apps, "routes": shown,
+              "certs": served_certs(shown, call.all_certs)}
     if sites := balancer.load():        # a balancer node: what it fronts
         result["balancer"] = balancer.query(protocol.BalancerQuery())["sites"] \
             if not call.globs else {loc: s for loc, s in sites.items()
@@ -74,3 +75,17 @@ def query(call: protocol.Query) -> protocol.QueryResult:
         result["health"] = {loc: status.health(loc)[1] for loc, e in shown.items()
                             if e.get("version")}
     return result
+
+
+def served_certs(routes: dict, everything: bool) -> dict:
+    """The certificates of the hosts these locations are live at (and their www.
+    names), or every one on the node; in the same answer, so ``silver query`` is one
+    round trip."""
+    if everything:
+        return certs.list_certs()["certs"]
+    hosts = {loc.partition("/")[0].removeprefix(".") for loc, e in routes.items()
+             if e.get("version")}
+    hosts = {h for h in hosts if tlscerts.HOSTNAME_RE.match(h)}
+    if not hosts:
+        return {}
+    return certs.list_certs(sorted(hosts | {f"www.{h}" for h in hosts}))["certs"]

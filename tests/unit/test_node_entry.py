@@ -50,6 +50,17 @@ def test_parameters_travel_as_json_and_come_back_the_same():
     assert protocol.CertsRenew.decode('{"renew_within": 60}').renew_within == 60.0
 
 
+def test_a_call_is_a_value_that_cannot_change():
+    call = protocol.Reserve(app="shop", who="me@here")
+    for name in ("app", "who", "extra"):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(call, name, "x")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del call.app
+    assert vars(call) == {"who": "me@here", "lock_wait": 300.0, "app": "shop", "source": None}
+    assert dataclasses.replace(call, app="other").app == "other" and call.app == "shop"
+
+
 @pytest.mark.parametrize("cls, text, message", [
     (protocol.Deploy, '{"app": "a", "version": "v1"}', "missing location"),
     (protocol.Deploy, '{"app": "a", "version": "v1", "location": "x", "nope": 1}',
