@@ -23,6 +23,7 @@ import pytest
 
 from tests.integration.test_balancer import get
 from tests.integration.test_https import Pebble, curl
+from tests.unit.test_https import selfsigned
 
 pytestmark = pytest.mark.node
 
@@ -150,3 +151,26 @@ def test_renewal_at_the_balancer_serves_the_new_certificate(cluster, pebble):
     result = json.loads(out.strip().splitlines()[-1])
     assert result["renewed"] == [HOST] and not result["failed"], out
     assert served(lb.address, pebble.issuer_root) != before      # HAProxy reloaded
+
+
+def test_your_own_certificate_is_served_at_the_balancer(node_env, cluster, tmp_path):
+    """``--cert/--key`` on a balanced location: checked on this machine, installed on
+    the balancer only, served there; the key is never printed."""
+    lb, web = cluster[LB], cluster[WEB]
+    host = "own-tls.test"
+    cert, key = tmp_path / "own.pem", tmp_path / "own.key"
+    selfsigned(cert, key, host)
+    app = tmp_path / "own"
+    app.mkdir()
+    (app / "app.ini").write_text("[production]\napp_name = owntls\nrunner = main.py\n")
+    (app / "main.py").write_text(APP)
+    proc = node_env.silver("-y", "update", str(app), host, "--node", WEB, "--balancer", LB,
+                           "--cert", str(cert), "--key", str(key), "--noetchosts", check=True)
+    assert f"HTTPS for {host}: certificate installed" in proc.stderr, proc.stderr
+    assert key.read_text().split("\n")[1] not in proc.stdout + proc.stderr
+    status, headers, body = curl(lb, host, cert)                   # verified: our own cert
+    assert status == 0 and headers["status"] == "200", headers
+    assert json.loads(body)["scheme"] == "https"
+    assert lb.root(f"stat -c '%a %U' /etc/haproxy/silver-certs/{host}.pem").split() == \
+        ["600", "root"]
+    assert web.root("ls /etc/silverlining/certs 2>/dev/null | wc -l").strip() == "0"
