@@ -101,3 +101,23 @@ def remove(location: str) -> None:
         data = _all()
         if data.pop(location, None) is not None:
             write_json_atomic(path, data)
+
+
+def forget_node(name: str) -> list[str]:
+    """Drop a destroyed node from every location: a location whose balancer it was is
+    forgotten whole, otherwise it stops being a member. Returns what changed, to say so."""
+    path = _path()
+    changed: list[str] = []
+    with locked(path.with_suffix(".lock")):
+        data = _all()
+        for location, entry in list(data.items()):
+            members = list(entry.get("members", []))
+            if entry.get("balancer") == name or members == [name]:
+                del data[location]
+                changed.append(f"forgot balanced location {location}")
+            elif name in members:
+                entry["members"] = [m for m in members if m != name]
+                changed.append(f"no longer a member of {location}")
+        if changed:
+            write_json_atomic(path, data)
+    return changed

@@ -2,7 +2,8 @@
 
 Besides the provider's node, the DNS records and SSH key create-node
 registered for it (a key only when no other node uses it), its registry
-entry, recorded host key and our /etc/hosts line go too, so a new node that
+entry, recorded host key, its place in balanced locations and our /etc/hosts
+line go too, so a new node that
 gets the same name or address starts clean instead of tripping over a stale
 host key.
 """
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 from libcloud.compute.base import Node, NodeDriver
 
-from silverlining import etchosts, transport
+from silverlining import etchosts, topology, transport
 from silverlining.console import Console
 from silverlining.errors import SilverError, UsageError
 from silverlining.inifile import suggest
@@ -80,6 +81,8 @@ def _destroy(console: Console, registry: NodeRegistry, target: Target) -> None:
     if target.address:
         transport.forget_host_key(target.address)
     registry.remove(target.name)
+    for what in topology.forget_node(target.name):
+        console.step(target.name, what)
     try:
         if etchosts.remove(target.name) == "removed":
             console.step(target.name, f"removed from {etchosts.hosts_path()}")

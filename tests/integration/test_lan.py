@@ -132,7 +132,7 @@ def test_several_nodes_refuse_node_disk_services(node_env, node_a, node_b, tmp_p
     (app / "main.py").write_text("")
     (app / "app.ini").write_text("[production]\napp_name = shop\nrunner = main.py\n"
                                  "service.files =\nservice.postgresql =\n")
-    proc = node_env.silver("-y", "update", str(app), "shop.test", "--node", node_a.name,
+    proc = node_env.silver("-y", "update", str(app), "lanshop.test", "--node", node_a.name,
                            "--node", node_b.name, "--noetchosts")
     assert proc.returncode == 2, proc.stderr
     expected = (f"silver: error: service.files in {app / 'app.ini'} "

@@ -280,3 +280,15 @@ def test_a_batch_of_every_member_is_not_drained():
     lb = FakeBalancer("100%")
     roll(Quiet(), lb, ["w1", "w2"], _change(), _back([]))
     assert lb.calls == [("ready", ("w1", "w2"))]
+
+
+def test_a_destroyed_node_leaves_the_topology(tmp_path, monkeypatch):
+    monkeypatch.setenv("SILVER_HOME", str(tmp_path))
+    topology.put(topology.Topology("shop.test", "lb1", ["web1", "web2"], "1", "shop"))
+    topology.put(topology.Topology("blog.test", "lb2", ["web2"], "1", "blog"))
+    assert set(topology.forget_node("web2")) == {"no longer a member of shop.test",
+                                                 "forgot balanced location blog.test"}
+    assert topology.get("shop.test").members == ["web1"]
+    assert topology.get("blog.test") is None
+    assert topology.forget_node("lb1") == ["forgot balanced location shop.test"]
+    assert topology.forget_node("lb1") == []
