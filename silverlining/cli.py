@@ -214,7 +214,11 @@ def setup_node_cmd(ctx, hosts):
                    "at once); remembered.")
 @click.option("--remove-node", "remove_nodes", multiple=True, metavar="NODE",
               shell_complete=complete_nodes,
-              help="Take this member out of the balanced location (drained first).")
+              help="Take this member out of the balanced location (drained first), or out "
+                   "of those a services node admits.")
+@click.option("--services-node", metavar="NODE", shell_complete=complete_nodes,
+              help="Keep the app's PostgreSQL/PostGIS on this node, shared by the members "
+                   "over TLS (docs/services-node.md); remembered.")
 @click.option("--name", metavar="NAME", help="App name to deploy as (default: app_name in app.ini).")
 @click.option("--config", "config_dir", type=click.Path(file_okay=False, exists=True),
               help="Deployment config directory (SILVER_APP_CONFIG on the node).")
@@ -241,8 +245,8 @@ def setup_node_cmd(ctx, hosts):
               help="The private key of --cert (PEM); sent over SSH, kept root-only.")
 @yes_option("whether to point the location's host at the node (DNS zone or /etc/hosts)")
 @click.pass_context
-def update_cmd(ctx, app_dir, location, host, nodes, balancer, batch, remove_nodes, name,
-               config_dir, clear, backup, force, refresh_deps, noetchosts, params, param_files,
+def update_cmd(ctx, app_dir, location, host, nodes, balancer, batch, remove_nodes,
+               services_node, name, config_dir, clear, backup, force, refresh_deps, noetchosts, params, param_files,
                lock_wait, dns, https, cert, key):
     """Deploy APP_DIR to LOCATION (HOST[/PATH]) with zero downtime.
 
@@ -255,7 +259,8 @@ def update_cmd(ctx, app_dir, location, host, nodes, balancer, batch, remove_node
              config_dir=config_dir, clear=clear, backup=backup, force=force,
              refresh_deps=refresh_deps, noetchosts=noetchosts, lock_wait=lock_wait, params=params,
              param_files=param_files, dns=dns, https=https, cert=cert, key=key,
-             balancer=balancer, batch=batch, remove_nodes=remove_nodes)
+             balancer=balancer, batch=batch, remove_nodes=remove_nodes,
+             services_node=services_node)
 
 
 @silver.command("params")

@@ -513,6 +513,7 @@ class Backup(Locked):
     Result = BackupResult
     location: str
     remote: str | None = None
+    of_version: str | None = None     # the live version whose data this is (update --backup)
 
 
 @command
@@ -559,6 +560,7 @@ class Restore(Locked):
     location: str
     upload: str | None = None
     remote: str | None = None
+    data_of: str | None = None        # the newest backup of this version's data (services node)
     force_app: bool = False
 
 
@@ -779,6 +781,7 @@ class BalancerApply(Audited):
     batch: str = ""
     remove: bool = False
     https: str = ""                   # off, auto, required (empty: as recorded)
+    services: str = ""                # the location's services node (empty: as recorded)
 
 
 @command
@@ -819,3 +822,60 @@ class BalancerQuery(Command):
     HANDLER = "balancer:query"
     Result = BalancerResult
     location: str | None = None
+
+
+# --- services nodes (docs/services-node.md) ------------------------------------------
+
+class ServicesHostResult(TypedDict):
+    app: str
+    location: str
+    services: list[str]
+    members: dict[str, str]           # name -> address admitted
+    postgresql: dict[str, str]        # dbname, user, run_user, port (no secrets)
+
+
+@command
+class ServicesHost(Locked):
+    """On a services node: serve an app's databases to a location's members over TLS
+    (the server installed and given its certificate first); only the members get in
+    (pg_hba.conf and the node firewall)."""
+
+    NAME = "services-host"
+    HANDLER = "hosting:host"
+    Result = ServicesHostResult
+    STDIN = ("JSON: app_ini (the app's app.ini), cert and key (PEM: this node's server "
+             "certificate), passwords ({ROLE: password})")
+    app: str
+    location: str
+    members: tuple[str, ...] = ()     # NAME=ADDRESS, as this node sees them
+    add: bool = False                 # added to the members recorded (else: these only)
+    drop: tuple[str, ...] = ()        # member names no longer admitted
+
+
+@command
+class ServicesUse(Locked):
+    """On a member: the app's databases are on a services node; record how to reach
+    them (verified TLS) and the CA that signs the services node's certificate."""
+
+    NAME = "services-use"
+    HANDLER = "hosting:use"
+    Result = Nothing
+    STDIN = ("JSON: ca (PEM), postgresql (node, host, port, dbname, user, password, "
+             "run_user, run_password)")
+    app: str
+
+
+class ServicesMembersResult(TypedDict):
+    app: str
+    members: list[str]
+
+
+@command
+class ServicesMembers(Command):
+    """On a services node: the app it holds databases for at a location, and the
+    members it admits."""
+
+    NAME = "services-members"
+    HANDLER = "hosting:members_cmd"
+    Result = ServicesMembersResult
+    location: str

@@ -5,6 +5,7 @@ tars of the file services) into a ``.tar.gz`` with a manifest of sha256 per
 part. ``DEST`` is a local file (default ``./APP-TIME.tar.gz``; a directory
 gets that name inside) fetched with rsync and checked here, or
 ``remote:NAME`` to keep it on the node (for ``silver restore remote:NAME``).
+A location whose databases are on a services node is backed up there.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 
 from silverlining import protocol
 from silverlining.backups import BackupError, check_name, verify
-from silverlining.commands._remote import node_for, open_node
+from silverlining.commands._remote import open_node
+from silverlining.commands._services import data_node
 from silverlining.console import Console
 from silverlining.errors import SilverError, UsageError
 from silverlining.locations import parse_location
@@ -47,7 +49,7 @@ def run(console: Console, location: str, dest: str | None, node: str | None) -> 
             raise UsageError(f"{dest} exists: give a new file name or a directory")
         if not target.is_dir() and not target.parent.is_dir():
             raise UsageError(f"{target.parent} is not a directory")
-    session = open_node(console, node_for(loc, node))
+    session = open_node(console, data_node(loc, node)[0])
     try:
         result = session.send(protocol.Backup(location=str(loc), remote=remote or None),
                               timeout=None)
