@@ -461,6 +461,23 @@ def clear_cmd(ctx, location, node):
     dispatch(ctx, "clear", location=location, node=node)
 
 
+@silver.command("create-replica")
+@click.argument("primary", shell_complete=complete_nodes)
+@click.argument("replica", shell_complete=complete_nodes)
+@click.pass_context
+def create_replica_cmd(ctx, primary, replica):
+    """Make REPLICA a PostgreSQL streaming replica of the services node PRIMARY."""
+    dispatch(ctx, "create_replica", primary=primary, replica=replica)
+
+
+@silver.command("promote")
+@click.argument("replica", shell_complete=complete_nodes)
+@click.pass_context
+def promote_cmd(ctx, replica):
+    """Make a replica the primary and re-point its apps' members (rolling restart)."""
+    dispatch(ctx, "promote", replica=replica)
+
+
 @silver.command("doctor")
 @click.argument("node_names", metavar="[NODE]...", nargs=-1, shell_complete=complete_nodes)
 @click.pass_context

@@ -879,3 +879,93 @@ class ServicesMembers(Command):
     HANDLER = "hosting:members_cmd"
     Result = ServicesMembersResult
     location: str
+
+
+class ReplicaPrimaryResult(TypedDict):
+    port: str
+    slot: str
+    hosted: dict[str, dict]           # app -> {app_ini, record}: what the replica will hold
+
+
+@command
+class ReplicaPrimary(Audited):
+    """On a services node: let a streaming replica in (its replication role, a slot,
+    pg_hba.conf and the firewall for its address)."""
+
+    NAME = "replica-primary"
+    HANDLER = "replica:primary"
+    Result = ReplicaPrimaryResult
+    STDIN = "JSON: password (the replication role's), cert and key (PEM: this node's)"
+    replica: str
+    address: str                      # the replica's, as this node sees it
+
+
+class ReplicaFollowResult(TypedDict):
+    primary: str
+    state: str
+
+
+@command
+class ReplicaFollow(Audited):
+    """On a node of its own: become a streaming replica of a services node's PostgreSQL
+    (pg_basebackup over verified TLS), holding the same apps' databases."""
+
+    NAME = "replica-follow"
+    HANDLER = "replica:follow"
+    Result = ReplicaFollowResult
+    STDIN = ("JSON: password (the replication role's), ca, cert and key (PEM: this "
+             "node's), hosted (the primary's records)")
+    primary: str
+    address: str                      # the primary's, as this node sees it
+    port: str
+    slot: str
+
+
+class ReplicaPromoteResult(TypedDict):
+    was_replica_of: str
+    hosted: dict[str, ServicesHostResult]
+
+
+@command
+class ReplicaPromote(Audited):
+    """On a replica: once it has replayed ``wait_lsn`` (the fenced primary's last
+    write), become the primary and serve its apps' databases to their members."""
+
+    NAME = "replica-promote"
+    HANDLER = "replica:promote"
+    Result = ReplicaPromoteResult
+    STDIN = "JSON: passwords ({ROLE: password}), cert and key (PEM: this node's)"
+    wait_lsn: str | None = None
+
+
+class ServicesFenceResult(TypedDict):
+    lsn: str
+
+
+@command
+class ServicesFence(Audited):
+    """On a services node whose replica takes over: admit no member any more, end the
+    apps' sessions, and say where its write-ahead log ends."""
+
+    NAME = "services-fence"
+    HANDLER = "replica:fence"
+    Result = ServicesFenceResult
+
+
+class ReplicaStatusResult(TypedDict, total=False):
+    role: str                         # primary, replica (absent: no PostgreSQL here)
+    primary: str
+    state: str
+    lag_bytes: int
+    lag_seconds: float
+    replicas: list[dict]
+
+
+@command
+class ReplicaStatus(Command):
+    """This node's PostgreSQL replication: its replicas and their lag, or its primary
+    and how far behind it is."""
+
+    NAME = "replica-status"
+    HANDLER = "replica:status_cmd"
+    Result = ReplicaStatusResult

@@ -115,6 +115,12 @@ def services_node(location: str) -> str | None:
     return entry["node"] if entry else None
 
 
+def services_locations(node: str) -> dict[str, str]:
+    """The locations whose databases ``node`` holds, and their apps."""
+    return {loc: e.get("app", "") for loc, e in _all(_services_path()).items()
+            if e.get("node") == node}
+
+
 def put_services_node(location: str, node: str, app: str) -> None:
     path = _services_path()
     with locked(path.with_suffix(".lock")):

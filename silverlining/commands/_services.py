@@ -76,27 +76,33 @@ def host(console: Console, node: str, config: AppConfig, app: str, location: Loc
             input=stdin)
     finally:
         session.close()
-    pg = result["postgresql"]
-    role = pg["user"]
-
-    def use(member: str) -> None:
-        values = {**pg, "node": node, "host": reach[member], "password": secrets[role],
-                  "run_password": secrets[pg["run_user"]]}
-        s = open_node(console, member, check=False)
-        try:
-            s.send(protocol.ServicesUse(app=app), quiet=True,
-                   input=json.dumps({"ca": cert.ca, "services": result["services"],
-                                     "postgresql": values}))
-        finally:
-            s.close()
-
-    for member, r in parallel(use, members).items():
-        if isinstance(r, SilverError):
-            raise SilverError(f"{member}: {r.message}")
+    tell_members(console, node, app, result, members, cert.ca)
     topology.put_services_node(str(location), node, app)
     console.step(node, f"{app}'s {', '.join(result['services'])} for "
                  f"{', '.join(sorted(result['members'])) or 'no member'} (TLS)")
     return result
+
+
+def tell_members(console: Console, node: str, app: str, held: dict, members: list[str],
+                 ca: str) -> None:
+    """``services-use`` on each of ``members``: the app's databases are on ``node``
+    (``held``: its ``services-host`` answer), reached at its address as each sees it."""
+    pg, secrets = held["postgresql"], passwords(app)
+
+    def use(member: str) -> None:
+        values = {**pg, "node": node, "host": nodes.peer_address(node, from_node=member),
+                  "password": secrets[pg["user"]], "run_password": secrets[pg["run_user"]]}
+        session = open_node(console, member, check=False)
+        try:
+            session.send(protocol.ServicesUse(app=app), quiet=True,
+                         input=json.dumps({"ca": ca, "services": held["services"],
+                                           "postgresql": values}))
+        finally:
+            session.close()
+
+    for member, r in parallel(use, members).items():
+        if isinstance(r, SilverError):
+            raise SilverError(f"{member}: {r.message}")
 
 
 def data_node(location: Location, node: str | None) -> tuple[str, bool]:

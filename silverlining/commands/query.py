@@ -92,8 +92,26 @@ def format_query(result: dict) -> list[str]:
             if details:
                 lines.append("        " + "; ".join(details))
             lines += format_jobs(v.get("jobs") or {})
-    if not result["apps"] and not result.get("balancer"):
+    lines += format_services_node(result.get("hosted", {}), result.get("replication", {}))
+    if not (result["apps"] or result.get("balancer") or result.get("hosted")):
         lines.append("no apps")
+    return lines
+
+
+def format_services_node(hosted: dict, replication: dict) -> list[str]:
+    """What a services node holds, for whom, and its replication with the lag."""
+    lines = []
+    for app, held in sorted(hosted.items()):
+        whom = ", ".join(held["members"]) or "no member"
+        lines.append(f"databases of {app} for {held['location']}: "
+                     + ("fenced (its replica took over)" if held.get("fenced") else whom))
+    if replication.get("role") == "replica":
+        lines.append(f"replica of {replication['primary']}: {replication['state']}, "
+                     f"{replication['lag_bytes']} bytes received but not yet replayed")
+    for r in replication.get("replicas", []):
+        lag = (f", {r['lag_bytes']} bytes and {r['lag_seconds'] * 1000:.0f} ms behind"
+               if "lag_bytes" in r else "")
+        lines.append(f"replica {r['name']}: {r['state']}{lag}")
     return lines
 
 

@@ -28,17 +28,19 @@ from silverlining.appconfig import AppConfig
 from silverlining.errors import SilverError
 from silverlining.locations import HOSTNAME_RE
 from silverlining.node import audit, paths
+from silverlining.node._env import repoint_versions
 from silverlining.node._errors import NodeError
 from silverlining.node._state import app_lock, location_key
 from silverlining.node._util import check_app, ensure_app_user
 from silverlining.node.base import make_dir, node_lock, run, say, write_atomic
 from silverlining.services import SERVICE_NAMES, get_service
 
+REPLICATION = "replication.json"        # HOSTED/replication.json: replicas, or the primary
 FIREWALL_FILE = "services.nft"
 FIREWALL_SET = "inet silverlining service_peers"
 
 
-def _read_stdin() -> dict:
+def read_stdin() -> dict:
     try:
         data = json.loads(sys.stdin.buffer.read() or b"{}")
     except ValueError:
@@ -61,6 +63,21 @@ def load(app: str) -> dict:
 
 def _save(app: str, record: dict) -> None:
     write_atomic(_record_path(app), json.dumps(record, indent=1, sort_keys=True) + "\n",
+                 mode=0o600)
+
+
+def replication() -> dict:
+    """``{"replicas": {NAME: ADDRESS}}`` on a primary, ``{"primary": {name, address,
+    port}}`` on a replica (node/replica.py)."""
+    try:
+        return json.loads((paths.HOSTED / REPLICATION).read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def save_replication(record: dict) -> None:
+    make_dir(paths.HOSTED, 0, 0, 0o700)
+    write_atomic(paths.HOSTED / REPLICATION, json.dumps(record, sort_keys=True) + "\n",
                  mode=0o600)
 
 
@@ -89,6 +106,25 @@ def at(location: str) -> str | None:
         if load(app).get("location") == location:
             return app
     return None
+
+
+def keep_record(app: str, app_ini: str, record: dict) -> None:
+    """A primary's record of ``app``, kept on its replica (node/replica.py)."""
+    make_dir(paths.HOSTED, 0, 0, 0o700)
+    make_dir(paths.HOSTED / check_app(app), 0, 0, 0o700)
+    write_atomic(paths.HOSTED / app / "app.ini", app_ini, mode=0o600)
+    _save(app, record)
+
+
+def fence(app: str) -> None:
+    """Admit none of ``app``'s members any more (its replica takes over)."""
+    _save(app, {**load(app), "fenced": True})
+
+
+def unfence(app: str) -> None:
+    record = load(app)
+    record.pop("fenced", None)
+    _save(app, record)
 
 
 def add_backup(app: str, name: str, of_version: str) -> None:
@@ -125,10 +161,11 @@ def _members(texts: tuple[str, ...]) -> dict[str, str]:
 def host(call: protocol.ServicesHost) -> protocol.ServicesHostResult:
     """``services-host``: the app's databases here, for its location's members."""
     app, location = check_app(call.app), location_key(call.location)
-    given = _read_stdin()
+    given = read_stdin()
     members = _members(call.members)
-    ensure_app_user(app)            # its credentials files are the app's group's, as anywhere
+    _, gid = ensure_app_user(app)   # its credentials files are the app's group's, as anywhere
     with app_lock(app, call.lock_wait):
+        make_dir(paths.DATA / app, 0, gid, 0o751)
         other = at(location)
         if other not in (None, app):
             raise NodeError(f"this node holds {other}'s databases for {location}, not {app}'s")
@@ -164,18 +201,21 @@ def host(call: protocol.ServicesHost) -> protocol.ServicesHostResult:
 
 
 def admit() -> None:
-    """Every hosted app's members into their own databases, nobody else: each
-    service's access list, then the firewall's set of (address, port)."""
+    """Every hosted app's members into their own databases (not those of a fenced
+    app: its databases moved to a replica), and the replicas to replication, nobody
+    else: each service's access list, then the firewall's set of (address, port)."""
     peers: dict[str, dict[str, list[str]]] = {}
     for app in hosted_apps():
         _, services = config(app)
-        addresses = sorted(load(app).get("members", {}).values())
+        record = load(app)
+        addresses = [] if record.get("fenced") else sorted(record.get("members", {}).values())
         for name in services:
             peers.setdefault(name, {})[app] = addresses
+    replicas = sorted(replication().get("replicas", {}).values())
     allowed: set[tuple[str, int]] = set()
     for name, apps in peers.items():
-        for port in get_service(name).admit(apps):
-            allowed |= {(a, port) for addresses in apps.values() for a in addresses}
+        for port in get_service(name).admit(apps, replicas):
+            allowed |= {(a, port) for addresses in [*apps.values(), replicas] for a in addresses}
     elements = ", ".join(f"{a} . {p}" for a, p in sorted(allowed))
     text = (f"# silverlining: who reaches this services node's databases (docs/services-node.md)\n"
             f"flush set {FIREWALL_SET}\n"
@@ -190,7 +230,7 @@ def admit() -> None:
 def use(call: protocol.ServicesUse) -> protocol.Nothing:
     """``services-use``: on a member, the app's databases are on a services node."""
     app = check_app(call.app)
-    given = _read_stdin()
+    given = read_stdin()
     _, gid = ensure_app_user(app)
     with app_lock(app, call.lock_wait):
         make_dir(paths.DATA / app, 0, gid, 0o751)
@@ -200,10 +240,17 @@ def use(call: protocol.ServicesUse) -> protocol.Nothing:
         services = given.get("services")
         if not isinstance(values, dict) or not isinstance(services, list):
             raise NodeError("services-use: give services and the postgresql values")
+        view = SimpleNamespace(app_name=app)
         for name in services:
             if name not in SERVICE_NAMES or not get_service(name).hostable:
                 raise NodeError(f"services-use: {name} is not on a services node")
-            get_service(name).use_remote(SimpleNamespace(app_name=app), paths, values, ca)
+            get_service(name).use_remote(view, paths, values, ca)
+        # kept versions too: a rollback reaches the database where it is now
+        moved = repoint_versions(app, "CONFIG_PG_URL", ("CONFIG_PG_", "PGSSL"),
+                                 get_service(services[0]).env(view, paths), gid)
+        if moved:
+            say(f"{', '.join(moved)}: their CONFIG_PG_* name {values.get('node')} now "
+                "(running ones read it when restarted)")
     audit.record("services-use", app, who=call.who, node=values.get("node", ""))
     return {}
 

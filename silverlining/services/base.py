@@ -94,9 +94,10 @@ class Service:
         members are told besides the passwords (no secret)."""
         raise NotImplementedError(f"service {self.name}: not on a services node yet")
 
-    def admit(self, peers: dict[str, list[str]]) -> list[int]:
+    def admit(self, peers: dict[str, list[str]], replicas: list[str]) -> list[int]:
         """On the services node: only ``peers`` (app -> member addresses) get in, each to
-        its own app's data; returns the ports the firewall opens to them."""
+        its own app's data, and ``replicas`` to replication (where the server has it);
+        returns the ports the firewall opens to them."""
         raise NotImplementedError(f"service {self.name}: not on a services node yet")
 
     def remote_node(self, app: Any, node_paths: Any) -> str | None:

@@ -55,6 +55,7 @@ host    all   all     ::1/128           scram-sha-256
 SERVER_ENTRIES = (" EXTENSION ", " spatial_ref_sys ")
 RUN_CONNECTIONS = 3          # of the maintenance role (silver run)
 SERVICES_CONF = "silverlining-services.conf"     # in the cluster's conf.d: TLS, listening
+REPLICATION_ROLE = "silver_replica"              # a streaming replica's login (node/replica.py)
 
 
 class PostgresqlService(Service):
@@ -115,7 +116,7 @@ class PostgresqlService(Service):
         """The server, the app's roles and database; ``password``/``run_password``
         given (a services node's, from the client) replace the recorded ones."""
         apt_install(self.packages)
-        self._server_up()
+        self.server_up()
         role = db_name(app.app_name)
         path = self.credentials_path(app, node_paths)
         creds = self.read_credentials(app, node_paths) if path.is_file() else {}
@@ -167,7 +168,7 @@ class PostgresqlService(Service):
             return False
         return found.strip() == "1"
 
-    def _server_up(self) -> None:
+    def server_up(self) -> None:
         """The cluster running, with our pg_hba.conf."""
         systemctl_start("postgresql")
         wait_until(lambda: subprocess.run(["pg_isready", "-q"]).returncode == 0, 90,
@@ -195,11 +196,11 @@ class PostgresqlService(Service):
         role = db_name(app.app_name)
         with server_lock("postgresql"):
             self._install(app, node_paths, passwords[role], passwords[run_role(role)])
-            self._serve_tls(node_paths, tls["cert"], tls["key"])
+            self.serve_tls(node_paths, tls["cert"], tls["key"])
         return {"dbname": role, "user": role, "run_user": run_role(role),
                 "port": psql("postgres", "SHOW port;").strip()}
 
-    def _serve_tls(self, node_paths: Any, cert: str, key: str) -> None:
+    def serve_tls(self, node_paths: Any, cert: str, key: str) -> None:
         """TLS with the node's certificate, listening on every address (the firewall
         and pg_hba.conf say who gets in); a restart only when listening changes."""
         pg = pwd.getpwnam("postgres")
@@ -224,14 +225,15 @@ class PostgresqlService(Service):
         else:
             psql("postgres", "SELECT pg_reload_conf();")      # a new certificate
 
-    def admit(self, peers: dict[str, list[str]]) -> list[int]:
+    def admit(self, peers: dict[str, list[str]], replicas: list[str]) -> list[int]:
         lines = [HBA]
         for app, addresses in sorted(peers.items()):
             role = db_name(app)
             for address in addresses:
-                bits = 128 if ":" in address else 32
-                lines.append(f"hostssl {role} {role},{run_role(role)} {address}/{bits} "
+                lines.append(f"hostssl {role} {role},{run_role(role)} {address}/32 "
                              "scram-sha-256\n")
+        lines += [f"hostssl replication {REPLICATION_ROLE} {address}/32 scram-sha-256\n"
+                  for address in replicas]
         with server_lock("postgresql"):
             self._write_hba("".join(lines))
         return [int(psql("postgres", "SHOW port;").strip())]

@@ -1,0 +1,149 @@
+"""A location's PostgreSQL on a services node, shared by two members over verified TLS.
+
+Real local nodes on the nodes' private network: ``sdb-TAG`` holds the database,
+``sweb1-TAG`` and ``sweb2-TAG`` serve ``tls.test`` (plain several nodes: a
+balancer adds nothing to what is tested here). The attacks come first: a plain
+connection, a client trusting other CAs, a node that is no longer a member; then
+the data commands on the services node.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import tarfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.integration.fixtures_apps import make_app, probe
+
+pytestmark = pytest.mark.node
+
+TAG = os.environ.get("SILVER_TEST_NODE_TAG") or "svc"
+DB = f"sdb-{TAG}"
+WEB = [f"sweb1-{TAG}", f"sweb2-{TAG}"]
+HOST = "tls.test"
+CREDENTIALS = "/var/lib/silverlining/data/tlsapp/postgresql.credentials"
+CA = "/var/lib/silverlining/data/tlsapp/services-ca.crt"      # installed for the app
+
+# Run as root on a member: connect to the services node with the app's credentials
+# and the libpq options in argv[1] (JSON), print what happened as JSON.
+CONNECT = r"""
+import json, sys, psycopg2
+creds = dict(l.strip().split("=", 1) for l in open(%r) if "=" in l)
+options = json.loads(sys.argv[1])
+try:
+    conn = psycopg2.connect(host=options.pop("host", creds["host"]), port=creds["port"],
+                            dbname=creds["dbname"], user=creds["user"],
+                            password=creds["password"], connect_timeout=4, **options)
+    conn.close()
+    print(json.dumps({"connected": True}))
+except psycopg2.Error as exc:
+    print(json.dumps({"connected": False, "error": str(exc).strip()}))
+""" % CREDENTIALS
+
+
+@pytest.fixture(scope="module")
+def nodes(node_env, make_module_node):
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        made = list(pool.map(lambda n: make_module_node(n, "--setup-node"), [DB, *WEB]))
+    return {n.name: n.address for n in made}
+
+
+@pytest.fixture(scope="module")
+def app(nodes, node_env, tmp_path_factory) -> Path:
+    """``tlsapp`` live on both members, its database on the services node."""
+    app = make_app(tmp_path_factory.mktemp("tls"), "tlsapp", ("postgresql",),
+                   ("python3-psycopg2",))
+    proc = node_env.silver("-y", "update", str(app), HOST, "--node", WEB[0], "--node", WEB[1],
+                           "--services-node", DB, "--noetchosts", check=True)
+    assert "gets a database of its own" not in proc.stderr
+    return app
+
+
+def member_connect(node_env, member: str, **options: str) -> dict:
+    """Connect from ``member`` as the app would (its CA unless ``sslrootcert`` is given)."""
+    options = {"sslrootcert": CA, **options}
+    script = f"python3 -c {shlex.quote(CONNECT)} {shlex.quote(json.dumps(options))}"
+    with node_env.ssh(member) as ssh:
+        return json.loads(ssh.run(["sh", "-c", script]).stdout.strip().splitlines()[-1])
+
+
+def root(node_env, name: str, command: str) -> str:
+    with node_env.ssh(name) as ssh:
+        return ssh.run(["sh", "-c", command]).stdout
+
+
+def rows(nodes, member: str) -> list[str]:
+    return probe(nodes[member], HOST, "/pg/list")["rows"]
+
+
+def test_both_members_write_and_read_the_same_rows_over_verified_tls(node_env, nodes, app):
+    assert probe(nodes[WEB[0]], HOST, "/pg/add?v=one")["added"] == "one"
+    assert probe(nodes[WEB[1]], HOST, "/pg/add?v=two")["added"] == "two"
+    assert rows(nodes, WEB[0]) == rows(nodes, WEB[1]) == ["one", "two"]
+    for member in WEB:
+        tls = probe(nodes[member], HOST, "/pg/tls")
+        assert tls["ssl"] is True and tls["version"].startswith("TLSv1.")
+        assert tls["sslmode"] == "verify-full"
+    # the rows are on the services node, not on a member
+    assert root(node_env, DB, "runuser -u postgres -- psql -At -d sl_tlsapp "
+                              "-c 'SELECT v FROM items ORDER BY id'").split() == ["one", "two"]
+    assert root(node_env, WEB[0], "test -e /etc/postgresql && echo has || echo none"
+                ).strip() == "none"
+    # issue 24's limit holds on the services node's role
+    assert root(node_env, DB, "runuser -u postgres -- psql -At -c \"SELECT rolconnlimit "
+                              "FROM pg_roles WHERE rolname = 'sl_tlsapp'\"").strip() != "-1"
+
+
+def test_a_plain_connection_from_a_member_is_refused(node_env, nodes, app):
+    result = member_connect(node_env, WEB[0], sslmode="disable")
+    assert not result["connected"]
+    assert "no pg_hba.conf entry" in result["error"] and "no encryption" in result["error"]
+
+
+def test_a_client_trusting_other_cas_refuses_the_server(node_env, nodes, app):
+    result = member_connect(node_env, WEB[0], sslmode="verify-full",
+                            sslrootcert="/etc/ssl/certs/ca-certificates.crt")
+    assert not result["connected"]
+    assert "certificate verify failed" in result["error"]
+    # with the CA silver installed for the app, the same connection is made
+    assert member_connect(node_env, WEB[0], sslmode="verify-full")["connected"]
+    mode = root(node_env, WEB[0], f"stat -c '%a %U %G' {CA}").split()
+    assert mode == ["640", "root", "sl-tlsapp"]
+
+
+def test_backup_clear_and_restore_run_on_the_services_node(node_env, nodes, app, tmp_path):
+    before = rows(nodes, WEB[0])
+    assert before
+    dest = tmp_path / "tls.tar.gz"
+    proc = node_env.silver("backup", HOST, str(dest), check=True)
+    assert "postgresql" in proc.stdout and dest.is_file()
+    with tarfile.open(dest) as tar:
+        assert any(n.endswith("database.dump") for n in tar.getnames())
+    proc = node_env.silver("-y", "clear", HOST, check=True)
+    assert f"on {DB}: cleared postgresql" in proc.stdout
+    assert rows(nodes, WEB[0]) == rows(nodes, WEB[1]) == []
+    proc = node_env.silver("restore", str(dest), HOST, check=True)
+    assert "restored postgresql" in proc.stdout
+    assert rows(nodes, WEB[0]) == rows(nodes, WEB[1]) == before
+    assert not root(node_env, WEB[0], "ls /var/lib/silverlining/backups/ 2>/dev/null || true"
+                    ).strip()
+
+
+def test_a_node_taken_out_of_the_location_is_refused(node_env, nodes, app):
+    assert member_connect(node_env, WEB[1], sslmode="verify-full")["connected"]
+    node_env.silver("-y", "update", str(app), HOST, "--node", WEB[0], "--remove-node", WEB[1],
+                    "--noetchosts", check=True)
+    refused = member_connect(node_env, WEB[1], sslmode="verify-full")
+    assert not refused["connected"]
+    assert "timeout" in refused["error"] or "refused" in refused["error"], refused
+    assert member_connect(node_env, WEB[0], sslmode="verify-full")["connected"]
+    hba = root(node_env, DB, "cat $(runuser -u postgres -- psql -At -c 'SHOW hba_file')")
+    private = {n: node_env.registry()[n]["private_address"] for n in WEB}
+    assert f"hostssl sl_tlsapp sl_tlsapp,slrun_tlsapp {private[WEB[0]]}/32" in hba
+    assert private[WEB[1]] not in hba
+    assert rows(nodes, WEB[0]) == ["one", "two"]
