@@ -954,7 +954,7 @@ class ServicesFence(Audited):
 
 class ReplicaStatusResult(TypedDict, total=False):
     role: str                         # primary, replica (absent: no PostgreSQL here)
-    primary: str
+    primary: str                      # a replica's primary; a promoted one's former primary
     state: str
     lag_bytes: int
     lag_seconds: float

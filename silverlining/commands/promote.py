@@ -34,25 +34,34 @@ def redeploy(console: Console, member: str, location: str) -> _balanced.Change:
                                  f"{location} (restarted from {result['previous']})")
 
 
+def fence(console: Console, primary: str, replica: str) -> str | None:
+    """The old primary fenced; where its writes end (None: it does not answer)."""
+    old = open_node(console, primary, check=False)
+    try:
+        lsn = old.send(protocol.ServicesFence())["lsn"]
+    except SilverError as exc:
+        console.warn(f"{primary} cannot be fenced ({exc.message}): promoting {replica} "
+                     "as it is; writes it had not received are lost")
+        return None
+    finally:
+        old.close()
+    console.step(primary, f"fenced: no member gets in; its writes end at {lsn}")
+    return lsn
+
+
 def run(console: Console, replica: str) -> int:
     replica = nodes.resolve(replica, start=False).name
     session = open_node(console, replica, check=False)
     try:
         status = session.send(protocol.ReplicaStatus(), quiet=True)
-        if status.get("role") != "replica":
+        if not status.get("primary"):
             raise UsageError(f"{replica} is not a replica ('silver create-replica PRIMARY "
                              f"{replica}' first)")
-        primary = status["primary"]
-        lsn = None
-        old = open_node(console, primary, check=False)
-        try:
-            lsn = old.send(protocol.ServicesFence())["lsn"]
-            console.step(primary, f"fenced: no member gets in; its writes end at {lsn}")
-        except SilverError as exc:
-            console.warn(f"{primary} cannot be fenced ({exc.message}): promoting {replica} "
-                         "as it is; writes it had not received are lost")
-        finally:
-            old.close()
+        primary, lsn = status["primary"], None
+        if status["role"] == "replica":
+            lsn = fence(console, primary, replica)
+        else:               # promoted before: its members re-pointed again
+            console.info(f"{replica} was promoted already: re-pointing {primary}'s members")
         held = topology.services_locations(primary)
         secrets = {k: v for app in set(held.values()) for k, v in passwords(app).items()}
         cert = servicesca.server_cert(replica, set())

@@ -105,6 +105,8 @@ def format_services_node(hosted: dict, replication: dict) -> list[str]:
         whom = ", ".join(held["members"]) or "no member"
         lines.append(f"databases of {app} for {held['location']}: "
                      + ("fenced (its replica took over)" if held.get("fenced") else whom))
+    if replication.get("role") == "primary" and replication.get("primary"):
+        lines.append(f"primary, promoted from {replication['primary']}")
     if replication.get("role") == "replica":
         lines.append(f"replica of {replication['primary']}: {replication['state']}, "
                      f"{replication['lag_bytes']} bytes received but not yet replayed")

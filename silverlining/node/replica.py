@@ -98,9 +98,8 @@ def follow(call: protocol.ReplicaFollow) -> protocol.ReplicaFollowResult:
     given = hosting.read_stdin()
     with server_lock("postgresql"):
         apt_install(POSTGRESQL.packages)
-        POSTGRESQL.server_up()
         pg = pwd.getpwnam("postgres")
-        data_dir = Path(psql("postgres", "SHOW data_directory;").strip())
+        data_dir = _data_dir()
         tls = _tls_dir()
         ca = tls / "primary-ca.crt"
         write_atomic(ca, given["ca"], mode=0o644, uid=pg.pw_uid, gid=pg.pw_gid)
@@ -111,14 +110,20 @@ def follow(call: protocol.ReplicaFollow) -> protocol.ReplicaFollowResult:
         hosting.save_replication({"primary": {"name": call.primary, "address": address,
                                               "port": call.port}})
         say(f"copying {call.primary}'s databases (pg_basebackup over TLS)")
-        run(["systemctl", "stop", "postgresql"], what="stopping PostgreSQL")
+        run(["systemctl", "stop", "postgresql", "postgresql@*"], what="stopping PostgreSQL")
+        wait_until(lambda: not (data_dir / "postmaster.pid").exists(), 60,
+                   failed="PostgreSQL did not stop")
         for entry in data_dir.iterdir():
-            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
         conninfo = (f"host={address} port={call.port} user={REPLICATION_ROLE} "
                     f"passfile={PASSFILE} sslmode=verify-full sslrootcert={ca} "
                     f"application_name={slot_name_of(call.slot)}")
         run(["pg_basebackup", "-D", str(data_dir), "-X", "stream", "-S", call.slot,
-             "-d", conninfo], user="postgres", what="pg_basebackup", timeout=7200)
+             "-d", conninfo], user="postgres", what="pg_basebackup", timeout=7200,
+            env={"HOME": pg.pw_dir, "PATH": "/usr/bin:/bin"})     # postgres' ~/.postgresql
         auto = data_dir / "postgresql.auto.conf"
         with open(auto, "a") as fh:
             fh.write(f"primary_conninfo = '{conninfo}'\nprimary_slot_name = '{call.slot}'\n")
@@ -139,6 +144,15 @@ def follow(call: protocol.ReplicaFollow) -> protocol.ReplicaFollowResult:
 def slot_name_of(slot: str) -> str:
     """The replica's name in the primary's pg_stat_replication (its slot's)."""
     return slot.removeprefix("silver_")
+
+
+def _data_dir() -> Path:
+    """The cluster's data directory, from Debian's list (the server may be down)."""
+    lines = run(["pg_lsclusters", "--no-header"], what="pg_lsclusters").split("\n")
+    fields = [line.split() for line in lines if line.strip()]
+    if len(fields) != 1 or len(fields[0]) < 6:
+        raise NodeError("a replica needs the one PostgreSQL cluster Debian's package makes")
+    return Path(fields[0][5])
 
 
 def _has_postgres() -> bool:
@@ -172,21 +186,27 @@ def fence(call: protocol.ServicesFence) -> protocol.ServicesFenceResult:
 def promote(call: protocol.ReplicaPromote) -> protocol.ReplicaPromoteResult:
     """``replica-promote``: caught up to ``wait_lsn``, then the primary, serving its
     apps' databases (the same passwords: the roles came with the copy)."""
-    was = hosting.replication().get("primary")
-    if not was:
-        raise NodeError("this node is not a replica")
+    record = hosting.replication()
+    was = record.get("primary")
     given = hosting.read_stdin()
-    if call.wait_lsn:
-        if not re.fullmatch(r"[0-9A-F]{1,8}/[0-9A-F]{1,8}", call.wait_lsn):
-            raise NodeError(f"bad WAL position {call.wait_lsn!r}")
-        say(f"waiting to replay {was['name']}'s writes up to {call.wait_lsn}")
-        wait_until(lambda: psql("postgres", "SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), "
-                                ":'lsn') >= 0;", lsn=call.wait_lsn).strip() == "t", 120,
-                   failed=f"the replica did not catch up with {was['name']}")
-    psql("postgres", "SELECT pg_promote(true, 60);")
-    say("promoted: this node is the primary")
-    hosting.save_replication({})
-    PASSFILE.unlink(missing_ok=True)
+    if was:
+        if call.wait_lsn:
+            if not re.fullmatch(r"[0-9A-F]{1,8}/[0-9A-F]{1,8}", call.wait_lsn):
+                raise NodeError(f"bad WAL position {call.wait_lsn!r}")
+            say(f"waiting to replay {was['name']}'s writes up to {call.wait_lsn}")
+            wait_until(lambda: psql("postgres", "SELECT pg_wal_lsn_diff("
+                                    "pg_last_wal_replay_lsn(), :'lsn') >= 0;",
+                                    lsn=call.wait_lsn).strip() == "t", 120,
+                       failed=f"the replica did not catch up with {was['name']}")
+        psql("postgres", "SELECT pg_promote(true, 60);")
+        say("promoted: this node is the primary")
+        hosting.save_replication({"promoted_from": was["name"]})
+        PASSFILE.unlink(missing_ok=True)
+    elif record.get("promoted_from") and hosting.hosted_apps():
+        was = {"name": record["promoted_from"]}
+        say(f"already the primary (promoted from {was['name']}): its apps' databases again")
+    else:
+        raise NodeError("this node is not a replica")
     tls = {"cert": given["cert"], "key": given["key"]}
     out: dict[str, protocol.ServicesHostResult] = {}
     for app in hosting.hosted_apps():
@@ -214,11 +234,23 @@ def status() -> protocol.ReplicaStatusResult:
     record = hosting.replication()
     if not record or not _has_postgres():
         return {}
+    try:
+        return _status(record)
+    except SilverError as exc:
+        return {"role": "replica" if record.get("primary") else "primary",
+                "primary": record.get("primary", {}).get("name", ""),
+                "state": f"PostgreSQL does not answer ({exc.message})", "lag_bytes": 0,
+                "replicas": []}
+
+
+def _status(record: dict) -> protocol.ReplicaStatusResult:
     if was := record.get("primary"):
-        row = psql("postgres", "SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), "
-                   "pg_last_wal_replay_lsn())::bigint;").strip()
+        row = psql("postgres", "SELECT greatest(0, pg_wal_lsn_diff(pg_last_wal_receive_lsn(), "
+                   "pg_last_wal_replay_lsn()))::bigint;").strip()
         return {"role": "replica", "primary": was["name"], "state": _receiver_state(),
                 "lag_bytes": int(row or 0)}
+    if "promoted_from" in record:
+        return {"role": "primary", "primary": record["promoted_from"], "replicas": []}
     replicas = []
     out = psql("postgres", "SELECT application_name, state, "
                "coalesce(extract(epoch FROM replay_lag), 0), "

@@ -2,9 +2,10 @@
 
 Real local nodes on the nodes' private network: ``sdb-TAG`` holds the database,
 ``sweb1-TAG`` and ``sweb2-TAG`` serve ``tls.test`` (plain several nodes: a
-balancer adds nothing to what is tested here). The attacks come first: a plain
-connection, a client trusting other CAs, a node that is no longer a member; then
-the data commands on the services node.
+balancer adds nothing to what is tested here), ``sdb2-TAG`` becomes its streaming
+replica and then the primary. The attacks come first: a plain connection, a
+client trusting other CAs, a node that is no longer a member; then the data
+commands on the services node, then the replica.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import shlex
 import tarfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,6 +26,7 @@ pytestmark = pytest.mark.node
 
 TAG = os.environ.get("SILVER_TEST_NODE_TAG") or "svc"
 DB = f"sdb-{TAG}"
+REPLICA = f"sdb2-{TAG}"
 WEB = [f"sweb1-{TAG}", f"sweb2-{TAG}"]
 HOST = "tls.test"
 CREDENTIALS = "/var/lib/silverlining/data/tlsapp/postgresql.credentials"
@@ -48,8 +51,9 @@ except psycopg2.Error as exc:
 
 @pytest.fixture(scope="module")
 def nodes(node_env, make_module_node):
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        made = list(pool.map(lambda n: make_module_node(n, "--setup-node"), [DB, *WEB]))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        made = list(pool.map(lambda n: make_module_node(n, "--setup-node"),
+                             [DB, *WEB, REPLICA]))
     return {n.name: n.address for n in made}
 
 
@@ -147,3 +151,39 @@ def test_a_node_taken_out_of_the_location_is_refused(node_env, nodes, app):
     assert f"hostssl sl_tlsapp sl_tlsapp,slrun_tlsapp {private[WEB[0]]}/32" in hba
     assert private[WEB[1]] not in hba
     assert rows(nodes, WEB[0]) == ["one", "two"]
+
+
+def replica_rows(node_env) -> list[str]:
+    return root(node_env, REPLICA, "runuser -u postgres -- psql -At -d sl_tlsapp "
+                                   "-c 'SELECT v FROM items ORDER BY id'").split()
+
+
+def test_the_replica_follows_and_after_promote_the_app_loses_no_row(node_env, nodes, app):
+    proc = node_env.silver("create-replica", DB, REPLICA, check=True)
+    assert f"{REPLICA}: streaming replica of {DB}" in proc.stdout
+    for v in ("r1", "r2", "r3"):
+        probe(nodes[WEB[0]], HOST, f"/pg/add?v={v}")
+    written = rows(nodes, WEB[0])
+    deadline = time.monotonic() + 20
+    while replica_rows(node_env) != written and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert replica_rows(node_env) == written
+    shown = node_env.silver("query", DB, check=True).stdout
+    assert f"replica {REPLICA}: streaming" in shown and "behind" in shown
+    # written just before the promote: the fenced primary's last writes are waited for
+    probe(nodes[WEB[0]], HOST, "/pg/add?v=last")
+    proc = node_env.silver("promote", REPLICA, check=True)
+    assert f"{REPLICA}: primary now (was a replica of {DB})" in proc.stdout
+    assert f"{WEB[0]}: tlsapp." in proc.stdout and "restarted from" in proc.stdout
+    probe(nodes[WEB[0]], HOST, "/pg/add?v=after")
+    assert rows(nodes, WEB[0]) == [*written, "last", "after"]
+    assert probe(nodes[WEB[0]], HOST, "/pg/tls")["sslmode"] == "verify-full"
+    # the old primary lets the member in no more; the data commands follow the promote
+    assert "fenced" in node_env.silver("query", DB, check=True).stdout
+    assert not member_connect(node_env, WEB[0], host=nodes_private(node_env, DB))["connected"]
+    assert f"on {REPLICA}" in node_env.silver("backup", HOST, "remote:after-promote",
+                                               check=True).stdout
+
+
+def nodes_private(node_env, name: str) -> str:
+    return node_env.registry()[name]["private_address"]
