@@ -147,9 +147,9 @@ def test_a_node_taken_out_of_the_location_is_refused(node_env, nodes, app):
     assert "timeout" in refused["error"] or "refused" in refused["error"], refused
     assert member_connect(node_env, WEB[0], sslmode="verify-full")["connected"]
     hba = root(node_env, DB, "cat $(runuser -u postgres -- psql -At -c 'SHOW hba_file')")
-    private = {n: node_env.registry()[n]["private_address"] for n in WEB}
-    assert f"hostssl sl_tlsapp sl_tlsapp,slrun_tlsapp {private[WEB[0]]}/32" in hba
-    assert private[WEB[1]] not in hba
+    assert f"hostssl sl_tlsapp sl_tlsapp,slrun_tlsapp {nodes_private(node_env, WEB[0])}/32" \
+        in hba
+    assert nodes_private(node_env, WEB[1]) not in hba
     assert rows(nodes, WEB[0]) == ["one", "two"]
 
 
