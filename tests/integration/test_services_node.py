@@ -1,9 +1,9 @@
 """A location's PostgreSQL on a services node, shared by two members over verified TLS.
 
 Real local nodes on the nodes' private network: ``sdb-TAG`` holds the database,
-``sweb1-TAG`` and ``sweb2-TAG`` serve ``tls.test`` (plain several nodes: a
-balancer adds nothing to what is tested here), ``sdb2-TAG`` becomes its streaming
-replica and then the primary. The attacks come first: a plain connection, a
+``sweb1-TAG`` and ``sweb2-TAG`` serve ``tls.test`` behind the balancer
+``slb-TAG`` (each member is asked on itself, so each one's reads and writes are
+known), ``sdb2-TAG`` becomes its streaming replica and then the primary. The attacks come first: a plain connection, a
 client trusting other CAs, a node that is no longer a member; then the data
 commands on the services node, then the replica.
 """
@@ -26,6 +26,7 @@ pytestmark = pytest.mark.node
 
 TAG = os.environ.get("SILVER_TEST_NODE_TAG") or "svc"
 DB = f"sdb-{TAG}"
+LB = f"slb-{TAG}"
 REPLICA = f"sdb2-{TAG}"
 WEB = [f"sweb1-{TAG}", f"sweb2-{TAG}"]
 HOST = "tls.test"
@@ -51,20 +52,20 @@ except psycopg2.Error as exc:
 
 @pytest.fixture(scope="module")
 def nodes(node_env, make_module_node):
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=5) as pool:
         made = list(pool.map(lambda n: make_module_node(n, "--setup-node"),
-                             [DB, *WEB, REPLICA]))
+                             [DB, *WEB, REPLICA, LB]))
     return {n.name: n.address for n in made}
 
 
 @pytest.fixture(scope="module")
 def app(nodes, node_env, tmp_path_factory) -> Path:
-    """``tlsapp`` live on both members, its database on the services node."""
+    """``tlsapp`` live on both members behind the balancer, its database on the
+    services node."""
     app = make_app(tmp_path_factory.mktemp("tls"), "tlsapp", ("postgresql",),
                    ("python3-psycopg2",))
-    proc = node_env.silver("-y", "update", str(app), HOST, "--node", WEB[0], "--node", WEB[1],
-                           "--services-node", DB, "--noetchosts", check=True)
-    assert "gets a database of its own" not in proc.stderr
+    node_env.silver("-y", "update", str(app), HOST, "--node", WEB[0], "--node", WEB[1],
+                    "--balancer", LB, "--services-node", DB, "--noetchosts", check=True)
     return app
 
 
@@ -81,16 +82,24 @@ def root(node_env, name: str, command: str) -> str:
         return ssh.run(["sh", "-c", command]).stdout
 
 
-def rows(nodes, member: str) -> list[str]:
-    return probe(nodes[member], HOST, "/pg/list")["rows"]
+def ask(node_env, member: str, path: str) -> dict:
+    """The app on ``member`` itself (a balanced location answers the node itself)."""
+    out = root(node_env, member, f"curl -s -m 10 -H 'Host: {HOST}' "
+                                 f"{shlex.quote('http://127.0.0.1' + path)}")
+    return json.loads(out)
+
+
+def rows(node_env, member: str) -> list[str]:
+    return ask(node_env, member, "/pg/list")["rows"]
 
 
 def test_both_members_write_and_read_the_same_rows_over_verified_tls(node_env, nodes, app):
-    assert probe(nodes[WEB[0]], HOST, "/pg/add?v=one")["added"] == "one"
-    assert probe(nodes[WEB[1]], HOST, "/pg/add?v=two")["added"] == "two"
-    assert rows(nodes, WEB[0]) == rows(nodes, WEB[1]) == ["one", "two"]
+    assert ask(node_env, WEB[0], "/pg/add?v=one")["added"] == "one"
+    assert ask(node_env, WEB[1], "/pg/add?v=two")["added"] == "two"
+    assert rows(node_env, WEB[0]) == rows(node_env, WEB[1]) == ["one", "two"]
+    assert probe(nodes[LB], HOST, "/pg/list")["rows"] == ["one", "two"]
     for member in WEB:
-        tls = probe(nodes[member], HOST, "/pg/tls")
+        tls = ask(node_env, member, "/pg/tls")
         assert tls["ssl"] is True and tls["version"].startswith("TLSv1.")
         assert tls["sslmode"] == "verify-full"
     # the rows are on the services node, not on a member
@@ -121,7 +130,7 @@ def test_a_client_trusting_other_cas_refuses_the_server(node_env, nodes, app):
 
 
 def test_backup_clear_and_restore_run_on_the_services_node(node_env, nodes, app, tmp_path):
-    before = rows(nodes, WEB[0])
+    before = rows(node_env, WEB[0])
     assert before
     dest = tmp_path / "tls.tar.gz"
     proc = node_env.silver("backup", HOST, str(dest), check=True)
@@ -130,18 +139,19 @@ def test_backup_clear_and_restore_run_on_the_services_node(node_env, nodes, app,
         assert any(n.endswith("database.dump") for n in tar.getnames())
     proc = node_env.silver("-y", "clear", HOST, check=True)
     assert f"on {DB}: cleared postgresql" in proc.stdout
-    assert rows(nodes, WEB[0]) == rows(nodes, WEB[1]) == []
+    assert rows(node_env, WEB[0]) == rows(node_env, WEB[1]) == []
     proc = node_env.silver("restore", str(dest), HOST, check=True)
     assert "restored postgresql" in proc.stdout
-    assert rows(nodes, WEB[0]) == rows(nodes, WEB[1]) == before
+    assert rows(node_env, WEB[0]) == rows(node_env, WEB[1]) == before
     assert not root(node_env, WEB[0], "ls /var/lib/silverlining/backups/ 2>/dev/null || true"
                     ).strip()
 
 
 def test_a_node_taken_out_of_the_location_is_refused(node_env, nodes, app):
     assert member_connect(node_env, WEB[1], sslmode="verify-full")["connected"]
-    node_env.silver("-y", "update", str(app), HOST, "--node", WEB[0], "--remove-node", WEB[1],
-                    "--noetchosts", check=True)
+    proc = node_env.silver("-y", "update", str(app), HOST, "--remove-node", WEB[1],
+                           "--noetchosts", check=True)
+    assert f"{WEB[1]}: removed from {HOST}" in proc.stdout
     refused = member_connect(node_env, WEB[1], sslmode="verify-full")
     assert not refused["connected"]
     assert "timeout" in refused["error"] or "refused" in refused["error"], refused
@@ -150,7 +160,7 @@ def test_a_node_taken_out_of_the_location_is_refused(node_env, nodes, app):
     assert f"hostssl sl_tlsapp sl_tlsapp,slrun_tlsapp {nodes_private(node_env, WEB[0])}/32" \
         in hba
     assert nodes_private(node_env, WEB[1]) not in hba
-    assert rows(nodes, WEB[0]) == ["one", "two"]
+    assert rows(node_env, WEB[0]) == ["one", "two"]
 
 
 def replica_rows(node_env) -> list[str]:
@@ -162,8 +172,8 @@ def test_the_replica_follows_and_after_promote_the_app_loses_no_row(node_env, no
     proc = node_env.silver("create-replica", DB, REPLICA, check=True)
     assert f"{REPLICA}: streaming replica of {DB}" in proc.stdout
     for v in ("r1", "r2", "r3"):
-        probe(nodes[WEB[0]], HOST, f"/pg/add?v={v}")
-    written = rows(nodes, WEB[0])
+        ask(node_env, WEB[0], f"/pg/add?v={v}")
+    written = rows(node_env, WEB[0])
     deadline = time.monotonic() + 20
     while replica_rows(node_env) != written and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -171,13 +181,13 @@ def test_the_replica_follows_and_after_promote_the_app_loses_no_row(node_env, no
     shown = node_env.silver("query", DB, check=True).stdout
     assert f"replica {REPLICA}: streaming" in shown and "behind" in shown
     # written just before the promote: the fenced primary's last writes are waited for
-    probe(nodes[WEB[0]], HOST, "/pg/add?v=last")
+    ask(node_env, WEB[0], "/pg/add?v=last")
     proc = node_env.silver("promote", REPLICA, check=True)
     assert f"{REPLICA}: primary now (was a replica of {DB})" in proc.stdout
     assert f"{WEB[0]}: tlsapp." in proc.stdout and "restarted from" in proc.stdout
-    probe(nodes[WEB[0]], HOST, "/pg/add?v=after")
-    assert rows(nodes, WEB[0]) == [*written, "last", "after"]
-    assert probe(nodes[WEB[0]], HOST, "/pg/tls")["sslmode"] == "verify-full"
+    probe(nodes[LB], HOST, "/pg/add?v=after")
+    assert rows(node_env, WEB[0]) == [*written, "last", "after"]
+    assert ask(node_env, WEB[0], "/pg/tls")["sslmode"] == "verify-full"
     # the old primary lets the member in no more; the data commands follow the promote
     assert "fenced" in node_env.silver("query", DB, check=True).stdout
     assert not member_connect(node_env, WEB[0], host=nodes_private(node_env, DB))["connected"]
