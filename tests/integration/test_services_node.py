@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import tarfile
 import time
@@ -161,6 +162,20 @@ def test_a_node_taken_out_of_the_location_is_refused(node_env, nodes, app):
         in hba
     assert nodes_private(node_env, WEB[1]) not in hba
     assert rows(node_env, WEB[0]) == ["one", "two"]
+
+
+def test_update_backup_then_activate_restore_data_on_the_services_node(node_env, nodes, app):
+    before = rows(node_env, WEB[0])
+    proc = node_env.silver("-y", "update", str(app), HOST, "--backup", "--force",
+                           "--noetchosts", check=True)
+    assert "backup: remote:before-" in proc.stderr
+    old = re.search(r"live at tls\.test \(was (v\d+)", proc.stdout).group(1)
+    ask(node_env, WEB[0], "/pg/add?v=late")
+    assert rows(node_env, WEB[0]) == [*before, "late"]
+    proc = node_env.silver("-y", "activate", HOST, old, "--restore-data", check=True)
+    assert f"data of {old} restored on {DB}" in proc.stdout
+    assert f"{WEB[0]}: tlsapp.{old} live at {HOST}" in proc.stdout
+    assert rows(node_env, WEB[0]) == before
 
 
 def replica_rows(node_env) -> list[str]:
