@@ -15,7 +15,7 @@ from pathlib import Path
 
 from silverlining import protocol
 from silverlining.backups import BackupError, check_name, verify
-from silverlining.commands._remote import open_node
+from silverlining.commands._remote import NodeSession, open_node
 from silverlining.commands._services import data_node
 from silverlining.console import Console
 from silverlining.errors import SilverError, UsageError
@@ -36,6 +36,25 @@ def local_dest(dest: str | None, name: str) -> Path:
 
 def size_text(size: int) -> str:
     return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size} bytes"
+
+
+def fetch(session: NodeSession, result: dict, target: Path) -> None:
+    """The node's archive (a ``backup`` answer) into ``target``, checked here (0600),
+    and the node's copy removed."""
+    partial = target.with_name(f".{target.name}.part")
+    session.console.step(session.name, f"fetching {size_text(result['size'])}")
+    try:
+        rsync(result["path"], session.address, str(partial), user=paths.DEPLOY_USER,
+              label=session.name, pull=True)
+        os.chmod(partial, 0o600)          # the app's data and secrets
+        verify(partial)
+        os.replace(partial, target)
+    except (BackupError, SilverError):
+        partial.unlink(missing_ok=True)
+        raise
+    finally:
+        session.send(protocol.BackupDiscard(app=result["app"], token=result["token"]),
+                     quiet=True)
 
 
 def run(console: Console, location: str, dest: str | None, node: str | None) -> int:
@@ -60,20 +79,7 @@ def run(console: Console, location: str, dest: str | None, node: str | None) -> 
         target = local_dest(dest, result["name"])
         if target.exists():
             raise UsageError(f"{target} exists: give a new file name")
-        partial = target.with_name(f".{target.name}.part")
-        console.step(session.name, f"fetching {size_text(result['size'])}")
-        try:
-            rsync(result["path"], session.address, str(partial), user=paths.DEPLOY_USER,
-                  label=session.name, pull=True)
-            os.chmod(partial, 0o600)          # the app's data and secrets
-            verify(partial)
-            os.replace(partial, target)
-        except (BackupError, SilverError):
-            partial.unlink(missing_ok=True)
-            raise
-        finally:
-            session.send(protocol.BackupDiscard(app=result["app"], token=result["token"]),
-                         quiet=True)
+        fetch(session, result, target)
     finally:
         session.close()
     console.out(f"{result['app']}: backup written to {target} "

@@ -15,14 +15,27 @@ from pathlib import Path
 
 from silverlining import protocol
 from silverlining.backups import check_name, verify
-from silverlining.commands._remote import open_node
+from silverlining.commands._remote import NodeSession, open_node
 from silverlining.commands._services import data_node, off_the_air
 from silverlining.commands.backup import REMOTE
 from silverlining.console import Console
 from silverlining.errors import UsageError
-from silverlining.locations import parse_location
+from silverlining.locations import Location, parse_location
 from silverlining.node import paths
 from silverlining.transport import rsync
+
+
+def upload(session: NodeSession, loc: Location, archive: Path, of_app: str,
+           force_app: bool) -> str:
+    """A checked local archive sent to the node for a restore; its upload token."""
+    prep = session.send(protocol.RestorePrepare(location=str(loc)), quiet=True)
+    if of_app != prep["app"] and not force_app:
+        raise UsageError(f"{archive} is a backup of {of_app}, not of {prep['app']} "
+                         "(--force-app to restore it anyway)")
+    session.console.step(session.name, f"uploading {archive.name}")
+    rsync(str(archive), session.address, f"{prep['upload_dir']}/", user=paths.DEPLOY_USER,
+          label=session.name)
+    return prep["token"]
 
 
 def run(console: Console, backup: str, location: str, force_app: bool, node: str | None) -> int:
@@ -41,14 +54,7 @@ def run(console: Console, backup: str, location: str, force_app: bool, node: str
     session = open_node(console, where)
     try:
         if archive is not None:
-            prep = session.send(protocol.RestorePrepare(location=str(loc)), quiet=True)
-            if manifest.app != prep["app"] and not force_app:
-                raise UsageError(f"{archive} is a backup of {manifest.app}, not of "
-                                 f"{prep['app']} (--force-app to restore it anyway)")
-            console.step(session.name, f"uploading {archive.name}")
-            rsync(str(archive), session.address, f"{prep['upload_dir']}/",
-                  user=paths.DEPLOY_USER, label=session.name)
-            source = {"upload": prep["token"]}
+            source = {"upload": upload(session, loc, archive, manifest.app, force_app)}
         with off_the_air(console, where, loc) if services else contextlib.nullcontext():
             result = session.send(protocol.Restore(location=str(loc), force_app=force_app,
                                                    **source), timeout=None)

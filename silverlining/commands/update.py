@@ -26,7 +26,7 @@ from pathlib import Path
 
 from silverlining import appfiles, deps, etchosts, protocol, serverfiles, topology
 from silverlining.appconfig import NAME_RE, AppConfig
-from silverlining.commands import _balanced, _https, _services
+from silverlining.commands import _balanced, _https, _move, _services
 from silverlining.commands._params import (changes_input, check_given, complete,
                                            parse_assignments, read_param_files)
 from silverlining.commands._remote import NodeSession, node_for, open_node, who
@@ -37,7 +37,7 @@ from silverlining.locations import Location, parse_location
 from silverlining.node import paths
 from silverlining.node.params import UPLOADED
 from silverlining.nodes import node_dns
-from silverlining.state import NodeRegistry
+from silverlining.state import NodeRegistry, state_dir
 from silverlining.transport import RsyncStats, rsync
 
 # compiled files: extensions (.so, .pyd) and the libraries wheels bundle (libfoo.so.6)
@@ -222,6 +222,13 @@ def check_node_disk(config: AppConfig, nodes: list[str], balanced: bool = False,
         return (f"{', '.join(data)}: each of {', '.join(nodes)} gets a database of its own "
                 "(nothing is shared between them)")
     return None
+
+
+def moves_dir() -> Path:
+    """Where a database moving to a services node is kept meanwhile (0700)."""
+    path = state_dir() / "moves"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
 
 
 def make_plan(app_dir: str, location: str | None, host: str | None, name: str | None,
@@ -498,6 +505,7 @@ def run(console: Console, app_dir: str, location: str | None, host: str | None,
         console.warn(f"--refresh-deps: {plan.app_dir} declares no dependencies")
     plan.https = _https.request_for(plan.config, plan.location, https, cert, key)
     plain_remove: tuple[str, ...] = ()
+    first_services = topology.services_node(str(plan.location)) is None
     if (remove_nodes and not balancer and topology.get(str(plan.location)) is None
             and _services.resolve(plan.location, services_node)):
         plain_remove, remove_nodes = remove_nodes, ()      # members of a services node only
@@ -505,6 +513,8 @@ def run(console: Console, app_dir: str, location: str | None, host: str | None,
     services = _services.resolve(plan.location, services_node)
     if services:
         _services.check(plan.config, services)
+        # a version started before knows the database where it was: start anew
+        plan.force = plan.force or first_services
     if topo is not None:
         if services == topo.balancer:
             raise UsageError(f"{services} is {plan.location}'s balancer: it cannot be its "
@@ -524,19 +534,31 @@ def run(console: Console, app_dir: str, location: str | None, host: str | None,
     separate = check_node_disk(plan.config, targets, services_node=services)
     if separate:
         console.warn(separate)
+    moving = None
     if services:
         if plan.backup:         # the databases' part is on the services node
             _services.backup_before(console, services, plan.location, targets[0])
             plan.backup = False
+        if first_services and len(targets) == 1:    # its database moves there
+            moving = _move.take(console, targets[0], plan.location, moves_dir())
         _services.host(console, services, plan.config, plan.app, plan.location, targets,
                        add=True, drop=plain_remove)
+        if moving:
+            _move.put(console, services, plan.location, moving)
         for m in plain_remove:
             _balanced.release(console, m, str(plan.location))
             console.out(f"{m}: removed from {plan.location} (no longer serves it; "
                         f"{services} no longer admits it)")
     if len(targets) == 1:
-        outcome = deploy_to(console, targets[0], plan, ask=True)
+        try:
+            outcome = deploy_to(console, targets[0], plan, ask=True)
+        except BaseException:
+            if moving:
+                _move.back_on(console, plan.location, moving, deployed=False)
+            raise
         report(console, plan, [outcome], {})
+        if moving:
+            _move.back_on(console, plan.location, moving, deployed=True)
         on_dns = False
         if plan.location.is_exact_host and node_dns(targets[0]) is not None:
             from silverlining.providers import dns as providers_dns

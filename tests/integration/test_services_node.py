@@ -31,6 +31,7 @@ LB = f"slb-{TAG}"
 REPLICA = f"sdb2-{TAG}"
 WEB = [f"sweb1-{TAG}", f"sweb2-{TAG}"]
 HOST = "tls.test"
+MOVED = "move.test"
 CREDENTIALS = "/var/lib/silverlining/data/tlsapp/postgresql.credentials"
 CA = "/var/lib/silverlining/data/tlsapp/services-ca.crt"      # installed for the app
 
@@ -83,15 +84,21 @@ def root(node_env, name: str, command: str) -> str:
         return ssh.run(["sh", "-c", command]).stdout
 
 
-def ask(node_env, member: str, path: str) -> dict:
+def ask(node_env, member: str, path: str, host: str = HOST) -> dict:
     """The app on ``member`` itself (a balanced location answers the node itself)."""
-    out = root(node_env, member, f"curl -s -m 10 -H 'Host: {HOST}' "
+    out = root(node_env, member, f"curl -s -m 10 -H 'Host: {host}' "
                                  f"{shlex.quote('http://127.0.0.1' + path)}")
     return json.loads(out)
 
 
-def rows(node_env, member: str) -> list[str]:
-    return ask(node_env, member, "/pg/list")["rows"]
+def rows(node_env, member: str, host: str = HOST) -> list[str]:
+    return ask(node_env, member, "/pg/list", host)["rows"]
+
+
+def table(node_env, name: str, db: str) -> list[str]:
+    """The rows of ``items`` in database ``db`` on node ``name``, read as postgres."""
+    return root(node_env, name, f"runuser -u postgres -- psql -At -d {db} "
+                                "-c 'SELECT v FROM items ORDER BY id'").split()
 
 
 def test_both_members_write_and_read_the_same_rows_over_verified_tls(node_env, nodes, app):
@@ -104,8 +111,7 @@ def test_both_members_write_and_read_the_same_rows_over_verified_tls(node_env, n
         assert tls["ssl"] is True and tls["version"].startswith("TLSv1.")
         assert tls["sslmode"] == "verify-full"
     # the rows are on the services node, not on a member
-    assert root(node_env, DB, "runuser -u postgres -- psql -At -d sl_tlsapp "
-                              "-c 'SELECT v FROM items ORDER BY id'").split() == ["one", "two"]
+    assert table(node_env, DB, "sl_tlsapp") == ["one", "two"]
     assert root(node_env, WEB[0], "test -e /etc/postgresql && echo has || echo none"
                 ).strip() == "none"
     # issue 24's limit holds on the services node's role
@@ -178,9 +184,21 @@ def test_update_backup_then_activate_restore_data_on_the_services_node(node_env,
     assert rows(node_env, WEB[0]) == before
 
 
-def replica_rows(node_env) -> list[str]:
-    return root(node_env, REPLICA, "runuser -u postgres -- psql -At -d sl_tlsapp "
-                                   "-c 'SELECT v FROM items ORDER BY id'").split()
+def test_an_app_on_one_node_moves_its_database_to_the_services_node(node_env, nodes,
+                                                                    tmp_path):
+    """sweb2, out of tls.test now, serves another app with a database of its own."""
+    other = make_app(tmp_path, "moveapp", ("postgresql",), ("python3-psycopg2",))
+    node_env.silver("-y", "update", str(other), MOVED, "--node", WEB[1], "--noetchosts",
+                    check=True)
+    ask(node_env, WEB[1], "/pg/add?v=kept", MOVED)
+    proc = node_env.silver("-y", "update", str(other), MOVED, "--node", WEB[1],
+                           "--services-node", DB, "--noetchosts", check=True)
+    assert "old database is left on the node" in proc.stdout
+    assert rows(node_env, WEB[1], MOVED) == ["kept"]
+    assert ask(node_env, WEB[1], "/pg/tls", MOVED)["sslmode"] == "verify-full"
+    ask(node_env, WEB[1], "/pg/add?v=moved", MOVED)
+    assert table(node_env, DB, "sl_moveapp") == ["kept", "moved"]
+    assert table(node_env, WEB[1], "sl_moveapp") == ["kept"]      # the old copy, unused
 
 
 def test_the_replica_follows_and_after_promote_the_app_loses_no_row(node_env, nodes, app):
@@ -190,9 +208,9 @@ def test_the_replica_follows_and_after_promote_the_app_loses_no_row(node_env, no
         ask(node_env, WEB[0], f"/pg/add?v={v}")
     written = rows(node_env, WEB[0])
     deadline = time.monotonic() + 20
-    while replica_rows(node_env) != written and time.monotonic() < deadline:
+    while table(node_env, REPLICA, "sl_tlsapp") != written and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert replica_rows(node_env) == written
+    assert table(node_env, REPLICA, "sl_tlsapp") == written
     shown = node_env.silver("query", DB, check=True).stdout
     assert f"replica {REPLICA}: streaming" in shown and "behind" in shown
     # written just before the promote: the fenced primary's last writes are waited for
@@ -200,8 +218,10 @@ def test_the_replica_follows_and_after_promote_the_app_loses_no_row(node_env, no
     proc = node_env.silver("promote", REPLICA, check=True)
     assert f"{REPLICA}: primary now (was a replica of {DB})" in proc.stdout
     assert f"{WEB[0]}: tlsapp." in proc.stdout and "restarted from" in proc.stdout
+    assert f"{WEB[1]}: moveapp." in proc.stdout       # every location db1 held
     probe(nodes[LB], HOST, "/pg/add?v=after")
     assert rows(node_env, WEB[0]) == [*written, "last", "after"]
+    assert rows(node_env, WEB[1], MOVED) == ["kept", "moved"]
     assert ask(node_env, WEB[0], "/pg/tls")["sslmode"] == "verify-full"
     # the old primary lets the member in no more; the data commands follow the promote
     assert "fenced" in node_env.silver("query", DB, check=True).stdout
