@@ -80,6 +80,7 @@ def back_on(console: Console, location: Location, moving: Moving, deployed: bool
                      "node now, but the deploy that points the app there failed; fix it and "
                      f"update again (the backup is {moving.archive})")
         return
+    moving.archive.unlink(missing_ok=True)      # the node keeps the old copy anyway
     if moving.disabled:
         session = open_node(console, moving.member, check=False)
         try:

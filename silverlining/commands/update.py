@@ -541,6 +541,10 @@ def run(console: Console, app_dir: str, location: str | None, host: str | None,
             plan.backup = False
         if first_services and len(targets) == 1:    # its database moves there
             moving = _move.take(console, targets[0], plan.location, moves_dir())
+        elif first_services:
+            console.warn(f"{services} starts {plan.app}'s database empty: a database each "
+                         f"of {', '.join(targets)} may hold is not moved (restore the one "
+                         "you keep with 'silver restore' afterwards)")
         _services.host(console, services, plan.config, plan.app, plan.location, targets,
                        add=True, drop=plain_remove)
         if moving:
