@@ -122,8 +122,9 @@ def format_balancer(sites: dict, versions: dict[tuple[str, str], str]) -> list[s
     health HAProxy sees and whether it takes traffic."""
     lines = []
     for location, site in sorted(sites.items()):
+        held = f", databases on {site['services']}" if site.get("services") else ""
         lines.append(f"{location}  (balanced: {site.get('app') or '?'}, batch "
-                     f"{site.get('batch') or '1'})")
+                     f"{site.get('batch') or '1'}{held})")
         for m in site["members"]:
             traffic = {"ready": "takes traffic", "drain": "draining",
                        "maint": "out of rotation"}.get(m["state"], m["state"])
