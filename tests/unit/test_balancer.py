@@ -224,12 +224,11 @@ class FakeBalancer:
         self.topo = topology.Topology("shop.test", "lb", [], batch)
         self.calls: list[tuple[str, tuple[str, ...]]] = []
 
-    def state(self, members, state):
-        self.calls.append((state, tuple(members)))
+    def drain(self, members):
+        self.calls.append(("drain", tuple(members)))
 
-    def drain(self, batch, members):
-        if set(members) - set(batch):
-            self.state(batch, "drain")
+    def ready(self, members):
+        self.calls.append(("ready", tuple(members)))
 
 
 class Quiet:
