@@ -281,8 +281,11 @@ def _undo(console: Console, lb: Front, done: list[Change], members: list[str],
                 undone.append(r)
             else:
                 stuck[m] = r.message        # type: ignore[union-attr]
-        lb.ready(batch)
-    return undone, stuck
+        try:
+            lb.ready(batch)
+        except SilverError as exc:          # back on its version, but out of rotation
+            stuck.update({m: exc.message for m in batch if m not in stuck})
+    return [c for c in undone if c.node not in stuck], stuck
 
 
 def activate_on(console: Console, node: str, location: str, version: str) -> Change:

@@ -90,7 +90,8 @@ class ProviderFront(Front):
             if m not in nodes and self.provider.node_key(node) in attached:
                 self.provider.detach(balancer, node)
         self.console.step(self.topo.balancer, f"{self.name} serves {self.topo.location} "
-                          f"at {self.provider.address(balancer)}: point the name there")
+                          f"at {self.provider.address(self._balancer())}: point the name "
+                          "there")
 
     def drain(self, members: list[str]) -> None:
         if members:
