@@ -182,18 +182,22 @@ class NodeFront(Front):
         return nodes.peer_address(self.topo.balancer, from_node=member)
 
     def guard(self, members: list[str]) -> None:
-        """Each member serves the location to the balancer only (in parallel)."""
-        def one(member: str) -> None:
-            session = open_node(self.console, member, check=False)
-            try:
-                session.send(protocol.Balanced(location=self.topo.location,
-                                               via=self.via(member)), quiet=True)
-            finally:
-                session.close()
+        guard_members(self.console, self.topo.location, {m: self.via(m) for m in members})
 
-        for member, r in parallel(one, members).items():
-            if isinstance(r, SilverError):
-                raise SilverError(f"{member}: {r.message}")
+
+def guard_members(console: Console, location: str, vias: dict[str, str]) -> None:
+    """Each member serves the location only to connections from its ``via`` (the
+    balancer's address or network) and itself, in parallel."""
+    def one(member: str) -> None:
+        session = open_node(console, member, check=False)
+        try:
+            session.send(protocol.Balanced(location=location, via=vias[member]), quiet=True)
+        finally:
+            session.close()
+
+    for member, r in parallel(one, list(vias)).items():
+        if isinstance(r, SilverError):
+            raise SilverError(f"{member}: {r.message}")
 
 
 def is_provider(balancer: str) -> bool:

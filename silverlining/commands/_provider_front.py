@@ -13,7 +13,7 @@ from __future__ import annotations
 from libcloud.compute.base import Node
 from libcloud.loadbalancer.base import LoadBalancer
 
-from silverlining.commands._balanced import PROVIDER_PREFIX, Front
+from silverlining.commands._balanced import PROVIDER_PREFIX, Front, guard_members
 from silverlining.console import Console
 from silverlining.errors import SilverError, UsageError
 from silverlining.locations import parse_location
@@ -113,10 +113,14 @@ class ProviderFront(Front):
             self.provider.wait_up(self._balancer(), nodes)
 
     def guard(self, members: list[str]) -> None:
-        """Nothing a member can check: ELB's nodes connect from addresses that change,
-        and GCE's balancer passes the client's own address; the members keep serving
-        the location to whoever reaches them (docs/balancer.md, "The provider's
-        balancer", says what is and is not guaranteed)."""
+        """ELB's nodes connect from addresses in the members' VPC that change: each
+        member lets the location through from that network only. GCE's balancer passes
+        the client's own address, so there is nothing a member can tell it by; those
+        members keep serving the location to whoever reaches them (docs/balancer.md,
+        "The provider's balancer", says what is and is not guaranteed)."""
+        vias = {m: self.provider.source_network(self.node(m)) for m in members}
+        guard_members(self.console, self.topo.location,
+                      {m: via for m, via in vias.items() if via is not None})
 
     def drop(self) -> None:
         balancer = self.provider.find(self.name)

@@ -97,6 +97,11 @@ class ProviderBalancer(ABC):
     def wait_up(self, balancer: LoadBalancer, nodes: list[Node]) -> None:
         """Return once the balancer sends traffic to ``nodes`` again."""
 
+    @abstractmethod
+    def source_network(self, node: Node) -> str | None:
+        """The network the balancer's connections to ``node`` come from (a CIDR), or
+        None when they carry the client's own address."""
+
     def destroy(self, balancer: LoadBalancer) -> None:
         call_provider(f"deleting load balancer {balancer.name}", self.lb.destroy_balancer,
                       balancer)
@@ -123,6 +128,19 @@ class ELB(ProviderBalancer):
 
     def node_key(self, node: Node) -> str:
         return str(node.id)
+
+    def source_network(self, node: Node) -> str | None:
+        """The node's VPC: ELB's nodes sit in its subnets, on addresses of their own."""
+        vpc = node.extra.get("vpc_id")
+        if not vpc:
+            raise SilverError(f"{node.name}: {self.compute.name} reports no VPC for it, so "
+                              "its balancer's network is unknown (ELB in EC2-Classic is "
+                              "not supported)")
+        networks = call_provider(f"looking up VPC {vpc}", self.compute.ex_list_networks,
+                                 network_ids=[vpc])
+        if not networks or not networks[0].cidr_block:
+            raise SilverError(f"{node.name}: {self.compute.name} lists no VPC {vpc}")
+        return str(networks[0].cidr_block)
 
     def wait_up(self, balancer: LoadBalancer, nodes: list[Node]) -> None:
         """libcloud cannot ask ELB whether an instance is InService: wait the time its
@@ -156,6 +174,9 @@ class GCE(ProviderBalancer):
 
     def node_key(self, node: Node) -> str:
         return node.name
+
+    def source_network(self, node: Node) -> str | None:
+        return None             # a pass-through balancer: the client's own address
 
     def wait_up(self, balancer: LoadBalancer, nodes: list[Node]) -> None:
         """Until GCE's health check finds each node HEALTHY in the target pool."""

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from silverlining import topology
-from silverlining.commands import _balanced, update
+from silverlining.commands import _balanced, _provider_front, update
 from silverlining.errors import SilverError
 from silverlining.providers.balancers import ELB_READY_WAIT, balancer_name
 from silverlining.state import NodeRegistry
@@ -121,14 +121,21 @@ def app(tmp_path) -> Path:
 
 
 class Members:
-    """The seam where the roll hands a member to the node: deploy and activate are
-    recorded in the same log as the provider's changes; ``failing`` fail their gate."""
+    """The seam where the roll hands a member to the node: deploy, activate and the
+    guard (``balanced`` on each member) are recorded in the same log as the provider's
+    changes; ``failing`` fail their gate."""
 
     def __init__(self, monkeypatch, events: list[str]) -> None:
         self.events, self.failing = events, set()
         self.live: dict[str, int] = {}
+        self.guarded: dict[str, str] = {}
         monkeypatch.setattr(update, "deploy_to", self.deploy)
         monkeypatch.setattr(_balanced, "activate_on", self.activate)
+        monkeypatch.setattr(_provider_front, "guard_members", self.guard)
+
+    def guard(self, console, location, vias) -> None:
+        assert location.startswith(LOCATION)
+        self.guarded.update(vias)
 
     def deploy(self, console, node, plan, ask=False) -> update.Outcome:
         self.events.append(f"deploy {node}")
@@ -189,6 +196,8 @@ def test_elb_is_made_for_the_location_and_rolls_each_batch_in_order(aws, app):
     assert sleeps == [ELB_READY_WAIT]
     assert "web1: shop.v1 live at shop.test" in result.stdout
     assert f"{NAME}-1234567890.eu-central-1.elb.amazonaws.com" in result.stderr
+    # each member takes the location only from the VPC ELB's nodes connect from
+    assert members.guarded == {"web1": "172.31.0.0/16", "web2": "172.31.0.0/16"}
     assert topology.get(LOCATION) == topology.Topology(LOCATION, "provider:aws",
                                                        ["web1", "web2"], "1", "shop")
 
@@ -438,6 +447,7 @@ def test_gce_health_check_pool_and_rule_then_a_rolling_deploy(gce, app, api):
     assert sorted(events[3:]) == ["attach web1", "attach web2", "deploy web1", "deploy web2"]
     assert events.index("attach web1") > events.index("deploy web1")
     assert "34.89.7.7" in result.stderr
+    assert members.guarded == {}         # GCE passes the client's address: no guard
 
     events.clear()
     state["health"]["web1"] = ["UNHEALTHY", "UNHEALTHY", "HEALTHY"]
