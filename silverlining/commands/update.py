@@ -497,14 +497,14 @@ def run(console: Console, app_dir: str, location: str | None, host: str | None,
     if topo is not None:
         check_node_disk(plan.config, [m for m in topo.members if m not in remove_nodes],
                         balanced=True)
-        if _balanced.is_provider(topo.balancer):
-            if plan.https:
-                raise UsageError(f"{plan.location}: HTTPS at a provider's balancer "
-                                 f"({topo.balancer}) is not built yet: use https = off, or "
-                                 "an HAProxy node as the balancer (--balancer NODE), where "
-                                 "TLS ends")
-            return balanced_update(console, plan, topo, remove_nodes)
+        provider = _balanced.is_provider(topo.balancer)
+        if provider and plan.https:
+            raise UsageError(f"{plan.location}: HTTPS at a provider's balancer "
+                             f"({topo.balancer}) is not built yet: use https = off, or an "
+                             "HAProxy node as the balancer (--balancer NODE), where TLS ends")
         code = balanced_update(console, plan, topo, remove_nodes)
+        if provider:            # its address was shown: the name is pointed there by you
+            return code
         on_dns = False          # the name points at the balancer, where TLS ends too
         if plan.location.is_exact_host and node_dns(topo.balancer) is not None:
             from silverlining.providers import dns as providers_dns

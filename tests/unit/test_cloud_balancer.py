@@ -149,7 +149,9 @@ class Members:
 
     def activate(self, console, node, location, version) -> _balanced.Change:
         self.events.append(f"activate {node} {version}")
-        previous, self.live[node] = self.live[node], int(version.removeprefix("v"))
+        previous = self.live[node]
+        self.live[node] = previous - 1 if version == "prev" else int(version.removeprefix("v"))
+        version = f"v{self.live[node]}"
         return _balanced.Change(node, version, f"v{previous}",
                                 text=f"{node}: shop.{version} live at {location}")
 
@@ -229,6 +231,35 @@ def test_a_failing_batch_stops_and_the_updated_members_go_back(aws, app):
     assert ("rollout of shop.test stopped: web1 back on v1; every member serves the "
             "version it served before") in result.stdout
     assert sorted(elb["balancers"][NAME]["instances"]) == ["i-0web1", "i-0web2"]
+
+
+def test_activate_prev_rolls_through_the_same_rules(aws, app):
+    elb, events, members, _ = aws
+    assert silver("-y", "update", str(app), LOCATION, "--node", "web1", "--node", "web2",
+                  "--balancer", "provider:aws").status == 0
+    assert silver("-y", "update", str(app), LOCATION).status == 0
+    events.clear()
+    result = silver("activate", LOCATION, "prev")
+    assert result.status == 0, result.stderr
+    assert events == ["detach i-0web1", "activate web1 prev", "attach i-0web1",
+                      "detach i-0web2", "activate web2 prev", "attach i-0web2"]
+    assert members.live == {"web1": 1, "web2": 1}
+
+
+def test_a_removed_member_is_detached_then_released(aws, app, monkeypatch):
+    elb, events, members, _ = aws
+    assert silver("-y", "update", str(app), LOCATION, "--node", "web1", "--node", "web2",
+                  "--balancer", "provider:aws").status == 0
+    released = []
+    monkeypatch.setattr(_balanced, "release",
+                        lambda console, member, location, keep_prev=True:
+                        released.append(member))
+    events.clear()
+    result = silver("-y", "update", str(app), LOCATION, "--remove-node", "web2")
+    assert result.status == 0, result.stderr
+    assert events == ["deploy web1", "detach i-0web2"] and released == ["web2"]
+    assert elb["balancers"][NAME]["instances"] == ["i-0web1"]
+    assert topology.get(LOCATION).members == ["web1"]
 
 
 def test_batches_and_the_ready_wait_follow_the_config(aws, app):
