@@ -112,7 +112,7 @@ class ProviderBalancer(ABC):
 
 
 class ELB(ProviderBalancer):
-    label = "ELB"
+    """A Classic ELB: instances by id, in the zones the first members are in."""
 
     def create(self, name: str, location: Location, nodes: list[Node]) -> LoadBalancer:
         # the zones it serves: the members' (libcloud takes them without the region)
@@ -150,13 +150,10 @@ class ELB(ProviderBalancer):
 
 
 class GCE(ProviderBalancer):
-    label = "GCE"
-
-    def health_check_name(self, name: str) -> str:
-        return f"{name}-hc"
+    """A forwarding rule to a target pool with an HTTP health check; instances by name."""
 
     def create(self, name: str, location: Location, nodes: list[Node]) -> LoadBalancer:
-        hc_name = self.health_check_name(name)
+        hc_name = f"{name}-hc"
         checks = call_provider("listing health checks", self.lb.ex_list_healthchecks)
         check = next((c for c in checks if c.name == hc_name), None)
         if check is None:
