@@ -129,9 +129,14 @@ class Members:
         self.events, self.failing = events, set()
         self.live: dict[str, int] = {}
         self.guarded: dict[str, str] = {}
+        self.released: list[str] = []
         monkeypatch.setattr(update, "deploy_to", self.deploy)
         monkeypatch.setattr(_balanced, "activate_on", self.activate)
         monkeypatch.setattr(_provider_front, "guard_members", self.guard)
+        monkeypatch.setattr(_balanced, "release", self.release)
+
+    def release(self, console, member, location, keep_prev=True) -> None:
+        self.released.append(member)
 
     def guard(self, console, location, vias) -> None:
         assert location.startswith(LOCATION)
@@ -154,6 +159,12 @@ class Members:
         version = f"v{self.live[node]}"
         return _balanced.Change(node, version, f"v{previous}",
                                 text=f"{node}: shop.{version} live at {location}")
+
+
+def first_deploy(app: Path, provider: str, location: str = LOCATION, *more: str):
+    """``silver update`` that makes web1 and web2 the location's members."""
+    return silver("-y", "update", str(app), location, "--node", "web1", "--node", "web2",
+                  "--balancer", f"provider:{provider}", *more)
 
 
 def register(provider: str, driver: str, names_ids: list[tuple[str, str]]) -> None:
@@ -182,8 +193,7 @@ def aws(api, monkeypatch):
 
 def test_elb_is_made_for_the_location_and_rolls_each_batch_in_order(aws, app):
     elb, events, members, sleeps = aws
-    result = silver("-y", "update", str(app), LOCATION, "--node", "web1", "--node", "web2",
-                    "--balancer", "provider:aws")
+    result = first_deploy(app, "aws")
     assert result.status == 0, result.stderr
     lb = elb["balancers"][NAME]
     form = lb["form"]
@@ -217,8 +227,7 @@ def test_elb_is_made_for_the_location_and_rolls_each_batch_in_order(aws, app):
 
 def test_a_failing_batch_stops_and_the_updated_members_go_back(aws, app):
     elb, events, members, _ = aws
-    assert silver("-y", "update", str(app), LOCATION, "--node", "web1", "--node", "web2",
-                  "--balancer", "provider:aws").status == 0
+    assert first_deploy(app, "aws").status == 0
     events.clear()
     members.failing = {"web2"}
     result = silver("-y", "update", str(app), LOCATION)
@@ -235,8 +244,7 @@ def test_a_failing_batch_stops_and_the_updated_members_go_back(aws, app):
 
 def test_activate_prev_rolls_through_the_same_rules(aws, app):
     elb, events, members, _ = aws
-    assert silver("-y", "update", str(app), LOCATION, "--node", "web1", "--node", "web2",
-                  "--balancer", "provider:aws").status == 0
+    assert first_deploy(app, "aws").status == 0
     assert silver("-y", "update", str(app), LOCATION).status == 0
     events.clear()
     result = silver("activate", LOCATION, "prev")
@@ -246,18 +254,13 @@ def test_activate_prev_rolls_through_the_same_rules(aws, app):
     assert members.live == {"web1": 1, "web2": 1}
 
 
-def test_a_removed_member_is_detached_then_released(aws, app, monkeypatch):
+def test_a_removed_member_is_detached_then_released(aws, app):
     elb, events, members, _ = aws
-    assert silver("-y", "update", str(app), LOCATION, "--node", "web1", "--node", "web2",
-                  "--balancer", "provider:aws").status == 0
-    released = []
-    monkeypatch.setattr(_balanced, "release",
-                        lambda console, member, location, keep_prev=True:
-                        released.append(member))
+    assert first_deploy(app, "aws").status == 0
     events.clear()
     result = silver("-y", "update", str(app), LOCATION, "--remove-node", "web2")
     assert result.status == 0, result.stderr
-    assert events == ["deploy web1", "detach i-0web2"] and released == ["web2"]
+    assert events == ["deploy web1", "detach i-0web2"] and members.released == ["web2"]
     assert elb["balancers"][NAME]["instances"] == ["i-0web1"]
     assert topology.get(LOCATION).members == ["web1"]
 
@@ -265,8 +268,7 @@ def test_a_removed_member_is_detached_then_released(aws, app, monkeypatch):
 def test_batches_and_the_ready_wait_follow_the_config(aws, app):
     elb, events, members, sleeps = aws
     aws_config("balancer_ready_wait = 45\n")
-    assert silver("-y", "update", str(app), LOCATION, "--node", "web1", "--node", "web2",
-                  "--balancer", "provider:aws", "--batch", "100%").status == 0
+    assert first_deploy(app, "aws", LOCATION, "--batch", "100%").status == 0
     events.clear()
     sleeps.clear()
     assert silver("-y", "update", str(app), LOCATION).status == 0
@@ -275,17 +277,12 @@ def test_batches_and_the_ready_wait_follow_the_config(aws, app):
     assert sleeps == [45]
 
 
-def test_deactivate_deletes_the_load_balancer_and_the_record(aws, app, monkeypatch):
+def test_deactivate_deletes_the_load_balancer_and_the_record(aws, app):
     elb, events, members, _ = aws
-    assert silver("-y", "update", str(app), LOCATION, "--node", "web1", "--node", "web2",
-                  "--balancer", "provider:aws").status == 0
-    released = []
-    monkeypatch.setattr(_balanced, "release",
-                        lambda console, member, location, keep_prev=True:
-                        released.append(member))
+    assert first_deploy(app, "aws").status == 0
     result = silver("deactivate", LOCATION)
     assert result.status == 0, result.stderr
-    assert sorted(released) == ["web1", "web2"]
+    assert sorted(members.released) == ["web1", "web2"]
     assert events[-1] == f"delete {NAME}" and elb["balancers"] == {}
     assert topology.get(LOCATION) is None
 
@@ -297,8 +294,7 @@ def test_a_provider_refusal_is_one_line(aws, app, api):
         "TooManyLoadBalancers</Code><Message>Exceeded quota of account 123456789012"
         "</Message></Error><RequestId>x</RequestId></ErrorResponse>")))
     assert_one_line_error(
-        silver("-y", "update", str(app), LOCATION, "--node", "web1", "--node", "web2",
-               "--balancer", "provider:aws"), 1,
+        first_deploy(app, "aws"), 1,
         "Amazon Elastic Load Balancing: listing load balancers failed: "
         "TooManyLoadBalancers: Exceeded quota of account 123456789012")
     assert members.live == {} and topology.get(LOCATION) is None
@@ -312,8 +308,7 @@ def test_members_of_another_provider_and_https_are_refused(aws, app):
         "web3 was not made with [provider:aws]: its load balancer fronts only that "
         "provider's nodes")
     assert_one_line_error(
-        silver("-y", "update", str(app), LOCATION, "--node", "web1", "--node", "web2",
-               "--balancer", "provider:aws", "--https", "required"), 2,
+        first_deploy(app, "aws", LOCATION, "--https", "required"), 2,
         "HTTPS at a provider's balancer (provider:aws) is not built yet")
 
 
@@ -351,41 +346,43 @@ def gce_lb_api(api, state: dict, events: list[str]) -> None:
         "kind": "compute#operation", "id": "1", "name": m[1], "status": "DONE",
         "progress": 100, "selfLink": f"{SELF}/regions/{REGION}/operations/{m[1]}"}))
 
-    def check(data: dict) -> dict:
-        return {"kind": "compute#httpHealthCheck", "id": "7001", **data,
-                "selfLink": f"{SELF}/global/httpHealthChecks/{data['name']}",
-                "creationTimestamp": "2026-12-07T06:00:00.000-08:00"}
+    def collection(path: str, store: dict, label: str, render) -> None:
+        """List, insert, get and delete of one kind of resource, named in the body."""
+        url = SELF + path.removeprefix(P)
 
-    def add_check(req, m):
-        state["checks"][req.json["name"]] = req.json
-        events.append(f"health check {req.json['name']}")
-        return operation(f"{SELF}/global/httpHealthChecks/{req.json['name']}")
+        def add(req, m):
+            store[req.json["name"]] = dict(req.json)
+            events.append(f"{label} {req.json['name']}")
+            return operation(f"{url}/{req.json['name']}")
 
-    def del_check(req, m):
-        del state["checks"][m[1]]
-        events.append(f"delete health check {m[1]}")
-        return operation(f"{SELF}/global/httpHealthChecks/{m[1]}")
+        def delete(req, m):
+            del store[m[1]]
+            events.append(f"delete {label} {m[1]}")
+            return operation(f"{url}/{m[1]}")
 
-    api.route("GET", P + "/global/httpHealthChecks", lambda r, m: (200, {
-        "kind": "compute#httpHealthCheckList",
-        "items": [check(c) for c in state["checks"].values()]}))
-    api.route("POST", P + "/global/httpHealthChecks", add_check)
-    api.route("GET", P + r"/global/httpHealthChecks/([\w-]+)",
-              lambda r, m: (200, check(state["checks"][m[1]])))
-    api.route("DELETE", P + r"/global/httpHealthChecks/([\w-]+)", del_check)
+        api.route("GET", path, lambda r, m: (200, {"items": [render(d) for d in
+                                                             store.values()]}))
+        api.route("POST", path, add)
+        api.route("GET", path + r"/([\w-]+)", lambda r, m: (200, render(store[m[1]])))
+        api.route("DELETE", path + r"/([\w-]+)", delete)
 
-    def pool(data: dict) -> dict:
-        return {"kind": "compute#targetPool", "id": "5101", "name": data["name"],
-                "region": f"{SELF}/regions/{REGION}",
-                "healthChecks": data.get("healthChecks", []),
-                "instances": data.get("instances", []), "sessionAffinity": "NONE",
-                "selfLink": f"{R.replace(P, SELF)}/targetPools/{data['name']}",
-                "creationTimestamp": "2026-12-07T06:00:00.000-08:00"}
-
-    def add_pool(req, m):
-        state["pools"][req.json["name"]] = dict(req.json)
-        events.append(f"target pool {req.json['name']}")
-        return operation(f"{SELF}/regions/{REGION}/targetPools/{req.json['name']}")
+    collection(P + "/global/httpHealthChecks", state["checks"], "health check", lambda d: {
+        "kind": "compute#httpHealthCheck", "id": "7001", **d,
+        "selfLink": f"{SELF}/global/httpHealthChecks/{d['name']}",
+        "creationTimestamp": "2026-12-07T06:00:00.000-08:00"})
+    collection(R + "/targetPools", state["pools"], "target pool", lambda d: {
+        "kind": "compute#targetPool", "id": "5101", "name": d["name"],
+        "region": f"{SELF}/regions/{REGION}", "healthChecks": d.get("healthChecks", []),
+        "instances": d.get("instances", []), "sessionAffinity": "NONE",
+        "selfLink": f"{SELF}/regions/{REGION}/targetPools/{d['name']}",
+        "creationTimestamp": "2026-12-07T06:00:00.000-08:00"})
+    collection(R + "/forwardingRules", state["rules"], "forwarding rule", lambda d: {
+        "kind": "compute#forwardingRule", "id": "6101", "name": d["name"],
+        "region": f"{SELF}/regions/{REGION}", "IPAddress": "34.89.7.7",
+        "IPProtocol": d["IPProtocol"], "portRange": f"{d['portRange']}-{d['portRange']}",
+        "target": d["target"],
+        "selfLink": f"{SELF}/regions/{REGION}/forwardingRules/{d['name']}",
+        "creationTimestamp": "2026-12-07T06:00:00.000-08:00"})
 
     def pool_change(req, m):
         data, url = state["pools"][m[1]], req.json["instances"][0]["instance"]
@@ -406,43 +403,8 @@ def gce_lb_api(api, state: dict, events: list[str]) -> None:
         return 200, {"kind": "compute#targetPoolInstanceHealth", "healthStatus": [
             {"healthState": current, "instance": url, "ipAddress": "34.89.7.7", "port": 80}]}
 
-    def del_pool(req, m):
-        del state["pools"][m[1]]
-        events.append(f"delete target pool {m[1]}")
-        return operation(f"{SELF}/regions/{REGION}/targetPools/{m[1]}")
-
-    api.route("POST", R + "/targetPools", add_pool)
-    api.route("GET", R + "/targetPools", lambda r, m: (200, {
-        "items": [pool(p) for p in state["pools"].values()]}))
-    api.route("GET", R + r"/targetPools/([\w-]+)", lambda r, m: (200, pool(state["pools"][m[1]])))
-    api.route("DELETE", R + r"/targetPools/([\w-]+)", del_pool)
     api.route("POST", R + r"/targetPools/([\w-]+)/(addInstance|removeInstance)", pool_change)
     api.route("POST", R + r"/targetPools/([\w-]+)/getHealth", health)
-
-    def rule(data: dict) -> dict:
-        return {"kind": "compute#forwardingRule", "id": "6101", "name": data["name"],
-                "region": f"{SELF}/regions/{REGION}", "IPAddress": "34.89.7.7",
-                "IPProtocol": data["IPProtocol"], "portRange": f"{data['portRange']}-"
-                f"{data['portRange']}", "target": data["target"],
-                "selfLink": f"{SELF}/regions/{REGION}/forwardingRules/{data['name']}",
-                "creationTimestamp": "2026-12-07T06:00:00.000-08:00"}
-
-    def add_rule(req, m):
-        state["rules"][req.json["name"]] = req.json
-        events.append(f"forwarding rule {req.json['name']}")
-        return operation(f"{SELF}/regions/{REGION}/forwardingRules/{req.json['name']}")
-
-    def del_rule(req, m):
-        del state["rules"][m[1]]
-        events.append(f"delete forwarding rule {m[1]}")
-        return operation(f"{SELF}/regions/{REGION}/forwardingRules/{m[1]}")
-
-    api.route("POST", R + "/forwardingRules", add_rule)
-    api.route("GET", R + "/forwardingRules", lambda r, m: (200, {
-        "items": [rule(f) for f in state["rules"].values()]}))
-    api.route("GET", R + r"/forwardingRules/([\w-]+)",
-              lambda r, m: (200, rule(state["rules"][m[1]])))
-    api.route("DELETE", R + r"/forwardingRules/([\w-]+)", del_rule)
 
 
 @pytest.fixture
@@ -459,8 +421,7 @@ def gce(api, monkeypatch, tmp_path):
 
 def test_gce_health_check_pool_and_rule_then_a_rolling_deploy(gce, app, api):
     state, events, members = gce
-    result = silver("-y", "update", str(app), f"{LOCATION}/api", "--node", "web1",
-                    "--node", "web2", "--balancer", "provider:gce")
+    result = first_deploy(app, "gce", f"{LOCATION}/api")
     assert result.status == 0, result.stderr
     name = balancer_name(f"{LOCATION}/api")
     check, = state["checks"].values()
@@ -496,8 +457,7 @@ def test_gce_a_member_that_never_gets_healthy_fails_its_batch(gce, app, monkeypa
     from silverlining.providers import balancers
 
     state, events, members = gce
-    assert silver("-y", "update", str(app), LOCATION, "--node", "web1", "--node", "web2",
-                  "--balancer", "provider:gce").status == 0
+    assert first_deploy(app, "gce").status == 0
     events.clear()
     state["health"]["web2"] = ["UNHEALTHY"]
     monkeypatch.setattr(balancers, "GCE_READY_TIMEOUT", 0.0)
@@ -514,12 +474,9 @@ def test_gce_a_member_that_never_gets_healthy_fails_its_batch(gce, app, monkeypa
     assert "web2: rolling back FAILED: web2: not HEALTHY" in result.stdout
 
 
-def test_gce_deactivate_deletes_rule_pool_and_check(gce, app, monkeypatch):
+def test_gce_deactivate_deletes_rule_pool_and_check(gce, app):
     state, events, members = gce
-    assert silver("-y", "update", str(app), LOCATION, "--node", "web1", "--node", "web2",
-                  "--balancer", "provider:gce").status == 0
-    monkeypatch.setattr(_balanced, "release", lambda console, member, location,
-                        keep_prev=True: None)
+    assert first_deploy(app, "gce").status == 0
     events.clear()
     assert silver("deactivate", LOCATION).status == 0
     assert events == [f"delete forwarding rule {NAME}", f"delete target pool {NAME}-tp",
