@@ -312,6 +312,11 @@ def test_members_of_another_provider_and_https_are_refused(aws, app):
         "HTTPS at a provider's balancer (provider:aws) is not built yet")
 
 
+def test_query_of_a_provider_balancer_says_to_query_a_member(aws):
+    assert_one_line_error(silver("query", "provider:aws"), 2,
+                          "provider:aws is a provider's load balancer, not a node")
+
+
 def test_a_driver_without_a_load_balancer_is_refused(api, app, tmp_path):
     write_config("[provider:dummy]\ndriver = dummy\ncreds = 0\n")
     NodeRegistry().put("web1", provider="dummy", driver="dummy", node_id="1")
