@@ -348,6 +348,30 @@ def activate(console: Console, topo: Topology, version: str) -> int:
     return report_rollout(console, topo.location, rollout)
 
 
+def redeploy_on(console: Console, node: str, location: str, changes: str) -> Change:
+    """The live version started again on one member, with ``changes`` (params' JSON)."""
+    session = open_node(console, node, check=False)
+    try:
+        result = session.send(protocol.Redeploy(location=location), input=changes,
+                              timeout=600)
+    finally:
+        session.close()
+    return Change(node, result["version"], result["previous"],
+                  text=f"{node}: {result['app']}.{result['version']} live at {location} "
+                       f"(restarted from {result['previous']})")
+
+
+def redeploy(console: Console, topo: Topology, changes: str) -> int:
+    """``restart`` or ``params --set`` on a balanced location: every member, rolling, so
+    the members never serve with different parameters once it ends (a failing batch
+    puts the members already restarted back on what they served)."""
+    with balancer(console, topo) as lb:
+        rollout = roll(console, lb, topo.members,
+                       lambda m: redeploy_on(console, m, topo.location, changes),
+                       undo_on(console, topo.location))
+    return report_rollout(console, topo.location, rollout)
+
+
 def on_members(console: Console, topo: Topology, command: protocol.Command) -> dict:
     """One node command on every member at once; the first error is raised."""
     def one(member: str) -> object:
