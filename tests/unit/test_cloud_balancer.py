@@ -134,6 +134,14 @@ class Members:
         monkeypatch.setattr(_balanced, "activate_on", self.activate)
         monkeypatch.setattr(_provider_front, "guard_members", self.guard)
         monkeypatch.setattr(_balanced, "release", self.release)
+        monkeypatch.setattr(_balanced, "redeploy_on", self.restart)
+
+    def restart(self, console, node, location, changes) -> _balanced.Change:
+        self.events.append(f"restart {node}")
+        previous = self.live[node]
+        self.live[node] += 1
+        return _balanced.Change(node, f"v{self.live[node]}", f"v{previous}",
+                                text=f"{node}: restarted")
 
     def release(self, console, member, location, keep_prev=True) -> None:
         self.released.append(member)
@@ -252,6 +260,15 @@ def test_activate_prev_rolls_through_the_same_rules(aws, app):
     assert events == ["detach i-0web1", "activate web1 prev", "attach i-0web1",
                       "detach i-0web2", "activate web2 prev", "attach i-0web2"]
     assert members.live == {"web1": 1, "web2": 1}
+
+
+def test_restart_rolls_through_the_same_rules(aws, app):
+    elb, events, members, _ = aws
+    assert first_deploy(app, "aws").status == 0
+    events.clear()
+    assert silver("restart", LOCATION).status == 0
+    assert events == ["detach i-0web1", "restart web1", "attach i-0web1",
+                      "detach i-0web2", "restart web2", "attach i-0web2"]
 
 
 def test_a_removed_member_is_detached_then_released(aws, app):
