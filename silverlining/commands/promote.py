@@ -21,19 +21,6 @@ from silverlining.console import Console
 from silverlining.errors import SilverError, UsageError
 
 
-def redeploy(console: Console, member: str, location: str) -> _balanced.Change:
-    """The live version started again behind the health gate (it reads its new
-    CONFIG_PG_* then)."""
-    session = open_node(console, member, check=False)
-    try:
-        result = session.send(protocol.Redeploy(location=location), input="{}", timeout=600)
-    finally:
-        session.close()
-    return _balanced.Change(member, result["version"], result["previous"],
-                            text=f"{member}: {result['app']}.{result['version']} live at "
-                                 f"{location} (restarted from {result['previous']})")
-
-
 def fence(console: Console, primary: str, replica: str) -> str | None:
     """The old primary fenced; where its writes end (None: it does not answer)."""
     old = open_node(console, primary, check=False)
@@ -80,17 +67,15 @@ def run(console: Console, replica: str) -> int:
         topology.put_services_node(location, replica, app)
         topo = topology.get(location)
         if topo is not None:
-            with _balanced.balancer(console, topo) as lb:
+            with _balanced.balancer(console, topo) as lb:       # its record names the new primary
                 lb.apply(topo.members, maint=[], app=app, services=replica)
-                rollout = _balanced.roll(console, lb, topo.members,
-                                         lambda m: redeploy(console, m, location),
-                                         lambda change: change)
-            code |= _balanced.report_rollout(console, location, rollout)
+            code |= _balanced.redeploy(console, topo, "{}")
             continue
         for member in members:
             try:
-                console.out(redeploy(console, member, location).text)
+                console.out(_balanced.redeploy_on(console, member, location, "{}").text)
             except SilverError as exc:
-                console.out(f"{member}: FAILED: {exc.message} (it still names {primary})")
+                console.out(f"{member}: FAILED: {exc.message} (its running version still "
+                            f"has {primary}'s address)")
                 code = 1
     return code
