@@ -140,7 +140,12 @@ def off_the_air(console: Console, node: str, location: Location) -> Iterator[lis
     for member, r in results.items():
         if isinstance(r, SilverError):
             raise SilverError(f"{member}: {r.message}")
-    yield names
+    try:
+        yield names
+    except BaseException:
+        console.warn(f"{', '.join(names)} left answering 503 at {location}: 'silver enable "
+                     f"{location} --node NODE' each once it is fixed")
+        raise
     again = [m for m, r in results.items() if isinstance(r, dict) and r.get("changed")]
     for member, r in parallel(lambda m: set_state(m, protocol.Enable(location=str(location))),
                               again).items():
