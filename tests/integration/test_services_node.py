@@ -4,8 +4,9 @@ Real local nodes on the nodes' private network: ``sdb-TAG`` holds the database,
 ``sweb1-TAG`` and ``sweb2-TAG`` serve ``tls.test`` behind the balancer
 ``slb-TAG`` (each member is asked on itself, so each one's reads and writes are
 known), ``sdb2-TAG`` becomes its streaming replica and then the primary. The attacks come first: a plain connection, a
-client trusting other CAs, a node that is no longer a member; then the data
-commands on the services node, then the replica.
+client trusting other CAs, a node that is no longer a member, and the same after
+the services node rebooted; then the data commands on the services node, moving a
+one-node app's database there, and the replica.
 """
 
 from __future__ import annotations
@@ -168,6 +169,26 @@ def test_a_node_taken_out_of_the_location_is_refused(node_env, nodes, app):
         in hba
     assert nodes_private(node_env, WEB[1]) not in hba
     assert rows(node_env, WEB[0]) == ["one", "two"]
+
+
+def test_a_rebooted_services_node_serves_the_members_again_and_only_them(node_env, nodes,
+                                                                        app):
+    before = rows(node_env, WEB[0])
+    with node_env.environ():
+        from silverlining.providers import get_driver
+        from silverlining.userconfig import UserConfig
+        driver = get_driver(UserConfig.load().provider("local"))
+        driver.reboot_node(driver.ex_get_node(DB))
+    node_env.silver("query", DB, check=True)        # starts it again, waits for its SSH
+    deadline = time.monotonic() + 60
+    while not member_connect(node_env, WEB[0], sslmode="verify-full")["connected"]:
+        assert time.monotonic() < deadline, "PostgreSQL did not come back on the services node"
+        time.sleep(1)
+    assert rows(node_env, WEB[0]) == before
+    # the firewall loaded the members' set at boot: the removed node is still out
+    assert nodes_private(node_env, WEB[0]) in root(
+        node_env, DB, "nft list set inet silverlining service_peers")
+    assert not member_connect(node_env, WEB[1], sslmode="verify-full")["connected"]
 
 
 def test_update_backup_then_activate_restore_data_on_the_services_node(node_env, nodes, app):
