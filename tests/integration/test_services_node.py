@@ -3,11 +3,11 @@
 Real local nodes on the nodes' private network: ``sdb-TAG`` holds the database,
 ``sweb1-TAG`` and ``sweb2-TAG`` serve ``tls.test`` behind the balancer
 ``slb-TAG`` (each member is asked on itself, so each one's reads and writes are
-known), ``sdb2-TAG`` becomes its streaming replica and then the primary. The attacks come first: a plain connection, a
-client trusting other CAs, a node that is no longer a member, and the same after
-the services node rebooted; then the data commands on the services node, moving a
-one-node app's database there, and the replica.
-"""
+known), ``sdb2-TAG`` becomes its streaming replica and then the primary. The
+attacks come first: a plain connection, a client trusting other CAs, a node that
+is no longer a member, and the same after the services node rebooted; then the
+data commands on the services node, moving a one-node app's database there, and
+the replica."""
 
 from __future__ import annotations
 
