@@ -394,6 +394,21 @@ install_status() {
     fi
 }
 
+# Node commands of the deploy user: a socket-activated server (node/server.py)
+# that runs each in a fork with the node code already imported. It notices new
+# node code by itself (the server version) and ends when idle, so nothing here
+# restarts it; a changed socket unit is restarted (which stops the server, never a
+# call it runs: KillMode=process).
+install_node_server() {
+    ensure_enabled silverlining-node.socket
+    if ! unit_active silverlining-node.socket; then
+        systemctl start silverlining-node.socket
+        changed "node command server socket started"
+    elif file_changed_under /etc/systemd/system/silverlining-node.socket; then
+        systemctl restart silverlining-node.socket
+    fi
+}
+
 # HTTPS certificates: the twice-daily renewal timer, and a renewal check now
 # (certificates within 30 days of expiry; nothing to do on a node without any).
 # A failed renewal is recorded per hostname (silver query --certs), not fatal here.
@@ -450,10 +465,11 @@ setup() {
     install_lib
     install_secret
     read_unit_states silverlining-firewall.service nginx.service silverlining-status.socket \
-        silverlining-certs.timer
+        silverlining-node.socket silverlining-certs.timer
     install_firewall
     install_nginx
     install_status
+    install_node_server
     install_certs
     ensure_text "$SERVER_VERSION" 0644 root:root "$VERSION"
 

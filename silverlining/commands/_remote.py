@@ -54,10 +54,12 @@ class NodeSession:
     verified: bool = False        # the node is known to run our server files
 
     def _entry(self) -> list[str]:
-        """``sudo silver-node``; until the node is verified, told to refuse to run
-        unless its server version is ours (one round trip instead of two)."""
+        """``silver-node`` as the deploy user, which hands the call to the node's
+        command server (``node/connect.py``: no sudo, no new Python importing the
+        node code; else ``sudo`` after all); until the node is verified, told to refuse
+        to run unless its server version is ours (one round trip instead of two)."""
         expect = [] if self.verified else ["--expect-version", serverfiles.version()]
-        return ["sudo", "-n", str(paths.ENTRY), *expect]
+        return [str(paths.ENTRY), *expect]
 
     def _explain(self) -> None:
         """After a failed first call: say so if the node is not set up or runs other
