@@ -215,7 +215,8 @@ class Deploy(Locked):
     Result = DeployResult
     STDIN = ("with params_stdin: the parameter changes as JSON ({\"set\": {...}, \"unset\": "
              "[...]}); with wait_upload that is the first line, and the deploy goes on "
-             "only when the line 'uploaded' follows")
+             "only when the line 'uploaded' follows; the client then keeps stdin open "
+             "until the answer: its end before the switch stops the deploy")
     app: str
     version: str
     location: str

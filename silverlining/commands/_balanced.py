@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from silverlining import nodes, protocol, topology
@@ -164,6 +163,8 @@ def guard(console: Console, lb: Balancer, members: list[str]) -> None:
 
 def parallel(fn: Callable[[str], object], members: list[str]) -> dict[str, object]:
     """``fn(member)`` for each member at once; results and SilverErrors by member."""
+    from concurrent.futures import ThreadPoolExecutor   # its import costs query and activate
+
     out: dict[str, object] = {}
     if not members:
         return out
