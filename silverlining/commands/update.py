@@ -19,8 +19,9 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -398,35 +399,44 @@ def upload_and_deploy(session: NodeSession, plan: Plan, reserved: dict,
                               fingerprint=plan.fingerprint,
                               deps=build.fingerprint if build else None)
     feed = _DeployInput(changes_input(values) + "\n")
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        deploying = pool.submit(session.send, command, input=feed)
+    deploying: Future[dict] = Future()
+
+    def send() -> None:
         try:
-            try:
-                console.step(session.name, f"uploading {plan.app_dir} as {plan.app}.{version}")
-                stats = upload(session, plan, reserved, build)
-                if plan.https:          # certificates before the deploy may switch
-                    _https.prepare(console, session, plan.app, version, plan.location,
-                                   plan.https, plan.lock_wait)
-            except BaseException:
-                feed.end()
-                with contextlib.suppress(SilverError):
-                    deploying.result()
-                raise
-            feed.uploaded()
-            console.detail(f"[{session.name}] rsync: {stats.bytes_sent} bytes sent, "
-                           f"{stats.files_transferred} files transferred")
-            console.step(session.name, f"sent {human(stats.bytes_sent)} "
-                         f"({stats.files_transferred} changed files)")
-            try:
-                with console.ticking(session.name, f"installing {plan.app}.{version}"):
-                    return stats, deploying.result()
-            except BaseException:
-                # Ctrl-C while the node deploys: end the call's ssh, which ends the
-                # node's stdin, so it stops before the switch
-                session.close()
-                raise
-        finally:
+            deploying.set_result(session.send(command, input=feed))
+        except BaseException as exc:   # handed to the waiting thread
+            deploying.set_exception(exc)
+
+    # a daemon: Ctrl-C must not wait for it (the master holds its output pipes
+    # until the node's command ends; the end of its input is what stops the node)
+    threading.Thread(target=send, daemon=True).start()
+    try:
+        try:
+            console.step(session.name, f"uploading {plan.app_dir} as {plan.app}.{version}")
+            stats = upload(session, plan, reserved, build)
+            if plan.https:          # certificates before the deploy may switch
+                _https.prepare(console, session, plan.app, version, plan.location,
+                               plan.https, plan.lock_wait)
+        except BaseException:
             feed.end()
+            with contextlib.suppress(SilverError):
+                deploying.result()
+            raise
+        feed.uploaded()
+        console.detail(f"[{session.name}] rsync: {stats.bytes_sent} bytes sent, "
+                       f"{stats.files_transferred} files transferred")
+        console.step(session.name, f"sent {human(stats.bytes_sent)} "
+                     f"({stats.files_transferred} changed files)")
+        try:
+            with console.ticking(session.name, f"installing {plan.app}.{version}"):
+                return stats, deploying.result()
+        except BaseException:
+            # Ctrl-C while the node deploys: end the call's ssh; with the end of its
+            # input (below) the node stops before the switch
+            session.close()
+            raise
+    finally:
+        feed.end()
 
 
 def deploy_to(console: Console, node: str, plan: Plan, ask: bool = False) -> Outcome:
