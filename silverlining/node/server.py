@@ -47,7 +47,10 @@ def _listener() -> socket.socket:
     """The listening socket systemd passes (socket activation: fd 3)."""
     if os.environ.get("LISTEN_PID") != str(os.getpid()) or os.environ.get("LISTEN_FDS") != "1":
         sys.exit("silver-node server: start it through silverlining-node.socket")
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):   # not the calls' business
+        os.environ.pop(name, None)
     listener = socket.socket(fileno=3)
+    listener.set_inheritable(False)
     listener.setblocking(False)
     return listener
 
