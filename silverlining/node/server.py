@@ -106,8 +106,13 @@ def _import(module: str | None) -> None:
 
 def _run_call(listener: socket.socket, conn: socket.socket, argv: list[str],
               fds: list[int], user: str) -> None:
-    """In the fork: become the call (its pipes, its session, its user), run it, tell
-    the caller its status, and end."""
+    """In the fork: tell the caller the call runs here (after that it never runs it
+    elsewhere), become the call (its pipes, its session, its user), run it, tell the
+    caller its status, and end."""
+    try:
+        conn.sendall(RUN)
+    except OSError:         # the caller is gone: nothing ran, nothing to tell
+        os._exit(1)
     status = 1
     try:
         listener.close()
@@ -199,10 +204,9 @@ def _take(listener: socket.socket, conn: socket.socket, version: str,
             return True
         _import(_command_module(argv))
         try:
-            conn.sendall(RUN)
-        except OSError:
+            pid = os.fork()
+        except OSError:     # no process to be had: the caller, told nothing, uses sudo
             return False
-        pid = os.fork()
         if pid == 0:
             _run_call(listener, conn, argv, fds, user)
         children.add(pid)
