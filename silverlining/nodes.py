@@ -128,11 +128,9 @@ def ensure_running(name: str, timeout: float = 120) -> None:
     address = entry.get("address")
     if address and local_node_is_up(nodes_dir / "nodes" / name):
         # the usual case, without loading libcloud (a third of a command's time); a
-        # node going down (a reboot from inside) fails this and is started below. Its
-        # port taking a connection says sshd is up: the banner would cost a wait for
-        # sshd's new process, on every command
+        # node going down (a reboot from inside) fails this and is started below
         try:
-            transport.wait_for_ssh(address, 10.0, label=name, banner=False)
+            transport.wait_for_ssh(address, 10.0, label=name)
             return
         except SilverError:
             pass

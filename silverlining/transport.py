@@ -393,15 +393,11 @@ def endpoint(address: str) -> tuple[str, int] | None:
 
 def wait_for_ssh(address: str, timeout: float = 300,
                  progress: Callable[[str], None] | None = None,
-                 interval: float = 2, label: str | None = None,
-                 banner: bool = True) -> float:
+                 interval: float = 2, label: str | None = None) -> float:
     """Poll until the node's SSH server sends its banner; returns seconds waited.
 
     The port is the one the user's ssh config gives; behind a jump host there is
     nothing to poll from here, and the login's own ConnectTimeout does the waiting.
-    ``banner=False``: until the port takes a connection (sshd listens), without
-    waiting for sshd to start a process that sends the banner; for a node known to
-    be ours and running, where the question is only whether it has booted that far.
     """
     target = endpoint(address)
     if target is None:
@@ -414,7 +410,7 @@ def wait_for_ssh(address: str, timeout: float = 300,
         try:
             with socket.create_connection((host, port), timeout=min(5, timeout)) as sock:
                 sock.settimeout(min(5, timeout))
-                if not banner or sock.recv(64).startswith(b"SSH-"):
+                if sock.recv(64).startswith(b"SSH-"):
                     return time.monotonic() - start
                 reason = "not an SSH server"
         except OSError as exc:
