@@ -207,8 +207,9 @@ def setup_node_cmd(ctx, hosts):
               help="Deploy to this node (repeat for several, in parallel; with a balancer, "
                    "add it as a member). Default: the location's host, or its members.")
 @click.option("--balancer", metavar="NODE", shell_complete=complete_nodes,
-              help="Serve the location from the --node members behind this HAProxy node, "
-                   "with rolling deploys (docs/balancer.md); remembered.")
+              help="Serve the location from the --node members behind this HAProxy node "
+                   "(or provider:NAME, the cloud's own load balancer), with rolling "
+                   "deploys (docs/balancer.md); remembered.")
 @click.option("--batch", metavar="N|P%",
               help="Members deployed at a time behind the balancer (default 1; 100%: all "
                    "at once); remembered.")

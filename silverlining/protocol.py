@@ -788,7 +788,8 @@ class Balanced(Audited):
     HANDLER = "routing:balanced"
     Result = BalancedResult
     location: str
-    via: str | None = None            # the balancer's address on the nodes' network
+    via: str | None = None            # the balancer's address on the nodes' network, or the
+    #                                   network (CIDR) a provider's balancer connects from
 
 
 class BalancerResult(TypedDict):

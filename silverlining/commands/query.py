@@ -7,6 +7,7 @@ from silverlining import protocol
 from silverlining.commands import _balanced
 from silverlining.commands._remote import open_node
 from silverlining.console import Console
+from silverlining.errors import UsageError
 
 
 def format_jobs(jobs: dict) -> list[str]:
@@ -148,6 +149,9 @@ def _member_versions(console: Console, sites: dict) -> dict[tuple[str, str], str
 
 def run(console: Console, node: str, globs: tuple[str, ...], health: bool = False,
         certs: bool = False) -> int:
+    if _balanced.is_provider(node):
+        raise UsageError(f"{node} is a provider's load balancer, not a node: query a member "
+                         "(silver query NODE) or the provider's console")
     session = open_node(console, node, check=False)
     try:
         result = session.send(protocol.Query(globs=tuple(globs), health=health,

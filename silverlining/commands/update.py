@@ -509,7 +509,14 @@ def run(console: Console, app_dir: str, location: str | None, host: str | None,
     if topo is not None:
         check_node_disk(plan.config, [m for m in topo.members if m not in remove_nodes],
                         balanced=True)
+        provider = _balanced.is_provider(topo.balancer)
+        if provider and plan.https:
+            raise UsageError(f"{plan.location}: HTTPS at a provider's balancer "
+                             f"({topo.balancer}) is not built yet: use https = off, or an "
+                             "HAProxy node as the balancer (--balancer NODE), where TLS ends")
         code = balanced_update(console, plan, topo, remove_nodes)
+        if provider:            # its address was shown: the name is pointed there by you
+            return code
         on_dns = False          # the name points at the balancer, where TLS ends too
         if plan.location.is_exact_host and node_dns(topo.balancer) is not None:
             from silverlining.providers import dns as providers_dns
@@ -575,8 +582,9 @@ def balanced_update(console: Console, plan: Plan, topo: topology.Topology,
         lb.apply([*old, *new, *going], maint=new, app=plan.app,
                  https=plan.https.mode if plan.https else "off")
         if plan.https:
+            assert isinstance(lb, _balanced.NodeFront)      # refused in run() otherwise
             _https.prepare_at_balancer(console, lb.session, plan.location, plan.https)
-        _balanced.guard(console, lb, keep)
+        lb.guard(keep)
         topology.put(topology.Topology(location, topo.balancer, [*old, *going, *new],
                                        topo.batch, plan.app))
         rollout = _balanced.roll(console, lb, old, change, _balanced.undo_on(console, location))
@@ -587,13 +595,13 @@ def balanced_update(console: Console, plan: Plan, topo: topology.Topology,
             return code
         added = _balanced.parallel(change, new)
         ready = [m for m in new if isinstance(added[m], _balanced.Change)]
-        lb.state(ready, "ready")
+        lb.ready(ready)
         for m in new:
             r = added[m]
             console.out(f"{r.text} (added)" if isinstance(r, _balanced.Change) else
                         f"{m}: FAILED: {r.message}; not added (out of rotation)")
         if going:
-            lb.state(going, "drain")
+            lb.drain(going)
             lb.apply(keep, maint=[], app=plan.app)
             for m in going:
                 _balanced.release(console, m, location)
