@@ -214,7 +214,3 @@ def _take(listener: socket.socket, conn: socket.socket, version: str,
     finally:
         for fd in fds:
             os.close(fd)
-
-
-if __name__ == "__main__":
-    serve()
