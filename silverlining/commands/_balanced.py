@@ -85,6 +85,8 @@ def fetch(console: Console, name: str, location: str) -> Topology:
     site = sites.get(location)
     if site is None:
         return Topology(location, name, [])
+    if site.get("services"):
+        topology.put_services_node(location, site["services"], site.get("app", ""))
     return Topology(location, name, [m["name"] for m in site["members"]],
                     site.get("batch") or topology.DEFAULT_BATCH, site.get("app", ""))
 
@@ -92,6 +94,8 @@ def fetch(console: Console, name: str, location: str) -> Topology:
 def remember(sites: dict[str, dict], balancer: str) -> None:
     """Record what a balancer fronts on this machine (``silver query BALANCER``)."""
     for location, site in sites.items():
+        if site.get("services"):
+            topology.put_services_node(location, site["services"], site.get("app", ""))
         topology.put(Topology(location, balancer, [m["name"] for m in site["members"]],
                               site.get("batch") or topology.DEFAULT_BATCH,
                               site.get("app", "")))
@@ -111,9 +115,11 @@ class Front(ABC):
         """The members the balancer fronts the location by now."""
 
     @abstractmethod
-    def apply(self, members: list[str], maint: list[str], app: str, https: str = "") -> None:
+    def apply(self, members: list[str], maint: list[str], app: str, https: str = "",
+              services: str = "") -> None:
         """Front the location by ``members``; those in ``maint`` take no traffic yet;
-        ``https`` is the deployed version's mode (empty: as recorded)."""
+        ``https`` is the deployed version's mode, ``services`` the location's services
+        node, recorded where the balancer keeps a record (empty: as recorded)."""
 
     @abstractmethod
     def drain(self, members: list[str]) -> None:
@@ -152,12 +158,13 @@ class NodeFront(Front):
         site = sites.get(self.topo.location)
         return [m["name"] for m in site["members"]] if site else []
 
-    def apply(self, members: list[str], maint: list[str], app: str, https: str = "") -> None:
+    def apply(self, members: list[str], maint: list[str], app: str, https: str = "",
+              services: str = "") -> None:
         pairs = tuple(f"{m}={nodes.peer_address(m, from_node=self.topo.balancer)}"
                       for m in members)
         self.session.send(protocol.BalancerApply(
             location=self.topo.location, app=app, members=pairs, maint=tuple(maint),
-            batch=self.topo.batch, https=https))
+            batch=self.topo.batch, https=https, services=services))
 
     def drop(self) -> None:
         self.session.send(protocol.BalancerApply(location=self.topo.location, remove=True),

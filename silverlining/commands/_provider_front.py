@@ -73,9 +73,11 @@ class ProviderFront(Front):
         return [name for name, node in self._ours().items()
                 if self.provider.node_key(node) in attached]
 
-    def apply(self, members: list[str], maint: list[str], app: str, https: str = "") -> None:
+    def apply(self, members: list[str], maint: list[str], app: str, https: str = "",
+              services: str = "") -> None:
         """Make the balancer if the provider has none for the location, attach the
-        members in rotation, detach those of ours it has that are no longer members."""
+        members in rotation, detach those of ours it has that are no longer members.
+        (A provider's balancer keeps no record of a services node: this machine's does.)"""
         nodes = {m: self.node(m) for m in members}
         balancer = self.provider.find(self.name)
         if balancer is None:
