@@ -1,4 +1,4 @@
-"""Talking to the node side of one node: log in as the deploy user, ``sudo silver-node``.
+"""Talking to the node side of one node: log in as the deploy user, run ``silver-node``.
 
 Shared by the commands that manage apps on nodes (update, query, activate,
 deactivate, clean-node, run, logs, diff, disable/enable). A node command is
