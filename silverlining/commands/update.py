@@ -19,8 +19,9 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -378,7 +379,9 @@ def prepare(session: NodeSession, plan: Plan, ask: bool) -> tuple[dict, dict[str
 
 class _DeployInput:
     """The stdin of ``deploy --wait-upload``: the parameter changes at once, then, when
-    the upload is over, the ``UPLOADED`` line, or just the end when it failed."""
+    the upload is over, the ``UPLOADED`` line; then it stays open until the node's
+    answer (its end before then tells the node the client is gone: see
+    ``node/base.client_gone``), or ends at once when the upload failed."""
 
     def __init__(self, changes: str) -> None:
         self._parts: queue.Queue[bytes] = queue.Queue()
@@ -387,18 +390,19 @@ class _DeployInput:
     def read1(self, _size: int = -1) -> bytes:
         return self._parts.get()
 
-    def end(self, uploaded: bool) -> None:
-        if uploaded:
-            self._parts.put(f"{UPLOADED}\n".encode())
+    def uploaded(self) -> None:
+        self._parts.put(f"{UPLOADED}\n".encode())
+
+    def end(self) -> None:
         self._parts.put(b"")
 
 
 def upload_and_deploy(session: NodeSession, plan: Plan, reserved: dict,
                       values: dict[str, str], build: deps.Build | None = None
                       ) -> tuple[RsyncStats, dict]:
-    """Upload the version while ``silver-node deploy`` already starts on the node (its
-    Python, its imports): it waits for the line saying the upload is complete, and
-    gives up, deploying nothing, when its input ends without it."""
+    """Upload the version while ``silver-node deploy`` already starts on the node: it
+    waits for the line saying the upload is complete, and gives up, deploying
+    nothing, when its input ends without it."""
     console, version = session.console, reserved["version"]
     command = protocol.Deploy(app=plan.app, version=version, location=str(plan.location),
                               who=plan.who, lock_wait=plan.lock_wait, clear=plan.clear,
@@ -406,9 +410,18 @@ def upload_and_deploy(session: NodeSession, plan: Plan, reserved: dict,
                               fingerprint=plan.fingerprint,
                               deps=build.fingerprint if build else None)
     feed = _DeployInput(changes_input(values) + "\n")
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        # its own connection: Ctrl-C drops it, and the node stops before the switch
-        deploying = pool.submit(session.send, command, input=feed, own=True)
+    deploying: Future[dict] = Future()
+
+    def send() -> None:
+        try:
+            deploying.set_result(session.send(command, input=feed))
+        except BaseException as exc:   # handed to the waiting thread
+            deploying.set_exception(exc)
+
+    # a daemon: Ctrl-C must not wait for it (the master holds its output pipes
+    # until the node's command ends; the end of its input is what stops the node)
+    threading.Thread(target=send, daemon=True).start()
+    try:
         try:
             console.step(session.name, f"uploading {plan.app_dir} as {plan.app}.{version}")
             stats = upload(session, plan, reserved, build)
@@ -416,11 +429,11 @@ def upload_and_deploy(session: NodeSession, plan: Plan, reserved: dict,
                 _https.prepare(console, session, plan.app, version, plan.location,
                                plan.https, plan.lock_wait)
         except BaseException:
-            feed.end(uploaded=False)
+            feed.end()
             with contextlib.suppress(SilverError):
                 deploying.result()
             raise
-        feed.end(uploaded=True)
+        feed.uploaded()
         console.detail(f"[{session.name}] rsync: {stats.bytes_sent} bytes sent, "
                        f"{stats.files_transferred} files transferred")
         console.step(session.name, f"sent {human(stats.bytes_sent)} "
@@ -429,10 +442,12 @@ def upload_and_deploy(session: NodeSession, plan: Plan, reserved: dict,
             with console.ticking(session.name, f"installing {plan.app}.{version}"):
                 return stats, deploying.result()
         except BaseException:
-            # Ctrl-C while the node deploys: drop the connection, so the node sees
-            # its client gone before the switch (the call's thread then ends too)
+            # Ctrl-C while the node deploys: end the call's ssh; with the end of its
+            # input (below) the node stops before the switch
             session.close()
             raise
+    finally:
+        feed.end()
 
 
 def deploy_to(console: Console, node: str, plan: Plan, ask: bool = False) -> Outcome:
@@ -440,14 +455,11 @@ def deploy_to(console: Console, node: str, plan: Plan, ask: bool = False) -> Out
     session = open_node(console, node, check=False)
     registry = NodeRegistry()
     try:
-        if not (plan.may_skip and
-                registry.deployed(session.name, str(plan.location)) == plan.fingerprint):
-            session.ssh.open_own()      # the deploy's own connection logs in meanwhile
         reserved, values = prepare(session, plan, ask)
         if live := reserved.get("unchanged"):
             console.step(session.name, f"nothing changed: {plan.app}.{live} stays live at "
                          f"{plan.location} (--force deploys these files again)")
-            registry.add_location(session.name, str(plan.location), plan.fingerprint)
+            registry.add_location(session.name, str(plan.location))
             return Outcome(session.name, live, None, 0, 0, time.monotonic() - started,
                            unchanged=True)
         version = reserved["version"]
@@ -461,7 +473,7 @@ def deploy_to(console: Console, node: str, plan: Plan, ask: bool = False) -> Out
     finally:
         session.close()
     console.step(session.name, f"{plan.app}.{version} is live at {plan.location}")
-    registry.add_location(session.name, str(plan.location), plan.fingerprint)
+    registry.add_location(session.name, str(plan.location))
     return Outcome(session.name, version, result.get("previous"), stats.bytes_sent,
                    stats.files_transferred, time.monotonic() - started)
 

@@ -26,7 +26,8 @@ from silverlining.node._state import (AppState, app_lock, canonical_hostname, in
                                       served)
 from silverlining.node._switch import switch
 from silverlining.node._util import ensure_app_user, version_number
-from silverlining.node.base import apt_install, client_gone, make_dir, run, say, write_atomic
+from silverlining.node.base import (apt_install, client_gone, make_dir, run, say,
+                                    watch_client_stdin, write_atomic)
 from silverlining.node.data import backup_before
 from silverlining.node.scripts import run_update_fetch
 from silverlining.secret import ENV_VAR as SECRET_ENV
@@ -216,6 +217,8 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
 def deploy(args: protocol.Deploy) -> protocol.DeployResult:
     version_number(args.version)
     changes = params.read_changes(args.wait_upload) if args.params_stdin else {}
+    if args.wait_upload:
+        watch_client_stdin()
     return run_deploy(args.app, args.version, location_key(args.location), args.clear,
                       changes, args.who, args.lock_wait, args.backup, args.fingerprint,
                       args.deps)
