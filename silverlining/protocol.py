@@ -197,6 +197,23 @@ class Prepare(Reserve):
 
 # --- deploying --------------------------------------------------------------------
 
+class DepsInstallResult(TypedDict):
+    fingerprint: str
+    installed: bool                   # False: the node had it already
+    files: int
+
+
+@command
+class DepsInstall(Command):
+    """Make a dependency layer from the set on stdin, checked against its fingerprint."""
+
+    NAME = "deps-install"
+    HANDLER = "deps:receive"
+    Result = DepsInstallResult
+    STDIN = "the dependency set as a tar stream (silverlining/depset.py)"
+    fingerprint: str
+
+
 class DeployResult(TypedDict):
     app: str
     version: str
@@ -215,7 +232,8 @@ class Deploy(Locked):
     Result = DeployResult
     STDIN = ("with params_stdin: the parameter changes as JSON ({\"set\": {...}, \"unset\": "
              "[...]}); with wait_upload that is the first line, and the deploy goes on "
-             "only when the line 'uploaded' follows")
+             "only when the line 'uploaded' follows; with deps_sent, it takes the "
+             "dependency layer only once the line 'deps-installed' follows that")
     app: str
     version: str
     location: str
@@ -225,6 +243,7 @@ class Deploy(Locked):
     fingerprint: str | None = None    # of the uploaded files, kept with the version
     wait_upload: bool = False
     deps: str | None = None           # the dependency set (node/deps.py) the version uses
+    deps_sent: bool = False           # that set is on its way (deps-install) meanwhile
 
 
 @command
