@@ -20,7 +20,7 @@ code), then copied into the layer as root's files like the rest.
 
 from __future__ import annotations
 
-import compileall
+import contextlib
 import hashlib
 import json
 import os
@@ -130,8 +130,7 @@ def receive(call: protocol.DepsInstall) -> protocol.DepsInstallResult:
         if on_node:
             build_here(on_node, work / SDISTS, work)
         shutil.rmtree(work / SDISTS, ignore_errors=True)
-        # on all CPUs; files that are not Python 3 (templates, test data) are skipped
-        compileall.compile_dir(work, quiet=2, workers=0)
+        byte_compile(work)
         os.chmod(work, 0o755)
         try:
             work.rename(final)
@@ -140,6 +139,15 @@ def receive(call: protocol.DepsInstall) -> protocol.DepsInstallResult:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"fingerprint": fingerprint, "installed": True, "files": len(files)}
+
+
+def byte_compile(folder: Path) -> None:
+    """The ``.pyc`` of every module in ``folder`` for this Python, on all CPUs (its own
+    process: compileall's workers start anew from the main module). A file that is
+    not Python 3 (a template, test data) makes compileall fail and stays as it is."""
+    with contextlib.suppress(NodeError):
+        run([sys.executable, "-I", "-m", "compileall", "-qq", "-j", "0", str(folder)],
+            what="byte-compiling the dependency set", timeout=BUILD_TIMEOUT)
 
 
 def _copy_in(source: Path, dest: Path, what: str) -> None:
