@@ -152,6 +152,8 @@ def unpack(stream: BinaryIO, dest: Path) -> dict[str, tuple[str, int]]:
     try:
         with tarfile.open(fileobj=stream, mode="r|") as tar:
             for member in tar:
+                if member.isdir() and posixpath.normpath(member.name) == ".":
+                    continue            # the set's own top (``tar -C SET -c .``)
                 path = _member_path(member.name)
                 target = dest / path
                 if member.isdir():

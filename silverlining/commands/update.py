@@ -336,7 +336,7 @@ def send_deps(session: NodeSession, build: deps.Build) -> tuple[int, int]:
                          f"({build.count} packages)")
     stream = depset.TarStream(build.site)
     answer = session.send(protocol.DepsInstall(fingerprint=build.fingerprint),
-                          input=stream, quiet=True)     # type: ignore[arg-type]
+                          input=stream)     # type: ignore[arg-type]
     session.console.detail(f"[{session.name}] dependency set: {stream.sent} bytes sent")
     return stream.sent, answer["files"]
 
