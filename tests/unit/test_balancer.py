@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import shutil
 import subprocess
 
 import pytest
@@ -120,7 +119,6 @@ def test_same_topology_same_text():
     assert generate(sites) == generate(list(reversed(sites)))
 
 
-@pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy not installed here")
 def test_haproxy_accepts_the_configuration(tmp_path):
     cfg = tmp_path / "haproxy.cfg"
     cfg.write_text(generate([site("shop.test", ("web1", "10.0.0.1", "ready")),
