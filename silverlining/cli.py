@@ -207,14 +207,19 @@ def setup_node_cmd(ctx, hosts):
               help="Deploy to this node (repeat for several, in parallel; with a balancer, "
                    "add it as a member). Default: the location's host, or its members.")
 @click.option("--balancer", metavar="NODE", shell_complete=complete_nodes,
-              help="Serve the location from the --node members behind this HAProxy node, "
-                   "with rolling deploys (docs/balancer.md); remembered.")
+              help="Serve the location from the --node members behind this HAProxy node "
+                   "(or provider:NAME, the cloud's own load balancer), with rolling "
+                   "deploys (docs/balancer.md); remembered.")
 @click.option("--batch", metavar="N|P%",
               help="Members deployed at a time behind the balancer (default 1; 100%: all "
                    "at once); remembered.")
 @click.option("--remove-node", "remove_nodes", multiple=True, metavar="NODE",
               shell_complete=complete_nodes,
-              help="Take this member out of the balanced location (drained first).")
+              help="Take this member out of the balanced location (drained first), or out "
+                   "of those a services node admits.")
+@click.option("--services-node", metavar="NODE", shell_complete=complete_nodes,
+              help="Keep the app's PostgreSQL/PostGIS on this node, shared by the members "
+                   "over TLS (docs/services-node.md); remembered.")
 @click.option("--name", metavar="NAME", help="App name to deploy as (default: app_name in app.ini).")
 @click.option("--config", "config_dir", type=click.Path(file_okay=False, exists=True),
               help="Deployment config directory (SILVER_APP_CONFIG on the node).")
@@ -241,8 +246,8 @@ def setup_node_cmd(ctx, hosts):
               help="The private key of --cert (PEM); sent over SSH, kept root-only.")
 @yes_option("whether to point the location's host at the node (DNS zone or /etc/hosts)")
 @click.pass_context
-def update_cmd(ctx, app_dir, location, host, nodes, balancer, batch, remove_nodes, name,
-               config_dir, clear, backup, force, refresh_deps, noetchosts, params, param_files,
+def update_cmd(ctx, app_dir, location, host, nodes, balancer, batch, remove_nodes,
+               services_node, name, config_dir, clear, backup, force, refresh_deps, noetchosts, params, param_files,
                lock_wait, dns, https, cert, key):
     """Deploy APP_DIR to LOCATION (HOST[/PATH]) with zero downtime.
 
@@ -255,7 +260,8 @@ def update_cmd(ctx, app_dir, location, host, nodes, balancer, batch, remove_node
              config_dir=config_dir, clear=clear, backup=backup, force=force,
              refresh_deps=refresh_deps, noetchosts=noetchosts, lock_wait=lock_wait, params=params,
              param_files=param_files, dns=dns, https=https, cert=cert, key=key,
-             balancer=balancer, batch=batch, remove_nodes=remove_nodes)
+             balancer=balancer, batch=batch, remove_nodes=remove_nodes,
+             services_node=services_node)
 
 
 @silver.command("params")
@@ -454,6 +460,23 @@ def restore_cmd(ctx, backup, location, force_app, node):
 def clear_cmd(ctx, location, node):
     """Delete all data of the app at LOCATION (asks unless --yes), then run update_fetch."""
     dispatch(ctx, "clear", location=location, node=node)
+
+
+@silver.command("create-replica")
+@click.argument("primary", shell_complete=complete_nodes)
+@click.argument("replica", shell_complete=complete_nodes)
+@click.pass_context
+def create_replica_cmd(ctx, primary, replica):
+    """Make REPLICA a PostgreSQL streaming replica of the services node PRIMARY."""
+    dispatch(ctx, "create_replica", primary=primary, replica=replica)
+
+
+@silver.command("promote")
+@click.argument("replica", shell_complete=complete_nodes)
+@click.pass_context
+def promote_cmd(ctx, replica):
+    """Make a replica the primary and re-point its apps' members (rolling restart)."""
+    dispatch(ctx, "promote", replica=replica)
 
 
 @silver.command("doctor")

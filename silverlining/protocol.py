@@ -532,6 +532,7 @@ class Backup(Locked):
     Result = BackupResult
     location: str
     remote: str | None = None
+    of_version: str | None = None     # the live version whose data this is (update --backup)
 
 
 @command
@@ -578,6 +579,7 @@ class Restore(Locked):
     location: str
     upload: str | None = None
     remote: str | None = None
+    data_of: str | None = None        # the newest backup of this version's data (services node)
     force_app: bool = False
 
 
@@ -776,7 +778,8 @@ class Balanced(Audited):
     HANDLER = "routing:balanced"
     Result = BalancedResult
     location: str
-    via: str | None = None            # the balancer's address on the nodes' network
+    via: str | None = None            # the balancer's address on the nodes' network, or the
+    #                                   network (CIDR) a provider's balancer connects from
 
 
 class BalancerResult(TypedDict):
@@ -798,6 +801,7 @@ class BalancerApply(Audited):
     batch: str = ""
     remove: bool = False
     https: str = ""                   # off, auto, required (empty: as recorded)
+    services: str = ""                # the location's services node (empty: as recorded)
 
 
 @command
@@ -838,3 +842,150 @@ class BalancerQuery(Command):
     HANDLER = "balancer:query"
     Result = BalancerResult
     location: str | None = None
+
+
+# --- services nodes (docs/services-node.md) ------------------------------------------
+
+class ServicesHostResult(TypedDict):
+    app: str
+    location: str
+    services: list[str]
+    members: dict[str, str]           # name -> address admitted
+    postgresql: dict[str, str]        # dbname, user, run_user, port (no secrets)
+
+
+@command
+class ServicesHost(Locked):
+    """On a services node: serve an app's databases to a location's members over TLS
+    (the server installed and given its certificate first); only the members get in
+    (pg_hba.conf and the node firewall)."""
+
+    NAME = "services-host"
+    HANDLER = "hosting:host"
+    Result = ServicesHostResult
+    STDIN = ("JSON: app_ini (the app's app.ini), cert and key (PEM: this node's server "
+             "certificate), passwords ({ROLE: password})")
+    app: str
+    location: str
+    members: tuple[str, ...] = ()     # NAME=ADDRESS, as this node sees them
+    add: bool = False                 # added to the members recorded (else: these only)
+    drop: tuple[str, ...] = ()        # member names no longer admitted
+
+
+@command
+class ServicesUse(Locked):
+    """On a member: the app's databases are on a services node; record how to reach
+    them (verified TLS) and the CA that signs the services node's certificate."""
+
+    NAME = "services-use"
+    HANDLER = "hosting:use"
+    Result = Nothing
+    STDIN = ("JSON: ca (PEM), postgresql (node, host, port, dbname, user, password, "
+             "run_user, run_password)")
+    app: str
+
+
+class ServicesMembersResult(TypedDict):
+    app: str
+    members: list[str]
+
+
+@command
+class ServicesMembers(Command):
+    """On a services node: the app it holds databases for at a location, and the
+    members it admits."""
+
+    NAME = "services-members"
+    HANDLER = "hosting:members_cmd"
+    Result = ServicesMembersResult
+    location: str
+
+
+class ReplicaPrimaryResult(TypedDict):
+    port: str
+    slot: str
+    hosted: dict[str, dict]           # app -> {app_ini, record}: what the replica will hold
+
+
+@command
+class ReplicaPrimary(Audited):
+    """On a services node: let a streaming replica in (its replication role, a slot,
+    pg_hba.conf and the firewall for its address)."""
+
+    NAME = "replica-primary"
+    HANDLER = "replica:primary"
+    Result = ReplicaPrimaryResult
+    STDIN = "JSON: password (the replication role's), cert and key (PEM: this node's)"
+    replica: str
+    address: str                      # the replica's, as this node sees it
+
+
+class ReplicaFollowResult(TypedDict):
+    primary: str
+    state: str
+
+
+@command
+class ReplicaFollow(Audited):
+    """On a node of its own: become a streaming replica of a services node's PostgreSQL
+    (pg_basebackup over verified TLS), holding the same apps' databases."""
+
+    NAME = "replica-follow"
+    HANDLER = "replica:follow"
+    Result = ReplicaFollowResult
+    STDIN = ("JSON: password (the replication role's), ca, cert and key (PEM: this "
+             "node's), hosted (the primary's records)")
+    primary: str
+    address: str                      # the primary's, as this node sees it
+    port: str
+    slot: str
+
+
+class ReplicaPromoteResult(TypedDict):
+    was_replica_of: str
+    hosted: dict[str, ServicesHostResult]
+
+
+@command
+class ReplicaPromote(Audited):
+    """On a replica: once it has replayed ``wait_lsn`` (the fenced primary's last
+    write), become the primary and serve its apps' databases to their members."""
+
+    NAME = "replica-promote"
+    HANDLER = "replica:promote"
+    Result = ReplicaPromoteResult
+    STDIN = "JSON: passwords ({ROLE: password}), cert and key (PEM: this node's)"
+    wait_lsn: str | None = None
+
+
+class ServicesFenceResult(TypedDict):
+    lsn: str
+
+
+@command
+class ServicesFence(Audited):
+    """On a services node whose replica takes over: admit no member any more, end the
+    apps' sessions, and say where its write-ahead log ends."""
+
+    NAME = "services-fence"
+    HANDLER = "replica:fence"
+    Result = ServicesFenceResult
+
+
+class ReplicaStatusResult(TypedDict, total=False):
+    role: str                         # primary, replica (absent: no PostgreSQL here)
+    primary: str                      # a replica's primary; a promoted one's former primary
+    state: str
+    lag_bytes: int
+    lag_seconds: float
+    replicas: list[dict]
+
+
+@command
+class ReplicaStatus(Command):
+    """This node's PostgreSQL replication: its replicas and their lag, or its primary
+    and how far behind it is."""
+
+    NAME = "replica-status"
+    HANDLER = "replica:status_cmd"
+    Result = ReplicaStatusResult

@@ -3,8 +3,10 @@
 ``SILVER_HOME/balanced.json`` maps a location to its balancer, its members and
 its batch size (docs/balancer.md); the balancer node keeps the same record,
 from which ``silver query BALANCER`` (or ``update --balancer``) fills this one
-on another developer's machine. ``batches`` is pure: which members go
-together in each step of a rolling deploy.
+on another developer's machine. ``SILVER_HOME/services-nodes.json`` maps a
+location (balanced or not) to the services node that holds its databases
+(docs/services-node.md); a balancer records it too. ``batches`` is pure: which
+members go together in each step of a rolling deploy.
 """
 
 from __future__ import annotations
@@ -66,16 +68,20 @@ def _path() -> Path:
     return state_dir() / "balanced.json"
 
 
-def _all() -> dict[str, dict]:
-    path = _path()
+def _services_path() -> Path:
+    return state_dir() / "services-nodes.json"
+
+
+def _all(path: Path | None = None) -> dict[str, dict]:
+    path = path or _path()
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         return {}
     except ValueError as exc:
         raise SilverError(f"{path} is corrupt ({exc}): fix it or move it away (it records "
-                          "your balanced locations; 'silver query BALANCER' fills it again)"
-                          ) from None
+                          "your balanced locations and services nodes; 'silver query "
+                          "BALANCER' fills it again)") from None
     return data if isinstance(data, dict) else {}
 
 
@@ -103,11 +109,42 @@ def remove(location: str) -> None:
             write_json_atomic(path, data)
 
 
+def services_node(location: str) -> str | None:
+    """The services node holding ``location``'s databases, if it has one."""
+    entry = _all(_services_path()).get(location)
+    return entry["node"] if entry else None
+
+
+def services_locations(node: str) -> dict[str, str]:
+    """The locations whose databases ``node`` holds, and their apps."""
+    return {loc: e.get("app", "") for loc, e in _all(_services_path()).items()
+            if e.get("node") == node}
+
+
+def put_services_node(location: str, node: str, app: str) -> None:
+    path = _services_path()
+    with locked(path.with_suffix(".lock")):
+        data = _all(path)
+        if data.get(location) != {"node": node, "app": app}:
+            data[location] = {"node": node, "app": app}
+            write_json_atomic(path, data)
+
+
 def forget_node(name: str) -> list[str]:
     """Drop a destroyed node from every location: a location whose balancer it was is
-    forgotten whole, otherwise it stops being a member. Returns what changed, to say so."""
-    path = _path()
+    forgotten whole, otherwise it stops being a member; a location whose services node
+    it was forgets it. Returns what changed, to say so."""
     changed: list[str] = []
+    services = _services_path()
+    with locked(services.with_suffix(".lock")):
+        data = _all(services)
+        gone = [loc for loc, entry in data.items() if entry.get("node") == name]
+        for location in gone:
+            del data[location]
+            changed.append(f"no longer the services node of {location}")
+        if gone:
+            write_json_atomic(services, data)
+    path = _path()
     with locked(path.with_suffix(".lock")):
         data = _all()
         for location, entry in list(data.items()):

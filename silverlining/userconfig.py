@@ -17,7 +17,7 @@ from silverlining.errors import ConfigError
 from silverlining.inifile import IniFile, read_ini, suggest
 
 PROVIDER_KEYS = ("driver", "image", "size", "location", "ssh_public_key", "dns",
-                 "acme_email", "acme_directory", "acme_ca")
+                 "acme_email", "acme_directory", "acme_ca", "balancer_ready_wait")
 LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 DNS_KEYS = ("driver", "zone", "ttl")
 _DRIVER_RE = re.compile(r"^[A-Za-z0-9_]+\Z|^[A-Za-z_][\w.]*:[A-Za-z_]\w*\Z")
@@ -38,6 +38,7 @@ class ProviderConfig:
     path: str = ""
     dns: "DnsConfig | None" = None
     acme: "AcmeConfig | None" = None     # None: no acme_* key, the defaults apply
+    balancer_ready_wait: int | None = None  # seconds an ELB member needs to be InService
 
     def public_key_path(self) -> Path:
         """The SSH public key given to new nodes (first that exists of the defaults)."""
@@ -202,8 +203,13 @@ def _parse_provider(ini: IniFile, section: str, name: str,
     if dns_name is not None and dns_name not in dns:
         raise ini.error(f"no section [dns:{dns_name}]{suggest(dns_name, list(dns))}",
                         section, "dns")
+    wait = values.get("balancer_ready_wait") or None
+    if wait is not None and not wait.isdigit():
+        raise ini.error(f"balancer_ready_wait must be a number of seconds, not {wait!r}",
+                        section, "balancer_ready_wait")
     return ProviderConfig(
         acme=_parse_acme(ini, section, values),
+        balancer_ready_wait=int(wait) if wait is not None else None,
         name=name, driver=driver, image=values.get("image") or None,
         size=values.get("size") or None, location=values.get("location") or None,
         ssh_public_key=values.get("ssh_public_key") or None,

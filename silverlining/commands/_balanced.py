@@ -2,9 +2,10 @@
 
 Shared by ``update`` and ``activate`` (rolling changes), ``deactivate`` and
 ``disable`` (every member) and ``query`` (a balancer's view). A rolling change
-goes ``batch`` members at a time: the batch is drained in HAProxy, changed
-through each member's own health gate, and put back (HAProxy's own check must
-see it up before the next batch is drained). The first batch that fails stops
+goes ``batch`` members at a time: the batch is drained at the balancer (HAProxy
+on a node, or a provider's load balancer: ``Front``), changed through each
+member's own health gate, and put back (the balancer's own check must see it up
+before the next batch is drained). The first batch that fails stops
 the rollout, and every member already changed goes back to the version it
 served before, through the same steps: the location never keeps serving a
 version that failed anywhere.
@@ -13,6 +14,7 @@ version that failed anywhere.
 from __future__ import annotations
 
 import contextlib
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,6 +25,8 @@ from silverlining.console import Console
 from silverlining.errors import SilverError, UsageError
 from silverlining.locations import Location
 from silverlining.topology import Topology
+
+PROVIDER_PREFIX = "provider:"       # --balancer provider:NAME: the provider's own balancer
 
 
 @dataclass
@@ -66,9 +70,13 @@ def resolve(console: Console, location: Location, nodes_given: tuple[str, ...],
     return record
 
 
-def fetch(console: Console, balancer: str, location: str) -> Topology:
-    """The topology the balancer records for ``location`` (a new one if it has none)."""
-    session = open_node(console, balancer, check=False)
+def fetch(console: Console, name: str, location: str) -> Topology:
+    """The topology the balancer ``name`` records for ``location`` (a new one if it has
+    none); for a provider's balancer, the members it has attached."""
+    if is_provider(name):
+        with balancer(console, Topology(location, name, [])) as lb:
+            return Topology(location, name, lb.members_here())
+    session = open_node(console, name, check=False)
     try:
         sites = session.send(protocol.BalancerQuery(location=location), quiet=True)["sites"]
     except SilverError:
@@ -77,21 +85,66 @@ def fetch(console: Console, balancer: str, location: str) -> Topology:
         session.close()
     site = sites.get(location)
     if site is None:
-        return Topology(location, balancer, [])
-    return Topology(location, balancer, [m["name"] for m in site["members"]],
+        return Topology(location, name, [])
+    if site.get("services"):
+        topology.put_services_node(location, site["services"], site.get("app", ""))
+    return Topology(location, name, [m["name"] for m in site["members"]],
                     site.get("batch") or topology.DEFAULT_BATCH, site.get("app", ""))
 
 
 def remember(sites: dict[str, dict], balancer: str) -> None:
     """Record what a balancer fronts on this machine (``silver query BALANCER``)."""
     for location, site in sites.items():
+        if site.get("services"):
+            topology.put_services_node(location, site["services"], site.get("app", ""))
         topology.put(Topology(location, balancer, [m["name"] for m in site["members"]],
                               site.get("batch") or topology.DEFAULT_BATCH,
                               site.get("app", "")))
 
 
-class Balancer:
-    """The balancer node's session, for one location."""
+class Front(ABC):
+    """What fronts a balanced location, as the rolling rules see it: which members take
+    its traffic, taking a batch out of rotation and putting it back. Two kinds: HAProxy
+    on a balancer node (``NodeFront``), a provider's load balancer through libcloud
+    (``silverlining.commands._provider_front.ProviderFront``)."""
+
+    console: Console
+    topo: Topology
+
+    @abstractmethod
+    def members_here(self) -> list[str]:
+        """The members the balancer fronts the location by now."""
+
+    @abstractmethod
+    def apply(self, members: list[str], maint: list[str], app: str, https: str = "",
+              services: str = "") -> None:
+        """Front the location by ``members``; those in ``maint`` take no traffic yet;
+        ``https`` is the deployed version's mode, ``services`` the location's services
+        node, recorded where the balancer keeps a record (empty: as recorded)."""
+
+    @abstractmethod
+    def drain(self, members: list[str]) -> None:
+        """Take ``members`` out of rotation (requests in flight finish)."""
+
+    @abstractmethod
+    def ready(self, members: list[str]) -> None:
+        """Put ``members`` in rotation; returns once the balancer sees them up."""
+
+    @abstractmethod
+    def guard(self, members: list[str]) -> None:
+        """Make each member serve the location through the balancer only, as far as
+        this kind of balancer allows (docs/balancer.md says how far)."""
+
+    @abstractmethod
+    def drop(self) -> None:
+        """Stop fronting the location."""
+
+    def close(self) -> None:
+        """Release what talking to the balancer holds."""
+
+
+class NodeFront(Front):
+    """HAProxy on the balancer node, through its session, for one location."""
 
     def __init__(self, console: Console, topo: Topology) -> None:
         self.console, self.topo = console, topo
@@ -101,65 +154,75 @@ class Balancer:
         self.session.close()
 
     def members_here(self) -> list[str]:
-        """The members the balancer fronts the location by now."""
         sites = self.session.send(protocol.BalancerQuery(location=self.topo.location),
                                   quiet=True)["sites"]
         site = sites.get(self.topo.location)
         return [m["name"] for m in site["members"]] if site else []
 
-    def apply(self, members: list[str], maint: list[str], app: str, https: str = "") -> None:
-        """Front the location by ``members`` (those in ``maint`` out of rotation);
-        ``https`` is the deployed version's mode (empty: as the balancer recorded it)."""
+    def apply(self, members: list[str], maint: list[str], app: str, https: str = "",
+              services: str = "") -> None:
         pairs = tuple(f"{m}={nodes.peer_address(m, from_node=self.topo.balancer)}"
                       for m in members)
         self.session.send(protocol.BalancerApply(
             location=self.topo.location, app=app, members=pairs, maint=tuple(maint),
-            batch=self.topo.batch, https=https))
+            batch=self.topo.batch, https=https, services=services))
 
     def drop(self) -> None:
         self.session.send(protocol.BalancerApply(location=self.topo.location, remove=True),
                           quiet=True)
 
-    def state(self, members: list[str], state: str) -> None:
+    def _state(self, members: list[str], state: str) -> None:
         if members:
             self.console.step(self.topo.balancer, f"{state}: {', '.join(members)}")
             self.session.send(protocol.BalancerState(location=self.topo.location,
                                                      members=tuple(members), state=state),
                               quiet=True)
 
-    def drain(self, batch: list[str], members: list[str]) -> None:
-        """Drain a batch, unless it holds every member: the location would have none
-        left, and each member's own switch is without downtime anyway."""
-        if set(members) - set(batch):
-            self.state(batch, "drain")
+    def drain(self, members: list[str]) -> None:
+        self._state(members, "drain")
+
+    def ready(self, members: list[str]) -> None:
+        self._state(members, "ready")
 
     def via(self, member: str) -> str:
         """The balancer's address as ``member`` sees it (what its nginx trusts)."""
         return nodes.peer_address(self.topo.balancer, from_node=member)
 
+    def guard(self, members: list[str]) -> None:
+        guard_members(self.console, self.topo.location, {m: self.via(m) for m in members})
+
+
+def guard_members(console: Console, location: str, vias: dict[str, str]) -> None:
+    """Each member serves the location only to connections from its ``via`` (the
+    balancer's address or network) and itself, in parallel."""
+    def one(member: str) -> None:
+        session = open_node(console, member, check=False)
+        try:
+            session.send(protocol.Balanced(location=location, via=vias[member]), quiet=True)
+        finally:
+            session.close()
+
+    for member, r in parallel(one, list(vias)).items():
+        if isinstance(r, SilverError):
+            raise SilverError(f"{member}: {r.message}")
+
+
+def is_provider(balancer: str) -> bool:
+    """Whether a topology's balancer is a provider's (``provider:NAME``), not a node."""
+    return balancer.startswith(PROVIDER_PREFIX)
+
 
 @contextlib.contextmanager
-def balancer(console: Console, topo: Topology) -> Iterator[Balancer]:
-    lb = Balancer(console, topo)
+def balancer(console: Console, topo: Topology) -> Iterator[Front]:
+    if is_provider(topo.balancer):
+        from silverlining.commands._provider_front import ProviderFront
+        lb: Front = ProviderFront(console, topo)
+    else:
+        lb = NodeFront(console, topo)
     try:
         yield lb
     finally:
         lb.close()
-
-
-def guard(console: Console, lb: Balancer, members: list[str]) -> None:
-    """Each member serves the location to the balancer only (in parallel)."""
-    def one(member: str) -> None:
-        session = open_node(console, member, check=False)
-        try:
-            session.send(protocol.Balanced(location=lb.topo.location, via=lb.via(member)),
-                         quiet=True)
-        finally:
-            session.close()
-
-    for member, r in parallel(one, members).items():
-        if isinstance(r, SilverError):
-            raise SilverError(f"{member}: {r.message}")
 
 
 def parallel(fn: Callable[[str], object], members: list[str]) -> dict[str, object]:
@@ -185,7 +248,14 @@ class Rollout:
     stuck: dict[str, str]               # members whose way back failed too
 
 
-def roll(console: Console, lb: Balancer, members: list[str],
+def _drain(lb: Front, batch: list[str], members: list[str]) -> None:
+    """Drain a batch, unless it holds every member: the location would have none
+    left, and each member's own switch is without downtime anyway."""
+    if set(members) - set(batch):
+        lb.drain(batch)
+
+
+def roll(console: Console, lb: Front, members: list[str],
          change: Callable[[str], Change], back: Callable[[Change], Change]) -> Rollout:
     """``change`` each member, batch by batch (drain, change, ready); on the first
     failing batch, ``back`` every member changed so far the same way."""
@@ -193,12 +263,12 @@ def roll(console: Console, lb: Balancer, members: list[str],
     order = topology.batches(members, lb.topo.batch)
     for number, batch in enumerate(order, 1):
         console.info(f"batch {number} of {len(order)}: {', '.join(batch)}")
-        lb.drain(batch, members)
+        _drain(lb, batch, members)
         results = parallel(change, batch)
         changed = [r for r in results.values() if isinstance(r, Change)]
         failed = {m: r.message for m, r in results.items() if isinstance(r, SilverError)}
         try:
-            lb.state(batch, "ready")
+            lb.ready(batch)
         except SilverError as exc:
             failed.update({m: exc.message for m in batch if m not in failed})
         done += changed
@@ -208,22 +278,25 @@ def roll(console: Console, lb: Balancer, members: list[str],
     return Rollout(done, {}, [], {})
 
 
-def _undo(console: Console, lb: Balancer, done: list[Change], members: list[str],
+def _undo(console: Console, lb: Front, done: list[Change], members: list[str],
           back: Callable[[Change], Change]) -> tuple[list[Change], dict[str, str]]:
     undone: list[Change] = []
     stuck: dict[str, str] = {}
     todo = {c.node: c for c in done if c.changed}
     for batch in topology.batches(list(todo), lb.topo.batch):
         console.info(f"rolling back {', '.join(batch)}")
-        lb.drain(batch, members)
+        _drain(lb, batch, members)
         results = parallel(lambda m: back(todo[m]), batch)
         for m, r in results.items():
             if isinstance(r, Change):
                 undone.append(r)
             else:
                 stuck[m] = r.message        # type: ignore[union-attr]
-        lb.state(batch, "ready")
-    return undone, stuck
+        try:
+            lb.ready(batch)
+        except SilverError as exc:          # back on its version, but out of rotation
+            stuck.update({m: exc.message for m in batch if m not in stuck})
+    return [c for c in undone if c.node not in stuck], stuck
 
 
 def activate_on(console: Console, node: str, location: str, version: str) -> Change:
@@ -278,6 +351,30 @@ def activate(console: Console, topo: Topology, version: str) -> int:
     with balancer(console, topo) as lb:
         rollout = roll(console, lb, topo.members,
                        lambda m: activate_on(console, m, topo.location, version),
+                       undo_on(console, topo.location))
+    return report_rollout(console, topo.location, rollout)
+
+
+def redeploy_on(console: Console, node: str, location: str, changes: str) -> Change:
+    """The live version started again on one member, with ``changes`` (params' JSON)."""
+    session = open_node(console, node, check=False)
+    try:
+        result = session.send(protocol.Redeploy(location=location), input=changes,
+                              timeout=600)
+    finally:
+        session.close()
+    return Change(node, result["version"], result["previous"],
+                  text=f"{node}: {result['app']}.{result['version']} live at {location} "
+                       f"(restarted from {result['previous']})")
+
+
+def redeploy(console: Console, topo: Topology, changes: str) -> int:
+    """``restart`` or ``params --set`` on a balanced location: every member, rolling, so
+    the members never serve with different parameters once it ends (a failing batch
+    puts the members already restarted back on what they served)."""
+    with balancer(console, topo) as lb:
+        rollout = roll(console, lb, topo.members,
+                       lambda m: redeploy_on(console, m, topo.location, changes),
                        undo_on(console, topo.location))
     return report_rollout(console, topo.location, rollout)
 

@@ -8,6 +8,7 @@ from silverlining.commands import _balanced
 from silverlining.commands._https import format_certs
 from silverlining.commands._remote import open_node
 from silverlining.console import Console
+from silverlining.errors import UsageError
 
 
 def format_jobs(jobs: dict) -> list[str]:
@@ -92,8 +93,28 @@ def format_query(result: dict) -> list[str]:
             if details:
                 lines.append("        " + "; ".join(details))
             lines += format_jobs(v.get("jobs") or {})
-    if not result["apps"] and not result.get("balancer"):
+    lines += format_services_node(result.get("hosted", {}), result.get("replication", {}))
+    if not (result["apps"] or result.get("balancer") or result.get("hosted")):
         lines.append("no apps")
+    return lines
+
+
+def format_services_node(hosted: dict, replication: dict) -> list[str]:
+    """What a services node holds, for whom, and its replication with the lag."""
+    lines = []
+    for app, held in sorted(hosted.items()):
+        whom = ", ".join(held["members"]) or "no member"
+        lines.append(f"databases of {app} for {held['location']}: "
+                     + ("fenced (its replica took over)" if held.get("fenced") else whom))
+    if replication.get("role") == "primary" and replication.get("primary"):
+        lines.append(f"primary, promoted from {replication['primary']}")
+    if replication.get("role") == "replica":
+        lines.append(f"replica of {replication['primary']}: {replication['state']}, "
+                     f"{replication['lag_bytes']} bytes received but not yet replayed")
+    for r in replication.get("replicas", []):
+        lag = (f", {r['lag_bytes']} bytes and {r['lag_seconds'] * 1000:.0f} ms behind"
+               if "lag_bytes" in r else "")
+        lines.append(f"replica {r['name']}: {r['state']}{lag}")
     return lines
 
 
@@ -102,8 +123,9 @@ def format_balancer(sites: dict, versions: dict[tuple[str, str], str]) -> list[s
     health HAProxy sees and whether it takes traffic."""
     lines = []
     for location, site in sorted(sites.items()):
+        held = f", databases on {site['services']}" if site.get("services") else ""
         lines.append(f"{location}  (balanced: {site.get('app') or '?'}, batch "
-                     f"{site.get('batch') or '1'})")
+                     f"{site.get('batch') or '1'}{held})")
         for m in site["members"]:
             traffic = {"ready": "takes traffic", "drain": "draining",
                        "maint": "out of rotation"}.get(m["state"], m["state"])
@@ -134,6 +156,9 @@ def _member_versions(console: Console, sites: dict) -> dict[tuple[str, str], str
 
 def run(console: Console, node: str, globs: tuple[str, ...], health: bool = False,
         certs: bool = False) -> int:
+    if _balanced.is_provider(node):
+        raise UsageError(f"{node} is a provider's load balancer, not a node: query a member "
+                         "(silver query NODE) or the provider's console")
     session = open_node(console, node, check=False)
     try:
         result = session.send(protocol.Query(globs=tuple(globs), health=health,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from silverlining import appfiles, depset, deps, etchosts, protocol, serverfiles, topology
 from silverlining.appconfig import NAME_RE, AppConfig
-from silverlining.commands import _balanced, _https
+from silverlining.commands import _balanced, _https, _move, _services
 from silverlining.commands._params import (changes_input, check_given, complete,
                                            parse_assignments, read_param_files)
 from silverlining.commands._remote import NodeSession, node_for, open_node, who
@@ -37,7 +37,7 @@ from silverlining.locations import Location, parse_location
 from silverlining.node import paths
 from silverlining.node.params import DEPS_INSTALLED, UPLOADED
 from silverlining.nodes import node_dns
-from silverlining.state import NodeRegistry
+from silverlining.state import NodeRegistry, state_dir
 from silverlining.transport import RsyncStats, rsync
 
 # compiled files: extensions (.so, .pyd) and the libraries wheels bundle (libfoo.so.6)
@@ -194,16 +194,19 @@ NODE_DISK_SERVICES = ("files", "writable_root")
 NODE_DATA_SERVICES = ("postgresql", "postgis", "mysql", "redis")
 
 
-def check_node_disk(config: AppConfig, nodes: list[str], balanced: bool = False) -> str | None:
+def check_node_disk(config: AppConfig, nodes: list[str], balanced: bool = False,
+                    services_node: str | None = None) -> str | None:
     """Refuse node-local data where several nodes would each keep a diverging copy.
 
     Files on a node's disk are refused on any several nodes. A database or Redis is
-    each node's own too: refused on a balanced location, whose members share one
-    app's traffic (a services node shared by members is not built yet); on plain
-    several nodes, where each node is its own installation, the returned line says so."""
+    each node's own too, unless a services node holds it for all of them
+    (``--services-node``): refused on a balanced location, whose members share one
+    app's traffic; on plain several nodes, where each node is its own installation,
+    the returned line says so."""
     if len(nodes) < 2:
         return None
-    data = [f"service.{name}" for name in NODE_DATA_SERVICES if name in config.services]
+    data = [f"service.{name}" for name in NODE_DATA_SERVICES if name in config.services
+            and not (services_node and name in _services.HOSTABLE)]
     used = [f"service.{name}" for name in NODE_DISK_SERVICES if name in config.services]
     if balanced:
         used += data
@@ -212,12 +215,20 @@ def check_node_disk(config: AppConfig, nodes: list[str], balanced: bool = False)
         raise UsageError(f"{', '.join(used)} in {config.ini_path} cannot be used on "
                          f"several nodes ({', '.join(nodes)}): each node would keep {what} "
                          "and the copies would diverge; deploy to one node, or keep the data "
-                         "outside the nodes (a database server or object storage the app "
-                         "reaches through its own settings)")
+                         "outside the nodes (a services node, --services-node NAME, for "
+                         "PostgreSQL; object storage the app reaches through its own "
+                         "settings for files)")
     if data:
         return (f"{', '.join(data)}: each of {', '.join(nodes)} gets a database of its own "
                 "(nothing is shared between them)")
     return None
+
+
+def moves_dir() -> Path:
+    """Where a database moving to a services node is kept meanwhile (0700)."""
+    path = state_dir() / "moves"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
 
 
 def make_plan(app_dir: str, location: str | None, host: str | None, name: str | None,
@@ -504,7 +515,7 @@ def run(console: Console, app_dir: str, location: str | None, host: str | None,
         backup: bool = False, force: bool = False, refresh_deps: bool = False,
         https: str | None = None, cert: str | None = None, key: str | None = None,
         balancer: str | None = None, batch: str | None = None,
-        remove_nodes: tuple[str, ...] = ()) -> int:
+        remove_nodes: tuple[str, ...] = (), services_node: str | None = None) -> int:
     values = {**parse_assignments(params, "--param"), **read_param_files(param_files)}
     plan = make_plan(app_dir, location, host, name, config_dir, clear, lock_wait, console,
                      values)
@@ -514,11 +525,31 @@ def run(console: Console, app_dir: str, location: str | None, host: str | None,
     if refresh_deps and (plan.deps is None or plan.deps.empty):
         console.warn(f"--refresh-deps: {plan.app_dir} declares no dependencies")
     plan.https = _https.request_for(plan.config, plan.location, https, cert, key)
+    plain_remove: tuple[str, ...] = ()
+    first_services = topology.services_node(str(plan.location)) is None
+    if (remove_nodes and not balancer and topology.get(str(plan.location)) is None
+            and _services.resolve(plan.location, services_node)):
+        plain_remove, remove_nodes = remove_nodes, ()      # members of a services node only
     topo = _balanced.resolve(console, plan.location, nodes, balancer, batch, remove_nodes)
+    services = _services.resolve(plan.location, services_node)
+    if services:
+        _services.check(plan.config, services)
+        # a version started before knows the database where it was: start anew
+        plan.force = plan.force or first_services
     if topo is not None:
+        if services == topo.balancer:
+            raise UsageError(f"{services} is {plan.location}'s balancer: it cannot be its "
+                             "services node too")
         check_node_disk(plan.config, [m for m in topo.members if m not in remove_nodes],
-                        balanced=True)
-        code = balanced_update(console, plan, topo, remove_nodes)
+                        balanced=True, services_node=services)
+        provider = _balanced.is_provider(topo.balancer)
+        if provider and plan.https:
+            raise UsageError(f"{plan.location}: HTTPS at a provider's balancer "
+                             f"({topo.balancer}) is not built yet: use https = off, or an "
+                             "HAProxy node as the balancer (--balancer NODE), where TLS ends")
+        code = balanced_update(console, plan, topo, remove_nodes, services)
+        if provider:            # its address was shown: the name is pointed there by you
+            return code
         on_dns = False          # the name points at the balancer, where TLS ends too
         if plan.location.is_exact_host and node_dns(topo.balancer) is not None:
             from silverlining.providers import dns as providers_dns
@@ -528,12 +559,38 @@ def run(console: Console, app_dir: str, location: str | None, host: str | None,
             offer_etc_hosts(console, plan.location, topo.balancer)
         return code
     targets = list(dict.fromkeys(nodes)) or [node_for(plan.location, None)]
-    separate = check_node_disk(plan.config, targets)
+    separate = check_node_disk(plan.config, targets, services_node=services)
     if separate:
         console.warn(separate)
+    moving = None
+    if services:
+        if plan.backup:         # the databases' part is on the services node
+            _services.backup_before(console, services, plan.location, targets[0])
+            plan.backup = False
+        if first_services and len(targets) == 1:    # its database moves there
+            moving = _move.take(console, targets[0], plan.location, moves_dir())
+        elif first_services:
+            console.warn(f"{services} starts {plan.app}'s database empty: a database each "
+                         f"of {', '.join(targets)} may hold is not moved (restore the one "
+                         "you keep with 'silver restore' afterwards)")
+        _services.host(console, services, plan.config, plan.app, plan.location, targets,
+                       add=True, drop=plain_remove)
+        if moving:
+            _move.put(console, services, plan.location, moving)
+        for m in plain_remove:
+            _balanced.release(console, m, str(plan.location))
+            console.out(f"{m}: removed from {plan.location} (no longer serves it; "
+                        f"{services} no longer admits it)")
     if len(targets) == 1:
-        outcome = deploy_to(console, targets[0], plan, ask=True)
+        try:
+            outcome = deploy_to(console, targets[0], plan, ask=True)
+        except BaseException:
+            if moving:
+                _move.back_on(console, plan.location, moving, deployed=False)
+            raise
         report(console, plan, [outcome], {})
+        if moving:
+            _move.back_on(console, plan.location, moving, deployed=True)
         on_dns = False
         if plan.location.is_exact_host and node_dns(targets[0]) is not None:
             from silverlining.providers import dns as providers_dns
@@ -555,14 +612,16 @@ def run(console: Console, app_dir: str, location: str | None, host: str | None,
 
 
 def balanced_update(console: Console, plan: Plan, topo: topology.Topology,
-                    removed: tuple[str, ...]) -> int:
+                    removed: tuple[str, ...], services: str | None = None) -> int:
     """The rolling deploy to a balanced location (``silverlining.commands._balanced``):
     the members it had roll batch by batch; new members get the version the rollout
     left live, out of rotation until their gate passed; removed members are drained,
-    taken out of the balancer, and stop serving the location."""
+    taken out of the balancer, and stop serving the location (and the services node
+    stops admitting them)."""
     location = str(plan.location)
-    # TLS ends at the balancer: the members serve the location in plain HTTP
-    member_plan = dataclasses.replace(plan, https=None)
+    # TLS ends at the balancer: the members serve the location in plain HTTP; the
+    # databases' --backup is the services node's
+    member_plan = dataclasses.replace(plan, https=None, backup=plan.backup and not services)
 
     def change(node: str) -> _balanced.Change:
         o = deploy_to(console, node, member_plan)
@@ -581,11 +640,17 @@ def balanced_update(console: Console, plan: Plan, topo: topology.Topology,
         new = [m for m in keep if m not in here]
         old = [m for m in keep if m in here]
         going = [m for m in removed if m in here]
+        if services:
+            if plan.backup and old:
+                _services.backup_before(console, services, plan.location, old[0])
+            _services.host(console, services, plan.config, plan.app, plan.location,
+                           [*old, *new, *going])
         lb.apply([*old, *new, *going], maint=new, app=plan.app,
-                 https=plan.https.mode if plan.https else "off")
+                 https=plan.https.mode if plan.https else "off", services=services or "")
         if plan.https:
+            assert isinstance(lb, _balanced.NodeFront)      # refused in run() otherwise
             _https.prepare_at_balancer(console, lb.session, plan.location, plan.https)
-        _balanced.guard(console, lb, keep)
+        lb.guard(keep)
         topology.put(topology.Topology(location, topo.balancer, [*old, *going, *new],
                                        topo.batch, plan.app))
         rollout = _balanced.roll(console, lb, old, change, _balanced.undo_on(console, location))
@@ -596,17 +661,20 @@ def balanced_update(console: Console, plan: Plan, topo: topology.Topology,
             return code
         added = _balanced.parallel(change, new)
         ready = [m for m in new if isinstance(added[m], _balanced.Change)]
-        lb.state(ready, "ready")
+        lb.ready(ready)
         for m in new:
             r = added[m]
             console.out(f"{r.text} (added)" if isinstance(r, _balanced.Change) else
                         f"{m}: FAILED: {r.message}; not added (out of rotation)")
         if going:
-            lb.state(going, "drain")
+            lb.drain(going)
             lb.apply(keep, maint=[], app=plan.app)
             for m in going:
                 _balanced.release(console, m, location)
                 console.out(f"{m}: removed from {location} (drained, no longer serves it)")
+            if services:
+                _services.host(console, services, plan.config, plan.app, plan.location, [],
+                               add=True, drop=tuple(going))
         topology.put(topology.Topology(location, topo.balancer, keep, topo.batch, plan.app))
     return 0 if len(ready) == len(new) else 1
 

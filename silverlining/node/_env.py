@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from silverlining.node import paths
 from silverlining.node._errors import NodeError
 from silverlining.node.base import write_atomic
 
@@ -60,3 +61,20 @@ def read_env(path: Path) -> dict[str, str]:
         return parse_env(path.read_text())
     except FileNotFoundError:
         raise NodeError(f"{path} is missing: redeploy the app") from None
+
+
+def repoint_versions(app: str, marker: str, prefixes: tuple[str, ...], env: dict[str, str],
+                     gid: int) -> list[str]:
+    """Every kept version's environment that has ``marker`` gets ``env`` in place of
+    its variables starting with ``prefixes`` (a service moved: a rollback finds it
+    too); returns those versions, whose running units still have the old values."""
+    changed = []
+    for path in sorted((paths.ENV / app).glob("*.env")):
+        old = read_env(path)
+        if marker not in old:
+            continue
+        kept = {k: v for k, v in old.items() if not k.startswith(prefixes)}
+        if {**kept, **env} != old:
+            write_env(path, {**kept, **env}, gid)
+            changed.append(path.name[:-len(".env")])
+    return changed

@@ -166,7 +166,7 @@ def _report(sites: dict[str, dict]) -> protocol.BalancerResult:
                             "sessions": int(row.get("scur") or 0),
                             "check": row.get("check_status", "")})
         out[loc] = {"app": site.get("app", ""), "batch": site.get("batch", ""),
-                    "members": members}
+                    "services": site.get("services", ""), "members": members}
     return {"sites": out}
 
 
@@ -200,6 +200,7 @@ def apply(call: protocol.BalancerApply) -> protocol.BalancerResult:
                 "app": call.app or sites.get(location, {}).get("app", ""),
                 "batch": call.batch or sites.get(location, {}).get("batch", ""),
                 "https": call.https or sites.get(location, {}).get("https", "off"),
+                "services": call.services or sites.get(location, {}).get("services", ""),
                 "members": [{"name": n, "address": a,
                              "state": old[n]["state"] if n in old else
                              "maint" if n in call.maint else "ready"}

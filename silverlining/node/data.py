@@ -8,6 +8,11 @@ for the CLI to fetch with rsync, and removed by ``backup-discard``. A
 restore checks the whole archive before it touches anything, takes the app
 off the air meanwhile, leaves it disabled if a service failed half-way, and
 restarts the app's workers so they start from the restored data.
+
+On a services node (``hosting``) the app is found by its location in the hosted
+records, not the routes: its databases are here, its code and workers on the
+members (the CLI takes those off the air and back). On a member, a service held
+by a services node is backed up, restored and cleared there, not here.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from silverlining.appconfig import AppConfig
 from silverlining.backups import (BackupError, check_name, default_name, remove_tree, verify,
                                   write_archive)
 from silverlining.errors import SilverError
-from silverlining.node import audit, disable, instances, jobs, paths
+from silverlining.node import audit, disable, hosting, instances, jobs, paths
 from silverlining.node._config import app_services
 from silverlining.node._env import read_env
 from silverlining.node._errors import NodeError
@@ -45,6 +50,34 @@ def staging_dir(app: str) -> Path:
     path = backup_dir(app) / f".staging-{secrets.token_hex(8)}"
     path.mkdir(mode=0o700)
     return path
+
+
+def target(location: str) -> tuple[str, str, AppConfig, list[str], bool]:
+    """The app at ``location`` (a location key) whose data a command works on: its
+    name, live version, config and services, and whether this is its services node
+    (version ``hosted``: the versions live on the members)."""
+    try:
+        app, version = served(location)
+    except NodeError:
+        app = hosting.at(location)
+        if app is None:
+            raise
+        config, services = hosting.config(app)
+        return app, "hosted", config, services, True
+    config, services = app_services(app, version)
+    return app, version, config, held_here(config, services), False
+
+
+def held_here(config: AppConfig, services: list[str]) -> list[str]:
+    """Those of ``services`` whose data is on this node (not on a services node)."""
+    local = []
+    for name in services:
+        elsewhere = get_service(name).remote_node(config, paths)
+        if elsewhere is None:
+            local.append(name)
+        else:
+            say(f"{name}: held by services node {elsewhere}: its data is there")
+    return local
 
 
 def _call(service_name: str, method: str, *args) -> None:
@@ -89,17 +122,6 @@ def make_backup(app: str, version: str, config: AppConfig, services: list[str],
             "size": dest.stat().st_size, "path": str(dest)}
 
 
-def remote_backup(app: str, version: str, name: str) -> dict:
-    """``make_backup`` kept on the node as ``remote:NAME`` (caller holds the lock)."""
-    final = backup_dir(app) / f"{name}.tar.gz"
-    if final.exists():
-        raise NodeError(f"backup remote:{name} of {app} already exists")
-    config, services = app_services(app, version)
-    if not services:
-        raise NodeError(f"{app} has no services: nothing to back up")
-    return {**make_backup(app, version, config, services, final), "name": name}
-
-
 def backup_before(app: str, version: str, location: str) -> dict | None:
     """``silver update --backup``: the data as the version live at ``location`` left
     it, kept as ``remote:before-VERSION`` (caller holds the lock). None when no
@@ -109,6 +131,7 @@ def backup_before(app: str, version: str, location: str) -> dict | None:
         say(f"backup: no version of {app} is live at {location}: nothing to back up")
         return None
     config, services = app_services(app, entry["version"])
+    services = held_here(config, services)
     if not services:
         say(f"backup: {app}.{entry['version']} has no services: nothing to back up")
         return None
@@ -119,13 +142,20 @@ def backup_before(app: str, version: str, location: str) -> dict | None:
 
 
 def backup(args: protocol.Backup) -> protocol.BackupResult:
-    app, version = served(location_key(args.location))
+    app, version, config, services, hosted = target(location_key(args.location))
     if args.remote:
+        name = _backup_name(args.remote)
+        final = backup_dir(app) / f"{name}.tar.gz"
+        if final.exists():
+            raise NodeError(f"backup remote:{name} of {app} already exists")
+        if not services:
+            raise NodeError(f"{app} has no services here: nothing to back up")
         with app_lock(app, args.lock_wait):
-            result = remote_backup(app, version, _backup_name(args.remote))
+            result = {**make_backup(app, version, config, services, final), "name": name}
+            if hosted and args.of_version:
+                hosting.add_backup(app, name, args.of_version)
         audit.record("backup", app, who=args.who, version=version, name=f"remote:{args.remote}")
         return result
-    config, services = app_services(app, version)
     if not services:
         raise NodeError(f"{app} has no services: nothing to back up")
     deploy = pwd.getpwnam(paths.DEPLOY_USER)
@@ -158,7 +188,7 @@ def discard(args: protocol.BackupDiscard) -> protocol.Nothing:
 
 def restore_prepare(args: protocol.RestorePrepare) -> protocol.RestorePrepareResult:
     """An upload directory the deploy user can rsync a local archive into."""
-    app, _ = served(location_key(args.location))
+    app = target(location_key(args.location))[0]
     deploy = pwd.getpwnam(paths.DEPLOY_USER)
     token = secrets.token_hex(_TOKEN_LEN // 2)
     root = make_dir(paths.UPLOADS / app, deploy.pw_uid, deploy.pw_gid, 0o700)
@@ -204,11 +234,14 @@ def set_disabled(app: str, disabled: bool, who: str | None, lock_wait: float) ->
 
 
 def restore(args: protocol.Restore) -> protocol.RestoreResult:
-    app, version = served(location_key(args.location))
-    if args.remote:
-        archive = paths.BACKUPS / app / f"{_backup_name(args.remote)}.tar.gz"
+    app, version, config, services, hosted = target(location_key(args.location))
+    remote = args.remote
+    if args.data_of:
+        remote = hosting.backup_of(app, args.data_of)
+    if remote:
+        archive = paths.BACKUPS / app / f"{_backup_name(remote)}.tar.gz"
         if not archive.is_file():
-            raise NodeError(f"no backup remote:{args.remote} of {app} on this node")
+            raise NodeError(f"no backup remote:{remote} of {app} on this node")
         upload = None
     else:
         upload = _token_dir(app, "restore", args.upload)
@@ -216,16 +249,19 @@ def restore(args: protocol.Restore) -> protocol.RestoreResult:
         if len(found) != 1:
             raise NodeError("the uploaded archive is missing")
         archive = found[0]
-    config, services = app_services(app, version)
+    if not services:
+        raise NodeError(f"{app} has no services here: nothing to restore")
     staging = staging_dir(app)
     try:
         manifest = check_archive(app, archive, services, args.force_app, staging)
-        was_disabled = AppState.load(app).disabled
+        # on a services node the app runs elsewhere: the CLI disables its members
+        was_disabled = hosted or AppState.load(app).disabled
         if not was_disabled:
             set_disabled(app, True, args.who, args.lock_wait)
         with app_lock(app, args.lock_wait):
             restore_services(app, config, services, staging)
-            jobs.restart_workers(app)
+            if not hosted:
+                jobs.restart_workers(app)
         if not was_disabled:
             set_disabled(app, False, args.who, args.lock_wait)
         audit.record("restore", app, who=args.who, version=version,
@@ -240,13 +276,16 @@ def restore(args: protocol.Restore) -> protocol.RestoreResult:
 
 
 def clear(args: protocol.Clear) -> protocol.ClearResult:
-    """Empty every service of the app, then run its update_fetch on the live version."""
-    app, version = served(location_key(args.location))
-    config, services = app_services(app, version)
-    uid, gid = app_ids(app)
+    """Empty every service of the app, then run its update_fetch on the live version
+    (on a services node: the CLI runs it on a member afterwards)."""
+    app, version, config, services, hosted = target(location_key(args.location))
     with app_lock(app, args.lock_wait):
         for service in services:
             _call(service, "clear", config, paths)
+        if hosted:
+            audit.record("clear", app, who=args.who, version=version)
+            return {"app": app, "version": version, "services": services}
+        uid, gid = app_ids(app)
         env = read_env(instances.env_path(app, version))
         run_update_fetch(config, app, version, env["SILVER_CANONICAL_HOSTNAME"],
                          env["SILVER_MATCH_PATH"], uid, gid)

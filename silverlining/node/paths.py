@@ -49,3 +49,7 @@ NGINX_USER = "www-data"
 CERTS = ETC / "certs"                                # CERTS/HOST/{fullchain,privkey}.pem, cert.json: root only
 ACME_WEBROOT = VAR / "acme-webroot"                  # HTTP-01 answers certbot writes; root-owned, nginx reads
 ACME_CA = ETC / "acme-ca"                            # CA bundles of private ACME directories (by hash)
+HOSTED = VAR / "hosted"                              # HOSTED/APP/{app.ini,hosted.json}: apps whose databases this services node holds
+SERVICES_TLS = ETC / "services-tls"                  # SERVICES_TLS/SERVICE/server.{crt,key}: a services node's certificate
+FIREWALL_D = ETC / "nftables.d"                      # *.nft the firewall loads after its own rules (services.nft)
+SERVICES_CA = "services-ca.crt"                      # DATA/APP/services-ca.crt on a member: the CA its services node's certificate is from

@@ -13,7 +13,7 @@ import subprocess
 
 from silverlining import protocol, tlscerts
 from silverlining.appconfig import Limits
-from silverlining.node import balancer, certs, jobs, slices, status
+from silverlining.node import balancer, certs, hosting, jobs, replica, slices, status
 from silverlining.node._state import AppState, all_apps, load_routes
 from silverlining.node._util import app_user
 from silverlining.node.data import list_backups
@@ -71,6 +71,13 @@ def query(call: protocol.Query) -> protocol.QueryResult:
             if not call.globs else {loc: s for loc, s in sites.items()
                                     if any(fnmatch.fnmatch(s.get("app", ""), g)
                                            for g in call.globs)}
+    if held := hosting.hosted_apps():   # a services node: whose databases, for whom
+        result["hosted"] = {app: {"location": hosting.load(app).get("location", ""),
+                                  "members": sorted(hosting.load(app).get("members", {})),
+                                  "fenced": bool(hosting.load(app).get("fenced"))}
+                            for app in held}
+    if replication := replica.status():
+        result["replication"] = replication
     if call.health:       # what /.silver/health answers, for @APP locations too
         result["health"] = {loc: status.health(loc)[1] for loc, e in shown.items()
                             if e.get("version")}

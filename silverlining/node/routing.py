@@ -71,7 +71,7 @@ class Route:
     writable_root: str | None = None
     disabled: bool = False
     https: str = "off"        # the version's mode: off, auto, required
-    via: str | None = None    # the balancer's address, when only it may reach the location
+    via: str | None = None    # the balancer's address (or network): only it may reach the location
 
     @property
     def location(self) -> str:
@@ -127,16 +127,20 @@ def _proto_variable(address: str) -> str:
 
 
 def _via_maps(routes: list[Route]) -> list[str]:
-    """One map per balancer: whether the connection came from it (or from this node),
-    by the address nginx accepted it from (before the balancer's header is applied)."""
+    """Per balancer: whether the connection came from it (or from this node), by the
+    address nginx accepted it from (before the balancer's header is applied); ``via``
+    is its address, or the network a provider's balancer connects from (a CIDR)."""
     out = []
-    for address in sorted({r.via for r in routes if r.via is not None}):
-        out += [f"map $realip_remote_addr {_via_variable(address)} {{", "    default 0;",
-                f"    {address} 1;", "    127.0.0.1 1;", "    ::1 1;", "}",
+    for via in sorted({r.via for r in routes if r.via is not None}):
+        name = re.sub(r"[^0-9a-f]", "_", via.lower())
+        out += [f"geo $realip_remote_addr {_via_variable(via)} {{", "    default 0;",
+                f"    {via} 1;", "    127.0.0.1 1;", "    ::1 1;", "}",
                 # the scheme the client used, as the balancer (where TLS ends) says,
                 # believed from the balancer's own connections only
-                f'map "$realip_remote_addr $http_x_forwarded_proto" {_proto_variable(address)} {{',
-                "    default $scheme;", f'    "{address} https" https;', "}"]
+                f"geo $realip_remote_addr $silver_from_{name} {{", "    default 0;",
+                f"    {via} 1;", "}",
+                f'map "$silver_from_{name}$http_x_forwarded_proto" {_proto_variable(via)} {{',
+                "    default $scheme;", '    "1https" https;', "}"]
     return out
 
 
@@ -495,9 +499,10 @@ def balanced(call: protocol.Balanced) -> protocol.BalancedResult:
     location = location_key(call.location)
     if call.via is not None:
         try:
-            ipaddress.ip_address(call.via)
+            ipaddress.ip_network(call.via)
         except ValueError:
-            raise NodeError(f"balanced: {call.via!r} is not an IP address") from None
+            raise NodeError(f"balanced: {call.via!r} is not an IP address or network") \
+                from None
     with routing_lock():
         table = dict(load_balanced())
         if table.get(location) == call.via:

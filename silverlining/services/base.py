@@ -83,6 +83,31 @@ class Service:
         """Replace the app's data with the dump ``backup`` wrote in ``src_dir``."""
         raise NotImplementedError(f"service {self.name}: restore is implemented node-side")
 
+    # --- on a services node (docs/services-node.md) ----------------------------
+
+    #: served from a services node to a location's members (``silver update --services-node``)
+    hostable: bool = False
+
+    def host(self, app: Any, node_paths: Any, passwords: dict[str, str], tls: Any) -> dict[str, str]:
+        """On the services node: ``install`` with these passwords, reachable over the
+        nodes' network with TLS (``tls``: the server's certificate and key). Returns what
+        members are told besides the passwords (no secret)."""
+        raise NotImplementedError(f"service {self.name}: not on a services node yet")
+
+    def admit(self, peers: dict[str, list[str]], replicas: list[str]) -> list[int]:
+        """On the services node: only ``peers`` (app -> member addresses) get in, each to
+        its own app's data, and ``replicas`` to replication (where the server has it);
+        returns the ports the firewall opens to them."""
+        raise NotImplementedError(f"service {self.name}: not on a services node yet")
+
+    def remote_node(self, app: Any, node_paths: Any) -> str | None:
+        """On a member: the services node that holds this service's data for the app
+        (None: it is on this node)."""
+        path = self.credentials_path(app, node_paths)
+        if not path.is_file():
+            return None
+        return parse_credentials(path.read_text(encoding="utf-8")).get("remote") or None
+
     # --- helpers shared by the implementations ---------------------------------
 
     def data_dir(self, app: Any, node_paths: Any) -> Path:

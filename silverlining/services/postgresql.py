@@ -16,22 +16,33 @@ as a maintenance role ``slrun_APP``: a member of the app's role that becomes it
 at login (``ALTER ROLE ... SET role``, so what a migration creates is the app's),
 with a few connections of its own and a password in a root-only file the app's
 processes never see.
+
+On a services node (docs/services-node.md) the same database and roles serve a
+location's members over the nodes' network: ``host`` adds TLS (the node's
+certificate from silver's CA) and listens beyond 127.0.0.1, and ``admit`` lets
+each member address in to its own app's database only, over TLS only
+(``hostssl``; a plain connection matches no line and is refused). A member
+records the services node in its credentials (``use_remote``) and installs
+nothing itself; its ``CONFIG_PG_*`` say ``sslmode=verify-full`` with the CA.
 """
 
 from __future__ import annotations
 
 import getpass
+import pwd
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from silverlining.errors import SilverError
-from silverlining.node.base import apt_install, run, say, wait_until, write_atomic
+from silverlining.node.base import apt_install, make_dir, run, say, wait_until, write_atomic
 from silverlining.services.base import Service, sqlalchemy_url
 from silverlining.services._system import (db_name, new_password, scram_verifier,
                                           server_lock, systemctl_start)
 
 KEYS = ("dbname", "user", "password", "host", "port")
+TLS_KEYS = ("sslmode", "sslrootcert")     # set when the database is on a services node
 HBA_MARK = "# silverlining: passwords only (scram-sha-256), no trust"
 HBA = f"""{HBA_MARK}
 local   all   postgres                  peer
@@ -43,6 +54,8 @@ host    all   all     ::1/128           scram-sha-256
 # tables): the restore re-creates them itself and as the app's role could not.
 SERVER_ENTRIES = (" EXTENSION ", " spatial_ref_sys ")
 RUN_CONNECTIONS = 3          # of the maintenance role (silver run)
+SERVICES_CONF = "silverlining-services.conf"     # in the cluster's conf.d: TLS, listening
+REPLICATION_ROLE = "silver_replica"              # a streaming replica's login (node/replica.py)
 
 
 class PostgresqlService(Service):
@@ -75,13 +88,14 @@ class PostgresqlService(Service):
 
     def env(self, app: Any, node_paths: Any) -> dict[str, str]:
         creds = self.read_credentials(app, node_paths)
-        return pg_env({k: creds.get(k, "") for k in KEYS})
+        return pg_env({k: creds.get(k, "") for k in KEYS + TLS_KEYS})
 
     def run_env(self, app: Any, node_paths: Any) -> dict[str, str]:
         """``silver run``'s login: the maintenance role, when the app has one yet."""
         if not self.run_credentials_path(app, node_paths).is_file():
             return {}
-        creds = {k: v for k, v in self.read_credentials(app, node_paths).items() if k in KEYS}
+        creds = {k: v for k, v in self.read_credentials(app, node_paths).items()
+                 if k in KEYS + TLS_KEYS}
         return pg_env({**{k: "" for k in KEYS}, **creds,
                        **self.read_run_credentials(app, node_paths)})
 
@@ -92,22 +106,25 @@ class PostgresqlService(Service):
     # --- node -------------------------------------------------------------------
 
     def install(self, app: Any, node_paths: Any) -> None:
-        if self._ready(app, node_paths):
-            return
+        if self.remote_node(app, node_paths) or self._ready(app, node_paths):
+            return          # a services node's database is set up by services-host
         with server_lock("postgresql"):
             self._install(app, node_paths)
 
-    def _install(self, app: Any, node_paths: Any) -> None:
+    def _install(self, app: Any, node_paths: Any, password: str | None = None,
+                 run_password: str | None = None) -> None:
+        """The server, the app's roles and database; ``password``/``run_password``
+        given (a services node's, from the client) replace the recorded ones."""
         apt_install(self.packages)
-        self._server_up()
+        self.server_up()
         role = db_name(app.app_name)
         path = self.credentials_path(app, node_paths)
         creds = self.read_credentials(app, node_paths) if path.is_file() else {}
         # an existing password stays: kept versions (rollback) were started with it
-        password = creds.get("password") or new_password()
+        password = password or creds.get("password") or new_password()
         run_path = self.run_credentials_path(app, node_paths)
-        run_password = (self.read_run_credentials(app, node_paths).get("password")
-                        if run_path.is_file() else None) or new_password()
+        run_password = run_password or (self.read_run_credentials(app, node_paths).get(
+            "password") if run_path.is_file() else None) or new_password()
         limit = app.limits.postgresql_connections
         psql("postgres", f"\\set verifier '{scram_verifier(password)}'\n"
              f"\\set run_verifier '{scram_verifier(run_password)}'\n"
@@ -151,7 +168,7 @@ class PostgresqlService(Service):
             return False
         return found.strip() == "1"
 
-    def _server_up(self) -> None:
+    def server_up(self) -> None:
         """The cluster running, with our pg_hba.conf."""
         systemctl_start("postgresql")
         wait_until(lambda: subprocess.run(["pg_isready", "-q"]).returncode == 0, 90,
@@ -159,12 +176,77 @@ class PostgresqlService(Service):
         hba = Path(psql("postgres", "SHOW hba_file;").strip())
         if not hba.read_text().startswith(HBA_MARK):
             say("PostgreSQL: password authentication only (pg_hba.conf)")
-            st = hba.stat()
-            write_atomic(hba, HBA, mode=0o640, uid=st.st_uid, gid=st.st_gid)
-            psql("postgres", "SELECT pg_reload_conf();")
+            self._write_hba(HBA)
         # apps reach their own database only, not the server's maintenance ones
         psql("postgres", "REVOKE CONNECT ON DATABASE postgres FROM PUBLIC;\n"
              "REVOKE CONNECT ON DATABASE template1 FROM PUBLIC;\n")
+
+    def _write_hba(self, text: str) -> None:
+        hba = Path(psql("postgres", "SHOW hba_file;").strip())
+        if hba.read_text() != text:
+            st = hba.stat()
+            write_atomic(hba, text, mode=0o640, uid=st.st_uid, gid=st.st_gid)
+            psql("postgres", "SELECT pg_reload_conf();")
+
+    # --- on a services node -------------------------------------------------------
+
+    hostable = True
+
+    def host(self, app: Any, node_paths: Any, passwords: dict[str, str], tls: Any) -> dict[str, str]:
+        role = db_name(app.app_name)
+        with server_lock("postgresql"):
+            self._install(app, node_paths, passwords[role], passwords[run_role(role)])
+            self.serve_tls(node_paths, tls["cert"], tls["key"])
+        return {"dbname": role, "user": role, "run_user": run_role(role),
+                "port": psql("postgres", "SHOW port;").strip()}
+
+    def serve_tls(self, node_paths: Any, cert: str, key: str) -> None:
+        """TLS with the node's certificate, listening on every address (the firewall
+        and pg_hba.conf say who gets in); a restart only when listening changes."""
+        pg = pwd.getpwnam("postgres")
+        root = make_dir(Path(node_paths.SERVICES_TLS) / "postgresql", pg.pw_uid, pg.pw_gid,
+                        0o700)
+        write_atomic(root / "server.crt", cert, mode=0o644, uid=pg.pw_uid, gid=pg.pw_gid)
+        write_atomic(root / "server.key", key, mode=0o600, uid=pg.pw_uid, gid=pg.pw_gid)
+        conf = Path(psql("postgres", "SHOW config_file;").strip()).parent / "conf.d" / SERVICES_CONF
+        text = ("# silverlining: a services node (docs/services-node.md)\n"
+                "listen_addresses = '*'\n"
+                "ssl = on\n"
+                f"ssl_cert_file = '{root}/server.crt'\n"
+                f"ssl_key_file = '{root}/server.key'\n"
+                "ssl_min_protocol_version = 'TLSv1.2'\n")
+        if not conf.is_file() or conf.read_text() != text:
+            write_atomic(conf, text, mode=0o644)
+        if psql("postgres", "SHOW listen_addresses;").strip() != "*":
+            say("PostgreSQL: listening on the nodes' network (TLS only)")
+            run(["systemctl", "restart", "postgresql"], what="restarting PostgreSQL")
+            wait_until(lambda: subprocess.run(["pg_isready", "-q"]).returncode == 0, 90,
+                       failed="PostgreSQL did not come back")
+        else:
+            psql("postgres", "SELECT pg_reload_conf();")      # a new certificate
+
+    def admit(self, peers: dict[str, list[str]], replicas: list[str]) -> list[int]:
+        lines = [HBA]
+        for app, addresses in sorted(peers.items()):
+            role = db_name(app)
+            for address in addresses:
+                lines.append(f"hostssl {role} {role},{run_role(role)} {address}/32 "
+                             "scram-sha-256\n")
+        lines += [f"hostssl replication {REPLICATION_ROLE} {address}/32 scram-sha-256\n"
+                  for address in replicas]
+        with server_lock("postgresql"):
+            self._write_hba("".join(lines))
+        return [int(psql("postgres", "SHOW port;").strip())]
+
+    def use_remote(self, app: Any, node_paths: Any, values: dict[str, str], ca: Path) -> None:
+        """On a member: the app's database is on services node ``values["node"]``."""
+        creds = {k: values[k] for k in KEYS}
+        creds.update(sslmode="verify-full", sslrootcert=str(ca), remote=values["node"])
+        for ext in self.extensions:
+            creds[ext] = "yes"
+        self.write_run_credentials(app, node_paths, {"user": values["run_user"],
+                                                     "password": values["run_password"]})
+        self.write_credentials(app, node_paths, creds)
 
     def _create_database(self, role: str) -> None:
         psql("postgres",
@@ -234,9 +316,22 @@ def psql(dbname: str, sql: str, **variables: str) -> str:
 def pg_env(values: dict[str, str]) -> dict[str, str]:
     """The CONFIG_PG_* variables; host empty = local socket, port empty = default.
     ``CONFIG_PG_URL`` (libpq) and ``CONFIG_PG_SQLALCHEMY`` are the same URL: both
-    libraries read ``postgresql://``."""
+    libraries read ``postgresql://``. On a services node's database the URL says
+    ``sslmode=verify-full`` and the CA (``sslrootcert``), and so do
+    ``CONFIG_PG_SSLMODE``/``SSLROOTCERT`` and libpq's own ``PGSSLMODE``/``PGSSLROOTCERT``
+    (which verify a connection made from the separate variables too)."""
     url = sqlalchemy_url("postgresql", values["user"], values["password"], values["host"],
                          values["port"], values["dbname"])
+    tls = {k: values[k] for k in TLS_KEYS if values.get(k)}
+    if tls:
+        url += "?" + urlencode(tls, safe="/")
+        return {**_pg_vars(values, url),
+                "CONFIG_PG_SSLMODE": tls["sslmode"], "CONFIG_PG_SSLROOTCERT": tls["sslrootcert"],
+                "PGSSLMODE": tls["sslmode"], "PGSSLROOTCERT": tls["sslrootcert"]}
+    return _pg_vars(values, url)
+
+
+def _pg_vars(values: dict[str, str], url: str) -> dict[str, str]:
     return {
         "CONFIG_PG_DBNAME": values["dbname"],
         "CONFIG_PG_USER": values["user"],

@@ -378,17 +378,10 @@ def repoint_versions(app: str, env: dict[str, str]) -> None:
     """Every kept version's environment names the app's own instance, and its running
     units are restarted to read it: a rollback, or the old version when this deploy
     fails its gate, finds its keys."""
-    from silverlining.node import paths
-    from silverlining.node._env import read_env, write_env
+    from silverlining.node._env import repoint_versions as repoint
     gid = grp.getgrnam(app_user(app)).gr_gid
     units = []
-    for path in sorted((paths.ENV / app).glob("*.env")):
-        old = read_env(path)
-        if "CONFIG_REDIS_URL" not in old:
-            continue
-        kept = {k: v for k, v in old.items() if not k.startswith("CONFIG_REDIS_")}
-        write_env(path, {**kept, **env}, gid)
-        version = path.name[:-len(".env")]
+    for version in repoint(app, "CONFIG_REDIS_URL", ("CONFIG_REDIS_",), env, gid):
         units += [f"silver-{app}-{version}.service", f"silver-{app}-{version}.process-*"]
     if units:
         run(["systemctl", "try-restart", *units], what="restarting the app's running units")

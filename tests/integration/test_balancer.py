@@ -38,7 +38,9 @@ def application(environ, start_response):
                        [("Content-Type", "text/plain")])
         return [b"ok" if ok else b"failing here"]
     body = json.dumps({{"mark": MARK, "node": socket.gethostname(),
-                        "remote": environ.get("REMOTE_ADDR")}}).encode()
+                        "remote": environ.get("REMOTE_ADDR"),
+                        "instance": os.environ.get("SILVER_INSTANCE_NAME"),
+                        "greeting": os.environ.get("GREETING")}}).encode()
     start_response("200 OK", [("Content-Type", "application/json")])
     return [body]
 '''
@@ -46,7 +48,8 @@ def application(environ, start_response):
 
 def write_app(root: Path, mark: str, fail_on: str = "") -> Path:
     root.mkdir(parents=True, exist_ok=True)
-    (root / "app.ini").write_text("[production]\napp_name = shop\nrunner = main.py\n"
+    (root / "app.ini").write_text("[parameter:greeting]\ndefault = hello\n\n"
+                                  "[production]\napp_name = shop\nrunner = main.py\n"
                                   "health_check = /health\n")
     (root / "main.py").write_text(APP.format(mark=mark, fail_on=fail_on))
     return root
@@ -239,6 +242,22 @@ def test_activate_prev_rolls_every_member_back(node_env, cluster, tmp_path):
     seen = answers(cluster[LB])
     assert {a["mark"] for a in seen} == {old}
     assert {a["node"] for a in seen} == set(WEB[:3])
+
+
+def test_params_and_restart_with_no_flags_roll_over_every_member(node_env, cluster):
+    before = answers(cluster[LB])
+    with Loop(cluster[LB]) as loop:
+        node_env.silver("params", HOST, "--set", "greeting=hi there", check=True)
+        changed = answers(cluster[LB])
+        node_env.silver("restart", HOST, check=True)
+    assert loop.failed() == [], loop.failed()[:5]
+    assert {a["node"] for a in changed} == set(WEB[:3])
+    assert {a["greeting"] for a in changed} == {"hi there"}
+    restarted = answers(cluster[LB])
+    for seen, earlier in ((changed, before), (restarted, changed)):
+        old = {a["node"]: a["instance"] for a in earlier}
+        assert all(a["instance"] != old[a["node"]] for a in seen), (earlier, seen)
+    assert {a["greeting"] for a in restarted} == {"hi there"}
 
 
 def test_another_machine_learns_the_topology_from_the_balancer(node_env, cluster):

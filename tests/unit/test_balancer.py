@@ -196,7 +196,7 @@ def test_a_balanced_location_answers_only_through_the_balancer():
     text = nginx_generate(routes, "/pages")
     shop = re.search(r"server_name shop\.test;.*?\n\}", text, flags=re.S).group(0)
     other = re.search(r"server_name other\.test;.*?\n\}", text, flags=re.S).group(0)
-    assert "map $realip_remote_addr $silver_via_10_213_0_5 {" in text
+    assert "geo $realip_remote_addr $silver_via_10_213_0_5 {" in text
     assert re.search(r"\$silver_via_10_213_0_5 \{\n    default 0;\n    10\.213\.0\.5 1;", text)
     proxied = [b for b in re.findall(r"location [^{]*\{.*?\n    \}", shop, flags=re.S)
                if "proxy_pass" in b]
@@ -206,12 +206,24 @@ def test_a_balanced_location_answers_only_through_the_balancer():
         assert "if ($silver_via_10_213_0_5 = 0) { return 403; }" in block
     assert "set_real_ip_from" not in other and "return 403" not in other
     # the scheme the balancer saw, believed from the balancer's own connections only
-    assert ('map "$realip_remote_addr $http_x_forwarded_proto" $silver_proto_10_213_0_5 {\n'
-            '    default $scheme;\n    "10.213.0.5 https" https;\n}') in text
+    assert ("geo $realip_remote_addr $silver_from_10_213_0_5 {\n    default 0;\n"
+            "    10.213.0.5 1;\n}") in text
+    assert ('map "$silver_from_10_213_0_5$http_x_forwarded_proto" $silver_proto_10_213_0_5 {\n'
+            '    default $scheme;\n    "1https" https;\n}') in text
     app = [b for b in proxied if "/run/s.sock" in b]
     assert len(app) == 1
     assert "proxy_set_header X-Forwarded-Proto $silver_proto_10_213_0_5;" in app[0]
     assert "proxy_set_header X-Forwarded-Proto $scheme;" in other
+
+
+def test_a_provider_balancer_is_let_through_from_its_network():
+    """ELB's nodes connect from changing addresses in the VPC: the guard takes a CIDR."""
+    text = nginx_generate([Route("shop.test", "", "shop", "v1", "/run/s.sock",
+                                 via="172.31.0.0/16")], "/pages")
+    assert re.search(r"geo \$realip_remote_addr \$silver_via_172_31_0_0_16 \{\n"
+                     r"    default 0;\n    172\.31\.0\.0/16 1;", text)
+    assert "set_real_ip_from 172.31.0.0/16;" in text
+    assert "if ($silver_via_172_31_0_0_16 = 0) { return 403; }" in text
 
 
 # --- the rolling order and its way back -----------------------------------------------
@@ -224,12 +236,11 @@ class FakeBalancer:
         self.topo = topology.Topology("shop.test", "lb", [], batch)
         self.calls: list[tuple[str, tuple[str, ...]]] = []
 
-    def state(self, members, state):
-        self.calls.append((state, tuple(members)))
+    def drain(self, members):
+        self.calls.append(("drain", tuple(members)))
 
-    def drain(self, batch, members):
-        if set(members) - set(batch):
-            self.state(batch, "drain")
+    def ready(self, members):
+        self.calls.append(("ready", tuple(members)))
 
 
 class Quiet:

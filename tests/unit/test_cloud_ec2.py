@@ -56,6 +56,7 @@ def instance(data: dict) -> str:
             f"<launchTime>2026-11-23T06:00:00.000Z</launchTime>"
             f"<placement><availabilityZone>eu-central-1a</availabilityZone></placement>"
             f"<privateIpAddress>172.31.5.9</privateIpAddress>{public}"
+            f"<subnetId>subnet-1</subnetId><vpcId>vpc-1</vpcId>"
             f"<groupSet><item><groupId>{data['group']}</groupId>"
             f"<groupName>{FIREWALL_NAME}</groupName></item></groupSet>"
             f"<tagSet><item><key>Name</key><value>{data['name']}</value></item></tagSet>"
@@ -102,6 +103,11 @@ def ec2_api(api, group_exists=False):
             for d in state["instances"]:
                 d["state"] = "running" if d["state"] == "pending" else d["state"]
             return xml(name, reservation(state["instances"]))
+        if name == "DescribeVpcs":
+            return xml(name, "<vpcSet><item><vpcId>vpc-1</vpcId><state>available</state>"
+                       "<cidrBlock>172.31.0.0/16</cidrBlock><dhcpOptionsId>dopt-1"
+                       "</dhcpOptionsId><instanceTenancy>default</instanceTenancy>"
+                       "<isDefault>true</isDefault></item></vpcSet>")
         if name == "DescribeAddresses":
             return xml(name, "<addressesSet/>")
         if name == "TerminateInstances":

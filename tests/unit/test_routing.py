@@ -140,7 +140,8 @@ def test_nginx_accepts_the_generated_config(tmp_path):
               route("off.example.org", "off", disabled=True),
               route("bal.example.org", "bal", via="10.213.0.9"),
               route("bal.example.org/s", "bals", static_dir=str(tmp_path), via="10.213.0.9"),
-              route("bal6.example.org", "bal6", disabled=True, via="fd00::9")]
+              route("bal6.example.org", "bal6", disabled=True, via="fd00::9"),
+              route("elb.example.org", "elb", via="172.31.0.0/16")]
     (tmp_path / "routes.conf").write_text(generate(routes, PAGES))
     (tmp_path / "nginx.conf").write_text(
         f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n"

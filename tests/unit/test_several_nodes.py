@@ -40,7 +40,7 @@ def test_several_nodes_refuse_node_local_data_in_one_line(tmp_path, services, ba
     assert "\n" not in message
     assert message.startswith(refused)
     assert "several nodes (web1, web2): each node would keep its own" in message
-    assert "database server" in message and "object storage" in message \
+    assert "--services-node" in message and "object storage" in message \
         and "one node" in message
 
 
@@ -57,3 +57,14 @@ def test_several_nodes_take_an_app_without_node_data(tmp_path):
 def test_one_node_takes_node_disk_services(tmp_path):
     assert check_node_disk(config(tmp_path, "files", "postgresql"), ["web1"],
                            balanced=True) is None
+
+
+def test_a_services_node_takes_the_databases_of_several_members(tmp_path):
+    assert check_node_disk(config(tmp_path, "postgresql"), ["web1", "web2"], balanced=True,
+                           services_node="db1") is None
+    assert check_node_disk(config(tmp_path, "postgis"), ["web1", "web2"],
+                           services_node="db1") is None
+    with pytest.raises(UsageError) as err:      # files stay each node's own
+        check_node_disk(config(tmp_path, "postgresql", "files"), ["web1", "web2"],
+                        balanced=True, services_node="db1")
+    assert err.value.message.startswith("service.files in ")

@@ -1,8 +1,8 @@
 """Reads and writes the app's services over HTTP, answering JSON, for the
-service tests: PostgreSQL rows, files, MariaDB and Redis values, PostGIS, and
-hogs for test_limits: connections (``/hog/pg``, ``/hog/mysql``, ``/hog/redis``) and
-Redis memory (``/redis/fill``), and a try at another app's Redis socket
-(``/redis/socket``).
+service tests: PostgreSQL rows (and the connection's TLS: ``/pg/tls``), files,
+MariaDB and Redis values, PostGIS, and hogs for test_limits: connections
+(``/hog/pg``, ``/hog/mysql``, ``/hog/redis``) and Redis memory (``/redis/fill``),
+and a try at another app's Redis socket (``/redis/socket``).
 Each database client is imported only by the requests that use it (the app
 asks the node for the Debian package of the ones its app.ini names)."""
 
@@ -37,6 +37,14 @@ def pg(path, q):
         with psycopg2.connect(os.environ["CONFIG_PG_URL"]) as conn, conn.cursor() as cur:
             cur.execute("SELECT current_user")
             return {"user": cur.fetchone()[0]}
+    if path == "/pg/tls":
+        import psycopg2
+        with psycopg2.connect(os.environ["CONFIG_PG_URL"], connect_timeout=5) as conn, \
+                conn.cursor() as cur:
+            cur.execute("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            on, version = cur.fetchone()
+            return {"ssl": on, "version": version,
+                    "sslmode": conn.get_dsn_parameters().get("sslmode")}
     if path == "/pg/other":
         try:
             pg_connect(q["dbname"]).close()

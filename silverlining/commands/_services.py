@@ -1,0 +1,174 @@
+"""A location's databases on a services node (docs/services-node.md): the client's side.
+
+``host`` sets the app's databases up on the services node (``services-host``: the
+server certificate from this machine's CA, the passwords derived from its key,
+the members admitted by their address on the nodes' network), then tells each
+member how to reach them (``services-use``: the credentials and the CA, for
+``sslmode=verify-full``). The data commands go to the services node for the
+databases (``data_node``), and take the members off the air around a restore.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from silverlining import nodes, protocol, servicesca, topology
+from silverlining.appconfig import AppConfig
+from silverlining.commands._balanced import parallel
+from silverlining.commands._remote import node_for, open_node
+from silverlining.console import Console
+from silverlining.errors import SilverError, UsageError
+from silverlining.locations import Location
+from silverlining.services._system import db_name
+from silverlining.services.postgresql import run_role
+
+HOSTABLE = ("postgresql", "postgis")
+NOT_YET = ("mysql", "redis")
+
+
+def resolve(location: Location, given: str | None) -> str | None:
+    """``--services-node``, else the one recorded for the location."""
+    recorded = topology.services_node(str(location))
+    if given and recorded and given != recorded:
+        raise UsageError(f"{location}'s databases are on {recorded}, not {given} (moving them "
+                         "to another services node is not built: 'silver backup' and "
+                         "'silver restore' them)")
+    return given or recorded
+
+
+def check(config: AppConfig, node: str) -> None:
+    """The app's databases are ones a services node holds."""
+    later = [f"service.{n}" for n in NOT_YET if n in config.services]
+    if later:
+        raise UsageError(f"{', '.join(later)} in {config.ini_path}: a services node ({node}) "
+                         "holds PostgreSQL and PostGIS databases only, so far")
+    if not any(n in config.services for n in HOSTABLE):
+        raise UsageError(f"--services-node {node}: {config.ini_path} has no "
+                         "service.postgresql or service.postgis for it to hold")
+
+
+def passwords(app: str) -> dict[str, str]:
+    """The app's roles' passwords: derived, so every update sends the same ones."""
+    role = db_name(app)
+    return {role: servicesca.password(f"postgresql:{app}"),
+            run_role(role): servicesca.password(f"postgresql-run:{app}")}
+
+
+def host(console: Console, node: str, config: AppConfig, app: str, location: Location,
+         members: list[str], add: bool = False, drop: tuple[str, ...] = ()) -> dict:
+    """The app's databases on ``node`` for ``members`` (``add``: besides those admitted
+    before; ``drop``: no longer), and each of ``members`` told how to reach them."""
+    if node in members:
+        raise UsageError(f"{node} is {location}'s services node: it cannot be a member too")
+    reach = {m: nodes.peer_address(node, from_node=m) for m in members}
+    cert = servicesca.server_cert(node, set(reach.values()))
+    secrets = passwords(app)
+    stdin = json.dumps({"app_ini": config.ini_path.read_text(), "cert": cert.cert,
+                        "key": cert.key, "passwords": secrets})
+    session = open_node(console, node, check=False)
+    try:
+        result = session.send(protocol.ServicesHost(
+            app=app, location=str(location), add=add, drop=drop,
+            members=tuple(f"{m}={nodes.peer_address(m, from_node=node)}" for m in members)),
+            input=stdin)
+    finally:
+        session.close()
+    tell_members(console, node, app, result, members, cert.ca)
+    topology.put_services_node(str(location), node, app)
+    console.step(node, f"{app}'s {', '.join(result['services'])} for "
+                 f"{', '.join(sorted(result['members'])) or 'no member'} (TLS)")
+    return result
+
+
+def tell_members(console: Console, node: str, app: str, held: dict, members: list[str],
+                 ca: str) -> None:
+    """``services-use`` on each of ``members``: the app's databases are on ``node``
+    (``held``: its ``services-host`` answer), reached at its address as each sees it."""
+    pg, secrets = held["postgresql"], passwords(app)
+
+    def use(member: str) -> None:
+        values = {**pg, "node": node, "host": nodes.peer_address(node, from_node=member),
+                  "password": secrets[pg["user"]], "run_password": secrets[pg["run_user"]]}
+        session = open_node(console, member, check=False)
+        try:
+            session.send(protocol.ServicesUse(app=app), quiet=True,
+                         input=json.dumps({"ca": ca, "services": held["services"],
+                                           "postgresql": values}))
+        finally:
+            session.close()
+
+    for member, r in parallel(use, members).items():
+        if isinstance(r, SilverError):
+            raise SilverError(f"{member}: {r.message}")
+
+
+def data_node(location: Location, node: str | None) -> tuple[str, bool]:
+    """Where a data command goes: ``--node``, else the location's services node, else
+    its node; and whether that is a services node."""
+    if node is None and (services := topology.services_node(str(location))):
+        return services, True
+    return node_for(location, node), False
+
+
+def members(console: Console, node: str, location: Location) -> list[str]:
+    """The members the services node admits for ``location``."""
+    session = open_node(console, node, check=False)
+    try:
+        return session.send(protocol.ServicesMembers(location=str(location)),
+                            quiet=True)["members"]
+    finally:
+        session.close()
+
+
+@contextmanager
+def off_the_air(console: Console, node: str, location: Location) -> Iterator[list[str]]:
+    """The location's members answer 503 meanwhile (a restore on the services node);
+    a member disabled before stays so. Not re-enabled when the body fails."""
+    names = members(console, node, location)
+
+    def set_state(member: str, command: protocol.Command) -> dict:
+        s = open_node(console, member, check=False)
+        try:
+            return s.send(command, quiet=True)
+        finally:
+            s.close()
+
+    results = parallel(lambda m: set_state(m, protocol.Disable(location=str(location))), names)
+    for member, r in results.items():
+        if isinstance(r, SilverError):
+            raise SilverError(f"{member}: {r.message}")
+    try:
+        yield names
+    except BaseException:
+        console.warn(f"{', '.join(names)} left answering 503 at {location}: 'silver enable "
+                     f"{location} --node NODE' each once it is fixed")
+        raise
+    again = [m for m, r in results.items() if isinstance(r, dict) and r.get("changed")]
+    for member, r in parallel(lambda m: set_state(m, protocol.Enable(location=str(location))),
+                              again).items():
+        if isinstance(r, SilverError):
+            raise SilverError(f"{member}: {r.message}")
+
+
+def backup_before(console: Console, node: str, location: Location, member: str) -> None:
+    """``update --backup``: the data the live version left, kept on the services node
+    for ``activate --restore-data``."""
+    session = open_node(console, member, check=False)
+    try:
+        live = session.send(protocol.Served(location=str(location)), quiet=True)["version"]
+    except SilverError:
+        console.step(node, f"backup: nothing is live at {location}: nothing to back up")
+        return
+    finally:
+        session.close()
+    name = f"before-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    session = open_node(console, node, check=False)
+    try:
+        session.send(protocol.Backup(location=str(location), remote=name, of_version=live),
+                     timeout=None)
+    finally:
+        session.close()
+    console.step(node, f"backup: remote:{name} (the data of {live})")

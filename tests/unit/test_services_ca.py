@@ -1,0 +1,94 @@
+"""The services nodes' CA on the client, and what a member's app is told (docs/services-node.md)."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import stat
+import threading
+
+import pytest
+
+from silverlining import servicesca
+from silverlining.services.postgresql import pg_env
+
+
+def serve_once(cert: servicesca.ServerCert, tmp_path) -> int:
+    """A TLS server on 127.0.0.1 with the node's certificate, for one handshake."""
+    (tmp_path / "s.crt").write_text(cert.cert)
+    (tmp_path / "s.key").write_text(cert.key)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp_path / "s.crt", tmp_path / "s.key")
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def accept() -> None:
+        conn, _ = listener.accept()
+        try:
+            with ctx.wrap_socket(conn, server_side=True):
+                pass
+        except (ssl.SSLError, OSError):
+            pass
+        listener.close()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return listener.getsockname()[1]
+
+
+def handshake(port: int, cafile, host: str = "127.0.0.1") -> None:
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname=host):
+            pass
+
+
+def test_the_ca_signs_a_certificate_members_verify_for_its_address(tmp_path):
+    cert = servicesca.server_cert("db1", {"127.0.0.1"})
+    (tmp_path / "ca.crt").write_text(cert.ca)
+    handshake(serve_once(cert, tmp_path), tmp_path / "ca.crt")
+    key = servicesca.ca_dir() / "ca.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert stat.S_IMODE(servicesca.ca_dir().stat().st_mode) == 0o700
+    assert "PRIVATE KEY" not in cert.ca
+
+
+def test_another_address_or_another_ca_fails_verification(tmp_path):
+    cert = servicesca.server_cert("db1", {"127.0.0.1"})
+    (tmp_path / "ca.crt").write_text(cert.ca)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        handshake(serve_once(cert, tmp_path), tmp_path / "ca.crt", host="10.213.0.9")
+    with pytest.raises(ssl.SSLCertVerificationError):      # the system CAs did not sign it
+        handshake(serve_once(cert, tmp_path), ssl.get_default_verify_paths().cafile
+                  or "/etc/ssl/certs/ca-certificates.crt")
+
+
+def test_a_new_address_reissues_and_keeps_the_old_ones():
+    first = servicesca.server_cert("db1", {"10.213.0.2"})
+    assert servicesca.server_cert("db1", {"10.213.0.2"}) == first
+    second = servicesca.server_cert("db1", {"10.213.0.3"})
+    assert second.cert != first.cert and second.ca == first.ca
+    from cryptography import x509
+    san = x509.load_pem_x509_certificate(second.cert.encode()).extensions \
+        .get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sorted(str(a) for a in san.get_values_for_type(x509.IPAddress)) == \
+        ["10.213.0.2", "10.213.0.3"]
+
+
+def test_passwords_are_stable_per_purpose_and_differ_between_them():
+    a = servicesca.password("postgresql:shop")
+    assert a == servicesca.password("postgresql:shop")
+    assert a != servicesca.password("postgresql:other")
+    assert len(a) == 48 and a.isalnum()
+
+
+def test_a_member_app_is_told_to_verify_the_server():
+    env = pg_env({"dbname": "sl_shop", "user": "sl_shop", "password": "pw",
+                  "host": "10.213.0.5", "port": "5432", "sslmode": "verify-full",
+                  "sslrootcert": "/var/lib/silverlining/data/shop/services-ca.crt"})
+    assert env["CONFIG_PG_URL"] == ("postgresql://sl_shop:pw@10.213.0.5:5432/sl_shop?"
+                                    "sslmode=verify-full&sslrootcert=/var/lib/silverlining/data/"
+                                    "shop/services-ca.crt")
+    assert env["PGSSLMODE"] == env["CONFIG_PG_SSLMODE"] == "verify-full"
+    assert env["PGSSLROOTCERT"] == "/var/lib/silverlining/data/shop/services-ca.crt"
+    local = pg_env({"dbname": "d", "user": "u", "password": "p", "host": "127.0.0.1",
+                    "port": "5432"})
+    assert "?" not in local["CONFIG_PG_URL"] and "PGSSLMODE" not in local
