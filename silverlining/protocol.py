@@ -227,6 +227,23 @@ class Prepare(Reserve):
 
 # --- deploying --------------------------------------------------------------------
 
+class DepsInstallResult(TypedDict):
+    fingerprint: str
+    installed: bool                   # False: the node had it already
+    files: int
+
+
+@command
+class DepsInstall(Command):
+    """Make a dependency layer from the set on stdin, checked against its fingerprint."""
+
+    NAME = "deps-install"
+    HANDLER = "deps:receive"
+    Result = DepsInstallResult
+    STDIN = "the dependency set as a tar stream (silverlining/depset.py)"
+    fingerprint: str
+
+
 class DeployResult(TypedDict):
     app: str
     version: str
@@ -245,8 +262,10 @@ class Deploy(Locked):
     Result = DeployResult
     STDIN = ("with params_stdin: the parameter changes as JSON ({\"set\": {...}, \"unset\": "
              "[...]}); with wait_upload that is the first line, and the deploy goes on "
-             "only when the line 'uploaded' follows; the client then keeps stdin open "
-             "until the answer: its end before the switch stops the deploy")
+             "only when the line 'uploaded' follows; with deps_sent, it takes the "
+             "dependency layer only once the line 'deps-installed' follows that; the "
+             "client then keeps stdin open until the answer: its end before the switch "
+             "stops the deploy")
     app: str
     version: str
     location: str
@@ -256,6 +275,7 @@ class Deploy(Locked):
     fingerprint: str | None = None    # of the uploaded files, kept with the version
     wait_upload: bool = False
     deps: str | None = None           # the dependency set (node/deps.py) the version uses
+    deps_sent: bool = False           # that set is on its way (deps-install) meanwhile
 
 
 @command

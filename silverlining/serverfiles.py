@@ -33,8 +33,9 @@ SCRIPT_NAME = "update-server-script.sh"
 # a new client module never ships by accident; standard library only
 # (tests/unit/test_serverfiles.py checks every import of these).
 NODE_SHIPPED = frozenset({
-    "__init__.py", "appconfig.py", "apploader.py", "backups.py", "errors.py", "inifile.py",
-    "locations.py", "params.py", "protocol.py", "schedule.py", "secret.py", "tlscerts.py",
+    "__init__.py", "appconfig.py", "apploader.py", "backups.py", "depset.py", "errors.py",
+    "inifile.py", "locations.py", "params.py", "protocol.py", "schedule.py", "secret.py",
+    "tlscerts.py",
     "node", "services",
 })
 _SKIP_NAMES = frozenset({"__pycache__"})
