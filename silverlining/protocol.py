@@ -337,7 +337,7 @@ class CertsRenew(Command):
     """Renew the ACME certificates that expire within ``renew_within`` days."""
 
     NAME = "certs-renew"
-    HANDLER = "certs:certs_renew"
+    HANDLER = "renewal:certs_renew"
     Result = CertsRenewResult
     renew_within: float = RENEW_WITHIN_DAYS
     hosts: tuple[str, ...] = ()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from silverlining import protocol
-from silverlining.node import audit, data, instances
+from silverlining.node import audit, data, instances, jobs
 from silverlining.node._config import app_services
 from silverlining.node._errors import NodeError
 from silverlining.node._state import (AppState, app_lock, canonical_hostname, instance_dir,
@@ -109,7 +109,7 @@ def _activate(args: protocol.Activate, app: str, version: str, location: str,
                             f"succeed (status {meta.get('status')})")
         if not instance_dir(app, version).is_dir():
             raise NodeError(f"{app}.{version} cannot be activated: its files were removed")
-        instances.upgrade_kept(app, {version: meta}, app_ids(app)[1])
+        jobs.upgrade_kept(app, {version: meta}, app_ids(app)[1])
         if before is not None:
             before()
         current = (load_routes().get(location) or {})

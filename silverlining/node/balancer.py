@@ -23,12 +23,13 @@ import time
 
 from silverlining import protocol
 from silverlining.locations import HOSTNAME_RE
+from silverlining.node import certs as node_certs
 from silverlining.node import haproxy, paths
 from silverlining.node._errors import NodeError
 from silverlining.node._state import load_routes, location_key
 from silverlining.node.base import apt_install, node_lock, run, say, wait_until, write_atomic
 
-TOPOLOGY = paths.BALANCER / "topology.json"
+TOPOLOGY = haproxy.TOPOLOGY
 UP_TIMEOUT = 15.0
 
 
@@ -54,15 +55,9 @@ def _sites(sites: dict[str, dict]) -> list[haproxy.Site]:
             for loc, site in sites.items()]
 
 
-def is_balancer() -> bool:
-    return TOPOLOGY.is_file()
-
-
 def _tls_pems(sites: dict[str, dict]) -> frozenset[str]:
     """One combined PEM (chain, then key) per host a site asks HTTPS for and that has a
     certificate in ``paths.CERTS``; stale ones removed. Returns the hosts with one."""
-    from silverlining.node import certs
-
     wanted = {haproxy.cert_host(loc.partition("/")[0]) for loc, site in sites.items()
               if site.get("https", "off") != "off"}
     have = set()
@@ -71,7 +66,7 @@ def _tls_pems(sites: dict[str, dict]) -> frozenset[str]:
     os.chmod(haproxy.TLS_DIR, 0o700)
     for host in sorted(wanted):
         source = paths.CERTS / host
-        if not HOSTNAME_RE.match(host) or certs.facts(host) is None:
+        if not HOSTNAME_RE.match(host) or node_certs.facts(host) is None:
             continue
         pem = (source / "fullchain.pem").read_bytes().rstrip(b"\n") + b"\n" + \
             (source / "privkey.pem").read_bytes()
@@ -221,8 +216,6 @@ def certs(call: protocol.BalancerCerts) -> protocol.CertsPrepareResult:
     """``balancer-certs``: the certificate of a balanced location's host, here where TLS
     ends (ACME HTTP-01 answered by certbot's standalone server behind HAProxy's port
     80, or the user's own from stdin), then HAProxy serves it."""
-    from silverlining.node import certs as node_certs
-
     location = location_key(call.location)
     if location not in load():
         raise NodeError(f"this balancer does not front {location}")

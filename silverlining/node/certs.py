@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from silverlining import protocol, tlscerts
-from silverlining.node import paths, routing
+from silverlining.node import haproxy, paths, routing
 from silverlining.node._errors import NodeError
 from silverlining.node._state import AppState, app_lock, routing_lock
 from silverlining.node.base import apt_install, say, write_atomic
@@ -165,24 +165,11 @@ def _challenge() -> list[str]:
     """How certbot answers HTTP-01: through nginx's webroot on a node that serves apps;
     on a balancer (nginx stopped, HAProxy on port 80) its own standalone server on
     127.0.0.1, which HAProxy routes ``/.well-known/acme-challenge/`` to."""
-    from silverlining.node import balancer, haproxy
-
-    if balancer.is_balancer():
+    if haproxy.is_balancer():
         return ["--standalone", "--http-01-address", "127.0.0.1",
                 "--http-01-port", str(haproxy.ACME_PORT)]
     paths.ACME_WEBROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
     return ["--webroot", "-w", str(paths.ACME_WEBROOT)]
-
-
-def _reload() -> None:
-    """Serve renewed certificates: HAProxy on a balancer, nginx elsewhere."""
-    from silverlining.node import balancer
-
-    if balancer.is_balancer():
-        balancer.reload_tls()
-        return
-    with routing_lock():
-        routing.reload_nginx(NGINX_REFUSED)
 
 
 def reusable(host: str, directory: str | None) -> bool:
@@ -297,7 +284,7 @@ def list_certs(hosts: list[str] | None = None) -> dict:
 
 def renew(within: float, only: list[str] | None = None) -> dict:
     """Renew each ACME certificate that expires within ``within`` days; the result of
-    each attempt is kept in its cert.json; nginx reloads once if any was renewed."""
+    each attempt is kept in its cert.json (``renewal`` then serves what was renewed)."""
     renewed, failed = [], {}
     hosts = list_certs(only)["certs"]
     for host, entry in hosts.items():
@@ -320,8 +307,6 @@ def renew(within: float, only: list[str] | None = None) -> dict:
         meta["last_renewal"] = {"time": _now(), "ok": True, "message": "renewed"}
         save_meta(host, meta)
         renewed.append(host)
-    if renewed:
-        _reload()
     return {"renewed": renewed, "failed": failed, "checked": sorted(hosts)}
 
 
@@ -329,5 +314,3 @@ def certs_list(call: protocol.CertsList) -> protocol.CertsListResult:
     return list_certs(list(call.hosts))
 
 
-def certs_renew(call: protocol.CertsRenew) -> protocol.CertsRenewResult:
-    return renew(call.renew_within, list(call.hosts))

@@ -135,7 +135,7 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
     make_dir(paths.TMP / app, 0, gid, 0o750)
     make_dir(instances.temp_dir(app, version), uid, gid, 0o700)
     instances.ensure_socket_dir(app, uid)
-    instances.upgrade_kept(app, state.versions, gid)
+    jobs.upgrade_kept(app, state.versions, gid)
     basis = state.newest_built(before=version)
     say(f"building {instance_name(app, version)}"
         + (f" (unchanged files linked to {basis})" if basis else ""))

@@ -33,7 +33,10 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from silverlining.node import paths
+
 CONFIG = Path("/etc/haproxy/haproxy.cfg")
+TOPOLOGY = paths.BALANCER / "topology.json"     # what this node fronts: it is a balancer
 RUNTIME_SOCKET = Path("/run/haproxy/admin.sock")
 TLS_DIR = Path("/etc/haproxy/silver-certs")
 """HOST.pem (certificate chain then key), 0600 in a 0700 directory: HAProxy reads them
@@ -187,6 +190,11 @@ def health_host(host: str) -> str:
 
 
 # --- the runtime API ---------------------------------------------------------------
+
+def is_balancer() -> bool:
+    """Whether this node is a balancer (HAProxy on its ports 80/443, nginx stopped)."""
+    return TOPOLOGY.is_file()
+
 
 STAT_FIELDS = ("pxname", "svname", "scur", "status", "weight", "check_status")
 

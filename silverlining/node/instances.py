@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import grp
 import http.client
-import os
 import re
 import socket
 import subprocess
@@ -163,41 +162,6 @@ def outdated(app: str, text: str) -> bool:
     """A unit of a version kept from before the hardening (root pre-commands) or
     before the slices (running outside the app's slice)."""
     return "ExecStartPre=+" in text or f"Slice={slices.slice_name(app)}\n" not in text
-
-
-def upgrade_kept(app: str, versions: dict[str, dict], gid: int) -> None:
-    """Kept versions deployed before the hardening or the slices: their environment
-    files become root's and their units (web, workers, crons) are written again, with
-    no root pre-commands and in the app's slice, so a rollback to one of them trusts
-    nothing the app can change and is held by the app's limits. A unit running the
-    old way is restarted to take the new one."""
-    from silverlining.node import jobs
-    env_dir = paths.ENV / app
-    for entry in os.scandir(env_dir) if env_dir.is_dir() else []:
-        if entry.is_file(follow_symlinks=False) and entry.name.endswith(".env"):
-            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
-            try:
-                if os.fstat(fd).st_uid != 0:
-                    os.fchown(fd, 0, gid)
-                    os.fchmod(fd, 0o640)
-            finally:
-                os.close(fd)
-    rewritten: list[str] = []
-    for version, meta in versions.items():
-        unit = paths.SYSTEMD_UNITS / unit_name(app, version)
-        if unit.is_file() and outdated(app, unit.read_text()):
-            write_atomic(unit, unit_text(app, version, meta.get("interface", "wsgi"),
-                                         meta.get("memory_max"),
-                                         Limits(**meta.get("limits", {}))))
-            rewritten.append(unit.name)
-        rewritten += jobs.upgrade_units(app, version)
-    if rewritten:
-        if not (paths.SYSTEMD_UNITS / slices.slice_name(app)).is_file():
-            slices.install(app, Limits())       # the deploy writes the app's own limits
-        daemon_reload()
-        running = [name.replace("@.service", "@*.service") for name in rewritten
-                   if ".cron-" not in name]     # a cron run in progress finishes
-        systemctl("try-restart", *running, check=False)
 
 
 def has_web(app: str, version: str) -> bool:

@@ -17,13 +17,14 @@ import functools
 import grp
 import http.client
 import json
+import os
 import re
 import subprocess
 import time
 
 from silverlining import protocol
 from silverlining.appconfig import AppConfig, Limits
-from silverlining.node import audit, paths, slices
+from silverlining.node import audit, instances, paths, slices
 from silverlining.node._errors import NodeError
 from silverlining.node._state import (AppState, instance_dir, load_routes, location_key,
                                       referenced, served)
@@ -112,13 +113,46 @@ def install_units(app: str, version: str, config: AppConfig) -> dict[str, int]:
     return ports
 
 
+def upgrade_kept(app: str, versions: dict[str, dict], gid: int) -> None:
+    """Kept versions deployed before the hardening or the slices: their environment
+    files become root's and their units (web, workers, crons) are written again, with
+    no root pre-commands and in the app's slice, so a rollback to one of them trusts
+    nothing the app can change and is held by the app's limits. A unit running the
+    old way is restarted to take the new one."""
+    env_dir = paths.ENV / app
+    for entry in os.scandir(env_dir) if env_dir.is_dir() else []:
+        if entry.is_file(follow_symlinks=False) and entry.name.endswith(".env"):
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                if os.fstat(fd).st_uid != 0:
+                    os.fchown(fd, 0, gid)
+                    os.fchmod(fd, 0o640)
+            finally:
+                os.close(fd)
+    rewritten: list[str] = []
+    for version, meta in versions.items():
+        unit = paths.SYSTEMD_UNITS / instances.unit_name(app, version)
+        if unit.is_file() and instances.outdated(app, unit.read_text()):
+            write_atomic(unit, instances.unit_text(
+                app, version, meta.get("interface", "wsgi"), meta.get("memory_max"),
+                Limits(**meta.get("limits", {}))))
+            rewritten.append(unit.name)
+        rewritten += upgrade_units(app, version)
+    if rewritten:
+        if not (paths.SYSTEMD_UNITS / slices.slice_name(app)).is_file():
+            slices.install(app, Limits())       # the deploy writes the app's own limits
+        instances.daemon_reload()
+        running = [name.replace("@.service", "@*.service") for name in rewritten
+                   if ".cron-" not in name]     # a cron run in progress finishes
+        systemctl("try-restart", *running, check=False)
+
+
 def upgrade_units(app: str, version: str) -> list[str]:
     """The version's job units written again when one of them is outdated (kept from
     before the hardening or the slices); returns the names written (the caller
     reloads systemd and restarts what runs)."""
-    from silverlining.node.instances import outdated
     names = [n for n in _installed(app, version) if n.endswith(".service")]
-    if not any(outdated(app, (paths.SYSTEMD_UNITS / n).read_text()) for n in names) \
+    if not any(instances.outdated(app, (paths.SYSTEMD_UNITS / n).read_text()) for n in names) \
             or not instance_dir(app, version).is_dir():
         return []
     config = AppConfig.load(instance_dir(app, version), check_files=False)
