@@ -114,14 +114,69 @@ ensure_packages() {
     changed "packages installed: ${missing[*]}"
 }
 
+# The mode and owner ("644 root:root") of paths looked at so far. A re-run changes
+# nothing, so it is mostly looking: the files of serverroot are read at once, and
+# another path not known yet together with every other entry of its directory,
+# one stat for all (ours share a few directories), rather than one process per
+# path. A path the script changes is forgotten, so it is read again if looked at.
+declare -A ATTRS=()
+
+# read_attrs PATH...: records the mode and owner of each PATH that exists, one stat
+# for all.
+read_attrs() {
+    local line rest
+    while IFS= read -r line; do
+        rest=${line#* }
+        ATTRS[${rest#* }]="${line%% *} ${rest%% *}"
+    done < <(stat -c '%a %U:%G %n' -- "$@" 2>/dev/null || true)
+}
+
+# attrs_of PATH: sets HAVE (not printed: a $(...) would lose what was read)
+attrs_of() {
+    local path=$1 entries
+    if [ -z "${ATTRS[$path]+set}" ]; then
+        shopt -s nullglob dotglob
+        entries=("${path%/*}"/*)
+        shopt -u nullglob dotglob
+        [ ${#entries[@]} -eq 0 ] || read_attrs "${entries[@]}"
+    fi
+    if [ -z "${ATTRS[$path]+set}" ]; then
+        ATTRS[$path]=$(stat -c '%a %U:%G' -- "$path")
+    fi
+    HAVE=${ATTRS[$path]}
+}
+
+# Files of the same content as others, known at once (same_files): ensure_file's
+# cmp is then not needed for them.
+declare -A SAME=()
+
+# same_files SRC DEST [SRC DEST ...]: records each DEST whose content is SRC's, with
+# one sha256sum for all (a missing DEST is left out).
+same_files() {
+    local -A sum=()
+    local line i
+    while IFS= read -r line; do
+        sum[${line#*  }]=${line%%  *}
+    done < <(sha256sum -- "$@" 2>/dev/null || true)
+    for ((i = 1; i < $#; i += 2)); do
+        local src=${!i} dest_index=$((i + 1))
+        local dest=${!dest_index}
+        if [ -n "${sum[$src]:-}" ] && [ "${sum[$src]}" = "${sum[$dest]:-}" ]; then
+            SAME[$dest]=1
+        fi
+    done
+}
+
 # fix_attrs PATH MODE [USER:GROUP]
 fix_attrs() {
-    local path=$1 mode=$2 owner=${3:-root:root} have want
-    have=$(stat -c '%a %U:%G' "$path")
-    want="$(printf '%o' "$((8#$mode))") $owner"
+    local path=$1 mode=$2 owner=${3:-root:root} have want HAVE
+    attrs_of "$path"
+    have=$HAVE
+    printf -v want '%o %s' "$((8#$mode))" "$owner"
     if [ "$have" != "$want" ]; then
         chown "$owner" "$path"
         chmod "$mode" "$path"
+        unset 'ATTRS[$path]'
         changed "$path: mode/owner $have -> $want"
     fi
 }
@@ -131,6 +186,7 @@ ensure_dir() {
     local path=$1 mode=$2 owner=${3:-root:root}
     if [ ! -d "$path" ]; then
         install -d -m "$mode" -o "${owner%%:*}" -g "${owner#*:}" "$path"
+        unset 'ATTRS[$path]'
         changed "directory $path"
     else
         fix_attrs "$path" "$mode" "$owner"
@@ -140,13 +196,14 @@ ensure_dir() {
 # ensure_file SRC DEST MODE [USER:GROUP]: DEST gets SRC's content, replaced atomically.
 ensure_file() {
     local src=$1 dest=$2 mode=$3 owner=${4:-root:root}
-    if [ -f "$dest" ] && [ ! -L "$dest" ] && cmp -s "$src" "$dest"; then
+    if [ -f "$dest" ] && [ ! -L "$dest" ] && { [ -n "${SAME[$dest]:-}" ] || cmp -s "$src" "$dest"; }; then
         fix_attrs "$dest" "$mode" "$owner"
         return 0
     fi
     mkdir -p "$(dirname "$dest")"
     install -m "$mode" -o "${owner%%:*}" -g "${owner#*:}" "$src" "$dest.silverlining-new"
     mv -f "$dest.silverlining-new" "$dest"
+    unset 'ATTRS[$dest]' 'SAME[$dest]'
     CHANGED_FILES+=("$dest")
     changed "file $dest"
 }
@@ -216,11 +273,19 @@ file_changed_under() {
 # Every file under serverroot/ goes to the same path under /, owned by root.
 # Files an earlier version installed and this one dropped are removed.
 install_serverroot() {
-    local root=$SERVER_FILES/serverroot rel mode now
+    local root=$SERVER_FILES/serverroot rel mode now rels=() pairs=() dests=()
     [ -d "$root" ] || die "$root is missing: run this through silver setup-node"
     now=$(mktemp)
     while IFS= read -r -d '' rel; do
-        rel=${rel#./}
+        rels+=("${rel#./}")
+        pairs+=("$root/${rel#./}" "/${rel#./}")
+        dests+=("/${rel#./}")
+    done < <(cd "$root" && find . -type f -print0 | sort -z)
+    if [ ${#rels[@]} -gt 0 ]; then
+        same_files "${pairs[@]}"
+        read_attrs "${dests[@]}"
+    fi
+    for rel in "${rels[@]}"; do
         case "$rel" in
             usr/local/sbin/* | usr/local/bin/*) mode=0755 ;;
             etc/sudoers.d/*)
@@ -231,11 +296,15 @@ install_serverroot() {
         esac
         ensure_file "$root/$rel" "/$rel" "$mode"
         echo "/$rel" >>"$now"
-    done < <(cd "$root" && find . -type f -print0 | sort -z)
+    done
     if [ -f "$MANIFEST" ]; then
         local old
+        local -A shipped=()
+        for rel in "${rels[@]}"; do
+            shipped[/$rel]=1
+        done
         while IFS= read -r old; do
-            if [ -n "$old" ] && ! grep -qxF -- "$old" "$now"; then
+            if [ -n "$old" ] && [ -z "${shipped[$old]:-}" ]; then
                 rm -f -- "$old"
                 CHANGED_FILES+=("$old")
                 changed "removed $old"
@@ -394,6 +463,21 @@ install_status() {
     fi
 }
 
+# Node commands of the deploy user: a socket-activated server (node/server.py)
+# that runs each in a fork with the node code already imported. It notices new
+# node code by itself (the server version) and ends when idle, so nothing here
+# restarts it; a changed socket unit is restarted (which stops the server, never a
+# call it runs: KillMode=process).
+install_node_server() {
+    ensure_enabled silverlining-node.socket
+    if ! unit_active silverlining-node.socket; then
+        systemctl start silverlining-node.socket
+        changed "node command server socket started"
+    elif file_changed_under /etc/systemd/system/silverlining-node.socket; then
+        systemctl restart silverlining-node.socket
+    fi
+}
+
 # HTTPS certificates: the twice-daily renewal timer, and a renewal check now
 # (certificates within 30 days of expiry; nothing to do on a node without any).
 # A failed renewal is recorded per hostname (silver query --certs), not fatal here.
@@ -450,10 +534,11 @@ setup() {
     install_lib
     install_secret
     read_unit_states silverlining-firewall.service nginx.service silverlining-status.socket \
-        silverlining-certs.timer
+        silverlining-node.socket silverlining-certs.timer
     install_firewall
     install_nginx
     install_status
+    install_node_server
     install_certs
     ensure_text "$SERVER_VERSION" 0644 root:root "$VERSION"
 

@@ -41,11 +41,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from silverlining import state
+from silverlining import depset, state
+from silverlining.depset import MANIFEST, SDISTS
 from silverlining.errors import SilverError, UsageError
 
-MANIFEST = ".silver-deps.json"      # in each build (and each node layer): its packages
-SDISTS = ".silver-sdists"           # in a build: the sources of what the node compiles
 _SDIST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*\.(?:tar\.gz|zip)\Z")
 # requirements-file options that say where packages come from (kept for the split install)
 _SOURCE_OPTIONS = ("--index-url", "-i", "--extra-index-url", "--find-links", "-f",
@@ -94,8 +93,8 @@ class Target:
         return f"{impl} {self.python}, {self.platform}"
 
     def key(self) -> str:
-        return json.dumps([self.implementation, self.python, self.abi, self.glibc,
-                           self.machine])
+        return depset.target_key(self.implementation, self.python, self.abi, self.glibc,
+                                 self.machine)
 
 
 @dataclass
@@ -530,20 +529,17 @@ def build(decl: Declared, target: Target, where: str, refresh: bool = False) -> 
                     "this machine; drop the -e (it is then built for the node), or "
                     "install it into lib/python with bin/pip install -e (uploaded with "
                     "the app)")
-            packages, records = {}, hashlib.sha256(target.key().encode())
+            packages, records = {}, []
             for dist in _dist_infos(site):
                 name, version = _metadata(dist)
                 if _built_here(dist):
                     raise no_wheel_error(name, target, where)
-
                 packages[name] = version
                 record = dist / "RECORD"
-                records.update(dist.name.encode() + b"\0"
-                               + (record.read_bytes() if record.is_file() else b""))
-            for name, built in sorted(on_node.items()):       # built there, from this source
+                records.append((dist.name, record.read_bytes() if record.is_file() else b""))
+            for name, built in on_node.items():       # built there, from this source
                 packages[name] = built["version"]
-                records.update(f"built on the node: {name} {built['sha256']}".encode())
-            fingerprint = records.hexdigest()[:32]
+            fingerprint = depset.fingerprint(target.key(), records, on_node)
             manifest = {"fingerprint": fingerprint, "packages": packages,
                         "target": target.describe(), "from": decl.kind}
             if on_node:

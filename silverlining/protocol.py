@@ -34,19 +34,49 @@ class ProtocolError(ValueError):
     """Parameters that do not fit a command's definition."""
 
 
-@dataclass(kw_only=True)
+_SEALED = dict(init=False, repr=False, eq=False, kw_only=True)
+"""Dataclasses whose ``__init__``, ``__repr__`` and ``__eq__`` are ``Command``'s own:
+the ones ``dataclass`` writes are compiled per class, which was most of the time
+every process on both sides spent importing this module."""
+
+
+@dataclass(**_SEALED)
 class Command:
     """A node command's parameters; the class says what the command is.
 
     A call is a value: once made it cannot be changed (``dataclasses.replace`` makes
     another). Sealed here rather than by frozen dataclasses, whose generated methods
-    doubled the time every process on both sides spends importing this module."""
+    cost even more to create."""
 
     NAME: ClassVar[str]
     HANDLER: ClassVar[str]        # "MODULE:FUNCTION" in silverlining.node
     Result: ClassVar[type]        # a TypedDict: the keys of the JSON answer
     RAW: ClassVar[bool] = False   # owns stdout; its exit status is the result
     STDIN: ClassVar[str] = ""     # what it reads on stdin (secrets travel there)
+
+    def __init__(self, **values: Any) -> None:
+        """Keyword arguments only, one per field; a field left out takes its default."""
+        fields = dataclasses.fields(self)
+        unknown = sorted(set(values) - {f.name for f in fields})
+        if unknown:
+            raise TypeError(f"{type(self).__name__}: no parameter {', '.join(unknown)}")
+        for f in fields:
+            name = f.name
+            if name in values:
+                value = values[name]
+            elif f.default is not dataclasses.MISSING:
+                value = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                value = f.default_factory()
+            else:
+                raise TypeError(f"{type(self).__name__}: missing parameter {name}")
+            object.__setattr__(self, name, value)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and vars(other) == vars(self)
 
     def __setattr__(self, name: str, value: Any) -> None:
         """Each field is set once, by ``__init__``."""
@@ -109,13 +139,13 @@ def _checked(command: str, name: str, value: Any, kind: Any) -> Any:
 
 def command(cls: type[Command]) -> type[Command]:
     """Declare a command: a keyword-only dataclass (sealed), listed in ``COMMANDS``."""
-    cls = dataclass(kw_only=True)(cls)
+    cls = dataclass(**_SEALED)(cls)
     assert cls.NAME not in COMMANDS, cls.NAME
     COMMANDS[cls.NAME] = cls
     return cls
 
 
-@dataclass(kw_only=True)
+@dataclass(**_SEALED)
 class Audited(Command):
     """A command that changes something: recorded in the node's audit log with who
     asked (``user@host`` of the CLI, filled in by ``NodeSession.send``)."""
@@ -123,7 +153,7 @@ class Audited(Command):
     who: str | None = None
 
 
-@dataclass(kw_only=True)
+@dataclass(**_SEALED)
 class Locked(Audited):
     """A change made under the app's lock, waiting for it up to ``lock_wait`` seconds."""
 
@@ -197,6 +227,23 @@ class Prepare(Reserve):
 
 # --- deploying --------------------------------------------------------------------
 
+class DepsInstallResult(TypedDict):
+    fingerprint: str
+    installed: bool                   # False: the node had it already
+    files: int
+
+
+@command
+class DepsInstall(Command):
+    """Make a dependency layer from the set on stdin, checked against its fingerprint."""
+
+    NAME = "deps-install"
+    HANDLER = "deps:receive"
+    Result = DepsInstallResult
+    STDIN = "the dependency set as a tar stream (silverlining/depset.py)"
+    fingerprint: str
+
+
 class DeployResult(TypedDict):
     app: str
     version: str
@@ -215,7 +262,10 @@ class Deploy(Locked):
     Result = DeployResult
     STDIN = ("with params_stdin: the parameter changes as JSON ({\"set\": {...}, \"unset\": "
              "[...]}); with wait_upload that is the first line, and the deploy goes on "
-             "only when the line 'uploaded' follows")
+             "only when the line 'uploaded' follows; with deps_sent, it takes the "
+             "dependency layer only once the line 'deps-installed' follows that; the "
+             "client then keeps stdin open until the answer: its end before the switch "
+             "stops the deploy")
     app: str
     version: str
     location: str
@@ -225,6 +275,7 @@ class Deploy(Locked):
     fingerprint: str | None = None    # of the uploaded files, kept with the version
     wait_upload: bool = False
     deps: str | None = None           # the dependency set (node/deps.py) the version uses
+    deps_sent: bool = False           # that set is on its way (deps-install) meanwhile
 
 
 @command

@@ -33,8 +33,9 @@ SCRIPT_NAME = "update-server-script.sh"
 # a new client module never ships by accident; standard library only
 # (tests/unit/test_serverfiles.py checks every import of these).
 NODE_SHIPPED = frozenset({
-    "__init__.py", "appconfig.py", "apploader.py", "backups.py", "errors.py", "inifile.py",
-    "locations.py", "params.py", "protocol.py", "schedule.py", "secret.py", "tlscerts.py",
+    "__init__.py", "appconfig.py", "apploader.py", "backups.py", "depset.py", "errors.py",
+    "inifile.py", "locations.py", "params.py", "protocol.py", "schedule.py", "secret.py",
+    "tlscerts.py",
     "node", "services",
 })
 _SKIP_NAMES = frozenset({"__pycache__"})
@@ -55,22 +56,25 @@ def script_text() -> str:
 
 
 def _walk(root: Path) -> Iterator[Path]:
-    """Files under ``root`` in a stable order, editor and bytecode droppings skipped."""
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if any(part in _SKIP_NAMES for part in rel.parts) or path.name.endswith(_SKIP_SUFFIXES):
-            continue
-        if path.is_file():
-            yield path
+    """Files under ``root`` in a stable order, editor and bytecode droppings skipped
+    (their directories not even entered: every command hashes these files)."""
+    if root.is_file():
+        yield root
+        return
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in _SKIP_NAMES]
+        found += [os.path.join(folder, f) for f in files if not f.endswith(_SKIP_SUFFIXES)]
+    for name in sorted(found):
+        if os.path.isfile(name):
+            yield Path(name)
 
 
 def node_code_files() -> Iterator[tuple[str, Path]]:
     """(path relative to the lib dir, local file) of the Python code that ships to nodes."""
-    for path in _walk(PACKAGE_DIR):
-        rel = path.relative_to(PACKAGE_DIR)
-        if rel.parts[0] not in NODE_SHIPPED:
-            continue
-        yield f"silverlining/{rel.as_posix()}", path
+    for entry in sorted(NODE_SHIPPED):
+        for path in _walk(PACKAGE_DIR / entry):
+            yield f"silverlining/{path.relative_to(PACKAGE_DIR).as_posix()}", path
 
 
 def pushed_files() -> Iterator[tuple[str, Path]]:

@@ -72,26 +72,16 @@ class NodeRegistry:
             data.setdefault(name, {}).update(info)
             write_json_atomic(self.path, data)
 
-    def add_location(self, name: str, location: str, fingerprint: str | None = None) -> None:
-        """Remember that ``name`` serves ``location`` (for shell completion) and, with
-        ``fingerprint``, which upload it serves there (a hint, see ``deployed``); only
-        for nodes already registered, so a DNS name never becomes a half-made entry."""
+    def add_location(self, name: str, location: str) -> None:
+        """Remember that ``name`` serves ``location`` (for shell completion); only for
+        nodes already registered, so a DNS name never becomes a half-made entry."""
         with locked(self.path.with_suffix(".lock")):
             data = self.all()
             entry = data.get(name)
-            if entry is None or (location in entry.get("locations", []) and
-                                 entry.get("deployed", {}).get(location) == fingerprint):
+            if entry is None or location in entry.get("locations", []):
                 return
             entry["locations"] = sorted({*entry.get("locations", []), location})
-            if fingerprint:
-                entry.setdefault("deployed", {})[location] = fingerprint
             write_json_atomic(self.path, data)
-
-    def deployed(self, name: str, location: str) -> str | None:
-        """The fingerprint of the upload this machine last saw live at ``location`` on
-        ``name``: only a guess at what the node has (others deploy too), used where
-        guessing wrong costs time, never correctness."""
-        return ((self.get(name) or {}).get("deployed") or {}).get(location)
 
     def remove(self, name: str) -> bool:
         with locked(self.path.with_suffix(".lock")):

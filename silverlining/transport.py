@@ -29,7 +29,6 @@ import json
 import os
 import pwd
 import re
-import secrets
 import selectors
 import shlex
 import socket
@@ -588,7 +587,6 @@ class SSH:
         self.control = control_path(user, address)
         self._ssh = ["ssh", *ssh_options(user, address, timeout), "-l", user]
         self._running: set[subprocess.Popen] = set()      # ends with ``close``
-        self._own: tuple[subprocess.Popen, Path] | None = None   # see ``open_own``
         self._connect()
 
     def _connect(self) -> None:
@@ -631,79 +629,32 @@ class SSH:
 
     def close(self) -> None:
         """End the commands still running through this object (Ctrl-C during a deploy):
-        their ssh goes, so the master closes their channels, and the connection of
-        their own (``open_own``) goes, so the node sees its client gone. The shared
-        master outlives us, for the next command."""
+        their ssh goes, so the master closes their input (the node's deploy takes that
+        for its client's end, see ``node/base.client_gone``). The master outlives us,
+        for the next command."""
         for proc in list(self._running):
             with contextlib.suppress(ProcessLookupError):
                 proc.terminate()
-        if self._own is not None:
-            master, path = self._own
-            self._own = None
-            with contextlib.suppress(ProcessLookupError):
-                master.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                master.wait(5)
-            with contextlib.suppress(OSError):
-                path.unlink()
 
-    def open_own(self) -> None:
-        """Start logging in, in the background, the connection the next ``run(own=True)``
-        will use: a master of ours alone (our child, so it ends with us), which
-        ``close`` ends. The login then overlaps the steps before that command (the
-        deploy's ``prepare``), where a connection made by the command itself would
-        come after them."""
-        if self._own is not None:
-            return
-        path = control_dir() / f"{_digest(self.address)}-o{secrets.token_hex(4)}"
-        try:
-            master = _spawn(["ssh", "-o", "ControlMaster=yes",
-                             "-o", f"ControlPath={_option_value(str(path))}",
-                             "-o", "ControlPersist=no", *self._ssh[1:], "-N", self.address],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-        except FileNotFoundError:
-            return          # run() says that ssh is missing
-        self._own = (master, path)
-
-    def _own_path(self) -> str:
-        """The ControlPath of a ``run(own=True)``: the master ``open_own`` started,
-        once it is up (else ``none``: the command then logs in by itself, and any
-        login failure is its own, told as usual)."""
-        if self._own is None:
-            return "none"
-        master, path = self._own
-        deadline = time.monotonic() + self.timeout * 3 + 10
-        while master.poll() is None and time.monotonic() < deadline:
-            if _master_alive(path):
-                return _option_value(str(path))
-            time.sleep(0.005)
-        return "none"
-
-    def argv(self, argv: list[str], pty: bool = False, own: bool = False) -> list[str]:
-        """The local ``ssh`` command line that runs ``argv`` (each element quoted);
-        ``own``: on a connection of its own, not the shared master (ssh takes the
-        first value given for an option, so these come first)."""
+    def argv(self, argv: list[str], pty: bool = False) -> list[str]:
+        """The local ``ssh`` command line that runs ``argv`` (each element quoted)."""
         if not argv:
             raise ValueError("empty argv")
-        alone = ["-o", "ControlMaster=no", "-o", f"ControlPath={self._own_path()}"] \
-            if own else []
-        return ["ssh", *alone, *self._ssh[1:], *(["-tt"] if pty else []), self.address,
+        return ["ssh", *self._ssh[1:], *(["-tt"] if pty else []), self.address,
                 shlex.join(str(a) for a in argv)]
 
     def run(self, argv: list[str], *, input: bytes | str | BinaryIO | None = None,
             stream: Stream | None = None, timeout: float | None = None,
-            check: bool = True, pty: bool = False, own: bool = False) -> Result:
+            check: bool = True, pty: bool = False) -> Result:
         """Run ``argv`` (each element quoted) and collect its output.
 
         stdout and stderr are read together as they arrive, so ``stream`` gets
         live lines (in this thread) and a chatty command never blocks on a full
         pipe; ``input`` is fed from a thread. ``pty`` gives the command a
-        terminal, so it ends (SIGHUP) when we go away. ``own`` runs it on a connection
-        of its own, which ``close`` drops: the node then sees its client gone (a
-        channel of the master lives on when its ssh is killed).
+        terminal, so it ends (SIGHUP) when we go away. Without one, killing its ssh
+        ends its input only: the master still reads what it writes.
         """
-        command = self.argv(argv, pty, own)
+        command = self.argv(argv, pty)
         data = input.encode() if isinstance(input, str) else input
         if TRACING:
             stream = _traced(stream, self.label)
@@ -743,8 +694,7 @@ class SSH:
         return result
 
     def run_json(self, argv: list[str], *, input: bytes | str | BinaryIO | None = None,
-                 stream: Stream | None = None, timeout: float | None = None,
-                 own: bool = False) -> dict:
+                 stream: Stream | None = None, timeout: float | None = None) -> dict:
         """Run a node-side command and return the JSON object on its last stdout line.
 
         The node prints ``{"error": msg}`` and exits 1 on failure; that becomes
@@ -762,8 +712,7 @@ class SSH:
             elif stream:
                 stream(name, line)
 
-        result = self.run(argv, input=input, stream=hold_last, timeout=timeout, check=False,
-                          own=own)
+        result = self.run(argv, input=input, stream=hold_last, timeout=timeout, check=False)
         lines = [line for line in result.stdout.splitlines() if line.strip()]
         parsed: object = None
         if lines:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from silverlining import nodes, protocol, topology
@@ -227,6 +226,8 @@ def balancer(console: Console, topo: Topology) -> Iterator[Front]:
 
 def parallel(fn: Callable[[str], object], members: list[str]) -> dict[str, object]:
     """``fn(member)`` for each member at once; results and SilverErrors by member."""
+    from concurrent.futures import ThreadPoolExecutor   # its import costs query and activate
+
     out: dict[str, object] = {}
     if not members:
         return out

@@ -133,18 +133,3 @@ def _obtain(console: Console, session: NodeSession, request: HttpsRequest,
         if host != request.host and not outcome["ok"]:
             console.info(f"[{session.name}] {host}: no certificate, so https://{host} does "
                          f"not redirect: {outcome['message']}")
-
-
-def format_certs(certs: dict, renewals: bool) -> list[str]:
-    """One line per hostname: issuer, expiry and, with ``renewals``, the last renewal."""
-    lines = []
-    for host, c in sorted(certs.items()):
-        line = (f"certificate {host}: {c['issuer'] or 'unreadable'}, expires "
-                f"{c['not_after'] or '?'} ({c['days_left']} days left; {c['source']})")
-        if renewals:
-            last = c.get("last_renewal")
-            line += ("; last renewal: never" if not last else
-                     f"; last renewal {last['time']}: "
-                     f"{'ok' if last['ok'] else 'FAILED: ' + last['message']}")
-        lines.append(line)
-    return lines

@@ -1,4 +1,4 @@
-"""Talking to the node side of one node: log in as the deploy user, ``sudo silver-node``.
+"""Talking to the node side of one node: log in as the deploy user, run ``silver-node``.
 
 Shared by the commands that manage apps on nodes (update, query, activate,
 deactivate, clean-node, run, logs, diff, disable/enable). A node command is
@@ -54,10 +54,12 @@ class NodeSession:
     verified: bool = False        # the node is known to run our server files
 
     def _entry(self) -> list[str]:
-        """``sudo silver-node``; until the node is verified, told to refuse to run
-        unless its server version is ours (one round trip instead of two)."""
+        """``silver-node`` as the deploy user, which hands the call to the node's
+        command server (``node/connect.py``: no sudo, no new Python importing the
+        node code; else ``sudo`` after all); until the node is verified, told to refuse
+        to run unless its server version is ours (one round trip instead of two)."""
         expect = [] if self.verified else ["--expect-version", serverfiles.version()]
-        return ["sudo", "-n", str(paths.ENTRY), *expect]
+        return [str(paths.ENTRY), *expect]
 
     def _explain(self) -> None:
         """After a failed first call: say so if the node is not set up or runs other
@@ -67,18 +69,16 @@ class NodeSession:
             self.verified = True
 
     def call(self, sub: str, *args: str, quiet: bool = False,
-             timeout: float | None = None, input: str | BinaryIO | None = None,
-             own: bool = False) -> dict:
-        """Run ``silver-node SUB ARGS`` as root through sudo; node progress is shown.
-        ``input`` goes to its stdin (how secrets travel: never as arguments); ``own``:
-        on a connection of its own, which ``close`` drops (see ``SSH.run``)."""
+             timeout: float | None = None, input: str | BinaryIO | None = None) -> dict:
+        """Run ``silver-node SUB ARGS`` (as root, see ``_entry``); node progress is shown.
+        ``input`` goes to its stdin (how secrets travel: never as arguments)."""
         def stream(_name: str, line: str) -> None:
             if line.strip():
                 (self.console.detail if quiet else self.console.info)(f"[{self.name}] {line}")
 
         try:
             result = self.ssh.run_json([*self._entry(), sub, *args], stream=stream,
-                                       timeout=timeout, input=input, own=own)
+                                       timeout=timeout, input=input)
         except SilverError:
             self._explain()
             raise
@@ -86,13 +86,12 @@ class NodeSession:
         return result
 
     def send(self, command: protocol.Command, *, quiet: bool = False,
-             timeout: float | None = None, input: str | BinaryIO | None = None,
-             own: bool = False) -> Any:
+             timeout: float | None = None, input: str | BinaryIO | None = None) -> Any:
         """Run a node command (``silverlining.protocol``) and return its answer (the
         command's ``Result``); an ``Audited`` one is said to come from ``who()``.
         The options are ``call``'s."""
         return self.call(command.NAME, _signed(command).encode(), quiet=quiet,
-                         timeout=timeout, input=input, own=own)
+                         timeout=timeout, input=input)
 
     def send_raw(self, command: protocol.Command, *, pty: bool = False,
                  terminal: bool = False, input: BinaryIO | None = None) -> int:

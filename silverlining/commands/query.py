@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from silverlining import protocol
 from silverlining.commands import _balanced
-from silverlining.commands._https import format_certs
 from silverlining.commands._remote import open_node
 from silverlining.console import Console
 from silverlining.errors import UsageError
@@ -60,6 +59,21 @@ def format_usage(usage: dict) -> list[str]:
 def format_disk(disk: dict) -> list[str]:
     versions = ", ".join(f"{v} {_mb(size)}" for v, size in disk["versions"].items())
     return [f"  disk: data {_mb(disk['data'])}" + (f"; versions {versions}" if versions else "")]
+
+
+def format_certs(certs: dict, renewals: bool) -> list[str]:
+    """One line per hostname: issuer, expiry and, with ``renewals``, the last renewal."""
+    lines = []
+    for host, c in sorted(certs.items()):
+        line = (f"certificate {host}: {c['issuer'] or 'unreadable'}, expires "
+                f"{c['not_after'] or '?'} ({c['days_left']} days left; {c['source']})")
+        if renewals:
+            last = c.get("last_renewal")
+            line += ("; last renewal: never" if not last else
+                     f"; last renewal {last['time']}: "
+                     f"{'ok' if last['ok'] else 'FAILED: ' + last['message']}")
+        lines.append(line)
+    return lines
 
 
 def format_query(result: dict) -> list[str]:

@@ -19,12 +19,15 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
-from silverlining import appfiles, deps, etchosts, protocol, serverfiles, topology
+from silverlining import appfiles, depset, deps, etchosts, protocol, serverfiles, topology
 from silverlining.appconfig import NAME_RE, AppConfig
 from silverlining.commands import _balanced, _https, _move, _services
 from silverlining.commands._params import (changes_input, check_given, complete,
@@ -35,10 +38,12 @@ from silverlining.devserver.environ import app_config_dir
 from silverlining.errors import SilverError, UsageError
 from silverlining.locations import Location, parse_location
 from silverlining.node import paths
-from silverlining.node.params import UPLOADED
+from silverlining.node.params import DEPS_INSTALLED, UPLOADED
 from silverlining.nodes import node_dns
 from silverlining.state import NodeRegistry, state_dir
 from silverlining.transport import RsyncStats, rsync
+
+T = TypeVar("T")
 
 # compiled files: extensions (.so, .pyd) and the libraries wheels bundle (libfoo.so.6)
 _BINARY_RE = re.compile(r"\.(so|pyd|dylib)(\.[0-9.]+)?$")
@@ -315,10 +320,8 @@ def build_deps(session: NodeSession, plan: Plan, answer: dict) -> deps.Build | N
     return build
 
 
-def upload(session: NodeSession, plan: Plan, reserved: dict,
-           build: deps.Build | None = None) -> RsyncStats:
-    """rsync the app (and deployment config) into the version's upload directory, and
-    the dependency set when the node does not have it yet."""
+def upload(session: NodeSession, plan: Plan, reserved: dict) -> RsyncStats:
+    """rsync the app (and deployment config) into the version's upload directory."""
     basis = reserved.get("basis")
     dest = reserved["upload_dir"]
 
@@ -339,21 +342,19 @@ def upload(session: NodeSession, plan: Plan, reserved: dict,
         stats.bytes_sent += more.bytes_sent
         stats.files_transferred += more.files_transferred
         stats.changed += [f"config/{p}" for p in more.changed]
-    if build is not None and build.fingerprint not in reserved.get("deps", []):
-        session.console.step(session.name, f"sending dependency set {build.fingerprint} "
-                             f"({build.count} packages)")
-        with session.upload_progress() as progress:
-            more = rsync(f"{build.site}/", session.address, f"{dest}/deps/",
-                         user=paths.DEPLOY_USER, label=session.name, stream=show,
-                         progress=progress)
-        stats.bytes_sent += more.bytes_sent
-        stats.files_transferred += more.files_transferred
-        session.console.detail(f"[{session.name}] dependency set: {more.bytes_sent} bytes "
-                               "sent")
-    elif build is not None:
-        session.console.step(session.name, f"dependency set {build.fingerprint} "
-                             f"({build.count} packages): already there")
     return stats
+
+
+def send_deps(session: NodeSession, build: deps.Build) -> tuple[int, int]:
+    """Stream the dependency set the node lacks to ``deps-install``, which checks it
+    against its fingerprint and makes the layer of it; returns bytes and files sent."""
+    session.console.step(session.name, f"sending dependency set {build.fingerprint} "
+                         f"({build.count} packages)")
+    stream = depset.TarStream(build.site)
+    answer = session.send(protocol.DepsInstall(fingerprint=build.fingerprint),
+                          input=stream)     # type: ignore[arg-type]
+    session.console.detail(f"[{session.name}] dependency set: {stream.sent} bytes sent")
+    return stream.sent, answer["files"]
 
 
 def prepare(session: NodeSession, plan: Plan, ask: bool) -> tuple[dict, dict[str, str]]:
@@ -377,8 +378,11 @@ def prepare(session: NodeSession, plan: Plan, ask: bool) -> tuple[dict, dict[str
 
 
 class _DeployInput:
-    """The stdin of ``deploy --wait-upload``: the parameter changes at once, then, when
-    the upload is over, the ``UPLOADED`` line, or just the end when it failed."""
+    """The stdin of ``deploy --wait-upload``: the parameter changes at once, then the
+    ``UPLOADED`` line when the upload is over (and ``DEPS_INSTALLED`` when a dependency
+    set was sent meanwhile); then it stays open until the node's answer (its end before
+    then tells the node the client is gone: see ``node/base.client_gone``), or ends at
+    once when a step failed."""
 
     def __init__(self, changes: str) -> None:
         self._parts: queue.Queue[bytes] = queue.Queue()
@@ -387,40 +391,60 @@ class _DeployInput:
     def read1(self, _size: int = -1) -> bytes:
         return self._parts.get()
 
-    def end(self, uploaded: bool) -> None:
-        if uploaded:
-            self._parts.put(f"{UPLOADED}\n".encode())
+    def say(self, line: str) -> None:
+        self._parts.put(f"{line}\n".encode())
+
+    def end(self) -> None:
         self._parts.put(b"")
 
 
 def upload_and_deploy(session: NodeSession, plan: Plan, reserved: dict,
                       values: dict[str, str], build: deps.Build | None = None
                       ) -> tuple[RsyncStats, dict]:
-    """Upload the version while ``silver-node deploy`` already starts on the node (its
-    Python, its imports): it waits for the line saying the upload is complete, and
-    gives up, deploying nothing, when its input ends without it."""
+    """Upload the version while ``silver-node deploy`` already starts on the node: it
+    waits for the line saying the upload is complete, and gives up, deploying
+    nothing, when its input ends without it. A dependency set the node lacks is sent
+    at the same time (``send_deps``); the deploy waits for it only where it needs the
+    layer."""
     console, version = session.console, reserved["version"]
+    sending = build is not None and build.fingerprint not in reserved.get("deps", [])
     command = protocol.Deploy(app=plan.app, version=version, location=str(plan.location),
                               who=plan.who, lock_wait=plan.lock_wait, clear=plan.clear,
                               backup=plan.backup, params_stdin=True, wait_upload=True,
                               fingerprint=plan.fingerprint,
-                              deps=build.fingerprint if build else None)
+                              deps=build.fingerprint if build else None,
+                              deps_sent=sending)
     feed = _DeployInput(changes_input(values) + "\n")
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        # its own connection: Ctrl-C drops it, and the node stops before the switch
-        deploying = pool.submit(session.send, command, input=feed, own=True)
+    # daemons: Ctrl-C must not wait for them (the master holds a call's output pipes
+    # until the node's command ends; the end of its input is what stops the node)
+    deploying = _in_background(lambda: session.send(command, input=feed))
+    try:
         try:
+            # a set the node lacks travels next to the app's files, into its layer; the
+            # deploy's first steps (the app's user, its database) overlap it
+            layer = _in_background(lambda: send_deps(session, build)) \
+                if sending and build is not None else None
+            if build is not None and not sending:
+                console.step(session.name, f"dependency set {build.fingerprint} "
+                             f"({build.count} packages): already there")
             console.step(session.name, f"uploading {plan.app_dir} as {plan.app}.{version}")
-            stats = upload(session, plan, reserved, build)
+            stats = upload(session, plan, reserved)
             if plan.https:          # certificates before the deploy may switch
                 _https.prepare(console, session, plan.app, version, plan.location,
                                plan.https, plan.lock_wait)
+            feed.say(UPLOADED)
+            if layer is not None:
+                with console.ticking(session.name, "sending the dependency set"):
+                    sent, files = layer.result()
+                stats.bytes_sent += sent
+                stats.files_transferred += files
+                feed.say(DEPS_INSTALLED)
         except BaseException:
-            feed.end(uploaded=False)
+            feed.end()
             with contextlib.suppress(SilverError):
                 deploying.result()
+            session.close()         # a set still on its way stops; the node keeps none of it
             raise
-        feed.end(uploaded=True)
         console.detail(f"[{session.name}] rsync: {stats.bytes_sent} bytes sent, "
                        f"{stats.files_transferred} files transferred")
         console.step(session.name, f"sent {human(stats.bytes_sent)} "
@@ -429,10 +453,26 @@ def upload_and_deploy(session: NodeSession, plan: Plan, reserved: dict,
             with console.ticking(session.name, f"installing {plan.app}.{version}"):
                 return stats, deploying.result()
         except BaseException:
-            # Ctrl-C while the node deploys: drop the connection, so the node sees
-            # its client gone before the switch (the call's thread then ends too)
+            # Ctrl-C while the node deploys: end the call's ssh; with the end of its
+            # input (below) the node stops before the switch
             session.close()
             raise
+    finally:
+        feed.end()
+
+
+def _in_background(call: Callable[[], T]) -> Future[T]:
+    """``call`` in a daemon thread, its result or exception in the future returned."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(call())
+        except BaseException as exc:   # handed to the waiting thread
+            future.set_exception(exc)
+
+    threading.Thread(target=run, daemon=True).start()
+    return future
 
 
 def deploy_to(console: Console, node: str, plan: Plan, ask: bool = False) -> Outcome:
@@ -440,14 +480,11 @@ def deploy_to(console: Console, node: str, plan: Plan, ask: bool = False) -> Out
     session = open_node(console, node, check=False)
     registry = NodeRegistry()
     try:
-        if not (plan.may_skip and
-                registry.deployed(session.name, str(plan.location)) == plan.fingerprint):
-            session.ssh.open_own()      # the deploy's own connection logs in meanwhile
         reserved, values = prepare(session, plan, ask)
         if live := reserved.get("unchanged"):
             console.step(session.name, f"nothing changed: {plan.app}.{live} stays live at "
                          f"{plan.location} (--force deploys these files again)")
-            registry.add_location(session.name, str(plan.location), plan.fingerprint)
+            registry.add_location(session.name, str(plan.location))
             return Outcome(session.name, live, None, 0, 0, time.monotonic() - started,
                            unchanged=True)
         version = reserved["version"]
@@ -461,7 +498,7 @@ def deploy_to(console: Console, node: str, plan: Plan, ask: bool = False) -> Out
     finally:
         session.close()
     console.step(session.name, f"{plan.app}.{version} is live at {plan.location}")
-    registry.add_location(session.name, str(plan.location), plan.fingerprint)
+    registry.add_location(session.name, str(plan.location))
     return Outcome(session.name, version, result.get("previous"), stats.bytes_sent,
                    stats.files_transferred, time.monotonic() - started)
 

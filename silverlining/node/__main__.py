@@ -25,7 +25,7 @@ from silverlining.protocol import COMMANDS, Command, ProtocolError
 USAGE = "usage: silver-node [--expect-version HASH] COMMAND [JSON]"
 
 
-def _server_version() -> str:
+def server_version() -> str:
     try:
         return paths.SERVER_VERSION.read_text().strip()
     except FileNotFoundError:
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         call = cls.decode(rest[0] if rest else None)
-        if expect is not None and expect != _server_version():
+        if expect is not None and expect != server_version():
             raise NodeError("this node was set up with other server files")
         result = handler_of(cls)(call)
     except (NodeError, ProtocolError) as exc:

@@ -18,6 +18,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from silverlining.node._errors import NodeError
 
 T = TypeVar("T")
 
-_client = {"gone": False}
+_client = {"gone": False, "holds_stdin": False}
 
 
 def say(message: str) -> None:
@@ -46,10 +47,23 @@ def client_gone() -> bool:
     """Whether the CLI that started us has disconnected (Ctrl-C, a dropped connection).
 
     Writing to a pipe nobody reads any more fails at once, so a progress line is
-    the probe; a deploy asks just before its switch and stops if nobody is there.
+    the probe; and once ``watch_client_stdin`` was called, the end of our stdin
+    says so too (an ``ssh`` of the shared connection that is killed leaves its
+    channel's output read, but ends its input). A deploy asks just before its switch
+    and stops if nobody is there.
     """
     say("checking that the client is still connected")
+    if _client["holds_stdin"] and not _client["gone"]:
+        with contextlib.suppress(OSError, ValueError):
+            # the client sends nothing more: readable means it ended the input
+            _client["gone"] = bool(select.select([sys.stdin.fileno()], [], [], 0)[0])
     return _client["gone"]
+
+
+def watch_client_stdin() -> None:
+    """The client keeps our stdin open, sending nothing more, until it has our answer:
+    from now on ``client_gone`` takes its end for the client's."""
+    _client["holds_stdin"] = True
 
 
 def run(argv: list[str], *, what: str | None = None, timeout: float | None = 600,

@@ -26,7 +26,8 @@ from silverlining.node._state import (AppState, app_lock, canonical_hostname, in
                                       served)
 from silverlining.node._switch import switch
 from silverlining.node._util import ensure_app_user, version_number
-from silverlining.node.base import apt_install, client_gone, make_dir, run, say, write_atomic
+from silverlining.node.base import (apt_install, client_gone, make_dir, run, say,
+                                    watch_client_stdin, write_atomic)
 from silverlining.node.data import backup_before
 from silverlining.node.scripts import run_update_fetch
 from silverlining.secret import ENV_VAR as SECRET_ENV
@@ -118,7 +119,8 @@ def instance_env(config: AppConfig, app: str, version: str, location: str,
 
 
 def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
-            changes: dict, backup: bool = False, deps_set: str | None = None) -> dict:
+            changes: dict, backup: bool = False, deps_set: str | None = None,
+            deps_sent: bool = False) -> dict:
     meta = state.get(version)
     upload = apps.upload_root(app) / version
     if not (upload / "app" / "app.ini").is_file():
@@ -165,7 +167,10 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
     env = instance_env(config, app, version, location, service_env, config_dir)
     env.update(param_env)
     if deps_set:
-        env[deps.ENV_VAR] = str(deps.install(deps_set, upload / "deps"))
+        if deps_sent:       # the set came next to the upload; the steps above overlapped it
+            params.wait_line(params.DEPS_INSTALLED, f"dependency set {deps_set} did not "
+                             "arrive: nothing was deployed")
+        env[deps.ENV_VAR] = str(deps.installed(deps_set))
         meta["deps"] = deps.summary(deps_set)
     write_env(instances.env_path(app, version), env, gid)
     ports = jobs.install_units(app, version, config)
@@ -216,14 +221,17 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
 def deploy(args: protocol.Deploy) -> protocol.DeployResult:
     version_number(args.version)
     changes = params.read_changes(args.wait_upload) if args.params_stdin else {}
+    if args.wait_upload:
+        watch_client_stdin()
     return run_deploy(args.app, args.version, location_key(args.location), args.clear,
                       changes, args.who, args.lock_wait, args.backup, args.fingerprint,
-                      args.deps)
+                      args.deps, args.deps_sent)
 
 
 def run_deploy(app: str, version: str, location: str, clear: bool, changes: dict,
                who: str | None, lock_wait: float, backup: bool = False,
-               fingerprint: str | None = None, deps_set: str | None = None) -> dict:
+               fingerprint: str | None = None, deps_set: str | None = None,
+               deps_sent: bool = False) -> dict:
     """Deploy a reserved, uploaded version under the app's lock; record how it went
     (with the upload's ``fingerprint``, which lets the next identical upload stop early)."""
     with app_lock(app, lock_wait):
@@ -241,7 +249,8 @@ def run_deploy(app: str, version: str, location: str, clear: bool, changes: dict
                             f"the newer version stays live; run silver update again to "
                             "deploy these files")
         try:
-            result = _deploy(app, version, location, clear, state, changes, backup, deps_set)
+            result = _deploy(app, version, location, clear, state, changes, backup, deps_set,
+                             deps_sent)
         except BaseException as exc:
             message = str(exc) if isinstance(exc, NodeError) else \
                 f"internal error: {type(exc).__name__}: {exc}"

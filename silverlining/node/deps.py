@@ -6,7 +6,10 @@ environment names its layer in ``SILVER_DEPS``, which the app loader adds to
 ``sys.path`` after ``lib/python`` (``.pth`` files work). A version that keeps
 its dependencies neither uploads, walks nor links their files: it only names
 the layer. ``facts`` is what ``prepare`` tells the client: this interpreter
-(so the client builds for it) and which layers are already here.
+(so the client builds for it) and which layers are already here. A set the
+node lacks arrives as one tar stream (``receive``, ``silverlining/depset.py``),
+next to the app's upload, and becomes a layer only once every file matches
+the fingerprint.
 
 A set whose manifest lists ``build_on_node`` packages brings their source
 distributions; they are compiled here, for this interpreter, with Debian's
@@ -17,6 +20,7 @@ code), then copied into the layer as root's files like the rest.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -29,13 +33,13 @@ import sys
 import time
 from pathlib import Path
 
+from silverlining import depset, protocol
+from silverlining.depset import MANIFEST, SDISTS
 from silverlining.node import paths
 from silverlining.node._errors import NodeError
 from silverlining.node._state import AppState, all_apps
 from silverlining.node.base import apt_install, make_dir, node_lock, run, say
 
-MANIFEST = ".silver-deps.json"
-SDISTS = ".silver-sdists"           # in an upload: the sources of build_on_node packages
 # what compiling a package needs besides what the app's packages = adds (its libraries'
 # headers); wheel: Debian 12's setuptools has no bdist_wheel of its own
 BUILD_TOOLS = ("build-essential", "python3-dev", "python3-pip", "python3-setuptools",
@@ -86,27 +90,47 @@ def layer(fingerprint: str) -> Path:
     return paths.DEPS / check_fingerprint(fingerprint)
 
 
-def install(fingerprint: str, uploaded: Path) -> Path:
-    """The layer ``fingerprint``: already here, or copied from the upload (owned by the
-    deploy user) as root's own read-only files, then put in place by one rename."""
+def installed(fingerprint: str) -> Path:
+    """The layer ``fingerprint``, which the client sends (``receive``) before it lets
+    a deploy that names it go on."""
+    final = layer(fingerprint)
+    if not final.is_dir():
+        raise NodeError(f"dependency set {fingerprint} is not on this node: run silver "
+                        "update again")
+    return final
+
+
+def receive(call: protocol.DepsInstall) -> protocol.DepsInstallResult:
+    """Make the layer ``call.fingerprint`` from the tar stream on stdin: unpacked as
+    root's own read-only files into a directory only root can enter, checked against
+    the fingerprint (every file against its RECORD, for this node's target), its
+    ``build_on_node`` packages compiled, its modules byte-compiled for this Python
+    (the app can never write them, and without them every start compiles its
+    imports anew), and put in place by one rename. Anything wrong: nothing is left."""
+    fingerprint = check_fingerprint(call.fingerprint)
     final = layer(fingerprint)
     if final.is_dir():
-        return final
-    if not (uploaded / MANIFEST).is_file():
-        raise NodeError(f"dependency set {fingerprint} is neither on this node nor "
-                        "uploaded: run silver update again")
-    try:
-        on_node = json.loads((uploaded / MANIFEST).read_text()).get("build_on_node") or {}
-    except (OSError, ValueError):
-        raise NodeError(f"dependency set {fingerprint}: unreadable manifest") from None
+        return {"fingerprint": fingerprint, "installed": False, "files": 0}
     make_dir(paths.DEPS, 0, 0, 0o755)
     work = paths.DEPS / f".{fingerprint}.{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(mode=0o700)
     say(f"installing dependency set {fingerprint}")
     try:
-        _copy_in(uploaded, work, "installing the dependency set")
+        try:
+            files = depset.unpack(sys.stdin.buffer, work)
+            made = depset.verify(work, files, depset.target_key(**target()))
+        except depset.BadSet as exc:
+            raise NodeError(f"dependency set {fingerprint}: {exc}; nothing was installed, "
+                            "run silver update again") from None
+        if made != fingerprint:
+            raise NodeError(f"the dependency set sent as {fingerprint} is {made} here (built "
+                            "for another Python or platform?): run silver update again")
+        on_node = json.loads((work / MANIFEST).read_text()).get("build_on_node") or {}
         if on_node:
-            build_here(on_node, uploaded / SDISTS, work)
+            build_here(on_node, work / SDISTS, work)
+        shutil.rmtree(work / SDISTS, ignore_errors=True)
+        byte_compile(work)
         os.chmod(work, 0o755)
         try:
             work.rename(final)
@@ -114,13 +138,21 @@ def install(fingerprint: str, uploaded: Path) -> Path:
             pass
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    shutil.rmtree(uploaded, ignore_errors=True)
-    return final
+    return {"fingerprint": fingerprint, "installed": True, "files": len(files)}
+
+
+def byte_compile(folder: Path) -> None:
+    """The ``.pyc`` of every module in ``folder`` for this Python, on all CPUs (its own
+    process: compileall's workers start anew from the main module). A file that is
+    not Python 3 (a template, test data) makes compileall fail and stays as it is."""
+    with contextlib.suppress(NodeError):
+        run([sys.executable, "-I", "-m", "compileall", "-qq", "-j", "0", str(folder)],
+            what="byte-compiling the dependency set", timeout=BUILD_TIMEOUT)
 
 
 def _copy_in(source: Path, dest: Path, what: str) -> None:
-    """Copy files someone else owns (the deploy user, the build user) as root's own,
-    read-only to others, links that leave ``source`` and special files left out."""
+    """Copy files someone else owns (the build user's output) as root's own, read-only
+    to others, links that leave ``source`` and special files left out."""
     run(["rsync", "-a", "--no-D", "--safe-links", "--chown=0:0", "--chmod=go-w,a+rX",
          f"--exclude=/{SDISTS}/", f"{source}/", f"{dest}/"], what=what)
 

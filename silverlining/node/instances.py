@@ -450,4 +450,4 @@ def health_gate(app: str, version: str, host: str, health_check: str | None,
             raise failed()
         return False
 
-    wait_until(passes, timeout, 0.5, failed=failed)
+    wait_until(passes, timeout, 0.1, failed=failed)

@@ -44,6 +44,16 @@ def save(app: str, values: dict[str, str], gid: int) -> None:
 
 UPLOADED = "uploaded"
 """The line ``silver update`` sends a ``deploy --wait-upload`` once the upload is complete."""
+DEPS_INSTALLED = "deps-installed"
+"""The line after it when the version's dependency set was sent meanwhile (``deps-install``)
+and is now a layer."""
+
+
+def wait_line(line: str, failed: str) -> None:
+    """Until the CLI says ``line`` on stdin; its input ending first (the client failed
+    or went away) raises ``failed``."""
+    if sys.stdin.readline().strip() != line:
+        raise NodeError(failed)
 
 
 def read_changes(wait_upload: bool = False) -> dict:
@@ -51,8 +61,8 @@ def read_changes(wait_upload: bool = False) -> dict:
     ``wait_upload`` they are the first line, and the call returns only when the
     ``UPLOADED`` line follows: the deploy starts while its files are still coming."""
     text = sys.stdin.readline() if wait_upload else sys.stdin.read()
-    if wait_upload and sys.stdin.readline().strip() != UPLOADED:
-        raise NodeError("the upload did not finish: nothing was deployed")
+    if wait_upload:
+        wait_line(UPLOADED, "the upload did not finish: nothing was deployed")
     try:
         data = json.loads(text or "{}")
     except ValueError:

@@ -327,6 +327,7 @@ class LocalNodeDriver(NodeDriver):
                          "::1\tlocalhost ip6-localhost ip6-loopback\n",
             "etc/machine-id": secrets.token_hex(16) + "\n",
             **local_apt.node_apt_files(sources, local_net.host_addr(rec["number"])),
+            **_sshd_files(root, local_net.host_addr(rec["number"])),
         }
         for rel, content in files.items():
             path = root / rel
@@ -389,9 +390,12 @@ class LocalNodeDriver(NodeDriver):
 
     def _rewrite_proxy(self, rec: dict[str, Any]) -> None:
         self._mount(rec)
-        files = local_apt.node_apt_files([], local_net.host_addr(rec["number"]))
-        path = self._rootfs(rec) / "etc/apt/apt.conf.d/01silverlining-proxy"
-        path.write_text(files["etc/apt/apt.conf.d/01silverlining-proxy"])
+        root, host = self._rootfs(rec), local_net.host_addr(rec["number"])
+        proxy = "etc/apt/apt.conf.d/01silverlining-proxy"
+        files = {proxy: local_apt.node_apt_files([], host)[proxy], **_sshd_files(root, host)}
+        for rel, content in files.items():
+            (root / rel).unlink(missing_ok=True)        # a link there is not followed
+            (root / rel).write_text(content)
 
     def _stop(self, rec: dict[str, Any]) -> None:
         """Halt the container (SIGTERM: clean shutdown), SIGKILL if it hangs."""
@@ -527,3 +531,15 @@ def _wait_gone(alive: Callable[[], bool], timeout: float) -> bool:
             return False
         time.sleep(0.1)
     return True
+
+
+def _sshd_files(root: Path, host: str) -> dict[str, str]:
+    """The host exempt from sshd's PerSourcePenalties (OpenSSH 9.8+, Debian 13): it is
+    the node's only client, and each command's wait for the SSH banner is a connection
+    that does not log in, so a quick run of commands got the host refused for a while."""
+    sshd = root / "usr/sbin/sshd"
+    if not sshd.is_file() or b"persourcepenaltyexemptlist" not in sshd.read_bytes():
+        return {}
+    return {"etc/ssh/sshd_config.d/silverlining-local.conf":
+            "# written by silver's local provider: this host is the node's only client\n"
+            f"PerSourcePenaltyExemptList {host}\n"}

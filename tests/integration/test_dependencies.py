@@ -201,6 +201,21 @@ def test_an_unchanged_set_is_not_sent(node, tmp_path, tiny_wheels):  # noqa: F81
     assert "Permission denied" in node.root(
         f"setpriv --reuid=sl-tiny --regid=sl-tiny --clear-groups touch {layer}/tiny/x 2>&1",
         check=False)
+    # byte-compiled for the node's Python when installed: the app can never write there
+    compiled = node.root(f"stat -c '%U %a %n' {layer}/tiny/__pycache__/*.pyc")
+    assert compiled.startswith("root 644 ") and ".cpython-3" in compiled, compiled
+
+    # the node takes a set only when what arrives is what its fingerprint names
+    entry = "/usr/local/sbin/silver-node deps-install"
+    cut = node.root(f"head -c 3000 /bin/sh | {entry} '{{\"fingerprint\": \"{'a' * 32}\"}}'",
+                    check=False)
+    assert "did not arrive whole" in cut, cut
+    stream = f"tar -C {layer} -cf - --exclude=__pycache__ ."
+    other = node.root(f"{stream} | {entry} '{{\"fingerprint\": \"{'b' * 32}\"}}'",
+                      check=False)
+    assert f"is {layer.rsplit('/', 1)[1]} here" in other, other
+    assert not node.root("ls -A /var/lib/silverlining/deps | grep -e aaaa -e bbbb",
+                         check=False), "a refused set left files behind"
 
     (app / "main.py").write_text(TINY_PAGE.replace('"tiny": tiny.VALUE', '"tiny": "new"'))
     again = node.update(app, "tiny.test")

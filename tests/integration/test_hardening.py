@@ -168,7 +168,11 @@ def test_a_mistyped_health_check_never_goes_live(node, victim, tmp_path):
     assert probe(node.address, "victim.test")["instance"] == before
 
 
-def test_interrupted_deploy_before_the_switch_leaves_the_old_version(node, victim, tmp_path):
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL])
+def test_interrupted_deploy_before_the_switch_leaves_the_old_version(node, victim, tmp_path,
+                                                                     how):
+    """Ctrl-C, or the CLI killed outright: its ssh ends, so does the deploy's stdin,
+    and the node stops before the switch."""
     before = probe(node.address, "victim.test")["instance"]
     app = tmp_path / "probe"
     shutil.copytree(victim, app)
@@ -184,7 +188,7 @@ def test_interrupted_deploy_before_the_switch_leaves_the_old_version(node, victi
         lines.append(line)
         if "starting probe.v" in line:
             break
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(how)
     rest = proc.communicate(timeout=30)[1]
     assert proc.returncode != 0
     assert "Traceback" not in rest
@@ -420,9 +424,10 @@ def test_killed_node_process_and_reboot_mid_deploy_keep_the_last_good_version(
         proc = _popen_update(node, app)
         _wait_for_line(proc, "starting probe.v")
         if fault == "kill":
-            # the node-side Python (its sudo parent goes with it); '[s]' keeps the
-            # pattern from matching this shell's own command line
-            node.root("pkill -KILL -f '[s]ilverlining.node.__main__'")
+            # the node-side Pythons: the command server, its fork running the
+            # deploy and the deploy user's silver-node that handed it over; '[s]'
+            # keeps the pattern from matching this shell's own command line
+            node.root("pkill -KILL -f '[s]ilverlining.node.(server|__main__)'")
         else:
             with node_env.environ():
                 from silverlining.providers import get_driver

@@ -139,3 +139,66 @@ def test_a_dead_node_ends_a_command_in_one_line(node_env, make_node, node_enviro
             assert "\n" not in info.value.message
         finally:
             subprocess.run(["ip", "route", "del", *route], check=True)
+
+
+SUDO_CALLS = ["sh", "-c", "journalctl -q --no-pager -o cat _COMM=sudo | "
+              "grep -c 'COMMAND=/usr/local/sbin/silver-node' || true"]
+CONNECT_AS = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect("/run/silverlining/node.sock")
+    print("connected")
+except OSError as exc:
+    print(type(exc).__name__)
+"""
+
+
+def test_node_commands_run_in_the_command_server(node_env, setup_node, node_environ):
+    """The deploy user's calls go to silverlining-node.service, without sudo; a server
+    whose code is older than the node's server files hands calls back to sudo and
+    ends; nobody else can reach it; a broken request leaves it serving."""
+    address = setup_node.address
+    root = transport.SSH(address, label="t")
+    deploy = transport.SSH(address, user="silver", label="t")
+    entry = "/usr/local/sbin/silver-node"
+    deploy.run_json([entry, "query"])                  # the server is up after this one
+    server = root.run(["systemctl", "show", "-P", "MainPID", "silverlining-node.service"])
+    before = int(root.run(SUDO_CALLS).stdout)
+    for _ in range(3):
+        assert deploy.run_json([entry, "query"])["node"]
+    # secrets on stdin reach the command; its errors come back as ever
+    failed = deploy.run([entry, "deploy", '{"app": "nope", "version": "v1", '
+                         '"location": "nope.test", "params_stdin": true}'],
+                        input="not json", check=False)
+    assert failed.status == 1 and "error" in failed.stdout
+    assert int(root.run(SUDO_CALLS).stdout) == before
+    assert root.run(["systemctl", "show", "-P", "MainPID",
+                     "silverlining-node.service"]).stdout == server.stdout
+    # a request that is not one (no descriptors, bad JSON) is dropped, the server stays
+    deploy.run(["python3", "-c", "import socket; s = socket.socket(socket.AF_UNIX); "
+                "s.connect('/run/silverlining/node.sock'); s.sendall(b'\\0\\0\\0\\2{}'); "
+                "s.recv(10)"])
+    assert deploy.run_json([entry, "query"])["node"]
+    # only the deploy user (and root) reach the socket
+    assert root.run(["runuser", "-u", "www-data", "--", "python3", "-c", CONNECT_AS]
+                    ).stdout.strip() == "PermissionError"
+    assert deploy.run(["python3", "-c", CONNECT_AS]).stdout.strip() == "connected"
+    # other server files (a setup-node since the server started): back to sudo, and
+    # the server ends; the next call starts a new one on the new files
+    version = root.run(["cat", "/etc/silverlining/server-version"]).stdout.strip()
+    root.run(["sh", "-c", "echo 0000 > /etc/silverlining/server-version"])
+    try:
+        assert deploy.run_json([entry, "query"])["node"]
+        assert int(root.run(SUDO_CALLS).stdout) == before + 1
+    finally:
+        root.run(["sh", "-c", f"echo {version} > /etc/silverlining/server-version"])
+    deadline = time.monotonic() + 10
+    while root.run(["systemctl", "is-active", "silverlining-node.service"],
+                   check=False).stdout.strip() == "active":
+        assert time.monotonic() < deadline, "the stale server did not end"
+        time.sleep(0.2)
+    assert deploy.run_json([entry, "query"])["node"]
+    assert int(root.run(SUDO_CALLS).stdout) == before + 1
+    assert root.run(["systemctl", "show", "-P", "MainPID", "silverlining-node.service"]
+                    ).stdout not in (server.stdout, "0\n")

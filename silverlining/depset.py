@@ -1,0 +1,225 @@
+"""A dependency set as it travels and as it is checked: the same code on both sides.
+
+A set is named by its *fingerprint*: a hash of the target it was built for, of
+each distribution's ``RECORD`` (every installed file with its sha256 and size,
+as the installer wrote them) and of the sources the node compiles itself
+(``build_on_node``). The client sends a set the node lacks as one uncompressed
+tar stream of regular files and directories (``TarStream``): thousands of
+small files cost rsync a round of per-file work on both ends, one stream
+costs a read and a write. The node unpacks it into a directory of its own
+(``unpack``) and, before the set becomes a layer, recomputes the fingerprint
+from what arrived and checks every file against its ``RECORD`` (``verify``):
+a truncated, altered or foreign set is refused. Hashing happens as the bytes
+are written, so the check adds no second read.
+
+Standard library only: this module ships to nodes.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import json
+import os
+import posixpath
+import stat
+import tarfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+MANIFEST = ".silver-deps.json"      # in each set: its fingerprint, packages and target
+SDISTS = ".silver-sdists"           # in a set: the sources of what the node compiles
+_CHUNK = 1 << 20
+_BLOCK = tarfile.BLOCKSIZE
+
+
+class BadSet(ValueError):
+    """A dependency set that must not become a layer; the message says why."""
+
+
+def target_key(implementation: str, python: str, abi: str, glibc: str, machine: str) -> str:
+    """A target as the fingerprint and the build cache see it."""
+    return json.dumps([implementation, python, abi, glibc, machine])
+
+
+def fingerprint(key: str, records: Iterable[tuple[str, bytes]],
+                built_on_node: dict[str, dict]) -> str:
+    """The set's name: its target (``target_key``), each ``(dist-info name, RECORD
+    bytes)`` in name order, and the sha256 of each source the node builds from."""
+    digest = hashlib.sha256(key.encode())
+    for name, record in records:
+        digest.update(name.encode() + b"\0" + record)
+    for name, built in sorted(built_on_node.items()):
+        digest.update(f"built on the node: {name} {built['sha256']}".encode())
+    return digest.hexdigest()[:32]
+
+
+def _record_hash(digest: bytes) -> str:
+    """A sha256 as RECORD writes it."""
+    return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+# --- the client's side ------------------------------------------------------------
+
+class TarStream:
+    """The set in ``site`` as a tar stream, made as it is read: ``read1`` is what the
+    transport feeds a command's stdin from, so nothing is written to disk first and
+    a node that stops reading stops the reading of files here."""
+
+    def __init__(self, site: Path) -> None:
+        self._chunks = _tar_chunks(site)
+        self.sent = 0
+
+    def read1(self, _size: int = -1) -> bytes:
+        chunk = next(self._chunks, b"")
+        self.sent += len(chunk)
+        return chunk
+
+
+def _tar_chunks(site: Path) -> Iterator[bytes]:
+    for rel, path, st in _walk(site):
+        info = tarfile.TarInfo(rel)
+        info.mtime = int(st.st_mtime)
+        if stat.S_ISDIR(st.st_mode):
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            yield info.tobuf(tarfile.GNU_FORMAT)
+            continue
+        info.size = st.st_size
+        info.mode = 0o755 if st.st_mode & 0o111 else 0o644
+        yield info.tobuf(tarfile.GNU_FORMAT)
+        left = st.st_size
+        with open(path, "rb") as fh:
+            while left > 0 and (chunk := fh.read(min(_CHUNK, left))):
+                left -= len(chunk)
+                yield chunk
+        if left:
+            raise BadSet(f"{path} changed while it was sent")
+        if st.st_size % _BLOCK:
+            yield b"\0" * (_BLOCK - st.st_size % _BLOCK)
+    yield b"\0" * (2 * _BLOCK)
+
+
+def _walk(site: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
+    """Every directory and file under ``site``, parents first, in name order; anything
+    else (a link, a FIFO) is refused: the node would refuse it too."""
+    stack = [("", site)]
+    while stack:
+        prefix, folder = stack.pop()
+        entries = sorted(os.scandir(folder), key=lambda e: e.name, reverse=True)
+        for entry in reversed(entries):
+            rel = prefix + entry.name
+            st = entry.stat(follow_symlinks=False)
+            if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+                raise BadSet(f"{entry.path} is neither a file nor a directory")
+            yield rel, Path(entry.path), st
+        stack += [(prefix + e.name + "/", Path(e.path)) for e in entries
+                  if e.is_dir(follow_symlinks=False)]
+
+
+# --- the node's side --------------------------------------------------------------
+
+def _member_path(name: str) -> str:
+    """A member's path inside the set, or BadSet: relative, no ``..``, not empty."""
+    path = posixpath.normpath(name)
+    if name.startswith("/") or path in (".", "") or path == ".." or path.startswith("../"):
+        raise BadSet(f"the set names {name!r}: not a path inside it")
+    return path
+
+
+def _make_dir(path: Path, made: set[Path]) -> None:
+    """``path`` and its missing parents as ``0755`` directories, whatever the umask."""
+    if path in made:
+        return
+    _make_dir(path.parent, made)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        raise BadSet(f"the set names {path.name} as a file and as a directory") from None
+    os.chmod(path, 0o755)
+    made.add(path)
+
+
+def unpack(stream: BinaryIO, dest: Path) -> dict[str, tuple[str, int]]:
+    """Write the tar ``stream`` into ``dest`` (an empty directory only its caller can
+    write to): directories and regular files only, ``0755``/``0644``, owned by the
+    caller. Returns each file's RECORD-style sha256 and size. Anything else in the
+    stream (links, devices), a path leaving ``dest`` or a name given twice is
+    refused, and so is a stream that ends early."""
+    files: dict[str, tuple[str, int]] = {}
+    made = {dest}               # directories known to exist: one mkdir each at most
+    try:
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
+            for member in tar:
+                if member.isdir() and posixpath.normpath(member.name) == ".":
+                    continue            # the set's own top (``tar -C SET -c .``)
+                path = _member_path(member.name)
+                target = dest / path
+                if member.isdir():
+                    _make_dir(target, made)
+                    continue
+                if not member.isreg():
+                    raise BadSet(f"{member.name} in the set is not a regular file or a "
+                                 "directory")
+                _make_dir(target.parent, made)
+                source = tar.extractfile(member)
+                assert source is not None
+                digest = hashlib.sha256()
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                             0o600)
+                try:
+                    while chunk := source.read(_CHUNK):
+                        digest.update(chunk)
+                        os.write(fd, chunk)
+                    os.fchmod(fd, 0o755 if member.mode & 0o111 else 0o644)
+                finally:
+                    os.close(fd)
+                files[path] = (_record_hash(digest.digest()), member.size)
+    except FileExistsError as exc:
+        raise BadSet(f"the set names {exc.filename} twice") from None
+    except tarfile.TarError as exc:
+        raise BadSet(f"the set did not arrive whole ({exc})") from None
+    return files
+
+
+def verify(site: Path, files: dict[str, tuple[str, int]], key: str) -> str:
+    """The fingerprint of the set unpacked in ``site`` for target ``key``, once every
+    file is the one a RECORD lists (same sha256 and size), every listed file is
+    there, and nothing else is but the manifest and the sources the node builds (each
+    with the sha256 the manifest gives). Raises BadSet otherwise."""
+    try:
+        manifest = json.loads((site / MANIFEST).read_text())
+        built = manifest.get("build_on_node") or {}
+    except (OSError, ValueError, AttributeError):
+        raise BadSet("the set has no readable manifest") from None
+    records: list[tuple[str, bytes]] = []
+    unlisted = set(files) - {MANIFEST}
+    for dist in sorted(n for n in os.listdir(site) if n.endswith(".dist-info")):
+        try:
+            record = (site / dist / "RECORD").read_bytes()
+        except OSError:
+            record = b""
+        records.append((dist, record))
+        for row in csv.reader(record.decode("utf-8", "replace").splitlines()):
+            if not row or row[0].startswith(("/", "../")):
+                continue                # written outside the set: not part of it
+            path = posixpath.normpath(row[0])
+            unlisted.discard(path)
+            want = row[1] if len(row) > 1 else ""
+            if not want.startswith("sha256="):
+                continue                # RECORD itself (and other hashes: not checked)
+            if path not in files:
+                raise BadSet(f"{path} is missing from the set")
+            digest, size = files[path]
+            if digest != want or (len(row) > 2 and row[2] and row[2] != str(size)):
+                raise BadSet(f"{path} is not the file its RECORD ({dist}) names")
+    for name, info in built.items():
+        path = f"{SDISTS}/{info.get('sdist', '')}"
+        digest = files.get(path, ("sha256=", 0))[0].removeprefix("sha256=")
+        if base64.urlsafe_b64decode(digest + "==").hex() != info.get("sha256"):
+            raise BadSet(f"the source of {name} is missing from the set or altered")
+        unlisted.discard(path)
+    if unlisted:
+        raise BadSet(f"{sorted(unlisted)[0]} is in the set but in no RECORD")
+    return fingerprint(key, records, built)
