@@ -883,14 +883,15 @@ class ServicesHostResult(TypedDict):
     location: str
     services: list[str]
     members: dict[str, str]           # name -> address admitted
-    postgresql: dict[str, str]        # dbname, user, run_user, port (no secrets)
+    postgresql: dict[str, str]        # dbname, user, run_user, port (no secrets); {}: none
+    mysql: dict[str, str]             # the same for MariaDB; {}: none
 
 
 @command
 class ServicesHost(Locked):
     """On a services node: serve an app's databases to a location's members over TLS
     (the server installed and given its certificate first); only the members get in
-    (pg_hba.conf and the node firewall)."""
+    (pg_hba.conf or MariaDB's accounts, and the node firewall)."""
 
     NAME = "services-host"
     HANDLER = "hosting:host"
@@ -912,14 +913,26 @@ class ServicesUse(Locked):
     NAME = "services-use"
     HANDLER = "hosting:use"
     Result = Nothing
-    STDIN = ("JSON: ca (PEM), postgresql (node, host, port, dbname, user, password, "
-             "run_user, run_password)")
+    STDIN = ("JSON: ca (PEM), services, and for each of their servers (postgresql, "
+             "mysql): node, host, port, dbname, user, password, run_user, run_password")
     app: str
 
 
 class ServicesMembersResult(TypedDict):
     app: str
     members: list[str]
+
+
+@command
+class ServicesLeave(Locked):
+    """On a services node: ``drop`` no longer serve the location (``silver deactivate``):
+    admit them no more (access lists and firewall); the databases stay."""
+
+    NAME = "services-leave"
+    HANDLER = "hosting:leave"
+    Result = ServicesMembersResult
+    location: str
+    drop: tuple[str, ...] = ()        # the members (names) that stopped serving it
 
 
 @command

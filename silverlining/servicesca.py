@@ -78,6 +78,10 @@ def _load_ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
                     .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
                     .add_extension(x509.KeyUsage(False, False, False, False, False, True, True,
                                                  False, False), critical=True)
+                    # key identifiers: clients with strict X.509 checks (Python 3.13's
+                    # ssl, so PyMySQL) refuse a chain without them
+                    .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                                   critical=False)
                     .sign(key, hashes.SHA256()))
             _write_private(key_path, key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -134,6 +138,10 @@ def server_cert(node: str, addresses: set[str]) -> ServerCert:
                 .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                 .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]),
                                critical=False)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                    key.public_key()), critical=False)
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(
+                    server_key.public_key()), critical=False)
                 .sign(key, hashes.SHA256()))
         _write_private(key_path, server_key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

@@ -22,11 +22,12 @@ from silverlining.commands._remote import node_for, open_node
 from silverlining.console import Console
 from silverlining.errors import SilverError, UsageError
 from silverlining.locations import Location
+from silverlining.services import mysql
 from silverlining.services._system import db_name
 from silverlining.services.postgresql import run_role
 
-HOSTABLE = ("postgresql", "postgis")
-NOT_YET = ("mysql", "redis")
+HOSTABLE = ("postgresql", "postgis", "mysql")
+NOT_YET = ("redis",)
 
 
 def resolve(location: Location, given: str | None) -> str | None:
@@ -44,17 +45,21 @@ def check(config: AppConfig, node: str) -> None:
     later = [f"service.{n}" for n in NOT_YET if n in config.services]
     if later:
         raise UsageError(f"{', '.join(later)} in {config.ini_path}: a services node ({node}) "
-                         "holds PostgreSQL and PostGIS databases only, so far")
+                         "holds PostgreSQL, PostGIS and MariaDB databases only, so far")
     if not any(n in config.services for n in HOSTABLE):
         raise UsageError(f"--services-node {node}: {config.ini_path} has no "
-                         "service.postgresql or service.postgis for it to hold")
+                         "service.postgresql, service.postgis or service.mysql for it "
+                         "to hold")
 
 
 def passwords(app: str) -> dict[str, str]:
-    """The app's roles' passwords: derived, so every update sends the same ones."""
-    role = db_name(app)
+    """The app's roles' and MariaDB users' passwords: derived, so every update sends
+    the same ones (MariaDB's keyed ``mysql:USER``: its users have the roles' names)."""
+    role, my = db_name(app), mysql.SECRET_PREFIX
     return {role: servicesca.password(f"postgresql:{app}"),
-            run_role(role): servicesca.password(f"postgresql-run:{app}")}
+            run_role(role): servicesca.password(f"postgresql-run:{app}"),
+            my + role: servicesca.password(f"mysql:{app}"),
+            my + mysql.run_user(role): servicesca.password(f"mysql-run:{app}")}
 
 
 def host(console: Console, node: str, config: AppConfig, app: str, location: Location,
@@ -87,16 +92,20 @@ def tell_members(console: Console, node: str, app: str, held: dict, members: lis
                  ca: str) -> None:
     """``services-use`` on each of ``members``: the app's databases are on ``node``
     (``held``: its ``services-host`` answer), reached at its address as each sees it."""
-    pg, secrets = held["postgresql"], passwords(app)
+    secrets = passwords(app)
+    prefix = {"postgresql": "", "mysql": mysql.SECRET_PREFIX}
 
     def use(member: str) -> None:
-        values = {**pg, "node": node, "host": nodes.peer_address(node, from_node=member),
-                  "password": secrets[pg["user"]], "run_password": secrets[pg["run_user"]]}
+        host = nodes.peer_address(node, from_node=member)
+        given: dict = {"ca": ca, "services": held["services"]}
+        for family, key in prefix.items():
+            if answer := held.get(family):
+                given[family] = {**answer, "node": node, "host": host,
+                                 "password": secrets[key + answer["user"]],
+                                 "run_password": secrets[key + answer["run_user"]]}
         session = open_node(console, member, check=False)
         try:
-            session.send(protocol.ServicesUse(app=app), quiet=True,
-                         input=json.dumps({"ca": ca, "services": held["services"],
-                                           "postgresql": values}))
+            session.send(protocol.ServicesUse(app=app), quiet=True, input=json.dumps(given))
         finally:
             session.close()
 

@@ -1,4 +1,6 @@
-"""``silver deactivate LOCATION...``: stop serving locations (their instances stop after draining)."""
+"""``silver deactivate LOCATION...``: stop serving locations (their instances stop after
+draining); a services node holding the location's databases stops admitting the nodes
+that stopped serving it."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ def run(console: Console, locations: tuple[str, ...], keep_prev: bool, node: str
         loc = parse_location(text)
         if node is None and (topo := topology.get(str(loc))) is not None:
             deactivate_balanced(console, topo, keep_prev)
+            leave(console, str(loc), tuple(topo.members))
             continue
         by_node.setdefault(node_for(loc, node), []).append(str(loc))
     for target, locs in by_node.items():
@@ -27,7 +30,24 @@ def run(console: Console, locations: tuple[str, ...], keep_prev: bool, node: str
             session.close()
         for item in result["removed"]:
             console.out(f"{item['location']} no longer served (was {item['app']}.{item['version']})")
+        for loc in locs:
+            leave(console, loc, (target,))
     return 0
+
+
+def leave(console: Console, location: str, stopped: tuple[str, ...]) -> None:
+    """The location's services node, if it has one, admits ``stopped`` no more."""
+    services = topology.services_node(location)
+    if services is None:
+        return
+    session = open_node(console, services, check=False)
+    try:
+        result = session.send(protocol.ServicesLeave(location=location, drop=stopped),
+                              quiet=True)
+    finally:
+        session.close()
+    console.out(f"{services}: no longer admits {', '.join(stopped)} to {location}'s "
+                f"databases (kept; still admitted: {', '.join(result['members']) or 'none'})")
 
 
 def deactivate_balanced(console: Console, topo: topology.Topology, keep_prev: bool) -> None:

@@ -5,7 +5,8 @@ app's app.ini (its services and limits) and ``hosted.json`` (the location, the
 members admitted by name and address, the backups ``update --backup`` took). It
 sets each database up as on one node, with the passwords the client derives and
 the server certificate the client's CA signed, then admits every hosted app's
-members and nobody else: each service's own access list (pg_hba.conf) and the
+members and nobody else: each service's own access list (pg_hba.conf, MariaDB's
+host-limited accounts) and the
 node firewall (``FIREWALL_D/services.nft``, loaded after the firewall's own rules,
 so a reboot keeps it). The data commands (``data.py``) find a hosted app by its
 location here.
@@ -173,10 +174,16 @@ def host(call: protocol.ServicesHost) -> protocol.ServicesHostResult:
         make_dir(paths.HOSTED / app, 0, 0, 0o700)
         write_atomic(paths.HOSTED / app / "app.ini", str(given.get("app_ini", "")), mode=0o600)
         cfg, services = config(app)
-        refused = [n for n in sorted(cfg.services) if n in ("mysql", "redis")]
+        refused = [n for n in sorted(cfg.services) if n == "redis"]
         if refused or not services:
-            raise NodeError(f"a services node holds PostgreSQL and PostGIS databases; "
-                            f"{', '.join(refused) or 'the app has none'}: not here yet")
+            raise NodeError(f"a services node holds PostgreSQL, PostGIS and MariaDB "
+                            f"databases; {', '.join(refused) or 'the app has none'}: not "
+                            "here yet")
+        if "mysql" in services and (replication().get("replicas")
+                                    or replication().get("primary")):
+            raise NodeError("this node has a PostgreSQL replica or is one, and MariaDB is "
+                            "not replicated: a MariaDB database here would be left behind "
+                            "by a promote (give the app another services node)")
         record = load(app)
         admitted = dict(record.get("members", {})) if call.add else {}
         admitted.update(members)
@@ -197,7 +204,16 @@ def host(call: protocol.ServicesHost) -> protocol.ServicesHostResult:
     audit.record("services-host", app, who=call.who, location=location,
                  members=sorted(admitted))
     return {"app": app, "location": location, "services": services, "members": admitted,
-            "postgresql": answers.get("postgresql") or answers.get("postgis") or {}}
+            **by_family(answers)}
+
+
+def by_family(answers: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """Each service's ``host`` answer under its server's name (``postgresql``, ``mysql``;
+    empty when the app has none there), as the members are told it."""
+    out: dict[str, dict[str, str]] = {"postgresql": {}, "mysql": {}}
+    for name, answer in answers.items():
+        out[get_service(name).family] = answer
+    return out
 
 
 def admit() -> None:
@@ -236,22 +252,27 @@ def use(call: protocol.ServicesUse) -> protocol.Nothing:
         make_dir(paths.DATA / app, 0, gid, 0o751)
         ca = paths.DATA / app / paths.SERVICES_CA
         write_atomic(ca, str(given.get("ca", "")), mode=0o640, gid=gid)
-        values = given.get("postgresql")
         services = given.get("services")
-        if not isinstance(values, dict) or not isinstance(services, list):
-            raise NodeError("services-use: give services and the postgresql values")
+        if not isinstance(services, list):
+            raise NodeError("services-use: give services and their values")
         view = SimpleNamespace(app_name=app)
+        node = ""
         for name in services:
             if name not in SERVICE_NAMES or not get_service(name).hostable:
                 raise NodeError(f"services-use: {name} is not on a services node")
-            get_service(name).use_remote(view, paths, values, ca)
-        # kept versions too: a rollback reaches the database where it is now
-        moved = repoint_versions(app, "CONFIG_PG_URL", ("CONFIG_PG_", "PGSSL"),
-                                 get_service(services[0]).env(view, paths), gid)
-        if moved:
-            say(f"{', '.join(moved)}: their CONFIG_PG_* name {values.get('node')} now "
-                "(running ones read it when restarted)")
-    audit.record("services-use", app, who=call.who, node=values.get("node", ""))
+            service = get_service(name)
+            values = given.get(service.family)
+            if not isinstance(values, dict):
+                raise NodeError(f"services-use: give the {service.family} values")
+            service.use_remote(view, paths, values, ca)
+            node = values.get("node", "")
+            # kept versions too: a rollback reaches the database where it is now
+            moved = repoint_versions(app, service.env_marker, service.env_prefixes,
+                                     service.env(view, paths), gid)
+            if moved:
+                say(f"{', '.join(moved)}: their {service.env_prefixes[0]}* name {node} now "
+                    "(running ones read it when restarted)")
+    audit.record("services-use", app, who=call.who, node=node)
     return {}
 
 
@@ -261,3 +282,20 @@ def members_cmd(call: protocol.ServicesMembers) -> protocol.ServicesMembersResul
     if app is None:
         raise NodeError(f"this node holds no databases for {location}")
     return {"app": app, "members": sorted(load(app).get("members", {}))}
+
+
+def leave(call: protocol.ServicesLeave) -> protocol.ServicesMembersResult:
+    """``services-leave``: members that stopped serving the location are let in no
+    more; the app's databases and its other members stay."""
+    location = location_key(call.location)
+    app = at(location)
+    if app is None:
+        raise NodeError(f"this node holds no databases for {location}")
+    with app_lock(app, call.lock_wait):
+        record = load(app)
+        admitted = {n: a for n, a in record.get("members", {}).items() if n not in call.drop}
+        _save(app, {**record, "members": admitted})
+    admit()
+    audit.record("services-leave", app, who=call.who, location=location,
+                 dropped=sorted(call.drop))
+    return {"app": app, "members": sorted(admitted)}

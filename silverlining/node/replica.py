@@ -61,6 +61,10 @@ def primary(call: protocol.ReplicaPrimary) -> protocol.ReplicaPrimaryResult:
                         "--services-node' first)")
     if hosting.replication().get("primary"):
         raise NodeError("this node is a replica itself: give its primary")
+    mariadb = [a for a in hosting.hosted_apps() if "mysql" in hosting.config(a)[1]]
+    if mariadb:
+        raise NodeError(f"this node holds MariaDB databases ({', '.join(mariadb)}), which a "
+                        "replica does not follow: a promote would leave them behind")
     address = _address(call.address)
     given = hosting.read_stdin()
     slot = slot_name(call.replica)
@@ -224,8 +228,7 @@ def promote(call: protocol.ReplicaPromote) -> protocol.ReplicaPromoteResult:
                 raise NodeError(f"{app}: service {name}: {exc.message}") from None
         record = hosting.load(app)
         out[app] = {"app": app, "location": record["location"], "services": services,
-                    "members": record.get("members", {}),
-                    "postgresql": answers.get("postgresql") or answers.get("postgis") or {}}
+                    "members": record.get("members", {}), **hosting.by_family(answers)}
     hosting.admit()
     audit.record("replica-promote", "-", who=call.who, was_replica_of=was["name"])
     return {"was_replica_of": was["name"], "hosted": out}

@@ -87,6 +87,13 @@ class Service:
 
     #: served from a services node to a location's members (``silver update --services-node``)
     hostable: bool = False
+    #: the server a hostable service's data is on (postgis's is PostgreSQL's): the key of
+    #: its values in services-host's answer and services-use's input
+    family: str = ""
+    #: on a member, a kept version's environment with ``env_marker`` has its variables
+    #: starting with ``env_prefixes`` replaced when the service moves (``services-use``)
+    env_marker: str = ""
+    env_prefixes: tuple[str, ...] = ()
 
     def host(self, app: Any, node_paths: Any, passwords: dict[str, str], tls: Any) -> dict[str, str]:
         """On the services node: ``install`` with these passwords, reachable over the

@@ -191,6 +191,8 @@ class PostgresqlService(Service):
     # --- on a services node -------------------------------------------------------
 
     hostable = True
+    family = "postgresql"
+    env_marker, env_prefixes = "CONFIG_PG_URL", ("CONFIG_PG_", "PGSSL")
 
     def host(self, app: Any, node_paths: Any, passwords: dict[str, str], tls: Any) -> dict[str, str]:
         role = db_name(app.app_name)

@@ -35,6 +35,8 @@ HOST = "tls.test"
 MOVED = "move.test"
 CREDENTIALS = "/var/lib/silverlining/data/tlsapp/postgresql.credentials"
 CA = "/var/lib/silverlining/data/tlsapp/services-ca.crt"      # installed for the app
+MARIA = "maria.test"
+MY_CREDENTIALS = "/var/lib/silverlining/data/mariaapp/mysql.credentials"
 
 # Run as root on a member: connect to the services node with the app's credentials
 # and the libpq options in argv[1] (JSON), print what happened as JSON.
@@ -253,3 +255,118 @@ def test_the_replica_follows_and_after_promote_the_app_loses_no_row(node_env, no
 
 def nodes_private(node_env, name: str) -> str:
     return node_env.registry()[name]["private_address"]
+
+
+# Run as root on a member: connect to MariaDB with mariaapp's credentials and the PyMySQL
+# options in argv[1] (JSON; "tls": verify against the app's CA), print the outcome.
+MY_CONNECT = r"""
+import json, sys, pymysql
+creds = dict(l.strip().split("=", 1) for l in open(%r) if "=" in l)
+options = json.loads(sys.argv[1])
+if options.pop("tls", False):
+    options = {"ssl_ca": creds["ssl_ca"], "ssl_verify_cert": True,
+               "ssl_verify_identity": True, **options}
+try:
+    pymysql.connect(host=creds["host"], port=int(creds["port"]), user=creds["user"],
+                    password=creds["password"], database=creds["dbname"], connect_timeout=4,
+                    **options).close()
+    print(json.dumps({"connected": True}))
+except Exception as exc:
+    print(json.dumps({"connected": False, "error": repr(exc)}))
+""" % MY_CREDENTIALS
+
+
+@pytest.fixture(scope="module")
+def maria_app(nodes, node_env, tmp_path_factory) -> Path:
+    """``mariaapp`` on both members (plain several nodes), its MariaDB on ``sdb2``."""
+    app = make_app(tmp_path_factory.mktemp("maria"), "mariaapp", ("mysql",),
+                   ("python3-pymysql",))
+    node_env.silver("-y", "update", str(app), MARIA, "--node", WEB[0], "--node", WEB[1],
+                    "--services-node", REPLICA, "--noetchosts", check=True)
+    return app
+
+
+def my_connect(node_env, member: str, **options) -> dict:
+    script = f"python3 -c {shlex.quote(MY_CONNECT)} {shlex.quote(json.dumps(options))}"
+    return json.loads(root(node_env, member, script).strip().splitlines()[-1])
+
+
+def accounts(node_env) -> list[str]:
+    """mariaapp's accounts on the services node: USER@HOST SSL_TYPE LIMIT."""
+    return root(node_env, REPLICA, "mariadb --skip-ssl -N -B -e \"SELECT concat(User, '@', "
+                                   "Host, ' ', ssl_type, ' ', max_user_connections) FROM "
+                                   "mysql.user WHERE User LIKE '%mariaapp' ORDER BY 1\""
+                ).splitlines()
+
+
+def test_mariadb_both_members_write_and_read_the_same_row_over_verified_tls(node_env, nodes,
+                                                                            maria_app):
+    verified = my_connect(node_env, WEB[0], tls=True)
+    assert verified["connected"], verified
+    assert ask(node_env, WEB[0], "/mysql/set?k=a&v=one", MARIA)["value"] == "one"
+    assert ask(node_env, WEB[1], "/mysql/get?k=a", MARIA)["value"] == "one"
+    assert ask(node_env, WEB[1], "/mysql/set?k=a&v=two", MARIA)["value"] == "two"
+    assert ask(node_env, WEB[0], "/mysql/get?k=a", MARIA)["value"] == "two"
+    for member in WEB:
+        assert ask(node_env, member, "/mysql/tls", MARIA)["version"].startswith("TLSv1.")
+    # the row is on the services node; a member runs no MariaDB
+    assert root(node_env, REPLICA, "mariadb --skip-ssl -N -B -e "
+                                   "'SELECT v FROM sl_mariaapp.kv'").split() == ["two"]
+    assert root(node_env, WEB[0], "test -e /usr/sbin/mariadbd && echo has || echo none"
+                ).strip() == "none"
+    # one account per member address and login, TLS required, limited as on one node
+    found = accounts(node_env)
+    for member in WEB:
+        address = nodes_private(node_env, member)
+        for user in ("sl_mariaapp", "slrun_mariaapp"):
+            line = next(x for x in found if x.startswith(f"{user}@{address} "))
+            assert line.split()[1] == "ANY" and line.split()[2] != "0", line
+
+
+def test_a_plain_or_unverified_mariadb_connection_from_a_member_is_refused(node_env, nodes,
+                                                                         maria_app):
+    plain = my_connect(node_env, WEB[0])
+    assert not plain["connected"] and "1045" in plain["error"], plain     # access denied
+    other_ca = my_connect(node_env, WEB[0], ssl_ca="/etc/ssl/certs/ca-certificates.crt",
+                          ssl_verify_cert=True)
+    assert not other_ca["connected"] and "CERTIFICATE_VERIFY_FAILED" in other_ca["error"]
+    verified = my_connect(node_env, WEB[0], tls=True)
+    assert verified["connected"], verified
+
+
+def test_mariadb_backup_clear_and_restore_run_on_the_services_node(node_env, nodes,
+                                                                   maria_app, tmp_path):
+    dest = tmp_path / "maria.tar.gz"
+    proc = node_env.silver("backup", MARIA, str(dest), check=True)
+    assert "(mysql;" in proc.stdout and f"[{REPLICA}] mysql: dumping" in proc.stderr
+    node_env.silver("-y", "clear", MARIA, check=True)
+    assert ask(node_env, WEB[0], "/mysql/get?k=a", MARIA)["value"] is None
+    node_env.silver("restore", str(dest), MARIA, check=True)
+    assert ask(node_env, WEB[1], "/mysql/get?k=a", MARIA)["value"] == "two"
+
+
+def test_a_node_taken_out_of_the_mariadb_location_is_refused(node_env, nodes, maria_app):
+    assert my_connect(node_env, WEB[1], tls=True)["connected"]
+    proc = node_env.silver("-y", "update", str(maria_app), MARIA, "--node", WEB[0],
+                           "--remove-node", WEB[1], "--noetchosts", check=True)
+    assert f"{WEB[1]}: removed from {MARIA}" in proc.stdout
+    refused = my_connect(node_env, WEB[1], tls=True)
+    assert not refused["connected"] and ("timed out" in refused["error"]
+                                         or "2003" in refused["error"]), refused
+    assert not any(nodes_private(node_env, WEB[1]) in a for a in accounts(node_env))
+    verified = my_connect(node_env, WEB[0], tls=True)
+    assert verified["connected"], verified
+    assert ask(node_env, WEB[0], "/mysql/get?k=a", MARIA)["value"] == "two"
+
+
+def test_deactivating_the_location_stops_the_services_node_admitting_its_node(node_env,
+                                                                              nodes,
+                                                                              maria_app):
+    proc = node_env.silver("-y", "deactivate", MARIA, "--node", WEB[0], check=True)
+    assert f"{REPLICA}: no longer admits {WEB[0]} to {MARIA}" in proc.stdout
+    refused = my_connect(node_env, WEB[0], tls=True)
+    assert not refused["connected"], refused
+    assert all(a.split()[0].endswith(("@localhost", "@127.0.0.1")) for a in accounts(node_env))
+    # the firewall too (sweb1 still reaches tls.test's PostgreSQL there)
+    assert f"{nodes_private(node_env, WEB[0])} . 3306" not in root(
+        node_env, REPLICA, "nft list set inet silverlining service_peers")

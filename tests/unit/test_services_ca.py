@@ -10,6 +10,8 @@ import threading
 import pytest
 
 from silverlining import servicesca
+from silverlining.commands._services import passwords
+from silverlining.services.mysql import mysql_env
 from silverlining.services.postgresql import pg_env
 
 
@@ -92,3 +94,22 @@ def test_a_member_app_is_told_to_verify_the_server():
     local = pg_env({"dbname": "d", "user": "u", "password": "p", "host": "127.0.0.1",
                     "port": "5432"})
     assert "?" not in local["CONFIG_PG_URL"] and "PGSSLMODE" not in local
+
+
+def test_an_app_s_mariadb_users_get_passwords_of_their_own():
+    given = passwords("shop")
+    assert sorted(given) == ["mysql:sl_shop", "mysql:slrun_shop", "sl_shop", "slrun_shop"]
+    assert len(set(given.values())) == 4
+    assert given == passwords("shop")
+
+
+def test_a_member_mariadb_app_is_told_the_ca_to_verify_with():
+    ca = "/var/lib/silverlining/data/shop/services-ca.crt"
+    env = mysql_env({"dbname": "sl_shop", "user": "sl_shop", "password": "pw",
+                     "host": "10.213.0.5", "port": "3306", "ssl_ca": ca})
+    assert env["CONFIG_MYSQL_SSL_CA"] == ca
+    assert env["CONFIG_MYSQL_SQLALCHEMY"] == ("mysql://sl_shop:pw@10.213.0.5:3306/sl_shop?"
+                                              f"ssl_ca={ca}")
+    local = mysql_env({"dbname": "d", "user": "u", "password": "p", "host": "127.0.0.1",
+                       "port": "3306"})
+    assert "?" not in local["CONFIG_MYSQL_SQLALCHEMY"] and "CONFIG_MYSQL_SSL_CA" not in local

@@ -64,6 +64,8 @@ def test_a_services_node_takes_the_databases_of_several_members(tmp_path):
                            services_node="db1") is None
     assert check_node_disk(config(tmp_path, "postgis"), ["web1", "web2"],
                            services_node="db1") is None
+    assert check_node_disk(config(tmp_path, "mysql"), ["web1", "web2"], balanced=True,
+                           services_node="db1") is None
     with pytest.raises(UsageError) as err:      # files stay each node's own
         check_node_disk(config(tmp_path, "postgresql", "files"), ["web1", "web2"],
                         balanced=True, services_node="db1")

@@ -1,8 +1,9 @@
 """Reads and writes the app's services over HTTP, answering JSON, for the
 service tests: PostgreSQL rows (and the connection's TLS: ``/pg/tls``), files,
-MariaDB and Redis values, PostGIS, and hogs for test_limits: connections
-(``/hog/pg``, ``/hog/mysql``, ``/hog/redis``) and Redis memory (``/redis/fill``),
-and a try at another app's Redis socket (``/redis/socket``).
+MariaDB values (and the connection's TLS: ``/mysql/tls``), Redis values, PostGIS,
+and hogs for test_limits: connections (``/hog/pg``, ``/hog/mysql``, ``/hog/redis``)
+and Redis memory (``/redis/fill``), and a try at another app's Redis socket
+(``/redis/socket``).
 Each database client is imported only by the requests that use it (the app
 asks the node for the Debian package of the ones its app.ini names)."""
 
@@ -73,11 +74,17 @@ def files(path, q):
 
 def mysql(path, q):
     import pymysql
+    # on a services node: TLS, the server's certificate checked against silver's CA
+    ca = os.environ.get("CONFIG_MYSQL_SSL_CA")
+    tls = {"ssl_ca": ca, "ssl_verify_cert": True, "ssl_verify_identity": True} if ca else {}
     conn = pymysql.connect(
         host=os.environ["CONFIG_MYSQL_HOST"], port=int(os.environ["CONFIG_MYSQL_PORT"]),
         user=os.environ["CONFIG_MYSQL_USER"], password=os.environ["CONFIG_MYSQL_PASSWORD"],
-        database=os.environ["CONFIG_MYSQL_DBNAME"], autocommit=True)
+        database=os.environ["CONFIG_MYSQL_DBNAME"], autocommit=True, **tls)
     with conn, conn.cursor() as cur:
+        if path == "/mysql/tls":
+            cur.execute("SHOW SESSION STATUS LIKE 'Ssl_version'")
+            return {"version": cur.fetchone()[1]}
         cur.execute("CREATE TABLE IF NOT EXISTS kv (k VARCHAR(100) PRIMARY KEY, v TEXT)")
         if path == "/mysql/set":
             cur.execute("REPLACE INTO kv VALUES (%s, %s)", (q["k"], q["v"]))
