@@ -12,8 +12,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parent.parent
+
+# No per-example deadline: the unit tests share 2 CPUs with node boots in the same run,
+# so hypothesis's 200 ms would time the machine's load, not the code.
+settings.register_profile("suite", deadline=None)
+settings.load_profile("suite")
 
 
 @pytest.fixture(autouse=True)
