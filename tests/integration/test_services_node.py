@@ -463,8 +463,14 @@ class Traffic:
     def wait(self, what, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
         while not what():
-            assert time.monotonic() < deadline, f"waited {timeout} s: {self.failed()[-3:]}"
+            assert time.monotonic() < deadline, f"waited {timeout} s: {brief(self.failed())}"
             time.sleep(0.1)
+
+
+def brief(answers: list[Answer], since: float = 0.0) -> list[tuple]:
+    """The last few answers, for a message: when (from ``since``), status, path."""
+    return [(round(a.started - since, 2), a.status, a.path, str(a.body)[:60])
+            for a in answers[-5:]]
 
 
 def assert_no_row_lost_or_made_up(traffic: Traffic, before: list[str],
@@ -505,12 +511,13 @@ def test_the_services_node_rebooted_mid_request_fails_only_requests_in_flight(
           f"{up - down:.1f} s after the reboot began; the last failed request began "
           f"{last - up:+.1f} s from then")
     # a slow write was in flight when db1 went down, and it failed rather than lied
-    assert any(a.started < down < a.ended and "hold" in a.path for a in failed), failed
+    assert any(a.started < down < a.ended and "hold" in a.path for a in failed), \
+        brief(failed, down)
     # every failure is an HTTP 5xx, none hung
-    assert all(500 <= a.status < 600 for a in failed), [vars(a) for a in failed[:5]]
+    assert all(500 <= a.status < 600 for a in failed), brief(failed, down)
     assert max(a.ended - a.started for a in traffic.answers) < 12
     # writes and reads work again within a few seconds of PostgreSQL answering
-    assert all(a.started < up + 3 for a in failed), [vars(a) for a in failed[-3:]]
+    assert all(a.started < up + 3 for a in failed), brief(failed[-3:], up)
     assert_no_row_lost_or_made_up(traffic, before, probe(nodes[LB], FAULT, "/pg/list")["rows"])
     # db1 admits the members and nobody else, as before the reboot
     assert root(node_env, DB, "grep sl_faultapp $(runuser -u postgres -- "
@@ -552,11 +559,10 @@ def test_a_member_rebooted_under_traffic_comes_back_by_itself(node_env, nodes, f
     back = min(a.started for a in traffic.ok("/pg/", since=started)
                if a.body.get("node") == WEB[0])
     print(f"\n{len(traffic.answers)} requests, {len(failed)} failed; {WEB[0]} answered "
-          f"again {back - down:.1f} s after the reboot began",
-          [(round(a.started - down, 2), a.status, a.path, str(a.body)[:80]) for a in failed])
+          f"again {back - down:.1f} s after the reboot began")
     # nginx stops before the app, so web1 finishes what it was sent, and HAProxy sends
     # what nginx refuses to web2: no request fails
-    assert failed == []
+    assert failed == [], brief(failed, down)
     assert live_on(node_env, WEB[0]) == version
     tls = ask(node_env, WEB[0], "/pg/tls", FAULT)
     assert tls["ssl"] is True and tls["sslmode"] == "verify-full"
