@@ -567,3 +567,23 @@ def test_a_member_rebooted_under_traffic_comes_back_by_itself(node_env, nodes, f
     tls = ask(node_env, WEB[0], "/pg/tls", FAULT)
     assert tls["ssl"] is True and tls["sslmode"] == "verify-full"
     assert_no_row_lost_or_made_up(traffic, before, probe(nodes[LB], FAULT, "/pg/list")["rows"])
+
+
+def test_a_silent_services_node_fails_requests_within_the_connect_timeout(node_env, nodes,
+                                                                        fault_app):
+    """A cloud node that reboots drops packets instead of refusing them: an app that
+    connects with ``CONFIG_PG_URL`` alone (no timeout of its own) gets its error within
+    libpq's ``PGCONNECT_TIMEOUT``, not after the two minutes the OS takes."""
+    drop = (f"nft add table inet flt_silent && nft add chain inet flt_silent out "
+            f"'{{ type filter hook output priority 0; }}' && nft add rule inet flt_silent "
+            f"out ip daddr {nodes_private(node_env, DB)} tcp dport 5432 drop")
+    root(node_env, WEB[0], drop)
+    try:
+        out = root(node_env, WEB[0], f"curl -s -o /dev/null -w '%{{http_code}} %{{time_total}}' "
+                                     f"-m 60 -H 'Host: {FAULT}' http://127.0.0.1/pg/url || true")
+    finally:
+        root(node_env, WEB[0], "nft delete table inet flt_silent")
+    status, seconds = out.split()
+    print(f"\nwith db1 silent, /pg/url answered {status} after {float(seconds):.1f} s")
+    assert status == "500" and float(seconds) < 15, out
+    assert ask(node_env, WEB[0], "/pg/url", FAULT)["user"] == "sl_faultapp"
