@@ -179,11 +179,7 @@ def test_a_node_taken_out_of_the_location_is_refused(node_env, nodes, app):
 def test_a_rebooted_services_node_serves_the_members_again_and_only_them(node_env, nodes,
                                                                         app):
     before = rows(node_env, WEB[0])
-    with node_env.environ():
-        from silverlining.providers import get_driver
-        from silverlining.userconfig import UserConfig
-        driver = get_driver(UserConfig.load().provider("local"))
-        driver.reboot_node(driver.ex_get_node(DB))
+    node_env.reboot(DB)
     node_env.silver("query", DB, check=True)        # starts it again, waits for its SSH
     deadline = time.monotonic() + 60
     while not member_connect(node_env, WEB[0], sslmode="verify-full")["connected"]:
@@ -393,15 +389,6 @@ def fault_app(nodes, node_env, tmp_path_factory) -> Path:
     return app
 
 
-def reboot(node_env, name: str) -> None:
-    """Restart the node's container as the local driver does (a clean shutdown)."""
-    with node_env.environ():
-        from silverlining.providers import get_driver
-        from silverlining.userconfig import UserConfig
-        driver = get_driver(UserConfig.load().provider("local"))
-        driver.reboot_node(driver.ex_get_node(name))
-
-
 @dataclass
 class Answer:
     path: str
@@ -499,7 +486,7 @@ def test_the_services_node_rebooted_mid_request_fails_only_requests_in_flight(
         traffic.wait(lambda: len(traffic.ok("/pg/add?v=t3-")) >= 1
                      and time.time() - traffic.in_flight.get("t3-", time.time()) > 0.5)
         down = time.time()
-        reboot(node_env, DB)
+        node_env.reboot(DB)
         traffic.wait(lambda: len(traffic.ok("/pg/add", since=time.time() - 1)) > 0)
         back = time.time()
         traffic.wait(lambda: len(traffic.ok("/pg/add?v=t3-", since=back)) >= 1)
@@ -550,7 +537,7 @@ def test_a_member_rebooted_under_traffic_comes_back_by_itself(node_env, nodes, f
     with Traffic(nodes[LB]) as traffic:
         traffic.wait(lambda: any(a.body.get("node") == WEB[0] for a in traffic.ok("/pg/")))
         down = time.time()
-        reboot(node_env, WEB[0])
+        node_env.reboot(WEB[0])
         started = time.time()       # its container again, booting
         traffic.wait(lambda: any(a.body.get("node") == WEB[0]
                                  for a in traffic.ok("/pg/", since=started)))
