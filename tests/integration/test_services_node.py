@@ -214,9 +214,15 @@ def test_an_app_on_one_node_moves_its_database_to_the_services_node(node_env, no
     node_env.silver("-y", "update", str(other), MOVED, "--node", WEB[1], "--noetchosts",
                     check=True)
     ask(node_env, WEB[1], "/pg/add?v=kept", MOVED)
+    # a detached run leaves its maintenance login in a root-only file beside the versions'
+    node_env.silver("run", "--detach", "--node", WEB[1], MOVED, "python", "-c", "0",
+                    check=True)
     proc = node_env.silver("-y", "update", str(other), MOVED, "--node", WEB[1],
                            "--services-node", DB, "--noetchosts", check=True)
     assert "old database is left on the node" in proc.stdout
+    assert root(node_env, WEB[1], "stat -c %a:%U:%G /var/lib/silverlining/env/moveapp/run.env"
+                ).strip() == "600:root:root"
+    assert "run: their" not in proc.stderr, proc.stderr
     assert rows(node_env, WEB[1], MOVED) == ["kept"]
     assert ask(node_env, WEB[1], "/pg/tls", MOVED)["sslmode"] == "verify-full"
     ask(node_env, WEB[1], "/pg/add?v=moved", MOVED)
