@@ -189,6 +189,8 @@ def build_here(packages: dict, sources: Path, layer_dir: Path) -> None:
     apt_install(BUILD_TOOLS, why="build_on_node")
     uid, gid = build_user()
     make_dir(paths.DEPS_BUILD, 0, 0, 0o755)
+    # one a reboot cut short may be there, with what another app's build wrote in out/
+    shutil.rmtree(paths.DEPS_BUILD / str(os.getpid()), ignore_errors=True)
     work = make_dir(paths.DEPS_BUILD / str(os.getpid()), 0, 0, 0o755)
     try:
         src = make_dir(work / "src", 0, 0, 0o755)
