@@ -36,6 +36,7 @@ REPLICA = f"sdb2-{TAG}"
 WEB = [f"sweb1-{TAG}", f"sweb2-{TAG}"]
 HOST = "tls.test"
 MOVED = "move.test"
+MY_MOVED = "mymove.test"
 CREDENTIALS = "/var/lib/silverlining/data/tlsapp/postgresql.credentials"
 CA = "/var/lib/silverlining/data/tlsapp/services-ca.crt"      # installed for the app
 MARIA = "maria.test"
@@ -213,9 +214,15 @@ def test_an_app_on_one_node_moves_its_database_to_the_services_node(node_env, no
     node_env.silver("-y", "update", str(other), MOVED, "--node", WEB[1], "--noetchosts",
                     check=True)
     ask(node_env, WEB[1], "/pg/add?v=kept", MOVED)
+    # a detached run leaves its maintenance login in a root-only file beside the versions'
+    node_env.silver("run", "--detach", "--node", WEB[1], MOVED, "python", "-c", "0",
+                    check=True)
     proc = node_env.silver("-y", "update", str(other), MOVED, "--node", WEB[1],
                            "--services-node", DB, "--noetchosts", check=True)
     assert "old database is left on the node" in proc.stdout
+    assert root(node_env, WEB[1], "stat -c %a:%U:%G /var/lib/silverlining/env/moveapp/run.env"
+                ).strip() == "600:root:root"
+    assert "run: their" not in proc.stderr, proc.stderr
     assert rows(node_env, WEB[1], MOVED) == ["kept"]
     assert ask(node_env, WEB[1], "/pg/tls", MOVED)["sslmode"] == "verify-full"
     ask(node_env, WEB[1], "/pg/add?v=moved", MOVED)
@@ -250,6 +257,21 @@ def test_the_replica_follows_and_after_promote_the_app_loses_no_row(node_env, no
     assert not member_connect(node_env, WEB[0], host=nodes_private(node_env, DB))["connected"]
     assert f"on {REPLICA}" in node_env.silver("backup", HOST, "remote:after-promote",
                                                check=True).stdout
+
+
+def test_a_move_the_services_node_refuses_leaves_the_node_serving(node_env, nodes,
+                                                                  tmp_path):
+    """db1 has had a replica, so it takes no MariaDB database: a one-node app's move
+    there stops before anything points the app away, and its node serves again."""
+    other = make_app(tmp_path, "mymove", ("mysql",), ("python3-pymysql",))
+    node_env.silver("-y", "update", str(other), MY_MOVED, "--node", WEB[1], "--noetchosts",
+                    check=True)
+    ask(node_env, WEB[1], "/mysql/set?k=a&v=kept", MY_MOVED)
+    proc = node_env.silver("-y", "update", str(other), MY_MOVED, "--node", WEB[1],
+                           "--services-node", DB, "--noetchosts")
+    assert proc.returncode == 1 and "MariaDB is not replicated" in proc.stderr, proc.stderr
+    assert f"{WEB[1]}: {MY_MOVED} serves from its own database again" in proc.stderr
+    assert ask(node_env, WEB[1], "/mysql/get?k=a", MY_MOVED)["value"] == "kept"
 
 
 def nodes_private(node_env, name: str) -> str:
