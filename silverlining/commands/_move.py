@@ -3,9 +3,11 @@
 
 The node serving the location answers 503 from the backup on, so no write lands
 in the copy being left; the backup is fetched and checked here, restored on the
-services node once it holds the app's (empty) database, and the node is put back
-on the air after the deploy that points the app at the services node (or at once
-when the services node refuses the databases: the app still uses its own). The
+services node once it holds the app's (empty) database, and only then is the
+member told to use it and the location recorded against it. The node is put back
+on the air after the deploy that points the app at the services node, or at once
+when the services node refuses the databases or the restore there fails or is
+interrupted: the app still uses its own, and the next update moves it again. The
 old database stays on the node, unused, until the user drops it.
 """
 
@@ -44,14 +46,14 @@ def take(console: Console, member: str, location: Location, workdir: Path) -> Mo
         off = session.send(protocol.Disable(location=str(location)), quiet=True)["changed"]
         try:
             result = session.send(protocol.Backup(location=str(location)), timeout=None)
-        except SilverError as exc:
-            if off:
-                session.send(protocol.Enable(location=str(location)), quiet=True)
-            if "nothing to back up" in exc.message:
+            archive = workdir / f"{result['name']}.tar.gz"
+            fetch(session, result, archive)
+        except BaseException as exc:     # interrupted too: the node's own data is untouched
+            if off:             # a session of its own: this one may be mid-answer
+                _on_air(console, member, location)
+            if isinstance(exc, SilverError) and "nothing to back up" in exc.message:
                 return None     # its database is elsewhere already
             raise
-        archive = workdir / f"{result['name']}.tar.gz"
-        fetch(session, result, archive)
     finally:
         session.close()
     console.step(member, f"{app}'s data taken for the services node (503 until the deploy)")
@@ -86,28 +88,37 @@ def back_on(console: Console, location: Location, moving: Moving, deployed: bool
                 "(drop it when you no longer need it: docs/services-node.md)")
 
 
-def called_off(console: Console, location: Location, moving: Moving) -> None:
-    """The services node did not take the app's databases: nothing was recorded,
-    restored or told to the member, whose app still uses the node's own database, so
-    the member goes back on the air."""
+def called_off(console: Console, node: str, location: Location, moving: Moving,
+               exc: BaseException) -> None:
+    """The services node did not take the app's databases, or the restore there failed
+    or was interrupted (``exc``): nothing was recorded or told to the member, whose app
+    still uses the node's own database, so the member goes back on the air, and the
+    next update moves the data again. A failure becomes one line that says so."""
     moving.archive.unlink(missing_ok=True)
-    if _enable(console, location, moving):
-        console.warn(f"{moving.member}: {location} serves from its own database again (the "
-                     "move to the services node stopped)")
+    if not _enable(console, location, moving):
+        return
+    back = (f"{moving.member}: {location} serves from its own database again (nothing "
+            f"moved to {node}: update again to move it)")
+    if isinstance(exc, SilverError):
+        raise SilverError(f"{exc.message}; {back}", exc.exit_code) from None
+    console.warn(back)
 
 
 def _enable(console: Console, location: Location, moving: Moving) -> bool:
     """The member on the air again if the move took it off; when that fails, says how."""
-    if not moving.disabled:
-        return True
+    return not moving.disabled or _on_air(console, moving.member, location)
+
+
+def _on_air(console: Console, member: str, location: Location) -> bool:
+    """``member`` serves ``location`` again; when that fails, says how to do it later."""
     try:
-        session = open_node(console, moving.member, check=False)
+        session = open_node(console, member, check=False)
         try:
             session.send(protocol.Enable(location=str(location)), quiet=True)
         finally:
             session.close()
     except SilverError as exc:
-        console.warn(f"{moving.member}: {location} left answering 503 ({exc.message}): "
-                     f"'silver enable {location} --node {moving.member}' once it answers")
+        console.warn(f"{member}: {location} left answering 503 ({exc.message}): "
+                     f"'silver enable {location} --node {member}' once it answers")
         return False
     return True

@@ -64,10 +64,13 @@ def passwords(app: str) -> dict[str, str]:
 
 def host(console: Console, node: str, config: AppConfig, app: str, location: Location,
          members: list[str], add: bool = False, drop: tuple[str, ...] = (),
-         refused: Callable[[], None] | None = None) -> dict:
+         then: Callable[[], None] | None = None,
+         refused: Callable[[BaseException], None] | None = None) -> dict:
     """The app's databases on ``node`` for ``members`` (``add``: besides those admitted
-    before; ``drop``: no longer), and each of ``members`` told how to reach them;
-    ``refused`` runs when ``node`` fails to take them (no member was told anything)."""
+    before; ``drop``: no longer), ``then`` run (a move's restore there), and only then
+    each of ``members`` told how to reach them and the location recorded against
+    ``node``; ``refused`` runs when ``node`` fails to take them or ``then`` fails or is
+    interrupted (no member was told anything, nothing recorded)."""
     if node in members:
         raise UsageError(f"{node} is {location}'s services node: it cannot be a member too")
     reach = {m: nodes.peer_address(node, from_node=m) for m in members}
@@ -84,9 +87,11 @@ def host(console: Console, node: str, config: AppConfig, app: str, location: Loc
                               for m in members)), input=stdin)
         finally:
             session.close()
-    except BaseException:
+        if then is not None:
+            then()
+    except BaseException as exc:
         if refused is not None:
-            refused()
+            refused(exc)
         raise
     tell_members(console, node, app, result, members, cert.ca)
     topology.put_services_node(str(location), node, app)

@@ -590,12 +590,13 @@ def run(console: Console, app_dir: str, location: str | None, host: str | None,
             console.warn(f"{services} starts {plan.app}'s database empty: a database each "
                          f"of {', '.join(targets)} may hold is not moved (restore the one "
                          "you keep with 'silver restore' afterwards)")
-        called_off = None if moving is None else \
-            functools.partial(_move.called_off, console, plan.location, moving)
+        restore = called_off = None
+        if moving:      # the location is recorded against the services node once restored
+            restore = functools.partial(_move.put, console, services, plan.location, moving)
+            called_off = functools.partial(_move.called_off, console, services,
+                                           plan.location, moving)
         _services.host(console, services, plan.config, plan.app, plan.location, targets,
-                       add=True, drop=plain_remove, refused=called_off)
-        if moving:
-            _move.put(console, services, plan.location, moving)
+                       add=True, drop=plain_remove, then=restore, refused=called_off)
         for m in plain_remove:
             _balanced.release(console, m, str(plan.location))
             console.out(f"{m}: removed from {plan.location} (no longer serves it; "

@@ -15,7 +15,10 @@ import http.client
 import json
 import os
 import re
+import signal
 import shlex
+import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -600,3 +603,63 @@ def test_a_silent_services_node_fails_requests_within_the_connect_timeout(node_e
     print(f"\nwith db1 silent, /pg/url answered {status} after {float(seconds):.1f} s")
     assert status == "500" and float(seconds) < 15, out
     assert ask(node_env, WEB[0], "/pg/url", FAULT)["user"] == "sl_faultapp"
+
+
+FAILED_MOVE = "failmove.test"
+BROKEN_RESTORE = """p=$(command -v pg_restore); mv "$p" "$p.off"
+printf '#!/bin/sh\\n%s\\n' {body} > "$p"; chmod 755 "$p" """
+MENDED_RESTORE = 'p=$(command -v pg_restore.off); mv -f "$p" "${p%.off}"'
+
+
+def test_a_move_whose_restore_fails_or_is_interrupted_leaves_the_node_serving(
+        node_env, nodes, tmp_path):
+    """A one-node app moved to sdb2 (fresh, or the primary after the replica's test):
+    its pg_restore there fails, then hangs and silver is interrupted; each time the
+    node serves its own rows again and nothing is recorded, so the update with the
+    fault mended moves them."""
+    other = make_app(tmp_path, "failmove", ("postgresql",), ("python3-psycopg2",))
+    update = ("-y", "update", str(other), FAILED_MOVE, "--node", WEB[1], "--services-node",
+              REPLICA, "--noetchosts")
+    node_env.silver("-y", "update", str(other), FAILED_MOVE, "--node", WEB[1],
+                    "--noetchosts", check=True)
+    ask(node_env, WEB[1], "/pg/add?v=kept", FAILED_MOVE)
+    fail = shlex.quote("echo 'pg_restore: error: could not write: No space left on device'"
+                       " >&2; exit 1")
+    root(node_env, REPLICA, BROKEN_RESTORE.format(body=fail))
+    try:
+        proc = node_env.silver(*update)
+        errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("silver: error")]
+        assert proc.returncode == 1 and len(errors) == 1, proc.stderr
+        assert (f"{WEB[1]}: {FAILED_MOVE} serves from its own database again" in errors[0]
+                and "No space left on device" in errors[0]), proc.stderr
+        assert proc.stderr.count("from its own database") == 1, proc.stderr
+        assert rows(node_env, WEB[1], FAILED_MOVE) == ["kept"]
+        ask(node_env, WEB[1], "/pg/add?v=after", FAILED_MOVE)
+        root(node_env, REPLICA, MENDED_RESTORE)
+        hang = shlex.quote("echo $$ > /run/slow-restore.pid; exec sleep 300")
+        root(node_env, REPLICA, "rm -f /run/slow-restore.pid; "
+             + BROKEN_RESTORE.format(body=hang))
+        with open(tmp_path / "err", "w+") as err:
+            running = subprocess.Popen([sys.executable, "-m", "silverlining", *update],
+                                       env={**os.environ, **node_env.env}, text=True,
+                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                       stderr=err)
+            deadline = time.monotonic() + 300
+            while not root(node_env, REPLICA, "cat /run/slow-restore.pid 2>/dev/null"):
+                assert running.poll() is None and time.monotonic() < deadline
+                time.sleep(0.5)
+            running.send_signal(signal.SIGINT)
+            assert running.wait(timeout=60) == 130
+            err.seek(0)
+            said = err.read()
+        assert f"{WEB[1]}: {FAILED_MOVE} serves from its own database again" in said, said
+        assert "Traceback" not in said, said
+        assert rows(node_env, WEB[1], FAILED_MOVE) == ["kept", "after"]
+    finally:
+        root(node_env, REPLICA, "p=$(cat /run/slow-restore.pid 2>/dev/null) && kill $p; "
+             "rm -f /run/slow-restore.pid; command -v pg_restore.off >/dev/null && { "
+             + MENDED_RESTORE + "; } || true")
+    proc = node_env.silver(*update, check=True)
+    assert "old database is left on the node" in proc.stdout
+    ask(node_env, WEB[1], "/pg/add?v=moved", FAILED_MOVE)
+    assert table(node_env, REPLICA, "sl_failmove") == ["kept", "after", "moved"]
