@@ -606,9 +606,10 @@ def test_a_silent_services_node_fails_requests_within_the_connect_timeout(node_e
 
 
 FAILED_MOVE = "failmove.test"
-BROKEN_RESTORE = """p=$(command -v pg_restore); mv "$p" "$p.off"
-printf '#!/bin/sh\\n%s\\n' {body} > "$p"; chmod 755 "$p" """
-MENDED_RESTORE = 'p=$(command -v pg_restore.off); mv -f "$p" "${p%.off}"'
+# before the real one in PATH, on the services node, installed or not yet
+BROKEN_RESTORE = "printf '#!/bin/sh\\n%s\\n' {body} > /usr/local/bin/pg_restore; " \
+                 "chmod 755 /usr/local/bin/pg_restore"
+MENDED_RESTORE = "rm -f /usr/local/bin/pg_restore"
 
 
 def test_a_move_whose_restore_fails_or_is_interrupted_leaves_the_node_serving(
@@ -657,8 +658,7 @@ def test_a_move_whose_restore_fails_or_is_interrupted_leaves_the_node_serving(
         assert rows(node_env, WEB[1], FAILED_MOVE) == ["kept", "after"]
     finally:
         root(node_env, REPLICA, "p=$(cat /run/slow-restore.pid 2>/dev/null) && kill $p; "
-             "rm -f /run/slow-restore.pid; command -v pg_restore.off >/dev/null && { "
-             + MENDED_RESTORE + "; } || true")
+             "rm -f /run/slow-restore.pid; " + MENDED_RESTORE)
     proc = node_env.silver(*update, check=True)
     assert "old database is left on the node" in proc.stdout
     ask(node_env, WEB[1], "/pg/add?v=moved", FAILED_MOVE)
