@@ -244,6 +244,8 @@ def admit() -> None:
         path = paths.FIREWALL_D / FIREWALL_FILE
         write_atomic(path, text, mode=0o644)
         run(["nft", "-f", str(path)], what="the services firewall")
+    for name, apps in peers.items():
+        get_service(name).disconnect_others(paths, apps)
 
 
 def use(call: protocol.ServicesUse) -> protocol.Nothing:

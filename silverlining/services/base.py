@@ -108,6 +108,11 @@ class Service:
         returns the (address, port) pairs the firewall opens."""
         raise NotImplementedError(f"service {self.name}: not on a services node yet")
 
+    def disconnect_others(self, node_paths: Any, peers: dict[str, list[str]]) -> None:
+        """On the services node, once the firewall admits ``peers`` alone: end the
+        connections other addresses still hold (nothing: the server ends them itself,
+        or they are left, as docs/services-node.md says)."""
+
     @staticmethod
     def everyone(peers: dict[str, list[str]], replicas: list[str],
                  port: int) -> set[tuple[str, int]]:

@@ -36,6 +36,7 @@ import base64
 import contextlib
 import grp
 import hashlib
+import ipaddress
 import json
 import os
 import pwd
@@ -170,6 +171,22 @@ class RedisService(Service):
         ports = {app: tls_port(app) for app in peers}
         return {(address, ports[app]) for app, addresses in peers.items()
                 for address in addresses if ports[app]}
+
+    def disconnect_others(self, node_paths: Any, peers: dict[str, list[str]]) -> None:
+        """A node let in no more loses the connections it has open: the firewall lets
+        those through, and Redis never asks for the password again. One holding all
+        the app's connections (silver's login refused) is ended by a restart."""
+        for app, addresses in peers.items():
+            if not tls_port(app) or not is_active(app):
+                continue
+            try:
+                drop_clients(app, node_paths, set(addresses))
+            except SilverError as exc:
+                if MAX_CLIENTS_ERROR not in exc.message:
+                    raise
+                say(f"redis: {app} holds all its connections: restarting its instance to "
+                    "end those of nodes no longer admitted")
+                run(["systemctl", "restart", unit(app)], what=f"restarting {unit(app)}")
 
     def use_remote(self, app: Any, node_paths: Any, values: dict[str, str], ca: Path) -> None:
         """On a member: the app's Redis is on services node ``values["node"]``."""
@@ -338,6 +355,22 @@ def reload_tls(node_paths: Any) -> None:
             if MAX_CLIENTS_ERROR not in exc.message:
                 raise
             run(["systemctl", "restart", unit(app)], what=f"restarting {unit(app)}")
+
+
+def drop_clients(app: str, node_paths: Any, admitted: set[str]) -> None:
+    """End the connections to the app's instance from TCP addresses not in ``admitted``
+    (its unix socket's are silver's own)."""
+    with login(app, node_paths) as r:
+        for line in r.call("CLIENT", "LIST").decode().splitlines():
+            fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+            host = fields.get("addr", "").rpartition(":")[0]
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                continue                    # the unix socket
+            if host not in admitted:
+                r.call("CLIENT", "KILL", "ID", fields["id"])
+                say(f"redis: {app}'s connection from {host} ended (not admitted)")
 
 
 def dropin_text(app: str) -> str:

@@ -357,6 +357,28 @@ except Exception as exc:
 """ % REDIS_CREDENTIALS
 
 
+# Run as root on a member, in the background: a verified connection to mariaapp's Redis
+# held open until /tmp/go exists (at most 3 minutes), then used again; the outcome is
+# printed (to /tmp/held.out).
+HOLD_REDIS = r"""
+import json, os, time, redis
+creds = dict(l.strip().split("=", 1) for l in open(%r) if "=" in l)
+r = redis.Redis(host=creds["host"], port=int(creds["port"]), username=creds["user"],
+                password=creds["password"], ssl=True, ssl_ca_certs=creds["ssl_ca"],
+                ssl_cert_reqs="required", socket_timeout=4, socket_connect_timeout=4)
+r.ping()
+open("/tmp/held", "w").close()
+deadline = time.monotonic() + 180
+while not os.path.exists("/tmp/go") and time.monotonic() < deadline:
+    time.sleep(0.2)
+try:
+    r.ping()
+    print(json.dumps({"connected": True}))
+except Exception as exc:
+    print(json.dumps({"connected": False, "error": repr(exc)}))
+""" % REDIS_CREDENTIALS
+
+
 def redis_connect(node_env, member: str, **options) -> dict:
     script = f"python3 -c {shlex.quote(REDIS_CONNECT)} {shlex.quote(json.dumps(options))}"
     return json.loads(root(node_env, member, script).strip().splitlines()[-1])
@@ -393,7 +415,7 @@ def test_redis_both_members_write_and_read_the_same_key_over_verified_tls(node_e
     assert root(node_env, WEB[0], "test -e /usr/bin/redis-server && echo has || echo none"
                 ).strip() == "none"
     # the app's user still runs no admin command there
-    assert "NOPERM" in ask(node_env, WEB[0], "/redis/config", MARIA)["error"]
+    assert "has no permissions" in ask(node_env, WEB[0], "/redis/config", MARIA)["error"]
 
 
 def test_a_plain_unverified_or_non_member_redis_connection_is_refused(node_env, nodes,
@@ -408,7 +430,7 @@ def test_a_plain_unverified_or_non_member_redis_connection_is_refused(node_env, 
     # below TLS 1.2 the server answers with an alert (the client offers TLS 1.1)
     target = f"{nodes_private(node_env, REPLICA)}:{redis_port(node_env)}"
     old = root(node_env, WEB[0], f"echo | openssl s_client -connect {target} -tls1_1 "
-                                 "-cipher DEFAULT@SECLEVEL=0 2>&1")
+                                 "-cipher DEFAULT@SECLEVEL=0 2>&1; true")
     assert "alert protocol version" in old and "BEGIN CERTIFICATE" not in old, old
     # a node that is not a member (the balancer) does not even reach the port
     assert reaches(node_env, WEB[0], redis_port(node_env))
@@ -430,11 +452,27 @@ def test_mariadb_and_redis_backup_clear_and_restore_run_on_the_services_node(
     assert ask(node_env, WEB[0], "/redis/get?k=r", MARIA)["value"] == "kept"
 
 
+def wait_for(node_env, name: str, command: str, seconds: float = 30) -> str:
+    """``command``'s output on ``name`` once it is not empty."""
+    deadline = time.monotonic() + seconds
+    while not (out := root(node_env, name, command).strip()):
+        assert time.monotonic() < deadline, f"nothing from {command!r} on {name}"
+        time.sleep(0.5)
+    return out
+
+
 def test_a_node_taken_out_of_the_mariadb_location_is_refused(node_env, nodes, maria_app):
     assert my_connect(node_env, WEB[1], tls=True)["connected"]
+    # a Redis connection sweb2 holds open across its removal, as a worker's would
+    root(node_env, WEB[1], f"rm -f /tmp/held /tmp/go /tmp/held.out; setsid python3 -c "
+                           f"{shlex.quote(HOLD_REDIS)} > /tmp/held.out 2>&1 < /dev/null &")
+    wait_for(node_env, WEB[1], "ls /tmp/held 2>/dev/null || true")
     proc = node_env.silver("-y", "update", str(maria_app), MARIA, "--node", WEB[0],
                            "--remove-node", WEB[1], "--noetchosts", check=True)
     assert f"{WEB[1]}: removed from {MARIA}" in proc.stdout
+    root(node_env, WEB[1], "touch /tmp/go")
+    held = json.loads(wait_for(node_env, WEB[1], "cat /tmp/held.out").splitlines()[-1])
+    assert not held["connected"], held          # ended by the services node
     refused = my_connect(node_env, WEB[1], tls=True)
     assert not refused["connected"] and ("timed out" in refused["error"]
                                          or "2003" in refused["error"]), refused
