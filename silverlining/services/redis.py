@@ -43,7 +43,7 @@ import pwd
 import re
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -177,16 +177,9 @@ class RedisService(Service):
         those through, and Redis never asks for the password again. One holding all
         the app's connections (silver's login refused) is ended by a restart."""
         for app, addresses in peers.items():
-            if not tls_port(app) or not is_active(app):
-                continue
-            try:
-                drop_clients(app, node_paths, set(addresses))
-            except SilverError as exc:
-                if MAX_CLIENTS_ERROR not in exc.message:
-                    raise
-                say(f"redis: {app} holds all its connections: restarting its instance to "
-                    "end those of nodes no longer admitted")
-                run(["systemctl", "restart", unit(app)], what=f"restarting {unit(app)}")
+            if tls_port(app) and is_active(app):
+                as_admin_or_restart(app, node_paths,
+                                    lambda r: drop_clients(r, app, set(addresses)))
 
     def use_remote(self, app: Any, node_paths: Any, values: dict[str, str], ca: Path) -> None:
         """On a member: the app's Redis is on services node ``values["node"]``."""
@@ -291,7 +284,8 @@ def tls_dir(node_paths: Any) -> Path:
 
 def tls_conf(port: int, node_paths: Any) -> str:
     """A services node's: TLS alone on ``port``, on every address (the firewall says
-    who gets in), with the node's certificate; clients show none."""
+    who gets in), with the node's certificate; clients present none (the ACL
+    password authenticates them)."""
     if not port:
         return ""
     root = tls_dir(node_paths)
@@ -345,32 +339,39 @@ def reload_tls(node_paths: Any) -> None:
     of the same file reloads it); one holding all its connections is restarted."""
     root = tls_dir(node_paths)
     for app in instances():
-        if not tls_port(app) or not is_active(app):
-            continue
-        try:
-            with login(app, node_paths) as r:
-                r.call("CONFIG", "SET", "tls-cert-file", f"{root}/server.crt",
-                       "tls-key-file", f"{root}/server.key")
-        except SilverError as exc:
-            if MAX_CLIENTS_ERROR not in exc.message:
-                raise
-            run(["systemctl", "restart", unit(app)], what=f"restarting {unit(app)}")
+        if tls_port(app) and is_active(app):
+            as_admin_or_restart(app, node_paths, lambda r: r.call(
+                "CONFIG", "SET", "tls-cert-file", f"{root}/server.crt",
+                "tls-key-file", f"{root}/server.key"))
 
 
-def drop_clients(app: str, node_paths: Any, admitted: set[str]) -> None:
+def as_admin_or_restart(app: str, node_paths: Any, work: Callable[["Resp"], Any]) -> None:
+    """``work`` on the app's instance as the admin user; when the app holds all its
+    connections, a restart instead, which does what ``reload_tls`` and
+    ``drop_clients`` do (the certificate read again, every connection ended)."""
+    try:
+        with login(app, node_paths) as r:
+            work(r)
+    except SilverError as exc:
+        if MAX_CLIENTS_ERROR not in exc.message:
+            raise
+        say(f"redis: {app} holds all its connections: restarting its instance")
+        run(["systemctl", "restart", unit(app)], what=f"restarting {unit(app)}")
+
+
+def drop_clients(r: "Resp", app: str, admitted: set[str]) -> None:
     """End the connections to the app's instance from TCP addresses not in ``admitted``
     (its unix socket's are silver's own)."""
-    with login(app, node_paths) as r:
-        for line in r.call("CLIENT", "LIST").decode().splitlines():
-            fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
-            host = fields.get("addr", "").rpartition(":")[0]
-            try:
-                ipaddress.ip_address(host)
-            except ValueError:
-                continue                    # the unix socket
-            if host not in admitted:
-                r.call("CLIENT", "KILL", "ID", fields["id"])
-                say(f"redis: {app}'s connection from {host} ended (not admitted)")
+    for line in r.call("CLIENT", "LIST").decode().splitlines():
+        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        host = fields.get("addr", "").rpartition(":")[0]
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            continue                    # the unix socket
+        if host not in admitted:
+            r.call("CLIENT", "KILL", "ID", fields["id"])
+            say(f"redis: {app}'s connection from {host} ended (not admitted)")
 
 
 def dropin_text(app: str) -> str:

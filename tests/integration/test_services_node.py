@@ -8,7 +8,8 @@ attacks come first: a plain connection, a client trusting other CAs, a node that
 is no longer a member, and the same after the services node rebooted; then the
 data commands on the services node, moving a one-node app's database there, and
 the replica. Then ``mariaapp``'s MariaDB and Redis on ``sdb2`` (the primary after
-the promote), shared by both members over verified TLS, and the same attacks."""
+the promote), shared by both members over verified TLS, and the same attacks; last,
+a one-node app's MariaDB and Redis moved there."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ CA = "/var/lib/silverlining/data/tlsapp/services-ca.crt"      # installed for th
 MARIA = "maria.test"
 MY_CREDENTIALS = "/var/lib/silverlining/data/mariaapp/mysql.credentials"
 REDIS_CREDENTIALS = "/var/lib/silverlining/data/mariaapp/redis.credentials"
+MOVED_MY = "movemy.test"
 
 # Run as root on a member: connect to the services node with the app's credentials
 # and the libpq options in argv[1] (JSON), print what happened as JSON.
@@ -498,3 +500,32 @@ def test_deactivating_the_location_stops_the_services_node_admitting_its_node(no
     assert f"{nodes_private(node_env, WEB[0])} . 3306" not in peers
     assert f"{nodes_private(node_env, WEB[0])} . {redis_port(node_env)}" not in peers
     assert not reaches(node_env, WEB[0], redis_port(node_env))
+
+
+def test_an_app_on_one_node_moves_its_mariadb_and_redis_to_the_services_node(node_env, nodes,
+                                                                             tmp_path):
+    """sweb2, out of maria.test now, serves another app with MariaDB and Redis of its own."""
+    other = make_app(tmp_path, "movemy", ("mysql", "redis"), ("python3-pymysql",
+                                                             "python3-redis"))
+    node_env.silver("-y", "update", str(other), MOVED_MY, "--node", WEB[1], "--noetchosts",
+                    check=True)
+    ask(node_env, WEB[1], "/mysql/set?k=a&v=kept", MOVED_MY)
+    ask(node_env, WEB[1], "/redis/set?k=r&v=kept", MOVED_MY)
+    proc = node_env.silver("-y", "update", str(other), MOVED_MY, "--node", WEB[1],
+                           "--services-node", REPLICA, "--noetchosts", check=True)
+    assert f"[{REPLICA}] restored mysql, redis of movemy from {WEB[1]}" in proc.stderr
+    assert f"{WEB[1]}: movemy's old database is left on the node" in proc.stdout
+    assert ask(node_env, WEB[1], "/mysql/get?k=a", MOVED_MY)["value"] == "kept"
+    assert ask(node_env, WEB[1], "/redis/get?k=r", MOVED_MY)["value"] == "kept"
+    assert ask(node_env, WEB[1], "/redis/tls", MOVED_MY)["class"] == "SSLConnection"
+    assert ask(node_env, WEB[1], "/mysql/tls", MOVED_MY)["version"].startswith("TLSv1.")
+    ask(node_env, WEB[1], "/mysql/set?k=a&v=moved", MOVED_MY)
+    ask(node_env, WEB[1], "/redis/set?k=r&v=moved", MOVED_MY)
+    # written on the services node; the old copies on sweb2 stay as they were, unused
+    sql = "mariadb --skip-ssl -N -B -e 'SELECT v FROM sl_movemy.kv'"
+    get = ("REDISCLI_AUTH=$(cat /etc/silverlining/redis-admin.secret) redis-cli --user "
+           "silver-admin -s /run/silverlining/redis/movemy/redis.sock GET r")
+    assert root(node_env, REPLICA, sql).split() == root(node_env, REPLICA, get).split() == [
+        "moved"]
+    assert root(node_env, WEB[1], sql).split() == root(node_env, WEB[1], get).split() == [
+        "kept"]
