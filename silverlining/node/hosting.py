@@ -234,7 +234,7 @@ def admit() -> None:
     replicas = sorted(replication().get("replicas", {}).values())
     allowed: set[tuple[str, int]] = set()
     for name, apps in peers.items():
-        allowed |= get_service(name).admit(paths, apps, replicas)
+        allowed |= get_service(name).admit(apps, replicas)
     elements = ", ".join(f"{a} . {p}" for a, p in sorted(allowed))
     text = (f"# silverlining: who reaches this services node's databases (docs/services-node.md)\n"
             f"flush set {FIREWALL_SET}\n"

@@ -101,7 +101,7 @@ class Service:
         members are told besides the passwords (no secret)."""
         raise NotImplementedError(f"service {self.name}: not on a services node yet")
 
-    def admit(self, node_paths: Any, peers: dict[str, list[str]],
+    def admit(self, peers: dict[str, list[str]],
               replicas: list[str]) -> set[tuple[str, int]]:
         """On the services node: only ``peers`` (app -> member addresses) get in, each to
         its own app's data, and ``replicas`` to replication (where the server has it);
@@ -110,8 +110,8 @@ class Service:
 
     def disconnect_others(self, node_paths: Any, peers: dict[str, list[str]]) -> None:
         """On the services node, once the firewall admits ``peers`` alone: end the
-        connections other addresses still hold (nothing: the server ends them itself,
-        or they are left, as docs/services-node.md says)."""
+        connections other addresses still hold. By default they are left to end by
+        themselves (PostgreSQL's and MariaDB's: docs/services-node.md)."""
 
     @staticmethod
     def everyone(peers: dict[str, list[str]], replicas: list[str],

@@ -188,7 +188,7 @@ class MysqlService(Service):
         else:
             mariadb("FLUSH SSL;")        # a new certificate
 
-    def admit(self, node_paths: Any, peers: dict[str, list[str]],
+    def admit(self, peers: dict[str, list[str]],
               replicas: list[str]) -> set[tuple[str, int]]:
         """Each member address gets the app's two accounts, copied from the local ones
         (password hash, connection limit) with ``REQUIRE SSL``; every other remote

@@ -227,7 +227,7 @@ class PostgresqlService(Service):
         else:
             psql("postgres", "SELECT pg_reload_conf();")      # a new certificate
 
-    def admit(self, node_paths: Any, peers: dict[str, list[str]],
+    def admit(self, peers: dict[str, list[str]],
               replicas: list[str]) -> set[tuple[str, int]]:
         lines = [HBA]
         for app, addresses in sorted(peers.items()):

@@ -164,7 +164,7 @@ class RedisService(Service):
                 reload_tls(node_paths)
         return {"user": app_user(name), "port": str(port), "db": "0"}
 
-    def admit(self, node_paths: Any, peers: dict[str, list[str]],
+    def admit(self, peers: dict[str, list[str]],
               replicas: list[str]) -> set[tuple[str, int]]:
         """Each app's members to its own instance's TLS port, nobody else (the ACL
         user and its password are the app's alone; Redis has no replica here)."""
