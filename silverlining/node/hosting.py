@@ -39,6 +39,7 @@ from silverlining.services import SERVICE_NAMES, get_service
 REPLICATION = "replication.json"        # HOSTED/replication.json: replicas, or the primary
 FIREWALL_FILE = "services.nft"
 FIREWALL_SET = "inet silverlining service_peers"
+ENGINES = {"mysql": "MariaDB", "redis": "Redis"}       # what a replica leaves behind
 
 
 def read_stdin() -> dict:
@@ -177,12 +178,13 @@ def host(call: protocol.ServicesHost) -> protocol.ServicesHostResult:
         if not services:
             raise NodeError("a services node holds PostgreSQL, PostGIS, MariaDB and Redis "
                             "databases; the app has none")
-        if unreplicated(services) and (replication().get("replicas")
-                                       or replication().get("primary")):
-            raise NodeError(f"this node has a PostgreSQL replica or is one, and "
-                            f"{', '.join(unreplicated(services))} is not replicated: its data "
-                            "here would be left behind by a promote (give the app another "
-                            "services node)")
+        if (left := unreplicated(services)) and (replication().get("replicas")
+                                                 or replication().get("primary")):
+            engines = " and ".join(ENGINES[n] for n in left)
+            raise NodeError(f"this node has a PostgreSQL replica or is one, and {engines} "
+                            f"{'is' if len(left) == 1 else 'are'} not replicated: the app's "
+                            "data here would be left behind by a promote (give the app "
+                            "another services node)")
         record = load(app)
         admitted = dict(record.get("members", {})) if call.add else {}
         admitted.update(members)
