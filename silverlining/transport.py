@@ -348,16 +348,25 @@ def _master_alive(path: Path) -> bool:
         sock.close()
 
 
+def _control_sockets(address: str) -> list[Path]:
+    """The control sockets of every master to ``address`` (each login has its own)."""
+    try:
+        found = control_dir().glob(f"{_digest(address)}-*")
+        return [path for path in found if not path.name.endswith(".lock")]
+    except (OSError, SilverError):
+        return []
+
+
+def connected(address: str) -> bool:
+    """Whether a master connection to ``address`` is up (any login): the node answered
+    SSH lately, and a master that loses its node ends (``ServerAliveInterval``)."""
+    return any(_master_alive(path) for path in _control_sockets(address))
+
+
 def disconnect(address: str) -> None:
     """Close every master to ``address`` (its key changed, or the node is gone):
     the next command logs in again."""
-    try:
-        sockets = list(control_dir().glob(f"{_digest(address)}-*"))
-    except (OSError, SilverError):
-        return
-    for path in sockets:
-        if path.name.endswith(".lock"):
-            continue
+    for path in _control_sockets(address):
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             subprocess.run(["ssh", "-F", "/dev/null", "-o",
                             f"ControlPath={_option_value(str(path))}", "-O", "exit", address],
