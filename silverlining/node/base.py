@@ -122,6 +122,18 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o644, uid: int |
     os.replace(tmp, path)
 
 
+def point_link(link: Path, target: Path | None) -> None:
+    """Replace the symlink ``link`` atomically (a reader sees the old target or the new
+    one, never none); ``None`` removes it."""
+    if target is None:
+        link.unlink(missing_ok=True)
+        return
+    tmp = link.with_name(f".{link.name}.new")
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
 def wait_until(check: Callable[[], T], timeout: float, interval: float = 0.3, *,
                failed: str | Callable[[], Exception]) -> T:
     """Call ``check`` every ``interval`` seconds until it returns something true, and
