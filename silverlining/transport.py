@@ -45,6 +45,7 @@ from typing import BinaryIO
 
 from silverlining import state
 from silverlining.errors import SilverError
+from silverlining.node.base import listening
 
 Stream = Callable[[str, str], None]
 """``stream(name, line)``: called with "stdout"/"stderr" and each complete line."""
@@ -335,19 +336,6 @@ def ssh_command(user: str, address: str, timeout: float = 10) -> list[str]:
     return ["ssh", *ssh_options(user, address, timeout)]
 
 
-def _master_alive(path: Path) -> bool:
-    """Whether a master listens on ``path`` (a connect: no ssh process)."""
-    sock = socket.socket(socket.AF_UNIX)
-    sock.settimeout(2)
-    try:
-        sock.connect(str(path))
-        return True
-    except OSError:
-        return False
-    finally:
-        sock.close()
-
-
 def _control_sockets(address: str) -> list[Path]:
     """The control sockets of every master to ``address`` (each login has its own)."""
     try:
@@ -360,7 +348,7 @@ def _control_sockets(address: str) -> list[Path]:
 def connected(address: str) -> bool:
     """Whether a master connection to ``address`` is up (any login): the node answered
     SSH lately, and a master that loses its node ends (``ServerAliveInterval``)."""
-    return any(_master_alive(path) for path in _control_sockets(address))
+    return any(listening(path) for path in _control_sockets(address))
 
 
 def disconnect(address: str) -> None:
@@ -600,12 +588,12 @@ class SSH:
 
     def _connect(self) -> None:
         """Start the master unless one is up (one at a time per socket: a lock)."""
-        if _master_alive(self.control):
+        if listening(self.control):
             return
         lock = self.control.with_name(self.control.name + ".lock")
         with open(lock, "a") as held:
             fcntl.flock(held, fcntl.LOCK_EX)
-            if _master_alive(self.control):
+            if listening(self.control):
                 return
             with contextlib.suppress(FileNotFoundError):
                 self.control.unlink()       # a master that died left its socket
@@ -693,7 +681,7 @@ class SSH:
         if result.status == 255:
             failure = _ssh_failure(self.label, self.user, self.address,
                                    result.stderr.splitlines()[-_STDERR_TAIL:])
-            if failure is None and not _master_alive(self.control):
+            if failure is None and not listening(self.control):
                 failure = SilverError(f"[{self.label}] SSH connection to {self.address} "
                                       f"lost while {argv[0]} ran")
             if failure is not None:

@@ -23,8 +23,8 @@ from silverlining.node import paths, slices
 from silverlining.node._errors import NodeError
 from silverlining.node._state import instance_dir, instance_name
 from silverlining.node._util import app_user
-from silverlining.node.base import (make_dir, point_link, run, say, tail, wait_until,
-                                   write_atomic)
+from silverlining.node.base import (listening, make_dir, point_link, run, say, tail,
+                                   wait_until, write_atomic)
 from silverlining.node.routing import SCRIPT_NAME_HEADER, UPDATE_HEADER
 
 DRAIN_SECONDS = 10
@@ -187,22 +187,11 @@ def start_kept(app: str, version: str) -> bool:
     cancelled. Returns whether it was serving (its socket takes a connection). Asks
     systemd nothing first: the scheduled stop is seen in its transient unit files, and
     a ``start`` of a running unit is a no-op that also undoes a stop already under way."""
-    serving = _accepts(socket_path(app, version))
+    serving = listening(socket_path(app, version))
     if _stop_scheduled(app, version):
         systemctl("stop", f"{stop_unit_name(app, version)}.timer", check=False)
     systemctl("start", unit_name(app, version))
     return serving
-
-
-def _accepts(path: Path) -> bool:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(str(path))
-        return True
-    except OSError:
-        return False
-    finally:
-        sock.close()
 
 
 def boot_links(action: str, unit: str) -> None:
