@@ -128,11 +128,9 @@ def ensure_running(name: str, timeout: float = 120) -> None:
     address = entry.get("address")
     if address and local_node_is_up(nodes_dir / "nodes" / name):
         # the usual case, without loading libcloud (a third of a command's time); a
-        # node going down (a reboot from inside) fails this and is started below.
-        # A master connection up says SSH answers: no `ssh -G`, no new sshd to wait for
+        # node going down (a reboot from inside) fails this and is started below
         try:
-            if not transport.connected(address):
-                transport.wait_for_ssh(address, 10.0, label=name)
+            transport.wait_for_ssh(address, 10.0, label=name)
             return
         except SilverError:
             pass

@@ -345,12 +345,6 @@ def _control_sockets(address: str) -> list[Path]:
         return []
 
 
-def connected(address: str) -> bool:
-    """Whether a master connection to ``address`` is up (any login): the node answered
-    SSH lately, and a master that loses its node ends (``ServerAliveInterval``)."""
-    return any(listening(path) for path in _control_sockets(address))
-
-
 def disconnect(address: str) -> None:
     """Close every master to ``address`` (its key changed, or the node is gone):
     the next command logs in again."""
