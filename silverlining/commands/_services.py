@@ -14,9 +14,9 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from silverlining import nodes, protocol, servicesca, topology
-from silverlining.appconfig import AppConfig
+from silverlining import nodes, protocol, topology
 from silverlining.commands._front import parallel
 from silverlining.commands._remote import node_for, open_node
 from silverlining.console import Console
@@ -25,6 +25,9 @@ from silverlining.locations import Location
 from silverlining.services import mysql, redis
 from silverlining.services._system import db_name
 from silverlining.services.postgresql import run_role
+
+if TYPE_CHECKING:       # app.ini's parser is for the commands that read one
+    from silverlining.appconfig import AppConfig
 
 HOSTABLE = ("postgresql", "postgis", "mysql", "redis")
 
@@ -51,6 +54,10 @@ def passwords(app: str) -> dict[str, str]:
     """The app's roles', MariaDB users' and Redis user's passwords: derived, so every
     update sends the same ones (MariaDB's keyed ``mysql:USER``: its users have the
     roles' names; Redis's ``redis:USER``)."""
+    # here, not at the top: the CA's cryptography import (15-40 ms) is not for the
+    # commands that use this module only to find members (activate, backup, clear)
+    from silverlining import servicesca
+
     role, my = db_name(app), mysql.SECRET_PREFIX
     return {role: servicesca.password(f"postgresql:{app}"),
             run_role(role): servicesca.password(f"postgresql-run:{app}"),
@@ -67,6 +74,8 @@ def host(console: Console, node: str, config: AppConfig, app: str, location: Loc
     ``refused`` runs when ``node`` fails to take them (no member was told anything)."""
     if node in members:
         raise UsageError(f"{node} is {location}'s services node: it cannot be a member too")
+    from silverlining import servicesca      # as in ``passwords``
+
     reach = {m: nodes.peer_address(node, from_node=m) for m in members}
     cert = servicesca.server_cert(node, set(reach.values()))
     secrets = passwords(app)
