@@ -13,7 +13,7 @@ from __future__ import annotations
 from libcloud.compute.base import Node
 from libcloud.loadbalancer.base import LoadBalancer
 
-from silverlining.commands._balanced import PROVIDER_PREFIX, Front, guard_members
+from silverlining.commands._front import PROVIDER_PREFIX, Front, guard_members
 from silverlining.console import Console
 from silverlining.errors import SilverError, UsageError
 from silverlining.locations import parse_location

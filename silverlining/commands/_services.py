@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 from silverlining import nodes, protocol, servicesca, topology
 from silverlining.appconfig import AppConfig
-from silverlining.commands._balanced import parallel
+from silverlining.commands._front import parallel
 from silverlining.commands._remote import node_for, open_node
 from silverlining.console import Console
 from silverlining.errors import SilverError, UsageError
