@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from silverlining import nodes, protocol, servicesca, topology
+from silverlining import nodes, protocol, topology
 from silverlining.appconfig import AppConfig
 from silverlining.commands._front import parallel
 from silverlining.commands._remote import node_for, open_node
@@ -55,6 +55,8 @@ def check(config: AppConfig, node: str) -> None:
 def passwords(app: str) -> dict[str, str]:
     """The app's roles' and MariaDB users' passwords: derived, so every update sends
     the same ones (MariaDB's keyed ``mysql:USER``: its users have the roles' names)."""
+    from silverlining import servicesca     # cryptography: only for a services node
+
     role, my = db_name(app), mysql.SECRET_PREFIX
     return {role: servicesca.password(f"postgresql:{app}"),
             run_role(role): servicesca.password(f"postgresql-run:{app}"),
@@ -68,6 +70,8 @@ def host(console: Console, node: str, config: AppConfig, app: str, location: Loc
     before; ``drop``: no longer), and each of ``members`` told how to reach them."""
     if node in members:
         raise UsageError(f"{node} is {location}'s services node: it cannot be a member too")
+    from silverlining import servicesca     # cryptography: only for a services node
+
     reach = {m: nodes.peer_address(node, from_node=m) for m in members}
     cert = servicesca.server_cert(node, set(reach.values()))
     secrets = passwords(app)
