@@ -97,7 +97,6 @@ def installed(fingerprint: str) -> Path:
     if not final.is_dir():
         raise NodeError(f"dependency set {fingerprint} is not on this node: run silver "
                         "update again")
-    compile_later(fingerprint)
     return final
 
 
@@ -105,9 +104,8 @@ def receive(call: protocol.DepsInstall) -> protocol.DepsInstallResult:
     """Make the layer ``call.fingerprint`` from the tar stream on stdin: unpacked as
     root's own read-only files into a directory only root can enter, checked against
     the fingerprint (every file against its RECORD, for this node's target), its
-    ``build_on_node`` packages compiled, and put in place by one rename; then its
-    modules are byte-compiled in the background (``compile_later``). Anything wrong:
-    nothing is left."""
+    ``build_on_node`` packages compiled, and put in place by one rename (its modules
+    are byte-compiled later: ``compile_later``). Anything wrong: nothing is left."""
     fingerprint = check_fingerprint(call.fingerprint)
     final = layer(fingerprint)
     if final.is_dir():
@@ -138,28 +136,29 @@ def receive(call: protocol.DepsInstall) -> protocol.DepsInstallResult:
             pass
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    compile_later(fingerprint)
     return {"fingerprint": fingerprint, "installed": True, "files": len(files)}
 
 
 def compile_later(fingerprint: str) -> None:
     """Byte-compile the layer's modules for this Python (the app can never write
-    ``__pycache__`` there: without them every start compiles its imports anew), in a
-    transient unit of its own at idle priority, once: not on the deploy's way. The
-    first start of a new set then compiles in memory what it imports, a third of
-    Django's modules, instead of waiting for all of them; the app's later starts
-    (its other workers, the next versions) find them. compileall writes each file
-    atomically, so a process never reads half of one. Started again by the next
-    deploy using the layer until it finished (a reboot stopped it); a file that is
-    not Python 3 (a template, test data) is left as it is."""
+    ``__pycache__`` there: without them every start compiles its imports anew), once,
+    in a transient unit of its own at the lowest priority, started by a deploy once
+    its version is live: not on the deploy's way. The first start of a new set
+    compiles in memory what it imports (two fifths of a Django project's set)
+    instead of waiting for all of them; the app's later starts (the next versions,
+    a restart) find them. compileall writes each file atomically, so a process never
+    reads half of one. Started again by the next deploy using the layer until it
+    finished (a reboot stopped it); a file that is not Python 3 (a template, test
+    data) is left as it is."""
     folder, unit = layer(fingerprint), f"silverlining-compile-{fingerprint}.service"
     if (folder / COMPILED).exists() or (paths.TRANSIENT_UNITS / unit).exists():
         return                  # done, or under way (its unit is loaded until it ends)
-    script = f'"$1" -I -m compileall -qq -j 0 "$2"; touch "$2/{COMPILED}"'
+    # in the layer's directory itself, which a move (clean-node, another deploy) cannot
+    # swap for another under the job; the .pyc name their source by its path
+    script = f'cd "$2" || exit; "$1" -I -m compileall -qq -j 0 -d "$2" .; touch {COMPILED}'
     # another deploy's start of it just now makes systemd-run fail: fine
     subprocess.run(["systemd-run", "--quiet", "--no-block", "--collect", f"--unit={unit}",
-                    "-p", "Nice=19", "-p", "CPUSchedulingPolicy=idle",
-                    "-p", "IOSchedulingClass=idle", "-p", f"RuntimeMaxSec={BUILD_TIMEOUT}",
+                    "-p", "Nice=19", "-p", f"RuntimeMaxSec={BUILD_TIMEOUT}",
                     "--", "/bin/sh", "-c", script, "sh", sys.executable, str(folder)],
                    stdin=subprocess.DEVNULL, capture_output=True)
 
