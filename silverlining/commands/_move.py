@@ -4,13 +4,13 @@
 The node serving the location answers 503 from the backup on, so no write lands
 in the copy being left; the backup is fetched and checked here, restored on the
 services node once it holds the app's (empty) database, and the node is put back
-on the air after the deploy that points the app at the services node. The old
-database stays on the node, unused, until the user drops it.
+on the air after the deploy that points the app at the services node (or at once
+when the services node refuses the databases: the app still uses its own). The
+old database stays on the node, unused, until the user drops it.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,12 +81,33 @@ def back_on(console: Console, location: Location, moving: Moving, deployed: bool
                      f"update again (the backup is {moving.archive})")
         return
     moving.archive.unlink(missing_ok=True)      # the node keeps the old copy anyway
-    if moving.disabled:
-        session = open_node(console, moving.member, check=False)
-        try:
-            with contextlib.suppress(SilverError):
-                session.send(protocol.Enable(location=str(location)), quiet=True)
-        finally:
-            session.close()
+    _enable(console, location, moving)
     console.out(f"{moving.member}: {moving.app}'s old database is left on the node, unused "
                 "(drop it when you no longer need it: docs/services-node.md)")
+
+
+def called_off(console: Console, location: Location, moving: Moving) -> None:
+    """The services node did not take the app's databases: nothing was recorded,
+    restored or told to the member, whose app still uses the node's own database, so
+    the member goes back on the air."""
+    moving.archive.unlink(missing_ok=True)
+    if _enable(console, location, moving):
+        console.warn(f"{moving.member}: {location} serves from its own database again (the "
+                     "move to the services node stopped)")
+
+
+def _enable(console: Console, location: Location, moving: Moving) -> bool:
+    """The member on the air again if the move took it off; when that fails, says how."""
+    if not moving.disabled:
+        return True
+    try:
+        session = open_node(console, moving.member, check=False)
+        try:
+            session.send(protocol.Enable(location=str(location)), quiet=True)
+        finally:
+            session.close()
+    except SilverError as exc:
+        console.warn(f"{moving.member}: {location} left answering 503 ({exc.message}): "
+                     f"'silver enable {location} --node {moving.member}' once it answers")
+        return False
+    return True

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from silverlining import nodes, protocol, topology
@@ -65,9 +65,11 @@ def passwords(app: str) -> dict[str, str]:
 
 
 def host(console: Console, node: str, config: AppConfig, app: str, location: Location,
-         members: list[str], add: bool = False, drop: tuple[str, ...] = ()) -> dict:
+         members: list[str], add: bool = False, drop: tuple[str, ...] = (),
+         refused: Callable[[], None] | None = None) -> dict:
     """The app's databases on ``node`` for ``members`` (``add``: besides those admitted
-    before; ``drop``: no longer), and each of ``members`` told how to reach them."""
+    before; ``drop``: no longer), and each of ``members`` told how to reach them;
+    ``refused`` runs when ``node`` fails to take them (no member was told anything)."""
     if node in members:
         raise UsageError(f"{node} is {location}'s services node: it cannot be a member too")
     from silverlining import servicesca     # cryptography: only for a services node
@@ -77,14 +79,19 @@ def host(console: Console, node: str, config: AppConfig, app: str, location: Loc
     secrets = passwords(app)
     stdin = json.dumps({"app_ini": config.ini_path.read_text(), "cert": cert.cert,
                         "key": cert.key, "passwords": secrets})
-    session = open_node(console, node, check=False)
     try:
-        result = session.send(protocol.ServicesHost(
-            app=app, location=str(location), add=add, drop=drop,
-            members=tuple(f"{m}={nodes.peer_address(m, from_node=node)}" for m in members)),
-            input=stdin)
-    finally:
-        session.close()
+        session = open_node(console, node, check=False)
+        try:
+            result = session.send(protocol.ServicesHost(
+                app=app, location=str(location), add=add, drop=drop,
+                members=tuple(f"{m}={nodes.peer_address(m, from_node=node)}"
+                              for m in members)), input=stdin)
+        finally:
+            session.close()
+    except BaseException:
+        if refused is not None:
+            refused()
+        raise
     tell_members(console, node, app, result, members, cert.ca)
     topology.put_services_node(str(location), node, app)
     console.step(node, f"{app}'s {', '.join(result['services'])} for "

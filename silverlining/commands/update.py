@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import queue
 import re
@@ -589,8 +590,10 @@ def run(console: Console, app_dir: str, location: str | None, host: str | None,
             console.warn(f"{services} starts {plan.app}'s database empty: a database each "
                          f"of {', '.join(targets)} may hold is not moved (restore the one "
                          "you keep with 'silver restore' afterwards)")
+        called_off = None if moving is None else \
+            functools.partial(_move.called_off, console, plan.location, moving)
         _services.host(console, services, plan.config, plan.app, plan.location, targets,
-                       add=True, drop=plain_remove)
+                       add=True, drop=plain_remove, refused=called_off)
         if moving:
             _move.put(console, services, plan.location, moving)
         for m in plain_remove:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from silverlining.node import paths
 from silverlining.node._errors import NodeError
+from silverlining.node._util import VERSION_RE
 from silverlining.node.base import write_atomic
 
 _SAFE = re.compile(r"^[A-Za-z0-9_./:@%+,=-]*\Z")
@@ -67,9 +68,12 @@ def repoint_versions(app: str, marker: str, prefixes: tuple[str, ...], env: dict
                      gid: int) -> list[str]:
     """Every kept version's environment that has ``marker`` gets ``env`` in place of
     its variables starting with ``prefixes`` (a service moved: a rollback finds it
-    too); returns those versions, whose running units still have the old values."""
+    too); returns those versions, whose running units still have the old values.
+    Versions' files only: ``run.env`` (a detached run's maintenance logins) is root's."""
     changed = []
     for path in sorted((paths.ENV / app).glob("*.env")):
+        if not VERSION_RE.match(path.stem):
+            continue
         old = read_env(path)
         if marker not in old:
             continue

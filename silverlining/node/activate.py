@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from silverlining import protocol
-from silverlining.node import audit, data, instances, jobs
+from silverlining.node import audit, data, haproxy, instances, jobs
 from silverlining.node._config import app_services
 from silverlining.node._errors import NodeError
 from silverlining.node._state import (AppState, app_lock, canonical_hostname, instance_dir,
@@ -68,6 +68,7 @@ def data_backup_for(app: str, version: str) -> str:
 
 
 def activate(args: protocol.Activate) -> protocol.ActivateResult:
+    haproxy.refuse_apps()
     location = location_key(args.location)
     app, version = resolve(location, args.version)
     if not args.restore_data:

@@ -16,7 +16,7 @@ import sys
 import time
 
 from silverlining import __version__, protocol
-from silverlining.node import deps, params, paths
+from silverlining.node import deps, haproxy, params, paths
 from silverlining.node._errors import NodeError
 from silverlining.node._state import AppState, app_lock, load_routes
 from silverlining.node._util import check_app, version_number
@@ -81,6 +81,7 @@ def upload_root(app: str):
 def reserve(call: protocol.Reserve) -> protocol.ReserveResult:
     """Under the app's lock: its next version number, recorded as reserved, and an upload
     directory for it."""
+    haproxy.refuse_apps()
     app, who, source = check_app(call.app), call.who, call.source
     try:
         deploy = pwd.getpwnam(paths.DEPLOY_USER)

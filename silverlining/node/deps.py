@@ -165,8 +165,9 @@ def compile_later(fingerprint: str) -> None:
 
 def _copy_in(source: Path, dest: Path, what: str) -> None:
     """Copy files someone else owns (the build user's output) as root's own, read-only
-    to others, links that leave ``source`` and special files left out."""
-    run(["rsync", "-a", "--no-D", "--safe-links", "--chown=0:0", "--chmod=go-w,a+rX",
+    to others, never setuid or setgid (a build's program would run as root), links
+    that leave ``source`` and special files left out."""
+    run(["rsync", "-a", "--no-D", "--safe-links", "--chown=0:0", "--chmod=go-w,a+rX,ug-s",
          f"--exclude=/{SDISTS}/", f"{source}/", f"{dest}/"], what=what)
 
 
@@ -201,6 +202,8 @@ def build_here(packages: dict, sources: Path, layer_dir: Path) -> None:
     apt_install(BUILD_TOOLS, why="build_on_node")
     uid, gid = build_user()
     make_dir(paths.DEPS_BUILD, 0, 0, 0o755)
+    # one a reboot cut short may be there, with what another app's build wrote in out/
+    shutil.rmtree(paths.DEPS_BUILD / str(os.getpid()), ignore_errors=True)
     work = make_dir(paths.DEPS_BUILD / str(os.getpid()), 0, 0, 0o755)
     try:
         src = make_dir(work / "src", 0, 0, 0o755)
@@ -231,7 +234,7 @@ def _sandboxed(names: str, argv: list[str], out: Path) -> None:
             "--service-type=exec", f"--working-directory={out}", f"--setenv=HOME={out}",
             "-p", f"User={paths.BUILD_USER}", "-p", f"Group={paths.BUILD_USER}",
             "-p", "PrivateNetwork=yes", "-p", "PrivateTmp=yes", "-p", "NoNewPrivileges=yes",
-            "-p", "ProtectSystem=strict", "-p", "ProtectHome=yes",
+            "-p", "RestrictSUIDSGID=yes", "-p", "ProtectSystem=strict", "-p", "ProtectHome=yes",
             "-p", f"ReadWritePaths={out}", "-p", f"RuntimeMaxSec={BUILD_TIMEOUT}", "--", *argv]
     proc = subprocess.Popen(unit, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, errors="replace")

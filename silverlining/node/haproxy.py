@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from silverlining.node import paths
+from silverlining.node._errors import NodeError
 
 CONFIG = Path("/etc/haproxy/haproxy.cfg")
 TOPOLOGY = paths.BALANCER / "topology.json"     # what this node fronts: it is a balancer
@@ -194,6 +195,14 @@ def health_host(host: str) -> str:
 def is_balancer() -> bool:
     """Whether this node is a balancer (HAProxy on its ports 80/443, nginx stopped)."""
     return TOPOLOGY.is_file()
+
+
+def refuse_apps() -> None:
+    """A balancer runs no app: HAProxy hands every fronted host's ACME challenges to
+    ``127.0.0.1:ACME_PORT``, where an app's process could answer them (and so be
+    issued certificates for those names)."""
+    if is_balancer():
+        raise NodeError("this node is a balancer: it runs no app (deploy to its members)")
 
 
 STAT_FIELDS = ("pxname", "svname", "scur", "status", "weight", "check_status")

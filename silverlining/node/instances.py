@@ -78,7 +78,11 @@ LockPersonality=yes
 def unit_text(app: str, version: str, interface: str, memory_max: str | None = None,
               limits: Limits | None = None) -> str:
     """The instance's unit. Nothing in it runs as root: the socket directory is made
-    by the node (and by tmpfiles at boot), and the environment file is root's."""
+    by the node (and by tmpfiles at boot), and the environment file is root's.
+    ``Before=nginx.service``: at shutdown systemd stops nginx first (it finishes the
+    requests in flight, which the instance still serves, and refuses new ones, which a
+    balancer sends to another member) and only then the instance; stopped together,
+    nginx answered 502 to whatever reached it in between."""
     user = app_user(app)
     sock = socket_path(app, version)
     memory = f"MemoryMax={memory_max}\nMemorySwapMax=0\n" if memory_max else ""
@@ -87,6 +91,7 @@ def unit_text(app: str, version: str, interface: str, memory_max: str | None = N
 [Unit]
 Description=silverlining app {instance_name(app, version)}
 After=network.target
+Before=nginx.service
 
 [Service]
 Type=simple

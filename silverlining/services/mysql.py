@@ -4,7 +4,8 @@ On a node the server is the OS's MariaDB; root administers it through the
 unix socket (``unix_socket`` authentication, no password). Each app gets a
 database and a user ``sl_APP`` (at ``localhost`` and ``127.0.0.1``) whose
 password reaches the server only as a ``mysql_native_password`` hash.
-Restores run as the app's maintenance user, so a dump can touch nothing else.
+Restores run as the app's maintenance user, so a dump can touch nothing else,
+with the client sandboxed (no shell, no file of the node, from a dump's lines).
 
 Each of the app's accounts has ``MAX_USER_CONNECTIONS`` (app.ini
 ``limits.mysql_connections``; MariaDB counts per account, and the app has one
@@ -253,9 +254,11 @@ class MysqlService(Service):
         with os.fdopen(fd, "w") as fh:
             fh.write(f"[client]\nuser={creds['user']}\npassword={creds['password']}\n"
                      f"host=localhost\n{NO_TLS.removeprefix('--')}\n")
+        # the client runs as root: --sandbox, so a client command in the dump (\! runs a
+        # shell) is refused, not run, whatever mariadb-dump made it
         with open(src_dir / "database.sql", "rb") as dump:
-            run(["mariadb", f"--defaults-extra-file={options}", "--batch", creds["dbname"]],
-                    stdin=dump, what="restoring the database", timeout=7200)
+            run(["mariadb", f"--defaults-extra-file={options}", "--sandbox", "--batch",
+                 creds["dbname"]], stdin=dump, what="restoring the database", timeout=7200)
 
 
 def run_user(name: str) -> str:

@@ -43,6 +43,7 @@ from silverlining.services._system import (db_name, new_password, scram_verifier
 
 KEYS = ("dbname", "user", "password", "host", "port")
 TLS_KEYS = ("sslmode", "sslrootcert")     # set when the database is on a services node
+CONNECT_TIMEOUT = "10"      # seconds libpq waits for a services node (PGCONNECT_TIMEOUT)
 HBA_MARK = "# silverlining: passwords only (scram-sha-256), no trust"
 HBA = f"""{HBA_MARK}
 local   all   postgres                  peer
@@ -321,7 +322,9 @@ def pg_env(values: dict[str, str]) -> dict[str, str]:
     libraries read ``postgresql://``. On a services node's database the URL says
     ``sslmode=verify-full`` and the CA (``sslrootcert``), and so do
     ``CONFIG_PG_SSLMODE``/``SSLROOTCERT`` and libpq's own ``PGSSLMODE``/``PGSSLROOTCERT``
-    (which verify a connection made from the separate variables too)."""
+    (which verify a connection made from the separate variables too), and
+    ``PGCONNECT_TIMEOUT``: a services node that reboots on a cloud drops packets, and
+    libpq would otherwise wait as long as the OS does (about two minutes) per request."""
     url = sqlalchemy_url("postgresql", values["user"], values["password"], values["host"],
                          values["port"], values["dbname"])
     tls = {k: values[k] for k in TLS_KEYS if values.get(k)}
@@ -329,7 +332,8 @@ def pg_env(values: dict[str, str]) -> dict[str, str]:
         url += "?" + urlencode(tls, safe="/")
         return {**_pg_vars(values, url),
                 "CONFIG_PG_SSLMODE": tls["sslmode"], "CONFIG_PG_SSLROOTCERT": tls["sslrootcert"],
-                "PGSSLMODE": tls["sslmode"], "PGSSLROOTCERT": tls["sslrootcert"]}
+                "PGSSLMODE": tls["sslmode"], "PGSSLROOTCERT": tls["sslrootcert"],
+                "PGCONNECT_TIMEOUT": CONNECT_TIMEOUT}
     return _pg_vars(values, url)
 
 

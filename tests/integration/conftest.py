@@ -11,8 +11,9 @@ Use them from any integration test module (setup-node, update, ...):
     Nodes run the local driver's default image (Debian 13), or the one
     SILVER_TEST_IMAGE names (``debian-12``: the whole suite on Debian 12).
     ``node_env.silver(*args)`` runs the real CLI in that environment,
-    ``node_env.env`` is the environment dict for your own subprocesses, and
-    ``node_env.ssh(name)`` opens a ``transport.SSH`` to a node. Every node still
+    ``node_env.env`` is the environment dict for your own subprocesses,
+    ``node_env.ssh(name)`` opens a ``transport.SSH`` to a node, and
+    ``node_env.reboot(name)`` restarts its container (the reboot faults). Every node still
     registered at the end of the session is destroyed.
 
 ``make_node(name, *create_args)`` (per test) / ``make_module_node`` (per module)
@@ -100,6 +101,15 @@ class NodeEnv:
 
     def destroy(self, *names: str) -> subprocess.CompletedProcess:
         return self.silver("-y", "destroy-node", *names)
+
+    def reboot(self, name: str) -> None:
+        """Restart the node's container as the local driver does (a clean shutdown, then
+        a boot); it returns once the container runs again, before its SSH answers."""
+        with self.environ():
+            from silverlining.providers import get_driver
+            from silverlining.userconfig import UserConfig
+            driver = get_driver(UserConfig.load().provider("local"))
+            driver.reboot_node(driver.ex_get_node(name))
 
 
 def suite_image() -> str | None:

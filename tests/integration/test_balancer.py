@@ -289,3 +289,36 @@ def test_a_database_of_each_members_own_is_refused(node_env, cluster, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("silver: error: service.postgresql in "), lines
     assert "each node would keep its own copy of the data" in lines[0]
     assert {a["mark"] for a in answers(cluster[LB])} == before
+
+
+# A worker of an app on the balancer node: listens where HAProxy sends every balanced
+# host's ACME HTTP-01 challenges (certbot's port while it validates)
+SQUAT = """import http.server
+class Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"squatted")
+http.server.HTTPServer(("127.0.0.1", 8402), Answer).serve_forever()
+"""
+
+
+def test_the_balancer_node_takes_no_app(node_env, cluster, tmp_path):
+    """An app's process on the balancer could answer the challenges of every name it
+    fronts (and so be issued their certificates): a deploy there is refused, in one
+    line, before it is built or started (it failed on nginx, whose port 80 is
+    HAProxy's, in systemd's words)."""
+    app = tmp_path / "squat"
+    app.mkdir()
+    (app / "app.ini").write_text("[production]\napp_name = squat\n\n"
+                                 "[process:acme]\ncommand = squat.py\n")
+    (app / "squat.py").write_text(SQUAT)
+    proc = node_env.silver("-y", "update", str(app), "--node", LB, "--noetchosts")
+    challenge = "/.well-known/acme-challenge/token"
+    deadline = time.monotonic() + 2
+    while get(cluster[LB], HOST, challenge)[1] != b"squatted" and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert get(cluster[LB], HOST, challenge)[1] != b"squatted"
+    assert proc.returncode == 1, proc.stderr
+    error = proc.stderr.splitlines()[-1]
+    assert error.startswith("silver: error: ") and "this node is a balancer" in error, error

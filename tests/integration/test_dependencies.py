@@ -292,14 +292,22 @@ def application(environ, start_response):
 '''
 
 # in the sdist's setup.py: records who built it and whether it could reach the node's
-# sshd, as a module the package installs (on this machine, uv only reads its metadata)
+# sshd, as a module the package installs (on this machine, uv only reads its metadata);
+# on the node it also plants a setuid copy of id(1) in the output pip installs into
 BUILD_FACTS = '''\
-import os, socket
+import os, shutil, socket
 try:
     socket.create_connection(("127.0.0.1", 22), timeout=5).close()
     NETWORK = "reached"
 except OSError as exc:
     NETWORK = type(exc).__name__
+if os.environ.get("HOME", "").startswith("/var/lib/silverlining/deps-build/"):
+    os.makedirs(os.environ["HOME"] + "/site", exist_ok=True)
+    shutil.copy("/usr/bin/id", os.environ["HOME"] + "/site/planted-id")
+    try:
+        os.chmod(os.environ["HOME"] + "/site/planted-id", 0o6755)
+    except OSError:
+        pass
 with open("cpkg_info.py", "w") as fh:
     fh.write(f"UID = {os.geteuid()}\\nNETWORK = {NETWORK!r}\\n")
 import setuptools
@@ -347,6 +355,10 @@ def test_a_package_without_wheels_is_built_on_the_node_when_asked(node, tmp_path
         f"setpriv --reuid=sl-capp --regid=sl-capp --clear-groups touch {page['so']} 2>&1",
         check=False)
     assert ".silver-sdists" not in node.root(f"ls -A {layer}").split()
+    # what the build left setuid is not root's setuid program in the shared layer
+    assert node.root(f"setpriv --reuid=sl-capp --regid=sl-capp --clear-groups "
+                     f"{layer}/planted-id -u").strip() != "0"
+    assert node.root(f"find {layer} -perm /6000").strip() == ""
     assert page["uid"] == int(node.root("id -u silver-build"))
     again = node.update(app, "capp.test")               # the same set: neither sent nor built
     assert "already there" in again.stderr and "building cpkg" not in again.stderr

@@ -429,11 +429,7 @@ def test_killed_node_process_and_reboot_mid_deploy_keep_the_last_good_version(
             # keeps the pattern from matching this shell's own command line
             node.root("pkill -KILL -f '[s]ilverlining.node.(server|__main__)'")
         else:
-            with node_env.environ():
-                from silverlining.providers import get_driver
-                from silverlining.userconfig import UserConfig
-                driver = get_driver(UserConfig.load().provider("local"))
-                driver.reboot_node(driver.ex_get_node(node.name))
+            node_env.reboot(node.name)
             node.address = node_env.address(node.name)
         proc.communicate(timeout=120)
         assert proc.returncode != 0

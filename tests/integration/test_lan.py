@@ -103,11 +103,7 @@ def test_the_host_is_not_on_the_private_network(node_env, node_a, node_b,
 
 def test_the_private_link_survives_a_reboot(node_env, node_a, node_b):
     private_b = private_of(node_env, node_b.name)
-    with node_env.environ():
-        from silverlining.providers import get_driver
-        from silverlining.userconfig import UserConfig
-        driver = get_driver(UserConfig.load().provider("local"))
-        driver.reboot_node(driver.ex_get_node(node_b.name))
+    node_env.reboot(node_b.name)
     # any command starts the node again if needed and waits for its SSH
     node_env.silver("query", node_b.name, check=True)
     assert private_of(node_env, node_b.name) == private_b

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from silverlining.backups import verify, write_archive
 from tests.conftest import run_silver
 from tests.integration.fixtures_apps import (CONSUMER, PUSH, get, http_get, live_version,  # noqa: F401
                                              make_app, node, rows, setup_node)
@@ -190,6 +191,31 @@ def test_corrupted_archive_is_refused_before_touching_data(node, shop, tmp_path)
     assert snapshot(node, "shop.test") == before
     status, _, _ = http_get(node.address, "shop.test", "/health")
     assert status == 200                                             # never disabled
+
+
+def test_a_restored_mariadb_dump_runs_no_client_command(node, tmp_path):  # noqa: F811
+    """The restore's mariadb client runs as root: a line of the dump that is a client
+    command (``\\!`` runs a shell) is refused, whatever made the dump."""
+    app = make_app(tmp_path, "dumped", ("mysql",), ("python3-pymysql",))
+    node.update(app, "dumped.test")
+    get(node, "dumped.test", "/mysql/set", k="a", v="kept")
+    good = tmp_path / "good.tar.gz"
+    node.silver("backup", "dumped.test", str(good), "--node", node.name, check=True)
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    manifest = verify(good, extract_to=parts)
+    dump = parts / "mysql" / "database.sql"
+    dump.write_text("\\! touch /root/ran-from-a-dump\n" + dump.read_text())
+    crafted = tmp_path / "crafted.tar.gz"
+    write_archive(parts, crafted, manifest.app, manifest.version, manifest.services)
+    proc = node.silver("restore", str(crafted), "dumped.test", "--node", node.name)
+    assert "ran-from-a-dump" not in node.root("ls /root").split()
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "dumped is left disabled" in proc.stderr, proc.stderr
+    # the dump as mariadb-dump made it restores under the same client
+    node.silver("restore", str(good), "dumped.test", "--node", node.name, check=True)
+    node.silver("enable", "dumped.test", "--node", node.name, check=True)
+    assert get(node, "dumped.test", "/mysql/get", k="a")["value"] == "kept"
 
 
 def test_another_apps_backup_needs_force_app(node, shop, tmp_path):  # noqa: F811

@@ -11,18 +11,21 @@ the replica."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
 import shlex
 import tarfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.integration.fixtures_apps import make_app, probe
+from tests.integration.fixtures_apps import http_get, make_app, probe
 
 pytestmark = pytest.mark.node
 
@@ -33,6 +36,7 @@ REPLICA = f"sdb2-{TAG}"
 WEB = [f"sweb1-{TAG}", f"sweb2-{TAG}"]
 HOST = "tls.test"
 MOVED = "move.test"
+MY_MOVED = "mymove.test"
 CREDENTIALS = "/var/lib/silverlining/data/tlsapp/postgresql.credentials"
 CA = "/var/lib/silverlining/data/tlsapp/services-ca.crt"      # installed for the app
 MARIA = "maria.test"
@@ -176,11 +180,7 @@ def test_a_node_taken_out_of_the_location_is_refused(node_env, nodes, app):
 def test_a_rebooted_services_node_serves_the_members_again_and_only_them(node_env, nodes,
                                                                         app):
     before = rows(node_env, WEB[0])
-    with node_env.environ():
-        from silverlining.providers import get_driver
-        from silverlining.userconfig import UserConfig
-        driver = get_driver(UserConfig.load().provider("local"))
-        driver.reboot_node(driver.ex_get_node(DB))
+    node_env.reboot(DB)
     node_env.silver("query", DB, check=True)        # starts it again, waits for its SSH
     deadline = time.monotonic() + 60
     while not member_connect(node_env, WEB[0], sslmode="verify-full")["connected"]:
@@ -214,9 +214,15 @@ def test_an_app_on_one_node_moves_its_database_to_the_services_node(node_env, no
     node_env.silver("-y", "update", str(other), MOVED, "--node", WEB[1], "--noetchosts",
                     check=True)
     ask(node_env, WEB[1], "/pg/add?v=kept", MOVED)
+    # a detached run leaves its maintenance login in a root-only file beside the versions'
+    node_env.silver("run", "--detach", "--node", WEB[1], MOVED, "python", "-c", "0",
+                    check=True)
     proc = node_env.silver("-y", "update", str(other), MOVED, "--node", WEB[1],
                            "--services-node", DB, "--noetchosts", check=True)
     assert "old database is left on the node" in proc.stdout
+    assert root(node_env, WEB[1], "stat -c %a:%U:%G /var/lib/silverlining/env/moveapp/run.env"
+                ).strip() == "600:root:root"
+    assert "run: their" not in proc.stderr, proc.stderr
     assert rows(node_env, WEB[1], MOVED) == ["kept"]
     assert ask(node_env, WEB[1], "/pg/tls", MOVED)["sslmode"] == "verify-full"
     ask(node_env, WEB[1], "/pg/add?v=moved", MOVED)
@@ -251,6 +257,21 @@ def test_the_replica_follows_and_after_promote_the_app_loses_no_row(node_env, no
     assert not member_connect(node_env, WEB[0], host=nodes_private(node_env, DB))["connected"]
     assert f"on {REPLICA}" in node_env.silver("backup", HOST, "remote:after-promote",
                                                check=True).stdout
+
+
+def test_a_move_the_services_node_refuses_leaves_the_node_serving(node_env, nodes,
+                                                                  tmp_path):
+    """db1 has had a replica, so it takes no MariaDB database: a one-node app's move
+    there stops before anything points the app away, and its node serves again."""
+    other = make_app(tmp_path, "mymove", ("mysql",), ("python3-pymysql",))
+    node_env.silver("-y", "update", str(other), MY_MOVED, "--node", WEB[1], "--noetchosts",
+                    check=True)
+    ask(node_env, WEB[1], "/mysql/set?k=a&v=kept", MY_MOVED)
+    proc = node_env.silver("-y", "update", str(other), MY_MOVED, "--node", WEB[1],
+                           "--services-node", DB, "--noetchosts")
+    assert proc.returncode == 1 and "MariaDB is not replicated" in proc.stderr, proc.stderr
+    assert f"{WEB[1]}: {MY_MOVED} serves from its own database again" in proc.stderr
+    assert ask(node_env, WEB[1], "/mysql/get?k=a", MY_MOVED)["value"] == "kept"
 
 
 def nodes_private(node_env, name: str) -> str:
@@ -370,3 +391,212 @@ def test_deactivating_the_location_stops_the_services_node_admitting_its_node(no
     # the firewall too (sweb1 still reaches tls.test's PostgreSQL there)
     assert f"{nodes_private(node_env, WEB[0])} . 3306" not in root(
         node_env, REPLICA, "nft list set inet silverlining service_peers")
+
+
+# --- faults: the services node rebooted mid-request, a member rebooted --------------
+# A location of its own (``fault.test``) on both members behind the balancer, its
+# database on the services node: the tests above change tls.test's members and
+# services node, these do not depend on what they left.
+
+FAULT = "fault.test"
+
+
+@pytest.fixture(scope="module")
+def fault_app(nodes, node_env, tmp_path_factory) -> Path:
+    """``faultapp`` at ``fault.test`` on both members behind the balancer, its
+    database on the services node."""
+    app = make_app(tmp_path_factory.mktemp("fault"), "faultapp", ("postgresql",),
+                   ("python3-psycopg2",))
+    node_env.silver("-y", "update", str(app), FAULT, "--node", WEB[0], "--node", WEB[1],
+                    "--balancer", LB, "--services-node", DB, "--noetchosts", check=True)
+    probe(nodes[LB], FAULT, "/pg/add?v=first")       # the table, before several writers
+    return app
+
+
+@dataclass
+class Answer:
+    path: str
+    started: float          # wall clock: compared with the services node's own times
+    ended: float
+    status: int             # 0: no HTTP answer (refused, reset, timed out)
+    body: dict
+
+
+class Traffic:
+    """Requests to ``FAULT`` through the balancer from a few threads until stopped:
+    writers add rows on new connections (``hold``: one writer's transactions stay
+    open that long), a reader lists them on its worker's kept connection."""
+
+    TIMEOUT = 30.0
+
+    def __init__(self, address: str, hold: float = 0.0) -> None:
+        self.address, self.answers = address, []
+        self.in_flight: dict[str, float] = {}
+        self._stop = threading.Event()
+        paths = ["/pg/add?v={}", "/pg/add?v={}", "/pg/list?kept=1"]
+        if hold:
+            paths.append(f"/pg/add?v={{}}&hold={hold}")
+        self._threads = [threading.Thread(target=self._run, args=(f"t{i}-", p), daemon=True)
+                         for i, p in enumerate(paths)]
+
+    def __enter__(self) -> "Traffic":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(self.TIMEOUT + 5)
+
+    def _run(self, prefix: str, template: str) -> None:
+        n = 0
+        while not self._stop.is_set():
+            n += 1
+            path = template.format(f"{prefix}{n}")
+            started = self.in_flight[prefix] = time.time()
+            try:
+                status, body, _ = http_get(self.address, FAULT, path, timeout=self.TIMEOUT)
+                answer = json.loads(body) if status == 200 else {"error": body[:200].decode()}
+            except (OSError, ValueError, http.client.HTTPException) as exc:
+                status, answer = 0, {"error": repr(exc)}
+            self.answers.append(Answer(path, started, time.time(), status, answer))
+            del self.in_flight[prefix]
+            time.sleep(0.02)
+
+    def ok(self, path: str, since: float = 0.0) -> list[Answer]:
+        return [a for a in self.answers if a.status == 200 and a.path.startswith(path)
+                and a.started >= since]
+
+    def failed(self) -> list[Answer]:
+        return [a for a in self.answers if a.status != 200]
+
+    def wait(self, what, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not what():
+            assert time.monotonic() < deadline, f"waited {timeout} s: {brief(self.failed())}"
+            time.sleep(0.1)
+
+
+def brief(answers: list[Answer], since: float = 0.0) -> list[tuple]:
+    """The last few answers, for a message: when (from ``since``), status, path."""
+    return [(round(a.started - since, 2), a.status, a.path, str(a.body)[:60])
+            for a in answers[-5:]]
+
+
+def assert_no_row_lost_or_made_up(traffic: Traffic, before: list[str],
+                                  final: list[str]) -> None:
+    """Every write answered 200 is in ``final``, and in every read that began after it;
+    ``final`` is ``before`` and rows ``traffic`` tried to write, nothing else."""
+    acked = [(a.ended, a.body["added"]) for a in traffic.ok("/pg/add")]
+    assert {v for _, v in acked} <= set(final)
+    tried = {a.path.split("v=")[1].split("&")[0] for a in traffic.answers
+             if a.path.startswith("/pg/add")}
+    assert final[:len(before)] == before and set(final[len(before):]) <= tried
+    for read in traffic.ok("/pg/list"):
+        seen = set(read.body["rows"])
+        missing = [v for ended, v in acked if ended < read.started and v not in seen]
+        assert not missing, f"a read at {read.started} missed rows acknowledged before: {missing}"
+
+
+def test_the_services_node_rebooted_mid_request_fails_only_requests_in_flight(
+        node_env, nodes, fault_app):
+    """Requests in flight when db1 goes down may fail with a 5xx, within bounds; the
+    app recovers by itself once db1 answers again; no acknowledged row is lost."""
+    hba_before = root(node_env, DB, "grep sl_faultapp $(runuser -u postgres -- "
+                                    "psql -At -c 'SHOW hba_file')")
+    before = probe(nodes[LB], FAULT, "/pg/list")["rows"]
+    with Traffic(nodes[LB], hold=4) as traffic:
+        traffic.wait(lambda: len(traffic.ok("/pg/add?v=t3-")) >= 1
+                     and time.time() - traffic.in_flight.get("t3-", time.time()) > 0.5)
+        down = time.time()
+        node_env.reboot(DB)
+        traffic.wait(lambda: len(traffic.ok("/pg/add", since=time.time() - 1)) > 0)
+        back = time.time()
+        traffic.wait(lambda: len(traffic.ok("/pg/add?v=t3-", since=back)) >= 1)
+    up = float(root(node_env, DB, "runuser -u postgres -- psql -At -c "
+                                  "'SELECT extract(epoch FROM pg_postmaster_start_time())'"))
+    failed = traffic.failed()
+    last = max((a.started for a in failed), default=up)
+    longest = max(a.ended - a.started for a in traffic.answers)
+    print(f"\n{len(traffic.answers)} requests, {len(failed)} failed; PostgreSQL up "
+          f"{up - down:.1f} s after the reboot began; the last failed request began "
+          f"{last - up:+.1f} s from then; the longest took {longest:.1f} s")
+    # a slow write was in flight when db1 went down, and it failed rather than lied
+    assert any(a.started < down < a.ended and "hold" in a.path for a in failed), \
+        brief(failed, down)
+    # every failure is an HTTP 5xx, none hung
+    assert all(500 <= a.status < 600 for a in failed), brief(failed, down)
+    assert longest < 12
+    # writes and reads work again within a few seconds of PostgreSQL answering
+    assert all(a.started < up + 3 for a in failed), brief(failed[-3:], up)
+    assert_no_row_lost_or_made_up(traffic, before, probe(nodes[LB], FAULT, "/pg/list")["rows"])
+    # db1 admits the members and nobody else, as before the reboot
+    assert root(node_env, DB, "grep sl_faultapp $(runuser -u postgres -- "
+                              "psql -At -c 'SHOW hba_file')") == hba_before
+    assert not tcp_open(node_env, LB, nodes_private(node_env, DB), 5432)
+    assert tcp_open(node_env, WEB[0], nodes_private(node_env, DB), 5432)
+
+
+def tcp_open(node_env, name: str, address: str, port: int) -> bool:
+    """Whether node ``name`` opens a TCP connection to ``address:port`` within 3 s."""
+    return root(node_env, name, f"timeout 3 bash -c '</dev/tcp/{address}/{port}' "
+                                "&& echo open || echo closed").strip() == "open"
+
+
+def live_on(node_env, member: str) -> str:
+    """The version ``member`` serves for ``FAULT``, as the balancer reports it (and only
+    when HAProxy has it up and taking traffic)."""
+    out = node_env.silver("query", LB, check=True).stdout
+    section = re.search(rf"^{re.escape(FAULT)} .*\n((?:[ \t]+.*\n?)*)", out, re.M)
+    found = section and re.search(rf"^[ \t]+{member}\s+\S+\s+(v\d+)\s+UP\s+takes traffic",
+                                  section.group(1), re.M)
+    assert found, out
+    return found.group(1)
+
+
+def test_a_member_rebooted_under_traffic_comes_back_by_itself(node_env, nodes, fault_app):
+    """Only requests in flight on web1 may fail; it comes back serving its live version,
+    reaches db1 over verified TLS again, and the balancer puts it back."""
+    version = live_on(node_env, WEB[0])
+    before = probe(nodes[LB], FAULT, "/pg/list")["rows"]
+    with Traffic(nodes[LB]) as traffic:
+        traffic.wait(lambda: any(a.body.get("node") == WEB[0] for a in traffic.ok("/pg/")))
+        down = time.time()
+        node_env.reboot(WEB[0])
+        started = time.time()       # its container again, booting
+        traffic.wait(lambda: any(a.body.get("node") == WEB[0]
+                                 for a in traffic.ok("/pg/", since=started)))
+        time.sleep(1)
+    failed = traffic.failed()
+    back = min(a.started for a in traffic.ok("/pg/", since=started)
+               if a.body.get("node") == WEB[0])
+    print(f"\n{len(traffic.answers)} requests, {len(failed)} failed; {WEB[0]} answered "
+          f"again {back - down:.1f} s after the reboot began")
+    # nginx stops before the app, so web1 finishes what it was sent, and HAProxy sends
+    # what nginx refuses to web2: no request fails
+    assert failed == [], brief(failed, down)
+    assert live_on(node_env, WEB[0]) == version
+    tls = ask(node_env, WEB[0], "/pg/tls", FAULT)
+    assert tls["ssl"] is True and tls["sslmode"] == "verify-full"
+    assert_no_row_lost_or_made_up(traffic, before, probe(nodes[LB], FAULT, "/pg/list")["rows"])
+
+
+def test_a_silent_services_node_fails_requests_within_the_connect_timeout(node_env, nodes,
+                                                                        fault_app):
+    """A cloud node that reboots drops packets instead of refusing them: an app that
+    connects with ``CONFIG_PG_URL`` alone (no timeout of its own) gets its error within
+    libpq's ``PGCONNECT_TIMEOUT``, not after the two minutes the OS takes."""
+    drop = (f"nft add table inet flt_silent && nft add chain inet flt_silent out "
+            f"'{{ type filter hook output priority 0; }}' && nft add rule inet flt_silent "
+            f"out ip daddr {nodes_private(node_env, DB)} tcp dport 5432 drop")
+    root(node_env, WEB[0], drop)
+    try:
+        out = root(node_env, WEB[0], f"curl -s -o /dev/null -w '%{{http_code}} %{{time_total}}' "
+                                     f"-m 60 -H 'Host: {FAULT}' http://127.0.0.1/pg/url || true")
+    finally:
+        root(node_env, WEB[0], "nft delete table inet flt_silent")
+    status, seconds = out.split()
+    print(f"\nwith db1 silent, /pg/url answered {status} after {float(seconds):.1f} s")
+    assert status == "500" and float(seconds) < 15, out
+    assert ask(node_env, WEB[0], "/pg/url", FAULT)["user"] == "sl_faultapp"

@@ -347,11 +347,7 @@ def test_reboot_brings_live_apps_back(node, node_env):
     routed = json.loads(node.root("cat /var/lib/silverlining/routes.json"))
     live = {loc: e for loc, e in routed.items() if e.get("version")}
     assert len(live) >= 3
-    with node_env.environ():
-        from silverlining.providers import get_driver
-        from silverlining.userconfig import UserConfig
-        driver = get_driver(UserConfig.load().provider("local"))
-        driver.reboot_node(driver.ex_get_node(node.name))
+    node_env.reboot(node.name)
     node.address = node_env.address(node.name)
     deadline = time.monotonic() + 90
     pending = dict(live)

@@ -79,6 +79,14 @@ def test_each_app_has_its_own_slice_right_under_silver_slice(a, b):
         assert run_role(db_name(a)) != run_role(db_name(b))
 
 
+def test_a_web_instance_stops_after_nginx():
+    """A reboot stops nginx (finishing its requests) before the app it passes them to."""
+    from silverlining.appconfig import Limits
+
+    text = instances.unit_text("my-app", "v3", "wsgi", None, Limits())
+    assert "\nBefore=nginx.service\n" in text.split("[Service]")[0]
+
+
 def test_every_unit_of_app_code_is_in_its_slice_with_the_task_limit():
     from silverlining.appconfig import Limits
     from silverlining.node import slices

@@ -91,9 +91,11 @@ def test_a_member_app_is_told_to_verify_the_server():
                                     "shop/services-ca.crt")
     assert env["PGSSLMODE"] == env["CONFIG_PG_SSLMODE"] == "verify-full"
     assert env["PGSSLROOTCERT"] == "/var/lib/silverlining/data/shop/services-ca.crt"
+    assert env["PGCONNECT_TIMEOUT"] == "10"
     local = pg_env({"dbname": "d", "user": "u", "password": "p", "host": "127.0.0.1",
                     "port": "5432"})
     assert "?" not in local["CONFIG_PG_URL"] and "PGSSLMODE" not in local
+    assert "PGCONNECT_TIMEOUT" not in local
 
 
 def test_an_app_s_mariadb_users_get_passwords_of_their_own():

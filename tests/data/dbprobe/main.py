@@ -3,13 +3,19 @@ service tests: PostgreSQL rows (and the connection's TLS: ``/pg/tls``), files,
 MariaDB values (and the connection's TLS: ``/mysql/tls``), Redis values, PostGIS,
 and hogs for test_limits: connections (``/hog/pg``, ``/hog/mysql``, ``/hog/redis``)
 and Redis memory (``/redis/fill``), and a try at another app's Redis socket
-(``/redis/socket``).
+(``/redis/socket``). ``/pg/add`` and ``/pg/list`` take ``kept=1`` (the worker's
+persistent connection) and ``/pg/add`` ``hold=SECONDS`` (a slow request), for the
+fault tests of test_services_node.
 Each database client is imported only by the requests that use it (the app
 asks the node for the Debian package of the ones its app.ini names)."""
 
+import contextlib
 import json
 import os
+import socket
 from urllib.parse import parse_qs
+
+KEPT = {}       # the worker's persistent PostgreSQL connection (gunicorn: one per process)
 
 
 def pg_connect(dbname=None):
@@ -20,19 +26,47 @@ def pg_connect(dbname=None):
         port=os.environ["CONFIG_PG_PORT"], connect_timeout=5)
 
 
+@contextlib.contextmanager
+def pg_transaction(q):
+    """A cursor in a transaction on a new connection, or (``kept=1``) on the worker's
+    persistent one, checked before it is used again as Django's ``CONN_HEALTH_CHECKS``
+    and SQLAlchemy's ``pool_pre_ping`` do: one the services node's restart broke is
+    replaced instead of failing the request."""
+    if q.get("kept") != "1":
+        with pg_connect() as conn, conn.cursor() as cur:
+            yield cur
+        return
+    import psycopg2
+    conn = KEPT.get("conn")
+    if conn is not None:
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")
+            conn.rollback()
+        except psycopg2.Error:
+            conn.close()
+            conn = None
+    if conn is None:
+        conn = KEPT["conn"] = pg_connect()
+    with conn, conn.cursor() as cur:
+        yield cur
+
+
 def pg(path, q):
     if path == "/pg/add":
-        with pg_connect() as conn, conn.cursor() as cur:
+        with pg_transaction(q) as cur:
             cur.execute("CREATE TABLE IF NOT EXISTS items (id serial PRIMARY KEY, v text)")
             cur.execute("INSERT INTO items (v) VALUES (%s)", (q["v"],))
-        return {"added": q["v"]}
+            if "hold" in q:     # in flight, not yet committed, for that long
+                cur.execute("SELECT pg_sleep(%s)", (float(q["hold"]),))
+        return {"added": q["v"], "node": socket.gethostname()}
     if path == "/pg/list":
-        with pg_connect() as conn, conn.cursor() as cur:
+        with pg_transaction(q) as cur:
             cur.execute("SELECT to_regclass('items') IS NOT NULL")
             if not cur.fetchone()[0]:
                 return {"rows": []}
             cur.execute("SELECT v FROM items ORDER BY id")
-            return {"rows": [r[0] for r in cur.fetchall()]}
+            return {"rows": [r[0] for r in cur.fetchall()], "node": socket.gethostname()}
     if path == "/pg/url":
         import psycopg2
         with psycopg2.connect(os.environ["CONFIG_PG_URL"]) as conn, conn.cursor() as cur:
