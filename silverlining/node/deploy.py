@@ -212,8 +212,6 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
             instances.stop_now(app, version)
             jobs.sync(app)
         raise
-    if deps_set:            # live: the layer's .pyc, now off the deploy's way
-        deps.compile_later(deps_set)
     if values != stored:        # kept only once a version using them is live
         params.save(app, values, gid)
     return {"app": app, "version": version, "location": location, "previous": previous,

@@ -20,6 +20,7 @@ code), then copied into the layer as root's files like the rest.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -54,7 +55,6 @@ python3 -m pip install --no-deps --no-index --no-cache-dir --no-compile \\
     --disable-pip-version-check --target "$out/site" "$out"/wheels/*.whl
 """
 ENV_VAR = "SILVER_DEPS"
-COMPILED = ".silver-compiled"     # in a layer, once its modules were byte-compiled
 _FINGERPRINT_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -104,8 +104,9 @@ def receive(call: protocol.DepsInstall) -> protocol.DepsInstallResult:
     """Make the layer ``call.fingerprint`` from the tar stream on stdin: unpacked as
     root's own read-only files into a directory only root can enter, checked against
     the fingerprint (every file against its RECORD, for this node's target), its
-    ``build_on_node`` packages compiled, and put in place by one rename (its modules
-    are byte-compiled later: ``compile_later``). Anything wrong: nothing is left."""
+    ``build_on_node`` packages compiled, its modules byte-compiled for this Python
+    (the app can never write them, and without them every start compiles its
+    imports anew), and put in place by one rename. Anything wrong: nothing is left."""
     fingerprint = check_fingerprint(call.fingerprint)
     final = layer(fingerprint)
     if final.is_dir():
@@ -129,6 +130,7 @@ def receive(call: protocol.DepsInstall) -> protocol.DepsInstallResult:
         if on_node:
             build_here(on_node, work / SDISTS, work)
         shutil.rmtree(work / SDISTS, ignore_errors=True)
+        byte_compile(work)
         os.chmod(work, 0o755)
         try:
             work.rename(final)
@@ -139,28 +141,13 @@ def receive(call: protocol.DepsInstall) -> protocol.DepsInstallResult:
     return {"fingerprint": fingerprint, "installed": True, "files": len(files)}
 
 
-def compile_later(fingerprint: str) -> None:
-    """Byte-compile the layer's modules for this Python (the app can never write
-    ``__pycache__`` there: without them every start compiles its imports anew), once,
-    in a transient unit of its own at the lowest priority, started by a deploy once
-    its version is live: not on the deploy's way. The first start of a new set
-    compiles in memory what it imports (two fifths of a Django project's set)
-    instead of waiting for all of them; the app's later starts (the next versions,
-    a restart) find them. compileall writes each file atomically, so a process never
-    reads half of one. Started again by the next deploy using the layer until it
-    finished (a reboot stopped it); a file that is not Python 3 (a template, test
-    data) is left as it is."""
-    folder, unit = layer(fingerprint), f"silverlining-compile-{fingerprint}.service"
-    if (folder / COMPILED).exists() or (paths.TRANSIENT_UNITS / unit).exists():
-        return                  # done, or under way (its unit is loaded until it ends)
-    # in the layer's directory itself, which a move (clean-node, another deploy) cannot
-    # swap for another under the job; the .pyc name their source by its path
-    script = f'cd "$2" || exit; "$1" -I -m compileall -qq -j 0 -d "$2" .; touch {COMPILED}'
-    # another deploy's start of it just now makes systemd-run fail: fine
-    subprocess.run(["systemd-run", "--quiet", "--no-block", "--collect", f"--unit={unit}",
-                    "-p", "Nice=19", "-p", f"RuntimeMaxSec={BUILD_TIMEOUT}",
-                    "--", "/bin/sh", "-c", script, "sh", sys.executable, str(folder)],
-                   stdin=subprocess.DEVNULL, capture_output=True)
+def byte_compile(folder: Path) -> None:
+    """The ``.pyc`` of every module in ``folder`` for this Python, on all CPUs (its own
+    process: compileall's workers start anew from the main module). A file that is
+    not Python 3 (a template, test data) makes compileall fail and stays as it is."""
+    with contextlib.suppress(NodeError):
+        run([sys.executable, "-I", "-m", "compileall", "-qq", "-j", "0", str(folder)],
+            what="byte-compiling the dependency set", timeout=BUILD_TIMEOUT)
 
 
 def _copy_in(source: Path, dest: Path, what: str) -> None:
