@@ -37,7 +37,6 @@ import subprocess
 import threading
 import tomllib
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -408,9 +407,11 @@ def _fetch_sdist(package: dict, lock: Path, into: Path, where: str) -> dict:
     if not _SDIST_NAME_RE.match(filename):
         raise SilverError(f"{name} {version}: unexpected source distribution name "
                           f"{filename!r}")
+    from urllib.request import urlopen     # here only: it slows every update's start
+
     into.mkdir(parents=True, exist_ok=True)
     try:
-        with urllib.request.urlopen(url, timeout=120) as src, open(into / filename, "wb") as dst:
+        with urlopen(url, timeout=120) as src, open(into / filename, "wb") as dst:
             shutil.copyfileobj(src, dst)
     except (OSError, ValueError) as exc:
         raise SilverError(f"cannot fetch the source of {name} {version} ({url}): {exc}; "

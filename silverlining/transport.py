@@ -45,6 +45,7 @@ from typing import BinaryIO
 
 from silverlining import state
 from silverlining.errors import SilverError
+from silverlining.node.base import listening
 
 Stream = Callable[[str, str], None]
 """``stream(name, line)``: called with "stdout"/"stderr" and each complete line."""
@@ -335,29 +336,19 @@ def ssh_command(user: str, address: str, timeout: float = 10) -> list[str]:
     return ["ssh", *ssh_options(user, address, timeout)]
 
 
-def _master_alive(path: Path) -> bool:
-    """Whether a master listens on ``path`` (a connect: no ssh process)."""
-    sock = socket.socket(socket.AF_UNIX)
-    sock.settimeout(2)
+def _control_sockets(address: str) -> list[Path]:
+    """The control sockets of every master to ``address`` (each login has its own)."""
     try:
-        sock.connect(str(path))
-        return True
-    except OSError:
-        return False
-    finally:
-        sock.close()
+        found = control_dir().glob(f"{_digest(address)}-*")
+        return [path for path in found if not path.name.endswith(".lock")]
+    except (OSError, SilverError):
+        return []
 
 
 def disconnect(address: str) -> None:
     """Close every master to ``address`` (its key changed, or the node is gone):
     the next command logs in again."""
-    try:
-        sockets = list(control_dir().glob(f"{_digest(address)}-*"))
-    except (OSError, SilverError):
-        return
-    for path in sockets:
-        if path.name.endswith(".lock"):
-            continue
+    for path in _control_sockets(address):
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             subprocess.run(["ssh", "-F", "/dev/null", "-o",
                             f"ControlPath={_option_value(str(path))}", "-O", "exit", address],
@@ -591,12 +582,12 @@ class SSH:
 
     def _connect(self) -> None:
         """Start the master unless one is up (one at a time per socket: a lock)."""
-        if _master_alive(self.control):
+        if listening(self.control):
             return
         lock = self.control.with_name(self.control.name + ".lock")
         with open(lock, "a") as held:
             fcntl.flock(held, fcntl.LOCK_EX)
-            if _master_alive(self.control):
+            if listening(self.control):
                 return
             with contextlib.suppress(FileNotFoundError):
                 self.control.unlink()       # a master that died left its socket
@@ -684,7 +675,7 @@ class SSH:
         if result.status == 255:
             failure = _ssh_failure(self.label, self.user, self.address,
                                    result.stderr.splitlines()[-_STDERR_TAIL:])
-            if failure is None and not _master_alive(self.control):
+            if failure is None and not listening(self.control):
                 failure = SilverError(f"[{self.label}] SSH connection to {self.address} "
                                       f"lost while {argv[0]} ran")
             if failure is not None:

@@ -46,7 +46,14 @@ def run_silver(*args: str, cwd: Path | None = None, env: dict | None = None,
     return proc
 
 
+# The longest modules (several nodes each), started first: with four modules at a time
+# (``--dist loadfile``), one of them started last would set the suite's end alone.
+LONG_FIRST = ("test_services_node.py", "test_balancer.py", "test_dependencies.py")
+
+
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: LONG_FIRST.index(item.path.name)
+               if item.path.name in LONG_FIRST else len(LONG_FIRST))
     if os.environ.get("SILVER_SKIP_NODE_TESTS") == "1":
         skip = pytest.mark.skip(reason="SILVER_SKIP_NODE_TESTS=1")
         for item in items:

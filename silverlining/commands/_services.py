@@ -14,20 +14,22 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from silverlining import nodes, protocol, servicesca, topology
-from silverlining.appconfig import AppConfig
+from silverlining import nodes, protocol, topology
 from silverlining.commands._front import parallel
 from silverlining.commands._remote import node_for, open_node
 from silverlining.console import Console
 from silverlining.errors import SilverError, UsageError
 from silverlining.locations import Location
-from silverlining.services import mysql
+from silverlining.services import mysql, redis
 from silverlining.services._system import db_name
 from silverlining.services.postgresql import run_role
 
-HOSTABLE = ("postgresql", "postgis", "mysql")
-NOT_YET = ("redis",)
+if TYPE_CHECKING:       # app.ini's parser is for the commands that read one
+    from silverlining.appconfig import AppConfig
+
+HOSTABLE = ("postgresql", "postgis", "mysql", "redis")
 
 
 def resolve(location: Location, given: str | None) -> str | None:
@@ -41,25 +43,27 @@ def resolve(location: Location, given: str | None) -> str | None:
 
 
 def check(config: AppConfig, node: str) -> None:
-    """The app's databases are ones a services node holds."""
-    later = [f"service.{n}" for n in NOT_YET if n in config.services]
-    if later:
-        raise UsageError(f"{', '.join(later)} in {config.ini_path}: a services node ({node}) "
-                         "holds PostgreSQL, PostGIS and MariaDB databases only, so far")
+    """The app has data a services node holds."""
     if not any(n in config.services for n in HOSTABLE):
         raise UsageError(f"--services-node {node}: {config.ini_path} has no "
-                         "service.postgresql, service.postgis or service.mysql for it "
-                         "to hold")
+                         "service.postgresql, service.postgis, service.mysql or "
+                         "service.redis for it to hold")
 
 
 def passwords(app: str) -> dict[str, str]:
-    """The app's roles' and MariaDB users' passwords: derived, so every update sends
-    the same ones (MariaDB's keyed ``mysql:USER``: its users have the roles' names)."""
+    """The app's roles', MariaDB users' and Redis user's passwords: derived, so every
+    update sends the same ones (MariaDB's keyed ``mysql:USER``: its users have the
+    roles' names; Redis's ``redis:USER``)."""
+    # here, not at the top: the CA's cryptography import (15-40 ms) is not for the
+    # commands that use this module only to find members (activate, backup, clear)
+    from silverlining import servicesca
+
     role, my = db_name(app), mysql.SECRET_PREFIX
     return {role: servicesca.password(f"postgresql:{app}"),
             run_role(role): servicesca.password(f"postgresql-run:{app}"),
             my + role: servicesca.password(f"mysql:{app}"),
-            my + mysql.run_user(role): servicesca.password(f"mysql-run:{app}")}
+            my + mysql.run_user(role): servicesca.password(f"mysql-run:{app}"),
+            redis.SECRET_PREFIX + redis.app_user(app): servicesca.password(f"redis:{app}")}
 
 
 def host(console: Console, node: str, config: AppConfig, app: str, location: Location,
@@ -73,6 +77,8 @@ def host(console: Console, node: str, config: AppConfig, app: str, location: Loc
     interrupted (no member was told anything, nothing recorded)."""
     if node in members:
         raise UsageError(f"{node} is {location}'s services node: it cannot be a member too")
+    from silverlining import servicesca      # as in ``passwords``
+
     reach = {m: nodes.peer_address(node, from_node=m) for m in members}
     cert = servicesca.server_cert(node, set(reach.values()))
     secrets = passwords(app)
@@ -105,7 +111,7 @@ def tell_members(console: Console, node: str, app: str, held: dict, members: lis
     """``services-use`` on each of ``members``: the app's databases are on ``node``
     (``held``: its ``services-host`` answer), reached at its address as each sees it."""
     secrets = passwords(app)
-    prefix = {"postgresql": "", "mysql": mysql.SECRET_PREFIX}
+    prefix = {"postgresql": "", "mysql": mysql.SECRET_PREFIX, "redis": redis.SECRET_PREFIX}
 
     def use(member: str) -> None:
         host = nodes.peer_address(node, from_node=member)
@@ -113,8 +119,9 @@ def tell_members(console: Console, node: str, app: str, held: dict, members: lis
         for family, key in prefix.items():
             if answer := held.get(family):
                 given[family] = {**answer, "node": node, "host": host,
-                                 "password": secrets[key + answer["user"]],
-                                 "run_password": secrets[key + answer["run_user"]]}
+                                 "password": secrets[key + answer["user"]]}
+                if "run_user" in answer:        # Redis has no maintenance login
+                    given[family]["run_password"] = secrets[key + answer["run_user"]]
         session = open_node(console, member, check=False)
         try:
             session.send(protocol.ServicesUse(app=app), quiet=True, input=json.dumps(given))

@@ -222,8 +222,8 @@ def check_node_disk(config: AppConfig, nodes: list[str], balanced: bool = False,
                          f"several nodes ({', '.join(nodes)}): each node would keep {what} "
                          "and the copies would diverge; deploy to one node, or keep the data "
                          "outside the nodes (a services node, --services-node NAME, for "
-                         "PostgreSQL and MariaDB; object storage the app reaches through its own "
-                         "settings for files)")
+                         "PostgreSQL, MariaDB and Redis; object storage the app reaches "
+                         "through its own settings for files)")
     if data:
         return (f"{', '.join(data)}: each of {', '.join(nodes)} gets a database of its own "
                 "(nothing is shared between them)")

@@ -20,6 +20,8 @@ import threading
 import time
 
 APP_OBJECT = "silverlining.node._app:application"
+# hooks that start the first worker alone (node/_gunicorn.py)
+GUNICORN_CONFIG = "python:silverlining.node._gunicorn"
 
 
 def server_command(interface: str, socket: str, workers: int) -> list[str]:
@@ -27,9 +29,10 @@ def server_command(interface: str, socket: str, workers: int) -> list[str]:
         return [sys.executable, "-m", "uvicorn", "--uds", socket, "--workers", str(workers),
                 "--proxy-headers", "--forwarded-allow-ips", "*", "--no-access-log",
                 APP_OBJECT]
-    return [sys.executable, "-m", "gunicorn", "--bind", f"unix:{socket}",
-            "--workers", str(workers), "--graceful-timeout", "20", "--timeout", "120",
-            "--forwarded-allow-ips", "*", "--error-logfile", "-", APP_OBJECT]
+    return [sys.executable, "-m", "gunicorn", "--config", GUNICORN_CONFIG,
+            "--bind", f"unix:{socket}", "--workers", str(workers), "--graceful-timeout", "20",
+            "--timeout", "120", "--forwarded-allow-ips", "*", "--error-logfile", "-",
+            APP_OBJECT]
 
 
 def remove_stale_socket(path: str) -> None:

@@ -15,7 +15,7 @@ from silverlining.node._config import app_services
 from silverlining.node._errors import NodeError
 from silverlining.node._state import (AppState, app_lock, canonical_hostname, instance_dir,
                                       load_routes, location_key)
-from silverlining.node._switch import switch, unroute
+from silverlining.node._switch import retire, switch, unroute
 from silverlining.node._util import app_ids
 
 _SPEC = re.compile(r"^(?:(?P<app>[a-z0-9][a-z0-9_-]*)\.)?v?(?P<number>[1-9][0-9]*)\Z")
@@ -39,7 +39,9 @@ def resolve(location: str, spec: str) -> tuple[str, str]:
 
 def _check_and_start(args: protocol.Activate, app: str, version: str, location: str, host: str,
                      meta: dict) -> None:
-    """The kept instance runs and passes the health gate, or is stopped again."""
+    """The kept instance runs and passes the health gate, or is stopped again: at once if
+    it was not running, or after its drain if it was (``start_kept`` cancelled that stop)
+    and no location serves it."""
     was_running = False
     try:
         was_running = instances.start_kept(app, version)
@@ -51,6 +53,8 @@ def _check_and_start(args: protocol.Activate, app: str, version: str, location: 
     except BaseException as exc:
         if not was_running:
             instances.stop_now(app, version)
+        else:
+            retire(load_routes(), {(app, version)})
         audit.record("activate", app, who=args.who, result="failed", version=version,
                      location=location, error=str(exc))
         raise

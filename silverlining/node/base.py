@@ -20,6 +20,7 @@ import fcntl
 import os
 import select
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -120,6 +121,32 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o644, uid: int |
         raise
     os.close(fd)
     os.replace(tmp, path)
+
+
+def listening(path: Path, timeout: float = 2.0) -> bool:
+    """Whether something takes connections on the unix socket ``path`` (a connect and
+    nothing more; ``timeout`` bounds it, as a full backlog would block it)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
+def point_link(link: Path, target: Path | None) -> None:
+    """Replace the symlink ``link`` atomically (a reader sees the old target or the new
+    one, never none); ``None`` removes it."""
+    if target is None:
+        link.unlink(missing_ok=True)
+        return
+    tmp = link.with_name(f".{link.name}.new")
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
 
 
 def wait_until(check: Callable[[], T], timeout: float, interval: float = 0.3, *,

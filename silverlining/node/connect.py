@@ -8,11 +8,22 @@ arguments to ``silverlining-node.service`` (``node/server.py``), which runs the
 command in a fork of itself, with those very pipes, and tells the exit status back:
 the CLI sees the same stdout, stderr, stdin and status as from ``sudo silver-node``.
 
-When the server cannot take the call (not running, refused, or its code is older
-than the node's server files), this falls back to ``sudo -n silver-node``, the path
-every call took before: the server is a shortcut, never a requirement. Once the server
-has said it runs the call, there is no fallback (the call may have had effects); a
-server that then ends without a status is an error.
+When the server cannot take the call (not running, refused, wedged, or its code is
+older than the node's server files), this falls back to ``sudo -n silver-node``, the
+path every call took before: the server is a shortcut, never a requirement. The
+hand-over is a commitment made by this side alone, so a call runs once whatever the
+server does:
+
+1. this sends the arguments (nothing else);
+2. the server's fork for the call answers ``ready``, within ``READY_TIMEOUT``;
+3. this sends ``go`` with its stdin, stdout and stderr: from here the call is the
+   server's, never run elsewhere (it may have had effects), and a server that ends
+   without a status is an error. The fork runs nothing before it has ``go``.
+
+A server that does not answer in time (stopped, stuck) is left with the arguments
+only: this closes the connection and uses sudo, and a fork the server makes later
+finds the connection closed and runs nothing. It holds none of the caller's pipes
+either, which would keep the SSH session from ending.
 """
 
 from __future__ import annotations
@@ -21,16 +32,21 @@ import json
 import os
 import socket
 import sys
+import time
 
 from silverlining.node import paths
 
-RUN, STALE = b"run\n", b"stale\n"
-STATUS_MAX = 16          # bytes of "run\n" plus the status line
+READY, GO, STALE = b"ready\n", b"go\n", b"stale\n"
+READY_TIMEOUT = 5.0      # seconds for the server to take a call, else sudo runs it
+STATUS_MAX = 16          # bytes of "ready\n" plus the status line
 
 
-def _read_line(sock: socket.socket, buf: bytearray) -> bytes:
-    """The next line the server sent (b"" when it closed the connection first)."""
+def _read_line(sock: socket.socket, buf: bytearray, deadline: float | None = None) -> bytes:
+    """The next line the server sent (b"" when it closed the connection first);
+    ``TimeoutError`` past ``deadline`` (``time.monotonic``)."""
     while b"\n" not in buf:
+        if deadline is not None:
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
         chunk = sock.recv(STATUS_MAX)
         if not chunk:
             return b""
@@ -48,15 +64,20 @@ def request(argv: list[str]) -> bytes:
 
 def through_server(argv: list[str]) -> int | None:
     """Run ``argv`` in the command server; its exit status, or None when the server
-    did not take it (run it some other way)."""
+    did not take it within ``READY_TIMEOUT`` (run it some other way)."""
+    deadline = time.monotonic() + READY_TIMEOUT
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         buf = bytearray()
         try:
+            sock.settimeout(READY_TIMEOUT)
             sock.connect(str(paths.NODE_SOCKET))
-            socket.send_fds(sock, [request(argv)], [0, 1, 2])
-            if _read_line(sock, buf) != RUN:
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            sock.sendall(request(argv))
+            if _read_line(sock, buf, deadline) != READY:
                 return None           # stale, refused, or gone before running anything
-        except OSError:
+            sock.settimeout(None)     # the call's own time from here
+            socket.send_fds(sock, [GO], [0, 1, 2])
+        except OSError:               # TimeoutError included: nothing was handed over
             return None
         try:
             status = _read_line(sock, buf).strip()

@@ -6,7 +6,7 @@ members admitted by name and address, the backups ``update --backup`` took). It
 sets each database up as on one node, with the passwords the client derives and
 the server certificate the client's CA signed, then admits every hosted app's
 members and nobody else: each service's own access list (pg_hba.conf, MariaDB's
-host-limited accounts) and the
+host-limited accounts; Redis: each app's own instance and TLS port) and the
 node firewall (``FIREWALL_D/services.nft``, loaded after the firewall's own rules,
 so a reboot keeps it). The data commands (``data.py``) find a hosted app by its
 location here.
@@ -39,6 +39,7 @@ from silverlining.services import SERVICE_NAMES, get_service
 REPLICATION = "replication.json"        # HOSTED/replication.json: replicas, or the primary
 FIREWALL_FILE = "services.nft"
 FIREWALL_SET = "inet silverlining service_peers"
+ENGINES = {"mysql": "MariaDB", "redis": "Redis"}       # what a replica leaves behind
 
 
 def read_stdin() -> dict:
@@ -174,16 +175,16 @@ def host(call: protocol.ServicesHost) -> protocol.ServicesHostResult:
         make_dir(paths.HOSTED / app, 0, 0, 0o700)
         write_atomic(paths.HOSTED / app / "app.ini", str(given.get("app_ini", "")), mode=0o600)
         cfg, services = config(app)
-        refused = [n for n in sorted(cfg.services) if n == "redis"]
-        if refused or not services:
-            raise NodeError(f"a services node holds PostgreSQL, PostGIS and MariaDB "
-                            f"databases; {', '.join(refused) or 'the app has none'}: not "
-                            "here yet")
-        if "mysql" in services and (replication().get("replicas")
-                                    or replication().get("primary")):
-            raise NodeError("this node has a PostgreSQL replica or is one, and MariaDB is "
-                            "not replicated: a MariaDB database here would be left behind "
-                            "by a promote (give the app another services node)")
+        if not services:
+            raise NodeError("a services node holds PostgreSQL, PostGIS, MariaDB and Redis "
+                            "databases; the app has none")
+        if (left := unreplicated(services)) and (replication().get("replicas")
+                                                 or replication().get("primary")):
+            engines = " and ".join(ENGINES[n] for n in left)
+            raise NodeError(f"this node has a PostgreSQL replica or is one, and {engines} "
+                            f"{'is' if len(left) == 1 else 'are'} not replicated: the app's "
+                            "data here would be left behind by a promote (give the app "
+                            "another services node)")
         record = load(app)
         admitted = dict(record.get("members", {})) if call.add else {}
         admitted.update(members)
@@ -207,10 +208,15 @@ def host(call: protocol.ServicesHost) -> protocol.ServicesHostResult:
             **by_family(answers)}
 
 
+def unreplicated(services: list[str]) -> list[str]:
+    """Those of ``services`` a PostgreSQL replica does not follow."""
+    return [n for n in services if get_service(n).family != "postgresql"]
+
+
 def by_family(answers: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
-    """Each service's ``host`` answer under its server's name (``postgresql``, ``mysql``;
-    empty when the app has none there), as the members are told it."""
-    out: dict[str, dict[str, str]] = {"postgresql": {}, "mysql": {}}
+    """Each service's ``host`` answer under its server's name (``postgresql``, ``mysql``,
+    ``redis``; empty when the app has none there), as the members are told it."""
+    out: dict[str, dict[str, str]] = {"postgresql": {}, "mysql": {}, "redis": {}}
     for name, answer in answers.items():
         out[get_service(name).family] = answer
     return out
@@ -230,8 +236,7 @@ def admit() -> None:
     replicas = sorted(replication().get("replicas", {}).values())
     allowed: set[tuple[str, int]] = set()
     for name, apps in peers.items():
-        for port in get_service(name).admit(apps, replicas):
-            allowed |= {(a, port) for addresses in [*apps.values(), replicas] for a in addresses}
+        allowed |= get_service(name).admit(apps, replicas)
     elements = ", ".join(f"{a} . {p}" for a, p in sorted(allowed))
     text = (f"# silverlining: who reaches this services node's databases (docs/services-node.md)\n"
             f"flush set {FIREWALL_SET}\n"
@@ -241,6 +246,8 @@ def admit() -> None:
         path = paths.FIREWALL_D / FIREWALL_FILE
         write_atomic(path, text, mode=0o644)
         run(["nft", "-f", str(path)], what="the services firewall")
+    for name, apps in peers.items():
+        get_service(name).disconnect_others(paths, apps)
 
 
 def use(call: protocol.ServicesUse) -> protocol.Nothing:

@@ -23,10 +23,12 @@ from silverlining.node import paths, slices
 from silverlining.node._errors import NodeError
 from silverlining.node._state import instance_dir, instance_name
 from silverlining.node._util import app_user
-from silverlining.node.base import make_dir, run, say, tail, wait_until, write_atomic
+from silverlining.node.base import (listening, make_dir, point_link, run, say, tail,
+                                   wait_until, write_atomic)
 from silverlining.node.routing import SCRIPT_NAME_HEADER, UPDATE_HEADER
 
 DRAIN_SECONDS = 10
+WANTED_BY = "multi-user.target"     # started at boot with it (``boot_links``)
 START_TIMEOUT = 60.0      # until the new socket answers at all (app.ini start_timeout)
 HEALTH_TIMEOUT = 15.0     # then until health_check and / stop answering 5xx
 
@@ -107,7 +109,7 @@ Restart=on-failure
 RestartSec=2
 {slices.unit_lines(app, limits or Limits())}{memory}{SANDBOX}
 [Install]
-WantedBy=multi-user.target
+WantedBy={WANTED_BY}
 """
 
 
@@ -187,29 +189,25 @@ def start(app: str, version: str) -> None:
 
 def start_kept(app: str, version: str) -> bool:
     """Start a kept instance (a rollback), or keep it if it still drains: its stop is
-    cancelled. Returns whether it was running. One ``systemctl show`` says what is
-    needed, so a running instance with no stop scheduled needs no further call."""
-    unit, stop = unit_name(app, version), stop_unit_name(app, version)
-    states = units_state(unit, f"{stop}.timer", f"{stop}.service")
-    timer, service = states[f"{stop}.timer"], states[f"{stop}.service"]
-    if timer.active in ("active", "activating"):
-        systemctl("stop", f"{stop}.timer", check=False)
-    if "failed" in (timer.active, service.active):
-        systemctl("reset-failed", f"{stop}.timer", f"{stop}.service", check=False)
-    running = states[unit].active == "active"
-    # a stop scheduled, or already under way, is undone by a start
-    if not running or timer.active != "inactive" or service.active != "inactive":
-        systemctl("start", unit)
-    return running
+    cancelled. Returns whether it was serving (its socket takes a connection). Asks
+    systemd nothing first: the scheduled stop is seen in its transient unit files, and
+    a ``start`` of a running unit is a no-op that also undoes a stop already under way."""
+    serving = listening(socket_path(app, version))
+    if _stop_scheduled(app, version):
+        systemctl("stop", f"{stop_unit_name(app, version)}.timer", check=False)
+    systemctl("start", unit_name(app, version))
+    return serving
 
 
-def boot_links(action: str, unit: str, check: bool = True) -> None:
-    """``enable`` or ``disable`` a unit for the next boot: its links only, made by
-    ``systemctl --root=/`` without asking the manager, which reads them at boot.
-    Through the manager (even with ``--no-reload``) every unit then reports
-    ``NeedDaemonReload=yes`` until a ``daemon-reload`` (systemd 257), so the next
-    deploy's ``load_units`` would pay a whole-manager reload for nothing."""
-    systemctl("--root=/", action, "--quiet", unit, check=check)
+def boot_links(action: str, unit: str) -> None:
+    """``enable`` or ``disable`` a unit for the next boot: its ``WANTED_BY`` link, which
+    the manager reads at boot, made here as ``systemctl --root=/`` would (that reads
+    every unit file first: a tenth of a rollback). Never through the manager: even with
+    ``--no-reload`` every unit then reports ``NeedDaemonReload=yes`` until a
+    ``daemon-reload`` (systemd 257), so the next deploy's ``load_units`` would pay a
+    whole-manager reload for nothing."""
+    wants = make_dir(paths.SYSTEMD_UNITS / f"{WANTED_BY}.wants", 0, 0, 0o755)
+    point_link(wants / unit, paths.SYSTEMD_UNITS / unit if action == "enable" else None)
 
 
 def enable(app: str, version: str) -> None:
@@ -222,7 +220,7 @@ def stop_now(app: str, version: str) -> None:
     at once, not given the graceful stop a hung app would sit out to its timeout."""
     unit = unit_name(app, version)
     cancel_stop(app, version)
-    boot_links("disable", unit, check=False)
+    boot_links("disable", unit)
     systemctl("kill", "--signal=SIGKILL", unit, check=False)
     systemctl("stop", unit, check=False)
     systemctl("reset-failed", unit, check=False)
@@ -232,17 +230,25 @@ def stop_later(app: str, version: str, delay: int = DRAIN_SECONDS) -> None:
     """Disable now (a reboot will not start it), stop after the drain period."""
     unit = unit_name(app, version)
     cancel_stop(app, version)
-    boot_links("disable", unit, check=False)
+    boot_links("disable", unit)
     run(["systemd-run", "--quiet", f"--unit={stop_unit_name(app, version)}",
          f"--on-active={delay}", "--timer-property=AccuracySec=1s",
          "/bin/systemctl", "stop", unit], what=f"scheduling the stop of {unit}")
 
 
-def cancel_stop(app: str, version: str) -> None:
+def _stop_scheduled(app: str, version: str) -> bool:
+    """Whether a stop of the instance is scheduled or was run: systemd keeps transient
+    units' files while they are loaded, so no ``systemctl`` is needed to know."""
     name = stop_unit_name(app, version)
-    if not any((paths.TRANSIENT_UNITS / f"{name}.{kind}").exists()
-               for kind in ("timer", "service")):
-        return              # none scheduled (systemd keeps transient units' files while loaded)
+    return any((paths.TRANSIENT_UNITS / f"{name}.{kind}").exists()
+               for kind in ("timer", "service"))
+
+
+def cancel_stop(app: str, version: str) -> None:
+    """No stop scheduled, and none left failed (``stop_later`` makes one of that name)."""
+    if not _stop_scheduled(app, version):
+        return
+    name = stop_unit_name(app, version)
     systemctl("stop", f"{name}.timer", check=False)
     systemctl("reset-failed", f"{name}.timer", f"{name}.service", check=False)
 

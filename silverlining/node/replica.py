@@ -61,10 +61,10 @@ def primary(call: protocol.ReplicaPrimary) -> protocol.ReplicaPrimaryResult:
                         "--services-node' first)")
     if hosting.replication().get("primary"):
         raise NodeError("this node is a replica itself: give its primary")
-    mariadb = [a for a in hosting.hosted_apps() if "mysql" in hosting.config(a)[1]]
-    if mariadb:
-        raise NodeError(f"this node holds MariaDB databases ({', '.join(mariadb)}), which a "
-                        "replica does not follow: a promote would leave them behind")
+    other = [a for a in hosting.hosted_apps() if hosting.unreplicated(hosting.config(a)[1])]
+    if other:
+        raise NodeError(f"this node holds MariaDB or Redis data ({', '.join(other)}), which a "
+                        "replica does not follow: a promote would leave it behind")
     address = _address(call.address)
     given = hosting.read_stdin()
     slot = slot_name(call.replica)

@@ -43,7 +43,7 @@ from silverlining.node import paths
 from silverlining.node._errors import NodeError
 from silverlining.node._state import (AppState, instance_dir, load_routes, location_key,
                                       routing_lock)
-from silverlining.node.base import make_dir, say, wait_until, write_atomic
+from silverlining.node.base import make_dir, point_link, say, wait_until, write_atomic
 
 CONF_NAME = "routes.conf"
 UPDATE_HEADER = "X-Silverlining-Update"
@@ -365,18 +365,6 @@ def _front(app: str, version: str) -> Path:
     return front
 
 
-def _point(link: Path, target: Path | None) -> None:
-    """Replace ``link`` atomically (a request sees the old or the new version, never
-    none); ``None`` removes it."""
-    if target is None:
-        link.unlink(missing_ok=True)
-        return
-    tmp = link.with_name(f".{link.name}.new")
-    tmp.unlink(missing_ok=True)
-    os.symlink(target, tmp)
-    os.replace(tmp, link)
-
-
 def _live_links() -> dict[Path, Path]:
     if not paths.LIVE.is_dir():
         return {}
@@ -452,7 +440,7 @@ def apply(table: dict[str, dict]) -> bool:
     wanted = {live_link(r.location): _front(r.app, r.version) for r in routes}
     for link, front in wanted.items():
         if before.get(link) != front:
-            _point(link, front)
+            point_link(link, front)
     paths.NGINX_ROUTES.mkdir(parents=True, exist_ok=True)
     target = paths.NGINX_ROUTES / CONF_NAME
     old = target.read_bytes() if target.exists() else None
@@ -460,10 +448,10 @@ def apply(table: dict[str, dict]) -> bool:
         reloaded = old != text and _load(target, old, text)
     except BaseException:
         for link in wanted.keys() | before.keys():
-            _point(link, before.get(link))
+            point_link(link, before.get(link))
         raise
     for link in before.keys() - wanted.keys():
-        _point(link, None)
+        point_link(link, None)
     _prune_fronts(set(wanted.values()))
     return reloaded
 

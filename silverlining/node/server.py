@@ -35,11 +35,11 @@ import traceback
 
 from silverlining.node import paths
 from silverlining.node.__main__ import main, server_version
-from silverlining.node.connect import RUN, STALE
+from silverlining.node.connect import GO, READY, STALE
 from silverlining.protocol import COMMANDS
 
 IDLE = 60.0                 # seconds without calls before the server ends
-REQUEST_TIMEOUT = 5.0       # to send a request once connected (never blocks the server)
+REQUEST_TIMEOUT = 5.0       # to send a request once connected, and "go" once told "ready"
 REQUEST_MAX = 1 << 20       # bytes of arguments (the kernel allows 128 kB per argument)
 
 
@@ -66,27 +66,36 @@ def _caller(conn: socket.socket) -> str | None:
     return name if uid == 0 or name == paths.DEPLOY_USER else None
 
 
-def _read_request(conn: socket.socket) -> tuple[list[str], list[int]]:
-    """The caller's arguments and its stdin, stdout and stderr (``connect.request``)."""
-    data, fds, _flags, _addr = socket.recv_fds(conn, 65536, 3)
+def _read_request(conn: socket.socket) -> list[str]:
+    """The caller's arguments (``connect.request``); no descriptors yet (``_take_over``)."""
+    data = bytearray()
+    while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
+        if len(data) >= 4 and int.from_bytes(data[:4], "big") > REQUEST_MAX:
+            raise ValueError("request too large")
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise ValueError("request cut short")
+        data += chunk
+    argv = json.loads(bytes(data[4:4 + int.from_bytes(data[:4], "big")]))
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        raise ValueError("malformed request")
+    return argv
+
+
+def _take_over(conn: socket.socket) -> list[int] | None:
+    """In the fork: say ``ready`` and wait for the caller's ``go`` with its stdin,
+    stdout and stderr; None when it gave up (it runs the call through sudo, or not at
+    all): then this fork must run nothing."""
     try:
-        data = bytearray(data)
-        while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
-            if len(data) >= 4 and int.from_bytes(data[:4], "big") > REQUEST_MAX:
-                raise ValueError("request too large")
-            chunk = conn.recv(65536)
-            if not chunk:
-                raise ValueError("request cut short")
-            data += chunk
-        argv = json.loads(bytes(data[4:4 + int.from_bytes(data[:4], "big")]))
-        if len(fds) != 3 or not isinstance(argv, list) or \
-                not all(isinstance(a, str) for a in argv):
-            raise ValueError("malformed request")
-    except BaseException:
-        for fd in fds:
-            os.close(fd)
-        raise
-    return argv, fds
+        conn.sendall(READY)
+        data, fds, _flags, _addr = socket.recv_fds(conn, len(GO), 3)
+    except OSError:
+        return None
+    if data == GO and len(fds) == 3:
+        return fds
+    for fd in fds:
+        os.close(fd)
+    return None
 
 
 def _command_module(argv: list[str]) -> str | None:
@@ -105,13 +114,12 @@ def _import(module: str | None) -> None:
 
 
 def _run_call(listener: socket.socket, conn: socket.socket, argv: list[str],
-              fds: list[int], user: str) -> None:
-    """In the fork: tell the caller the call runs here (after that it never runs it
+              user: str) -> None:
+    """In the fork: take the call over from the caller (after that it never runs it
     elsewhere), become the call (its pipes, its session, its user), run it, tell the
     caller its status, and end."""
-    try:
-        conn.sendall(RUN)
-    except OSError:         # the caller is gone: nothing ran, nothing to tell
+    fds = _take_over(conn)
+    if fds is None:         # the caller gave up or is gone: nothing ran, nothing to tell
         os._exit(1)
     status = 1
     try:
@@ -194,23 +202,19 @@ def _take(listener: socket.socket, conn: socket.socket, version: str,
         user = _caller(conn)
         if user is None:
             return False
-        argv, fds = _read_request(conn)
+        argv = _read_request(conn)
     except (OSError, ValueError):
         return False
+    if server_version() != version:
+        with contextlib.suppress(OSError):
+            conn.sendall(STALE)
+        return True
+    _import(_command_module(argv))
     try:
-        if server_version() != version:
-            with contextlib.suppress(OSError):
-                conn.sendall(STALE)
-            return True
-        _import(_command_module(argv))
-        try:
-            pid = os.fork()
-        except OSError:     # no process to be had: the caller, told nothing, uses sudo
-            return False
-        if pid == 0:
-            _run_call(listener, conn, argv, fds, user)
-        children.add(pid)
+        pid = os.fork()
+    except OSError:         # no process to be had: the caller, told nothing, uses sudo
         return False
-    finally:
-        for fd in fds:
-            os.close(fd)
+    if pid == 0:
+        _run_call(listener, conn, argv, user)
+    children.add(pid)
+    return False

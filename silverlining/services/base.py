@@ -101,11 +101,24 @@ class Service:
         members are told besides the passwords (no secret)."""
         raise NotImplementedError(f"service {self.name}: not on a services node yet")
 
-    def admit(self, peers: dict[str, list[str]], replicas: list[str]) -> list[int]:
+    def admit(self, peers: dict[str, list[str]],
+              replicas: list[str]) -> set[tuple[str, int]]:
         """On the services node: only ``peers`` (app -> member addresses) get in, each to
         its own app's data, and ``replicas`` to replication (where the server has it);
-        returns the ports the firewall opens to them."""
+        returns the (address, port) pairs the firewall opens."""
         raise NotImplementedError(f"service {self.name}: not on a services node yet")
+
+    def disconnect_others(self, node_paths: Any, peers: dict[str, list[str]]) -> None:
+        """On the services node, once the firewall admits ``peers`` alone: end the
+        connections other addresses still hold. By default they are left to end by
+        themselves (PostgreSQL's and MariaDB's: docs/services-node.md)."""
+
+    @staticmethod
+    def everyone(peers: dict[str, list[str]], replicas: list[str],
+                 port: int) -> set[tuple[str, int]]:
+        """``admit``'s pairs of a server on one port for all apps: every member and
+        replica address to ``port``."""
+        return {(a, port) for addresses in [*peers.values(), replicas] for a in addresses}
 
     def remote_node(self, app: Any, node_paths: Any) -> str | None:
         """On a member: the services node that holds this service's data for the app

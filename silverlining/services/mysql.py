@@ -189,7 +189,8 @@ class MysqlService(Service):
         else:
             mariadb("FLUSH SSL;")        # a new certificate
 
-    def admit(self, peers: dict[str, list[str]], replicas: list[str]) -> list[int]:
+    def admit(self, peers: dict[str, list[str]],
+              replicas: list[str]) -> set[tuple[str, int]]:
         """Each member address gets the app's two accounts, copied from the local ones
         (password hash, connection limit) with ``REQUIRE SSL``; every other remote
         account of an app is dropped. MariaDB has no replica here (refused before)."""
@@ -221,7 +222,7 @@ class MysqlService(Service):
                         f"TO {account};\n")
             if sql:
                 mariadb(sql)
-        return [int(PORT)]
+        return self.everyone(peers, [], int(PORT))
 
     def use_remote(self, app: Any, node_paths: Any, values: dict[str, str], ca: Path) -> None:
         """On a member: the app's database is on services node ``values["node"]``."""

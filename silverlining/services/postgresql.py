@@ -228,7 +228,8 @@ class PostgresqlService(Service):
         else:
             psql("postgres", "SELECT pg_reload_conf();")      # a new certificate
 
-    def admit(self, peers: dict[str, list[str]], replicas: list[str]) -> list[int]:
+    def admit(self, peers: dict[str, list[str]],
+              replicas: list[str]) -> set[tuple[str, int]]:
         lines = [HBA]
         for app, addresses in sorted(peers.items()):
             role = db_name(app)
@@ -239,7 +240,7 @@ class PostgresqlService(Service):
                   for address in replicas]
         with server_lock("postgresql"):
             self._write_hba("".join(lines))
-        return [int(psql("postgres", "SHOW port;").strip())]
+        return self.everyone(peers, replicas, int(psql("postgres", "SHOW port;").strip()))
 
     def use_remote(self, app: Any, node_paths: Any, values: dict[str, str], ca: Path) -> None:
         """On a member: the app's database is on services node ``values["node"]``."""

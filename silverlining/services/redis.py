@@ -20,6 +20,14 @@ are dropped) and works alone, then lets the app in again.
 Apps deployed before this shared one redis-server, keys apart by an ACL prefix
 ``APP:`` in database 0; the next deploy moves the app's keys into its own
 instance without the prefix (``CONFIG_REDIS_PREFIX`` is now empty).
+
+On a services node (docs/services-node.md) the app's instance is the same, with
+a TLS port of its own besides the socket (``tls-port``, still ``port 0``: no
+plain TCP), the node's certificate from silver's CA, TLS 1.2 or newer, and the
+password the client derives. ``admit`` opens that port in the firewall to the
+app's members only. A member records the services node in its credentials
+(``use_remote``) and runs no Redis: its ``CONFIG_REDIS_URL`` is ``rediss://``
+with the CA to verify against.
 """
 
 from __future__ import annotations
@@ -28,15 +36,17 @@ import base64
 import contextlib
 import grp
 import hashlib
+import ipaddress
 import json
 import os
 import pwd
+import re
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from silverlining.appconfig import size_bytes
 from silverlining.errors import SilverError
@@ -61,6 +71,8 @@ SHARED_UNIT = "redis-server"
 SHARED_ACL = Path("/etc/redis/silverlining-users.acl")
 SHARED_ADDRESS = ("127.0.0.1", 6379)
 MAX_CLIENTS_ERROR = "max number of clients reached"
+SECRET_PREFIX = "redis:"     # the derived passwords' keys ("redis:sl-APP")
+FIRST_TLS_PORT = 6380        # a services node's instances: one TLS port each, from here
 
 
 class RedisService(Service):
@@ -79,6 +91,8 @@ class RedisService(Service):
 
     def env(self, app: Any, node_paths: Any) -> dict[str, str]:
         creds = self.read_credentials(app, node_paths)
+        if creds.get("remote"):
+            return remote_env(creds)
         if not creds.get("socket"):
             raise SilverError(f"{app.app_name} still uses the shared redis-server: redeploy it")
         return instance_env(creds)
@@ -86,27 +100,37 @@ class RedisService(Service):
     # --- node -------------------------------------------------------------------
 
     def install(self, app: Any, node_paths: Any) -> None:
+        if self.remote_node(app, node_paths):
+            return          # a services node's instance is set up by services-host
         name = app.app_name
         path = self.credentials_path(app, node_paths)
         creds = self.read_credentials(app, node_paths) if path.is_file() else {}
+        port = int(creds.get("tls_port") or 0)
         if (creds.get("socket") and creds.get("rules") == APP_RULES
                 and conf_path(name).is_file()
-                and conf_path(name).read_text() == conf_text(name, app.limits, creds["password"],
-                                                              admin_password(node_paths))
+                and conf_path(name).read_text() == conf_text(
+                    name, app.limits, creds["password"], admin_password(node_paths),
+                    tls_conf(port, node_paths))
                 and is_active(name)):
             return                  # ready: the instance runs with the current settings
         with server_lock("redis"):
             self._install(app, node_paths, creds)
 
-    def _install(self, app: Any, node_paths: Any, creds: dict[str, str]) -> None:
+    def _install(self, app: Any, node_paths: Any, creds: dict[str, str],
+                 password: str | None = None, port: int = 0) -> None:
+        """The app's instance; ``password`` and the TLS ``port`` given (a services
+        node's) replace the recorded ones (a services node's port stays once given)."""
         name = app.app_name
         apt_install(self.packages)
         retire_shared_server()
         # an existing password stays: kept versions (rollback) were started with it
-        password = creds.get("password") or new_password()
-        start_instance(app, node_paths, password)
+        password = password or creds.get("password") or new_password()
+        port = port or int(creds.get("tls_port") or 0)
+        start_instance(app, node_paths, password, port)
         new = {"socket": str(socket_path(name)), "db": "0", "user": app_user(name),
                "password": password, "rules": APP_RULES}
+        if port:
+            new["tls_port"] = str(port)
         if not creds.get("socket") and creds:           # the app used the shared server
             moved = migrate_shared_keys(name, node_paths)
             self.write_credentials(app, node_paths, new)
@@ -116,6 +140,53 @@ class RedisService(Service):
             retire_shared_server()
         else:
             self.write_credentials(app, node_paths, new)
+
+    # --- on a services node -------------------------------------------------------
+
+    hostable = True
+    family = "redis"
+    env_marker, env_prefixes = "CONFIG_REDIS_URL", ("CONFIG_REDIS_",)
+
+    def host(self, app: Any, node_paths: Any, passwords: dict[str, str],
+             tls: Any) -> dict[str, str]:
+        """The app's instance with a TLS port of its own (kept once chosen); a new
+        certificate is loaded by every instance here (they share it)."""
+        name = app.app_name
+        path = self.credentials_path(app, node_paths)
+        with server_lock("redis"):
+            apt_install(self.packages)
+            changed = write_tls(node_paths, tls["cert"], tls["key"])
+            creds = self.read_credentials(app, node_paths) if path.is_file() else {}
+            port = int(creds.get("tls_port") or 0) or free_tls_port(name)
+            self._install(app, node_paths, creds, passwords[SECRET_PREFIX + app_user(name)],
+                          port)
+            if changed:
+                reload_tls(node_paths)
+        return {"user": app_user(name), "port": str(port), "db": "0"}
+
+    def admit(self, peers: dict[str, list[str]],
+              replicas: list[str]) -> set[tuple[str, int]]:
+        """Each app's members to its own instance's TLS port, nobody else (the ACL
+        user and its password are the app's alone; Redis has no replica here)."""
+        ports = {app: tls_port(app) for app in peers}
+        return {(address, ports[app]) for app, addresses in peers.items()
+                for address in addresses if ports[app]}
+
+    def disconnect_others(self, node_paths: Any, peers: dict[str, list[str]]) -> None:
+        """A node let in no more loses the connections it has open: the firewall lets
+        those through, and Redis never asks for the password again. One holding all
+        the app's connections (silver's login refused) is ended by a restart."""
+        for app, addresses in peers.items():
+            if tls_port(app) and is_active(app):
+                as_admin_or_restart(app, node_paths,
+                                    lambda r: drop_clients(r, app, set(addresses)))
+
+    def use_remote(self, app: Any, node_paths: Any, values: dict[str, str], ca: Path) -> None:
+        """On a member: the app's Redis is on services node ``values["node"]``."""
+        self.write_credentials(app, node_paths, {
+            "host": values["host"], "port": values["port"], "db": values["db"],
+            "user": values["user"], "password": values["password"], "ssl_ca": str(ca),
+            "remote": values["node"]})
 
     def clear(self, app: Any, node_paths: Any) -> None:
         self.install(app, node_paths)
@@ -185,10 +256,11 @@ def data_dir(app: str) -> Path:
     return DATA_ROOT / app
 
 
-def conf_text(app: str, limits: Any, password: str, admin_pw: str) -> str:
+def conf_text(app: str, limits: Any, password: str, admin_pw: str, tls: str = "") -> str:
+    """The instance's configuration; ``tls`` (``tls_conf``): a services node's port."""
     return f"""# Generated by silver-node: the Redis of app {app} (app.ini limits.redis_*)
 port 0
-unixsocket {socket_path(app)}
+{tls}unixsocket {socket_path(app)}
 unixsocketperm 770
 pidfile /run/redis-{app}/redis-server.pid
 logfile ""
@@ -206,6 +278,102 @@ user {app_user(app)} on #{sha256(password)} {APP_RULES}
 """
 
 
+def tls_dir(node_paths: Any) -> Path:
+    return Path(node_paths.SERVICES_TLS) / "redis"
+
+
+def tls_conf(port: int, node_paths: Any) -> str:
+    """A services node's: TLS alone on ``port``, on every address (the firewall says
+    who gets in), with the node's certificate; clients present none (the ACL
+    password authenticates them)."""
+    if not port:
+        return ""
+    root = tls_dir(node_paths)
+    return (f"tls-port {port:d}\n"
+            "bind 0.0.0.0\n"
+            f"tls-cert-file {root}/server.crt\n"
+            f"tls-key-file {root}/server.key\n"
+            "tls-auth-clients no\n"
+            'tls-protocols "TLSv1.2 TLSv1.3"\n')
+
+
+def tls_port(app: str) -> int:
+    """The TLS port the app's instance is configured with (0: none, one node's)."""
+    try:
+        text = conf_path(app).read_text()
+    except FileNotFoundError:
+        return 0
+    found = re.search(r"^tls-port (\d+)$", text, re.MULTILINE)
+    return int(found.group(1)) if found else 0
+
+
+def instances() -> list[str]:
+    """The apps with an instance on this node (their configuration files)."""
+    return sorted(p.name[len("redis-"):-len(".conf")] for p in CONF_DIR.glob("redis-*.conf"))
+
+
+def free_tls_port(app: str) -> int:
+    """The lowest port from ``FIRST_TLS_PORT`` no other instance has (caller holds the
+    server lock)."""
+    taken = {tls_port(other) for other in instances() if other != app}
+    port = FIRST_TLS_PORT
+    while port in taken:
+        port += 1
+    return port
+
+
+def write_tls(node_paths: Any, cert: str, key: str) -> bool:
+    """The node's certificate and key, redis' alone; True when they changed."""
+    redis = pwd.getpwnam("redis")
+    root = make_dir(tls_dir(node_paths), redis.pw_uid, redis.pw_gid, 0o700)
+    files = {root / "server.crt": (cert, 0o644), root / "server.key": (key, 0o600)}
+    if all(p.is_file() and p.read_text() == text for p, (text, _) in files.items()):
+        return False
+    for path, (text, mode) in files.items():
+        write_atomic(path, text, mode=mode, uid=redis.pw_uid, gid=redis.pw_gid)
+    return True
+
+
+def reload_tls(node_paths: Any) -> None:
+    """Every running instance with a TLS port loads the certificate again (CONFIG SET
+    of the same file reloads it); one holding all its connections is restarted."""
+    root = tls_dir(node_paths)
+    for app in instances():
+        if tls_port(app) and is_active(app):
+            as_admin_or_restart(app, node_paths, lambda r: r.call(
+                "CONFIG", "SET", "tls-cert-file", f"{root}/server.crt",
+                "tls-key-file", f"{root}/server.key"))
+
+
+def as_admin_or_restart(app: str, node_paths: Any, work: Callable[["Resp"], Any]) -> None:
+    """``work`` on the app's instance as the admin user; when the app holds all its
+    connections, a restart instead, which does what ``reload_tls`` and
+    ``drop_clients`` do (the certificate read again, every connection ended)."""
+    try:
+        with login(app, node_paths) as r:
+            work(r)
+    except SilverError as exc:
+        if MAX_CLIENTS_ERROR not in exc.message:
+            raise
+        say(f"redis: {app} holds all its connections: restarting its instance")
+        run(["systemctl", "restart", unit(app)], what=f"restarting {unit(app)}")
+
+
+def drop_clients(r: "Resp", app: str, admitted: set[str]) -> None:
+    """End the connections to the app's instance from TCP addresses not in ``admitted``
+    (its unix socket's are silver's own)."""
+    for line in r.call("CLIENT", "LIST").decode().splitlines():
+        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        host = fields.get("addr", "").rpartition(":")[0]
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            continue                    # the unix socket
+        if host not in admitted:
+            r.call("CLIENT", "KILL", "ID", fields["id"])
+            say(f"redis: {app}'s connection from {host} ended (not admitted)")
+
+
 def dropin_text(app: str) -> str:
     """The template's unit, in the app's slice, writing only its own directories."""
     from silverlining.node import slices
@@ -221,9 +389,10 @@ def is_active(app: str) -> bool:
     return subprocess.run(["systemctl", "is-active", "--quiet", unit(app)]).returncode == 0
 
 
-def start_instance(app: Any, node_paths: Any, password: str) -> None:
+def start_instance(app: Any, node_paths: Any, password: str, port: int = 0) -> None:
     """The app's redis-server running with its current limits (restarted when they
-    changed: its data is saved and loaded again)."""
+    changed: its data is saved and loaded again), on a services node with its TLS
+    port too."""
     from silverlining.node import slices
     name = app.app_name
     gid = grp.getgrnam(app_user(name)).gr_gid
@@ -238,7 +407,8 @@ def start_instance(app: Any, node_paths: Any, password: str) -> None:
     if not tmpfiles.is_file() or tmpfiles.read_text() != entry:
         write_atomic(tmpfiles, entry)
     changed = slices.install(name, app.limits)
-    text = conf_text(name, app.limits, password, admin_password(node_paths))
+    text = conf_text(name, app.limits, password, admin_password(node_paths),
+                     tls_conf(port, node_paths))
     path = conf_path(name)
     if not path.is_file() or path.read_text() != text:
         write_atomic(path, text, mode=0o640, gid=redis_gid)
@@ -465,6 +635,26 @@ def instance_env(creds: dict[str, str]) -> dict[str, str]:
                              f"{path}?db={creds.get('db') or '0'}"),
         "CONFIG_REDIS_USER": user,
         "CONFIG_REDIS_PASSWORD": password,
+        "CONFIG_REDIS_PREFIX": "",
+    }
+
+
+def remote_env(creds: dict[str, str]) -> dict[str, str]:
+    """CONFIG_REDIS_* of an instance on a services node: a ``rediss://`` URL that makes
+    redis-py (and what reads its URLs) verify the server against silver's CA, the
+    certificate naming the address connected to; the CA's path alone too."""
+    user, password, ca = creds["user"], creds["password"], creds["ssl_ca"]
+    query = urlencode({"ssl_cert_reqs": "required", "ssl_ca_certs": ca,
+                       "ssl_check_hostname": "true"}, safe="/")
+    return {
+        "CONFIG_REDIS_HOST": creds["host"],
+        "CONFIG_REDIS_PORT": creds["port"],
+        "CONFIG_REDIS_DB": creds["db"],
+        "CONFIG_REDIS_URL": (f"rediss://{quote(user, safe='')}:{quote(password, safe='')}@"
+                             f"{creds['host']}:{creds['port']}/{creds['db']}?{query}"),
+        "CONFIG_REDIS_USER": user,
+        "CONFIG_REDIS_PASSWORD": password,
+        "CONFIG_REDIS_SSL_CA": ca,
         "CONFIG_REDIS_PREFIX": "",
     }
 

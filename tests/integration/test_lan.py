@@ -135,7 +135,7 @@ def test_several_nodes_refuse_node_disk_services(node_env, node_a, node_b, tmp_p
                 f"cannot be used on several nodes ({node_a.name}, {node_b.name}): each "
                 "node would keep its own files and the copies would diverge; "
                 "deploy to one node, or keep the data outside the nodes (a services node, "
-                "--services-node NAME, for PostgreSQL and MariaDB; object storage the app "
-                "reaches through its own settings for files)")
+                "--services-node NAME, for PostgreSQL, MariaDB and Redis; object storage "
+                "the app reaches through its own settings for files)")
     assert proc.stderr.strip().splitlines() == [expected]
     assert "shop" not in node_env.silver("query", node_b.name, check=True).stdout

@@ -7,7 +7,9 @@ known), ``sdb2-TAG`` becomes its streaming replica and then the primary. The
 attacks come first: a plain connection, a client trusting other CAs, a node that
 is no longer a member, and the same after the services node rebooted; then the
 data commands on the services node, moving a one-node app's database there, and
-the replica."""
+the replica. Then ``mariaapp``'s MariaDB and Redis on ``sdb2`` (the primary after
+the promote), shared by both members over verified TLS, and the same attacks; last,
+a one-node app's MariaDB and Redis moved there."""
 
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ CREDENTIALS = "/var/lib/silverlining/data/tlsapp/postgresql.credentials"
 CA = "/var/lib/silverlining/data/tlsapp/services-ca.crt"      # installed for the app
 MARIA = "maria.test"
 MY_CREDENTIALS = "/var/lib/silverlining/data/mariaapp/mysql.credentials"
+REDIS_CREDENTIALS = "/var/lib/silverlining/data/mariaapp/redis.credentials"
 
 # Run as root on a member: connect to the services node with the app's credentials
 # and the libpq options in argv[1] (JSON), print what happened as JSON.
@@ -264,17 +267,22 @@ def test_the_replica_follows_and_after_promote_the_app_loses_no_row(node_env, no
 
 def test_a_move_the_services_node_refuses_leaves_the_node_serving(node_env, nodes,
                                                                   tmp_path):
-    """db1 has had a replica, so it takes no MariaDB database: a one-node app's move
-    there stops before anything points the app away, and its node serves again."""
-    other = make_app(tmp_path, "mymove", ("mysql",), ("python3-pymysql",))
+    """db1 has had a replica, so it takes no MariaDB or Redis: a one-node app's move
+    there stops before anything points the app away, and its node serves again (the
+    last test moves it to sdb2)."""
+    other = make_app(tmp_path, "mymove", ("mysql", "redis"), ("python3-pymysql",
+                                                             "python3-redis"))
     node_env.silver("-y", "update", str(other), MY_MOVED, "--node", WEB[1], "--noetchosts",
                     check=True)
     ask(node_env, WEB[1], "/mysql/set?k=a&v=kept", MY_MOVED)
+    ask(node_env, WEB[1], "/redis/set?k=r&v=kept", MY_MOVED)
     proc = node_env.silver("-y", "update", str(other), MY_MOVED, "--node", WEB[1],
                            "--services-node", DB, "--noetchosts")
-    assert proc.returncode == 1 and "MariaDB is not replicated" in proc.stderr, proc.stderr
+    assert proc.returncode == 1 and "MariaDB and Redis are not replicated" in proc.stderr, \
+        proc.stderr
     assert f"{WEB[1]}: {MY_MOVED} serves from its own database again" in proc.stderr
     assert ask(node_env, WEB[1], "/mysql/get?k=a", MY_MOVED)["value"] == "kept"
+    assert ask(node_env, WEB[1], "/redis/get?k=r", MY_MOVED)["value"] == "kept"
 
 
 def nodes_private(node_env, name: str) -> str:
@@ -302,9 +310,10 @@ except Exception as exc:
 
 @pytest.fixture(scope="module")
 def maria_app(nodes, node_env, tmp_path_factory) -> Path:
-    """``mariaapp`` on both members (plain several nodes), its MariaDB on ``sdb2``."""
-    app = make_app(tmp_path_factory.mktemp("maria"), "mariaapp", ("mysql",),
-                   ("python3-pymysql",))
+    """``mariaapp`` on both members (plain several nodes), its MariaDB and Redis on
+    ``sdb2``."""
+    app = make_app(tmp_path_factory.mktemp("maria"), "mariaapp", ("mysql", "redis"),
+                   ("python3-pymysql", "python3-redis"))
     node_env.silver("-y", "update", str(app), MARIA, "--node", WEB[0], "--node", WEB[1],
                     "--services-node", REPLICA, "--noetchosts", check=True)
     return app
@@ -358,22 +367,140 @@ def test_a_plain_or_unverified_mariadb_connection_from_a_member_is_refused(node_
     assert verified["connected"], verified
 
 
-def test_mariadb_backup_clear_and_restore_run_on_the_services_node(node_env, nodes,
-                                                                   maria_app, tmp_path):
+# Run as root on a member: connect to the services node's Redis with mariaapp's
+# credentials and the redis-py options in argv[1] (JSON; "tls": verified against the
+# app's CA, as CONFIG_REDIS_URL does), PING, print the outcome.
+REDIS_CONNECT = r"""
+import json, sys, redis
+creds = dict(l.strip().split("=", 1) for l in open(%r) if "=" in l)
+options = json.loads(sys.argv[1])
+if options.pop("tls", False):
+    options = {"ssl": True, "ssl_ca_certs": creds["ssl_ca"], "ssl_cert_reqs": "required",
+               "ssl_check_hostname": True, **options}
+try:
+    redis.Redis(host=creds["host"], port=int(creds["port"]), username=creds["user"],
+                password=creds["password"], socket_timeout=4, socket_connect_timeout=4,
+                **options).ping()
+    print(json.dumps({"connected": True}))
+except Exception as exc:
+    print(json.dumps({"connected": False, "error": repr(exc)}))
+""" % REDIS_CREDENTIALS
+
+
+# Run as root on a member, in the background: a verified connection to mariaapp's Redis
+# held open until /tmp/go exists (at most 3 minutes), then used again; the outcome is
+# printed (to /tmp/held.out).
+HOLD_REDIS = r"""
+import json, os, time, redis
+creds = dict(l.strip().split("=", 1) for l in open(%r) if "=" in l)
+r = redis.Redis(host=creds["host"], port=int(creds["port"]), username=creds["user"],
+                password=creds["password"], ssl=True, ssl_ca_certs=creds["ssl_ca"],
+                ssl_cert_reqs="required", socket_timeout=4, socket_connect_timeout=4)
+r.ping()
+open("/tmp/held", "w").close()
+deadline = time.monotonic() + 180
+while not os.path.exists("/tmp/go") and time.monotonic() < deadline:
+    time.sleep(0.2)
+try:
+    r.ping()
+    print(json.dumps({"connected": True}))
+except Exception as exc:
+    print(json.dumps({"connected": False, "error": repr(exc)}))
+""" % REDIS_CREDENTIALS
+
+
+def redis_connect(node_env, member: str, **options) -> dict:
+    script = f"python3 -c {shlex.quote(REDIS_CONNECT)} {shlex.quote(json.dumps(options))}"
+    return json.loads(root(node_env, member, script).strip().splitlines()[-1])
+
+
+def redis_port(node_env) -> int:
+    """mariaapp's Redis TLS port on the services node, from its instance's config."""
+    return int(root(node_env, REPLICA, "sed -n 's/^tls-port //p' "
+                                       "/etc/redis/redis-mariaapp.conf").strip())
+
+
+def reaches(node_env, name: str, port: int) -> bool:
+    """Whether ``name`` opens a TCP connection to the services node's ``port``."""
+    return tcp_open(node_env, name, nodes_private(node_env, REPLICA), port)
+
+
+def test_redis_both_members_write_and_read_the_same_key_over_verified_tls(node_env, nodes,
+                                                                          maria_app):
+    assert ask(node_env, WEB[0], "/redis/set?k=a&v=one", MARIA)["value"] == "one"
+    assert ask(node_env, WEB[1], "/redis/get?k=a", MARIA)["value"] == "one"
+    assert ask(node_env, WEB[1], "/redis/set?k=a&v=two", MARIA)["value"] == "two"
+    assert ask(node_env, WEB[0], "/redis/get?k=a", MARIA)["value"] == "two"
+    ca = "/var/lib/silverlining/data/mariaapp/services-ca.crt"
+    for member in WEB:      # the app's own CONFIG_REDIS_URL: TLS, verified with the CA
+        assert ask(node_env, member, "/redis/tls", MARIA) == {
+            "class": "SSLConnection", "ssl_cert_reqs": "required", "ssl_ca_certs": ca,
+            "ssl_check_hostname": "True"}
+    # the key is in the app's own instance on the services node; a member runs no Redis
+    admin = ("REDISCLI_AUTH=$(cat /etc/silverlining/redis-admin.secret) redis-cli --user "
+             "silver-admin -s /run/silverlining/redis/mariaapp/redis.sock ")
+    assert root(node_env, REPLICA, admin + "GET a").strip() == "two"
+    assert root(node_env, WEB[0], "test -e /usr/bin/redis-server && echo has || echo none"
+                ).strip() == "none"
+    # the app's user still runs no admin command there
+    assert "has no permissions" in ask(node_env, WEB[0], "/redis/config", MARIA)["error"]
+
+
+def test_a_plain_unverified_or_non_member_redis_connection_is_refused(node_env, nodes,
+                                                                      maria_app):
+    plain = redis_connect(node_env, WEB[0])
+    assert not plain["connected"] and "ConnectionError" in plain["error"], plain
+    other_ca = redis_connect(node_env, WEB[0], ssl=True, ssl_cert_reqs="required",
+                             ssl_ca_certs="/etc/ssl/certs/ca-certificates.crt")
+    assert not other_ca["connected"] and "CERTIFICATE_VERIFY_FAILED" in other_ca["error"]
+    verified = redis_connect(node_env, WEB[0], tls=True)
+    assert verified["connected"], verified
+    # below TLS 1.2 the server answers with an alert (the client offers TLS 1.1)
+    target = f"{nodes_private(node_env, REPLICA)}:{redis_port(node_env)}"
+    old = root(node_env, WEB[0], f"echo | openssl s_client -connect {target} -tls1_1 "
+                                 "-cipher DEFAULT@SECLEVEL=0 2>&1; true")
+    assert "alert protocol version" in old and "BEGIN CERTIFICATE" not in old, old
+    # a node that is not a member (the balancer) does not even reach the port
+    assert reaches(node_env, WEB[0], redis_port(node_env))
+    assert not reaches(node_env, LB, redis_port(node_env))
+
+
+def test_mariadb_and_redis_backup_clear_and_restore_run_on_the_services_node(
+        node_env, nodes, maria_app, tmp_path):
+    assert ask(node_env, WEB[0], "/redis/set?k=r&v=kept", MARIA)["value"] == "kept"
     dest = tmp_path / "maria.tar.gz"
     proc = node_env.silver("backup", MARIA, str(dest), check=True)
-    assert "(mysql;" in proc.stdout and f"[{REPLICA}] mysql: dumping" in proc.stderr
+    assert "(mysql, redis;" in proc.stdout and f"[{REPLICA}] mysql: dumping" in proc.stderr
+    assert f"[{REPLICA}] redis: dumping" in proc.stderr
     node_env.silver("-y", "clear", MARIA, check=True)
     assert ask(node_env, WEB[0], "/mysql/get?k=a", MARIA)["value"] is None
+    assert ask(node_env, WEB[1], "/redis/get?k=r", MARIA)["value"] is None
     node_env.silver("restore", str(dest), MARIA, check=True)
     assert ask(node_env, WEB[1], "/mysql/get?k=a", MARIA)["value"] == "two"
+    assert ask(node_env, WEB[0], "/redis/get?k=r", MARIA)["value"] == "kept"
+
+
+def wait_for(node_env, name: str, command: str, seconds: float = 30) -> str:
+    """``command``'s output on ``name`` once it is not empty."""
+    deadline = time.monotonic() + seconds
+    while not (out := root(node_env, name, command).strip()):
+        assert time.monotonic() < deadline, f"nothing from {command!r} on {name}"
+        time.sleep(0.5)
+    return out
 
 
 def test_a_node_taken_out_of_the_mariadb_location_is_refused(node_env, nodes, maria_app):
     assert my_connect(node_env, WEB[1], tls=True)["connected"]
+    # a Redis connection sweb2 holds open across its removal, as a worker's would
+    root(node_env, WEB[1], f"rm -f /tmp/held /tmp/go /tmp/held.out; setsid python3 -c "
+                           f"{shlex.quote(HOLD_REDIS)} > /tmp/held.out 2>&1 < /dev/null &")
+    wait_for(node_env, WEB[1], "ls /tmp/held 2>/dev/null || true")
     proc = node_env.silver("-y", "update", str(maria_app), MARIA, "--node", WEB[0],
                            "--remove-node", WEB[1], "--noetchosts", check=True)
     assert f"{WEB[1]}: removed from {MARIA}" in proc.stdout
+    root(node_env, WEB[1], "touch /tmp/go")
+    held = json.loads(wait_for(node_env, WEB[1], "cat /tmp/held.out").splitlines()[-1])
+    assert not held["connected"], held          # ended by the services node
     refused = my_connect(node_env, WEB[1], tls=True)
     assert not refused["connected"] and ("timed out" in refused["error"]
                                          or "2003" in refused["error"]), refused
@@ -381,6 +508,9 @@ def test_a_node_taken_out_of_the_mariadb_location_is_refused(node_env, nodes, ma
     verified = my_connect(node_env, WEB[0], tls=True)
     assert verified["connected"], verified
     assert ask(node_env, WEB[0], "/mysql/get?k=a", MARIA)["value"] == "two"
+    # its Redis port is closed to it too
+    assert not reaches(node_env, WEB[1], redis_port(node_env))
+    assert reaches(node_env, WEB[0], redis_port(node_env))
 
 
 def test_deactivating_the_location_stops_the_services_node_admitting_its_node(node_env,
@@ -391,9 +521,37 @@ def test_deactivating_the_location_stops_the_services_node_admitting_its_node(no
     refused = my_connect(node_env, WEB[0], tls=True)
     assert not refused["connected"], refused
     assert all(a.split()[0].endswith(("@localhost", "@127.0.0.1")) for a in accounts(node_env))
-    # the firewall too (sweb1 still reaches tls.test's PostgreSQL there)
-    assert f"{nodes_private(node_env, WEB[0])} . 3306" not in root(
-        node_env, REPLICA, "nft list set inet silverlining service_peers")
+    # the firewall too, for MariaDB and Redis (sweb1 still reaches tls.test's PostgreSQL)
+    peers = root(node_env, REPLICA, "nft list set inet silverlining service_peers")
+    assert f"{nodes_private(node_env, WEB[0])} . 3306" not in peers
+    assert f"{nodes_private(node_env, WEB[0])} . {redis_port(node_env)}" not in peers
+    assert not reaches(node_env, WEB[0], redis_port(node_env))
+
+
+def test_an_app_on_one_node_moves_its_mariadb_and_redis_to_the_services_node(node_env, nodes,
+                                                                             tmp_path):
+    """mymove, on sweb2 with its MariaDB and Redis since db1 refused them, moves them to
+    sdb2 (the primary now, without a replica)."""
+    other = make_app(tmp_path, "mymove", ("mysql", "redis"), ("python3-pymysql",
+                                                             "python3-redis"))
+    proc = node_env.silver("-y", "update", str(other), MY_MOVED, "--node", WEB[1],
+                           "--services-node", REPLICA, "--noetchosts", check=True)
+    assert f"[{REPLICA}] restored mysql, redis of mymove from {WEB[1]}" in proc.stderr
+    assert f"{WEB[1]}: mymove's old database is left on the node" in proc.stdout
+    assert ask(node_env, WEB[1], "/mysql/get?k=a", MY_MOVED)["value"] == "kept"
+    assert ask(node_env, WEB[1], "/redis/get?k=r", MY_MOVED)["value"] == "kept"
+    assert ask(node_env, WEB[1], "/redis/tls", MY_MOVED)["class"] == "SSLConnection"
+    assert ask(node_env, WEB[1], "/mysql/tls", MY_MOVED)["version"].startswith("TLSv1.")
+    ask(node_env, WEB[1], "/mysql/set?k=a&v=moved", MY_MOVED)
+    ask(node_env, WEB[1], "/redis/set?k=r&v=moved", MY_MOVED)
+    # written on the services node; the old copies on sweb2 stay as they were, unused
+    sql = "mariadb --skip-ssl -N -B -e 'SELECT v FROM sl_mymove.kv'"
+    get = ("REDISCLI_AUTH=$(cat /etc/silverlining/redis-admin.secret) redis-cli --user "
+           "silver-admin -s /run/silverlining/redis/mymove/redis.sock GET r")
+    assert root(node_env, REPLICA, sql).split() == root(node_env, REPLICA, get).split() == [
+        "moved"]
+    assert root(node_env, WEB[1], sql).split() == root(node_env, WEB[1], get).split() == [
+        "kept"]
 
 
 # --- faults: the services node rebooted mid-request, a member rebooted --------------

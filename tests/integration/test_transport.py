@@ -15,6 +15,7 @@ import pytest
 
 from silverlining import transport
 from silverlining.errors import SilverError
+from silverlining.node import connect
 from silverlining.state import known_hosts_path
 from tests.conftest import REPO
 from tests.integration.fixtures_setup import setup_node  # noqa: F401
@@ -175,7 +176,7 @@ def test_node_commands_run_in_the_command_server(node_env, setup_node, node_envi
     assert int(root.run(SUDO_CALLS).stdout) == before
     assert root.run(["systemctl", "show", "-P", "MainPID",
                      "silverlining-node.service"]).stdout == server.stdout
-    # a request that is not one (no descriptors, bad JSON) is dropped, the server stays
+    # a request that is not one (bad JSON, no "go") is dropped, the server stays
     deploy.run(["python3", "-c", "import socket; s = socket.socket(socket.AF_UNIX); "
                 "s.connect('/run/silverlining/node.sock'); s.sendall(b'\\0\\0\\0\\2{}'); "
                 "s.recv(10)"])
@@ -202,3 +203,38 @@ def test_node_commands_run_in_the_command_server(node_env, setup_node, node_envi
     assert int(root.run(SUDO_CALLS).stdout) == before + 1
     assert root.run(["systemctl", "show", "-P", "MainPID", "silverlining-node.service"]
                     ).stdout not in (server.stdout, "0\n")
+
+
+def test_a_wedged_command_server_neither_hangs_a_call_nor_runs_it_twice(
+        node_env, setup_node, node_environ):
+    """A server that takes connections and never answers (stopped): the call falls
+    back to sudo within a bounded time and runs once; the server, resumed, drops the
+    call it had queued rather than run it a second time (``reserve`` numbers each run)."""
+    address = setup_node.address
+    root = transport.SSH(address, label="t")
+    deploy = transport.SSH(address, user="silver", label="t")
+    entry = "/usr/local/sbin/silver-node"
+    reserve = [entry, "reserve", '{"app": "wedged"}']
+    assert deploy.run_json(reserve)["version"] == "v1"     # the server is up after this
+    server = root.run(["systemctl", "show", "-P", "MainPID",
+                       "silverlining-node.service"]).stdout.strip()
+    before = int(root.run(SUDO_CALLS).stdout)
+    root.run(["kill", "-STOP", server])
+    try:
+        start = time.monotonic()
+        assert deploy.run_json(reserve, timeout=60)["version"] == "v2"
+        waited = time.monotonic() - start
+    finally:
+        root.run(["kill", "-CONT", server])
+    assert connect.READY_TIMEOUT <= waited < connect.READY_TIMEOUT + 10
+    assert int(root.run(SUDO_CALLS).stdout) == before + 1
+    # the resumed server takes the queued call first and drops it; the next one it runs
+    assert deploy.run_json(reserve)["version"] == "v3"
+    assert int(root.run(SUDO_CALLS).stdout) == before + 1
+    deadline = time.monotonic() + 10
+    while root.run(["pgrep", "-P", server], check=False).stdout.strip():
+        assert time.monotonic() < deadline, "the server's forks did not end"
+        time.sleep(0.2)
+    assert deploy.run_json(reserve)["version"] == "v4"
+    assert root.run(["systemctl", "show", "-P", "MainPID",
+                     "silverlining-node.service"]).stdout.strip() == server

@@ -191,6 +191,28 @@ def test_activate_prev_rolls_back_without_upload(node, probe_app):
     assert "Traceback" not in proc.stderr
 
 
+def test_a_draining_version_that_fails_its_gate_on_activate_is_still_stopped(node, probe_app):
+    main = probe_app / "main.py"
+    main.write_text(main.read_text().replace(
+        '        body = {"ok": True}',
+        '        if os.path.exists(os.path.join(os.path.dirname(__file__), "unhealthy")):\n'
+        '            start_response("503 Unhealthy", [("Content-Type", "text/plain")])\n'
+        '            return [b"unhealthy"]\n'
+        '        body = {"ok": True}'))
+    first = live_version(node.update(probe_app, "warmfail.test").stdout)
+    second = live_version(node.update(probe_app, "warmfail.test").stdout)
+    # the first version drains (its stop is scheduled); it fails its gate when asked back
+    node.root(f"touch /var/lib/silverlining/apps/probe/{first}/unhealthy")
+    proc = node.silver("activate", "warmfail.test", "prev", "--node", node.name)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert probe(node.address, "warmfail.test")["instance"] == f"probe.{second}"
+    unit = f"silver-probe-{first}.service"
+    deadline = time.monotonic() + 30          # the drain is 10 s; its stop comes after it
+    while node.root(f"systemctl is-active {unit}", check=False).strip() == "active":
+        assert time.monotonic() < deadline, f"{unit} kept running, serving nobody"
+        time.sleep(1)
+
+
 def test_two_apps_and_one_app_at_two_prefixes(node, probe_app, hello):
     node.update(hello, "hello.test")
     a = live_version(node.update(probe_app, "multi.test/a").stdout)

@@ -6,6 +6,8 @@ import socket
 import ssl
 import stat
 import threading
+from types import SimpleNamespace
+from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
 
@@ -13,6 +15,7 @@ from silverlining import servicesca
 from silverlining.commands._services import passwords
 from silverlining.services.mysql import mysql_env
 from silverlining.services.postgresql import pg_env
+from silverlining.services.redis import remote_env, tls_conf
 
 
 def serve_once(cert: servicesca.ServerCert, tmp_path) -> int:
@@ -98,10 +101,11 @@ def test_a_member_app_is_told_to_verify_the_server():
     assert "PGCONNECT_TIMEOUT" not in local
 
 
-def test_an_app_s_mariadb_users_get_passwords_of_their_own():
+def test_an_app_s_mariadb_and_redis_users_get_passwords_of_their_own():
     given = passwords("shop")
-    assert sorted(given) == ["mysql:sl_shop", "mysql:slrun_shop", "sl_shop", "slrun_shop"]
-    assert len(set(given.values())) == 4
+    assert sorted(given) == ["mysql:sl_shop", "mysql:slrun_shop", "redis:sl-shop", "sl_shop",
+                             "slrun_shop"]
+    assert len(set(given.values())) == 5
     assert given == passwords("shop")
 
 
@@ -115,3 +119,28 @@ def test_a_member_mariadb_app_is_told_the_ca_to_verify_with():
     local = mysql_env({"dbname": "d", "user": "u", "password": "p", "host": "127.0.0.1",
                        "port": "3306"})
     assert "?" not in local["CONFIG_MYSQL_SQLALCHEMY"] and "CONFIG_MYSQL_SSL_CA" not in local
+
+
+def test_a_member_redis_app_gets_a_url_that_verifies_the_server():
+    """The query as redis-py's ``parse_url`` hands it to its SSL connection: the CA,
+    certificates required, the address checked against the certificate."""
+    ca = "/var/lib/silverlining/data/shop/services-ca.crt"
+    env = remote_env({"host": "10.213.0.5", "port": "6380", "db": "0", "user": "sl-shop",
+                      "password": "p w", "ssl_ca": ca, "remote": "db1"})
+    url = urlparse(env["CONFIG_REDIS_URL"])
+    assert (url.scheme, url.hostname, url.port, url.path) == ("rediss", "10.213.0.5", 6380, "/0")
+    assert (unquote(url.username), unquote(url.password)) == ("sl-shop", "p w")
+    assert parse_qs(url.query) == {"ssl_cert_reqs": ["required"], "ssl_ca_certs": [ca],
+                                   "ssl_check_hostname": ["true"]}
+    assert env["CONFIG_REDIS_SSL_CA"] == ca and env["CONFIG_REDIS_PREFIX"] == ""
+    assert "CONFIG_REDIS_SOCKET" not in env
+
+
+def test_a_services_node_redis_has_tls_alone_on_its_port():
+    paths = SimpleNamespace(SERVICES_TLS="/etc/silverlining/services-tls")
+    assert tls_conf(0, paths) == ""
+    lines = tls_conf(6381, paths).splitlines()
+    assert "tls-port 6381" in lines and "tls-auth-clients no" in lines
+    assert 'tls-protocols "TLSv1.2 TLSv1.3"' in lines
+    assert "tls-key-file /etc/silverlining/services-tls/redis/server.key" in lines
+    assert not any(line.startswith("port ") for line in lines)    # the config keeps port 0

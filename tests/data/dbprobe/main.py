@@ -1,6 +1,7 @@
 """Reads and writes the app's services over HTTP, answering JSON, for the
 service tests: PostgreSQL rows (and the connection's TLS: ``/pg/tls``), files,
-MariaDB values (and the connection's TLS: ``/mysql/tls``), Redis values, PostGIS,
+MariaDB values (and the connection's TLS: ``/mysql/tls``), Redis values (and how its
+URL connects: ``/redis/tls``), PostGIS,
 and hogs for test_limits: connections (``/hog/pg``, ``/hog/mysql``, ``/hog/redis``)
 and Redis memory (``/redis/fill``), and a try at another app's Redis socket
 (``/redis/socket``). ``/pg/add`` and ``/pg/list`` take ``kept=1`` (the worker's
@@ -133,6 +134,12 @@ def redis(path, q):
     try:
         if path == "/redis/config":       # an admin command: refused
             return {"value": client.config_get("dir")}
+        if path == "/redis/tls":          # how CONFIG_REDIS_URL connects (a services node)
+            client.ping()
+            kwargs = client.connection_pool.connection_kwargs
+            return {"class": client.connection_pool.connection_class.__name__,
+                    **{k: str(kwargs.get(k)) for k in ("ssl_cert_reqs", "ssl_ca_certs",
+                                                       "ssl_check_hostname")}}
         if path == "/redis/scan":
             return {"keys": sorted(k.decode() for k in client.scan_iter(count=1000))}
         if path == "/redis/set":
