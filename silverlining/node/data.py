@@ -217,14 +217,18 @@ def check_archive(app: str, archive: Path, services: list[str], force_app: bool,
     return manifest
 
 
-def restore_services(app: str, config: AppConfig, services: list[str], staging: Path) -> None:
+def restore_services(app: str, config: AppConfig, services: list[str], staging: Path,
+                     hosted: bool = False) -> None:
     """Replace each service's data with the checked parts (caller holds the lock and
-    has disabled the app); a failure leaves the app disabled, and says so."""
+    has disabled the app); a failure leaves the app disabled, and says so (on a
+    services node the app runs elsewhere: the CLI says what its members do)."""
     for service in services:
         say(f"{service}: restoring")
         try:
             _call(service, "restore", config, paths, staging / service)
         except NodeError as exc:
+            if hosted:
+                raise
             raise NodeError(f"{exc}; {app} is left disabled: fix this and restore "
                             f"again, or 'silver enable'") from None
 
@@ -259,7 +263,7 @@ def restore(args: protocol.Restore) -> protocol.RestoreResult:
         if not was_disabled:
             set_disabled(app, True, args.who, args.lock_wait)
         with app_lock(app, args.lock_wait):
-            restore_services(app, config, services, staging)
+            restore_services(app, config, services, staging, hosted)
             if not hosted:
                 jobs.restart_workers(app)
         if not was_disabled:
