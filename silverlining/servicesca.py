@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
@@ -106,6 +107,16 @@ def ca_pem() -> str:
     return _load_ca()[1].public_bytes(serialization.Encoding.PEM).decode()
 
 
+def _signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    """Whether ``ca``'s key signed ``cert``: its name alone is the same for every CA silver
+    makes, so a CA made anew (its directory lost or replaced) would not be told apart."""
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
 def server_cert(node: str, addresses: set[str]) -> ServerCert:
     """``node``'s server certificate, valid for ``addresses`` (those members reach it
     on): the one issued before while it covers them and is not near its end, else a
@@ -122,7 +133,7 @@ def server_cert(node: str, addresses: set[str]) -> ServerCert:
             san = old.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
             have = {str(a) for a in san.get_values_for_type(x509.IPAddress)}
             fresh = old.not_valid_after_utc - now > datetime.timedelta(days=RENEW_DAYS)
-            if addresses <= have and fresh and old.issuer == ca.subject:
+            if addresses <= have and fresh and _signed_by(old, ca):
                 return ServerCert(cert_path.read_text(), key_path.read_text(), ca_pem())
         server_key = ec.generate_private_key(ec.SECP256R1())
         names = sorted(have | addresses)

@@ -78,6 +78,16 @@ def test_a_new_address_reissues_and_keeps_the_old_ones():
         ["10.213.0.2", "10.213.0.3"]
 
 
+def test_a_new_ca_key_reissues_the_node_certificates(tmp_path):
+    old = servicesca.server_cert("db1", {"127.0.0.1"})
+    for name in ("ca.key", "ca.crt"):       # the CA replaced (lost, or rotated by hand)
+        (servicesca.ca_dir() / name).unlink()
+    new = servicesca.server_cert("db1", {"127.0.0.1"})
+    assert new.ca != old.ca and new.cert != old.cert
+    (tmp_path / "ca.crt").write_text(new.ca)
+    handshake(serve_once(new, tmp_path), tmp_path / "ca.crt")
+
+
 def test_passwords_are_stable_per_purpose_and_differ_between_them():
     a = servicesca.password("postgresql:shop")
     assert a == servicesca.password("postgresql:shop")
