@@ -841,6 +841,22 @@ def output_records(pipe: BinaryIO) -> Iterator[str]:
         yield pending.decode("utf-8", "replace")
 
 
+@functools.lru_cache(maxsize=1)
+def _nanosecond_times() -> tuple[str, ...]:
+    """``--modify-window=-1`` where this rsync has it (3.1.3 and later): by default rsync
+    takes a file whose size and whole second of mtime are unchanged for unchanged, so a
+    second save of the same size within a second was never deployed."""
+    try:
+        first = subprocess.run(["rsync", "--version"], capture_output=True, text=True,
+                               timeout=10).stdout.split("\n", 1)[0]
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    found = re.search(r"version\s+(\d+)\.(\d+)\.(\d+)", first)
+    if found and tuple(int(n) for n in found.groups()) >= (3, 1, 3):
+        return ("--modify-window=-1",)
+    return ()
+
+
 def rsync(src: str, address: str, dest: str, *, user: str = "root",
           excludes: Iterable[str] = (), exclude_from: Path | None = None,
           link_dest: str | None = None, delete: bool = False, label: str | None = None,
@@ -862,7 +878,7 @@ def rsync(src: str, address: str, dest: str, *, user: str = "root",
     """
     label = label or address
     argv = ["rsync", "-a", "--no-D", "--stats", "--out-format=%i %n%L",
-            "-e", shlex.join(ssh_command(user, address))]
+            *_nanosecond_times(), "-e", shlex.join(ssh_command(user, address))]
     argv += [f"--exclude={pattern}" for pattern in excludes]
     if exclude_from is not None:
         argv.append(f"--exclude-from={exclude_from}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -211,6 +212,19 @@ def test_a_draining_version_that_fails_its_gate_on_activate_is_still_stopped(nod
     while node.root(f"systemctl is-active {unit}", check=False).strip() == "active":
         assert time.monotonic() < deadline, f"{unit} kept running, serving nobody"
         time.sleep(1)
+
+
+def test_a_change_of_the_same_size_within_the_same_second_is_deployed(node, probe_app):
+    marker = probe_app / "static" / "probe.txt"
+    marker.write_text("edit-A\n")
+    second = int(time.time())
+    os.utime(marker, ns=(second * 10**9 + 100_000_000,) * 2)
+    node.update(probe_app, "samesec.test")
+    assert http_get(node.address, "samesec.test", "/probe.txt")[1] == b"edit-A\n"
+    marker.write_text("edit-B\n")       # a second save, as a script or a quick editor makes
+    os.utime(marker, ns=(second * 10**9 + 600_000_000,) * 2)
+    node.update(probe_app, "samesec.test")
+    assert http_get(node.address, "samesec.test", "/probe.txt")[1] == b"edit-B\n"
 
 
 def test_two_apps_and_one_app_at_two_prefixes(node, probe_app, hello):
