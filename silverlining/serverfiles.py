@@ -102,6 +102,22 @@ def version() -> str:
     return digest.hexdigest()[:16]
 
 
+def pushed_digest() -> str:
+    """sha256 of the pushed tree's listing as the setup script makes it on the node
+    (its ``pushed_digest``): a line per file ("SHA256  ./PATH", as sha256sum prints
+    it) and per directory ("d PATH"), sorted bytewise. When the node's copy gives the
+    same, an rsync of the server files would change nothing there, so none is run.
+    """
+    lines, dirs = [], set()
+    for rel, path in pushed_files():
+        lines.append(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  ./{rel}")
+        parts = rel.split("/")[:-1]
+        dirs.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+    lines += [f"d {d}" for d in dirs]
+    text = "".join(f"{line}\n" for line in sorted(lines, key=str.encode))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 # Every staged path gets this mtime and a fixed mode: rsync (-a, --checksum)
 # then reports only content changes, not a new staging copy's timestamps.
 _STAGED_MTIME = 946684800  # 2000-01-01
