@@ -78,14 +78,22 @@ check_root() {
 # Debian 13 has no nginx-light: its nginx is the small core, modules come apart.
 check_os() {
     [ -r /etc/os-release ] || die "unsupported OS: no /etc/os-release (silverlining nodes run Debian 13, Debian 12 or Ubuntu 24.04)"
-    local id version pretty release
-    # one subshell: os-release is shell, and sourcing it here would overwrite $VERSION
-    release=$(. /etc/os-release && printf '%s\n%s\n%s' "${ID:-unknown}" \
-        "${VERSION_ID:-unknown}" "${PRETTY_NAME:-${ID:-unknown} ${VERSION_ID:-unknown}}")
-    id=${release%%$'\n'*}
-    release=${release#*$'\n'}
-    version=${release%%$'\n'*}
-    pretty=${release#*$'\n'}
+    local id=unknown version=unknown pretty="" key value
+    # read, not sourced (that would overwrite $VERSION): KEY=VALUE lines, the value
+    # maybe quoted, with backslash escapes (os-release(5))
+    while IFS='=' read -r key value || [ -n "$key" ]; do
+        case "$value" in
+            \"*\") value=${value:1:-1}; value=${value//\\\"/\"}; value=${value//\\\\/\\} ;;
+            \'*\') value=${value:1:-1} ;;
+        esac
+        case "$key" in
+            ID) id=$value ;;
+            VERSION_ID) version=$value ;;
+            PRETTY_NAME) pretty=$value ;;
+        esac
+    done </etc/os-release
+    id=${id:-unknown} version=${version:-unknown}
+    [ -n "$pretty" ] || pretty="$id $version"
     case "$id $version" in
         "debian 12") NGINX_PKG=nginx-light ;;
         "debian 13" | "ubuntu 24.04") NGINX_PKG=nginx ;;
@@ -110,7 +118,8 @@ apt_get() {
 ensure_packages() {
     local pkg missing=() installed
     # one dpkg-query for all of them (it prints those it knows, and fails if any is unknown)
-    installed=$'\n'$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "$@" 2>/dev/null || true)$'\n'
+    installed=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "$@" 2>/dev/null) || true
+    installed=$'\n'$installed$'\n'
     for pkg in "$@"; do
         if [[ "$installed" != *$'\n'"$pkg installed"$'\n'* ]]; then
             missing+=("$pkg")
@@ -279,7 +288,8 @@ declare -A UNIT_FILE_STATE=() UNIT_ACTIVE=()
 
 read_unit_states() {
     local id="" active="" file="" line
-    while IFS= read -r line; do
+    # at the end, one more pass with an empty line records the last unit
+    while IFS= read -r line || [ -n "$id" ]; do
         case "$line" in
             Id=*) id=${line#Id=} ;;
             ActiveState=*) active=${line#ActiveState=} ;;
@@ -292,7 +302,7 @@ read_unit_states() {
                 id="" active="" file=""
                 ;;
         esac
-    done < <(systemctl show -p Id -p ActiveState -p UnitFileState "$@" 2>/dev/null || true; echo)
+    done < <(systemctl show -p Id -p ActiveState -p UnitFileState "$@" 2>/dev/null)
 }
 
 unit_active() {
@@ -336,18 +346,19 @@ NODE_DIRS=(
     "$ACME_WEBROOT 0755 root:root"
 )
 
-# pushed_digest: prints the sha256 of the pushed copy's listing, a line per file
+# pushed_digest: sets PUSHED_DIGEST to the sha256 of the pushed copy's listing, a line per file
 # ("SHA256  ./PATH", as sha256sum prints it) and per other entry ("d PATH" for a
 # directory, PATH relative), sorted bytewise. serverfiles.py's pushed_digest
 # computes the same of what silver pushes: when both agree, an rsync of the server
 # files would change nothing here. A file that cannot be read is left out.
+PUSHED_DIGEST=""
 pushed_digest() {
-    local listing=""
-    if [ -d "$SERVER_FILES" ] && [ ! -L "$SERVER_FILES" ]; then
-        listing=$(cd "$SERVER_FILES" && { find . -mindepth 1 \( ! -type f -printf '%y %P\n' \) \
-            -o -exec sha256sum -- {} + 2>/dev/null || true; } | LC_ALL=C sort | sha256sum)
-    fi
-    echo "${listing%% *}"
+    PUSHED_DIGEST=""
+    [ -d "$SERVER_FILES" ] && [ ! -L "$SERVER_FILES" ] || return 0
+    # a failing find (an unreadable file) fails no step: the file is missing from the listing
+    PUSHED_DIGEST=$(cd "$SERVER_FILES" && find . -mindepth 1 \( ! -type f -printf '%y %P\n' \) \
+        -o -exec sha256sum -- {} + 2>/dev/null | LC_ALL=C sort | sha256sum) || true
+    PUSHED_DIGEST=${PUSHED_DIGEST%% *}
 }
 
 # What the node has of what the steps below look at, read at once: the sums of
@@ -603,9 +614,9 @@ log_run() {
     local status=$?
     if [ -n "$VERSION" ]; then
         [ -d "$LOGS" ] || mkdir -p "$LOGS"
+        if [ "$status" = 0 ]; then status=ok; else status=failed; fi
         TZ=UTC printf '%(%Y-%m-%dT%H:%M:%SZ)T by=%s version=%s changes=%d status=%s\n' -1 \
-            "$BY" "$VERSION" "$CHANGES" "$([ "$status" = 0 ] && echo ok || echo "failed")" \
-            >>"$SETUP_LOG"
+            "$BY" "$VERSION" "$CHANGES" "$status" >>"$SETUP_LOG"
     fi
 }
 
@@ -616,7 +627,8 @@ setup() {
     [ -d /run/silverlining ] || mkdir -p /run/silverlining
     exec 9>/run/silverlining/setup-node.lock
     flock -w 600 9 || die "another setup-node is still running on this node"
-    if [ -n "$PUSHED" ] && [ "$(pushed_digest)" != "$PUSHED" ]; then
+    [ -z "$PUSHED" ] || pushed_digest
+    if [ -n "$PUSHED" ] && [ "$PUSHED_DIGEST" != "$PUSHED" ]; then
         ensure_packages rsync
         [ -d "$SERVER_FILES" ] || mkdir -p "$SERVER_FILES"
         echo '{"push": "needed"}'

@@ -156,7 +156,8 @@ def _node_digest(tree) -> str:
     body, last = text.rstrip("\n").rsplit("\n", 1)
     assert last == 'main "$@"'
     return subprocess.run(
-        ["bash", "-c", 'eval "$(cat)"; SERVER_FILES=$1; pushed_digest', "digest", str(tree)],
+        ["bash", "-c", 'eval "$(cat)"; SERVER_FILES=$1; pushed_digest; echo "$PUSHED_DIGEST"',
+         "digest", str(tree)],
         input=body, text=True, capture_output=True, check=True).stdout.strip()
 
 
