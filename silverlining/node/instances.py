@@ -365,7 +365,9 @@ def wait_ready(app: str, version: str, host: str, prefix: str = "",
     deadline = time.monotonic() + timeout
     name = instance_name(app, version)
     last = ["no socket yet"]
-    checked = [0.0]
+    # systemd is asked only once the socket is late: asked at once, while it forks the
+    # unit, it answered after a quarter of a second, longer than the server takes
+    checked = [time.monotonic()]
 
     def answers() -> bool:
         if socket_path(app, version).exists():
