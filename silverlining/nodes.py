@@ -130,8 +130,7 @@ def ensure_running(name: str, timeout: float = 120) -> None:
         # the usual case, without loading libcloud (a third of a command's time); a
         # node going down (a reboot from inside) fails this and is started below
         try:
-            if not transport.master_open(address):
-                transport.wait_for_ssh(address, 10.0, label=name)
+            transport.wait_for_ssh(address, 10.0, label=name)
             return
         except SilverError:
             pass

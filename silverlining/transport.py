@@ -345,18 +345,6 @@ def _control_sockets(address: str) -> list[Path]:
         return []
 
 
-def master_open(address: str) -> bool:
-    """Whether a master connection to ``address`` is open (its control socket takes a
-    connection): the node is up and logged into, with nothing spawned or sent on the
-    network, which ``wait_for_ssh`` (``ssh -G``, then a TCP probe) would cost."""
-    for path in _control_sockets(address):
-        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(1.0)
-            sock.connect(str(path))
-            return True
-    return False
-
-
 def disconnect(address: str) -> None:
     """Close every master to ``address`` (its key changed, or the node is gone):
     the next command logs in again."""
