@@ -198,7 +198,7 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
         instances.daemon_reload()
     try:
         if web:
-            instances.start(app, version)
+            instances.start_new(app, version)
             instances.wait_ready(app, version, host, prefix, timeout=config.start_timeout)
         run_update_fetch(config, app, version, host, prefix, uid, gid)
         if web:
