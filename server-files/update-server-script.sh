@@ -7,7 +7,7 @@
 #   update-server-script.sh --version HASH --by USER@HOST --pushed DIGEST
 #       the same, fed on stdin by `silver setup-node` before any push: check root
 #       and the OS, then go on only if the pushed copy on the node is DIGEST
-#       (tree_digest: what an rsync of the server files would find unchanged);
+#       (pushed_digest: what an rsync of the server files would find unchanged);
 #       otherwise install rsync if missing (the push needs it), print
 #       {"push": "needed"} and stop, and silver pushes and runs the pushed copy.
 #
@@ -346,9 +346,9 @@ NODE_DIRS=(
     "$ACME_WEBROOT 0755 root:root"
 )
 
-# pushed_digest: sets PUSHED_DIGEST to the sha256 of the pushed copy's listing, a line per file
-# ("SHA256  ./PATH", as sha256sum prints it) and per other entry ("d PATH" for a
-# directory, PATH relative), sorted bytewise. serverfiles.py's pushed_digest
+# pushed_digest: sets PUSHED_DIGEST to the sha256 of the pushed copy's listing, a
+# line per file ("SHA256  ./PATH", as sha256sum prints it) and per other entry
+# ("d PATH" for a directory, PATH relative), sorted bytewise. serverfiles.py's pushed_digest
 # computes the same of what silver pushes: when both agree, an rsync of the server
 # files would change nothing here. A file that cannot be read is left out.
 PUSHED_DIGEST=""
