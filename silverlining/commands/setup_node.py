@@ -76,6 +76,13 @@ def _who() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+def script_on_stdin(*args: str) -> list[str]:
+    """The command that runs the setup script fed on its stdin, with ``args``: bash
+    reads it whole first (``bash -s`` would read it a byte at a time, and whatever the
+    script runs could read the rest), with no process but bash."""
+    return ["bash", "-c", 'eval "$(</dev/stdin)"', serverfiles.SCRIPT_NAME, *args]
+
+
 def _run_script(ssh: transport.SSH, argv: list[str], out: _ScriptOutput,
                 what: str, input: str | None = None) -> None:
     result = ssh.run(argv, input=input, stream=out, check=False)
@@ -111,11 +118,9 @@ def setup_host(console: Console, host: str, staged: Staged, version: str, digest
         out = _ScriptOutput(console, label, result)
         args = ["--version", version, "--by", who]
         with transport.SSH(node.address, label=label) as ssh:
-            # from stdin, read whole before it runs (bash -s would read it a byte at a time)
             with console.ticking(label, "running the setup script"):
-                _run_script(ssh, ["bash", "-c", 'eval "$(cat)"', serverfiles.SCRIPT_NAME,
-                                  *args, "--pushed", digest], out, "setup script",
-                            input=serverfiles.script_text())
+                _run_script(ssh, script_on_stdin(*args, "--pushed", digest), out,
+                            "setup script", input=serverfiles.script_text())
             if result.push_needed:
                 stats = transport.rsync(f"{staged.path()}/", node.address,
                                         f"{paths.SERVER_FILES}/", delete=True, checksum=True,

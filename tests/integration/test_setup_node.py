@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 
 from silverlining import serverfiles
+from silverlining.commands.setup_node import script_on_stdin
 from silverlining.errors import SilverError
 from silverlining.node import paths
 from silverlining.providers import get_driver
@@ -212,9 +213,8 @@ def test_changed_copies_on_the_node_are_pushed_and_put_back(nodes, node_env):
 
 def test_script_refuses_to_run_as_non_root(nodes, node_env):
     with node_env.ssh("sn-a", user=paths.DEPLOY_USER) as ssh:
-        result = ssh.run(["bash", "-c", 'eval "$(cat)"', serverfiles.SCRIPT_NAME, "--version",
-                          serverfiles.version(), "--by", "test@here", "--pushed",
-                          serverfiles.pushed_digest()],
+        result = ssh.run(script_on_stdin("--version", serverfiles.version(), "--by", "test@here",
+                                         "--pushed", serverfiles.pushed_digest()),
                          input=serverfiles.script_text(), check=False)
     assert result.status == 1
     assert "error: setup must run as root (running as silver)" in result.stderr
