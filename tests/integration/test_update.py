@@ -241,6 +241,17 @@ def test_an_upload_that_never_arrived_is_not_the_next_ones_basis(node, probe_app
     assert "--link-dest arg does not exist" not in proc.stderr, proc.stderr
 
 
+def test_an_unchanged_app_whose_instance_stopped_is_deployed_again(node, probe_app):
+    """"Nothing changed" needs the live version to serve: stopped, it is deployed anew."""
+    live = live_version(node.update(probe_app, "stopped.test").stdout)
+    node.root(f"systemctl stop silver-probe-{live}.service")
+    proc = node.silver("-y", "update", str(probe_app), "stopped.test", "--node", node.name,
+                       "--noetchosts", check=True)
+    assert "nothing changed" not in proc.stdout, proc.stdout
+    assert live_version(proc.stdout) != live
+    assert http_get(node.address, "stopped.test", "/")[0] == 200
+
+
 def test_two_apps_and_one_app_at_two_prefixes(node, probe_app, hello):
     node.update(hello, "hello.test")
     a = live_version(node.update(probe_app, "multi.test/a").stdout)
