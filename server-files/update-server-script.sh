@@ -347,17 +347,18 @@ NODE_DIRS=(
 )
 
 # pushed_digest: sets PUSHED_DIGEST to the sha256 of the pushed copy's listing, a
-# line per file ("SHA256  ./PATH", as sha256sum prints it) and per other entry
-# ("d PATH" for a directory, PATH relative), sorted bytewise. serverfiles.py's pushed_digest
-# computes the same of what silver pushes: when both agree, an rsync of the server
-# files would change nothing here. A file that cannot be read is left out.
+# line per entry, the copy's own directory too ("TYPE MODE PATH": "d 755 lib", PATH
+# relative), and one more per file ("SHA256  ./PATH", as sha256sum prints it), sorted
+# bytewise. serverfiles.py's pushed_digest computes the same of what silver pushes:
+# when both agree, an rsync of the server files would change nothing here but owners
+# and times, which nothing reads. A file that cannot be read has no SHA256 line.
 PUSHED_DIGEST=""
 pushed_digest() {
     PUSHED_DIGEST=""
     [ -d "$SERVER_FILES" ] && [ ! -L "$SERVER_FILES" ] || return 0
     # a failing find (an unreadable file) fails no step: the file is missing from the listing
-    PUSHED_DIGEST=$(cd "$SERVER_FILES" && find . -mindepth 1 \( ! -type f -printf '%y %P\n' \) \
-        -o -exec sha256sum -- {} + 2>/dev/null | LC_ALL=C sort | sha256sum) || true
+    PUSHED_DIGEST=$(cd "$SERVER_FILES" && find . -printf '%y %m %P\n' -type f \
+        -exec sha256sum -- {} + 2>/dev/null | LC_ALL=C sort | sha256sum) || true
     PUSHED_DIGEST=${PUSHED_DIGEST%% *}
 }
 

@@ -174,6 +174,9 @@ def test_the_node_digests_a_pushed_tree_as_the_client_does(tmp_path):
     assert _node_digest(staged) != ours
     (staged / "lib" / "link").unlink()
     script = staged / serverfiles.SCRIPT_NAME
+    script.chmod(0o664)
+    assert _node_digest(staged) != ours
+    script.chmod(0o644)
     script.write_text(script.read_text() + "# edited\n")
     assert _node_digest(staged) != ours
     script.write_text(serverfiles.script_text())
