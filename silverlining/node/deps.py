@@ -55,6 +55,7 @@ python3 -m pip install --no-deps --no-index --no-cache-dir --no-compile \\
     --disable-pip-version-check --target "$out/site" "$out"/wheels/*.whl
 """
 ENV_VAR = "SILVER_DEPS"
+_COMPILERS = 4              # at most: a set's modules arrive at a few hundred a second
 _FINGERPRINT_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -162,16 +163,16 @@ while chunk := sys.stdin.buffer.read1(1 << 16):
 
 class Compiler:
     """Byte-compiles a set's modules while the rest of it still arrives: ``add`` hands
-    each file to one of a worker process per CPU in turn, so the node's unpacking
-    (mostly the kernel creating files) and the compiling overlap instead of running
-    one after the other. Workers write only ``__pycache__`` next to the modules
-    they are given, all inside the layer's root-only directory."""
+    each file in turn to one of a worker process per CPU (up to ``_COMPILERS``), so
+    the node's unpacking (mostly the kernel creating files) and the compiling overlap
+    instead of running one after the other. Workers write only ``__pycache__`` next
+    to the modules they are given, all inside the layer's root-only directory."""
 
     def __init__(self) -> None:
-        self._workers = [subprocess.Popen([sys.executable, "-I", "-S", "-c", _COMPILER], bufsize=0,
-                                          stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL)
-                         for _ in range(os.cpu_count() or 1)]
+        argv = [sys.executable, "-I", "-S", "-c", _COMPILER]
+        self._workers = [subprocess.Popen(argv, bufsize=0, stdin=subprocess.PIPE,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                         for _ in range(min(os.cpu_count() or 1, _COMPILERS))]
         self._turn = 0
 
     def add(self, path: str) -> None:
