@@ -108,10 +108,10 @@ def _tar_chunks(site: Path) -> Iterator[bytes]:
     yield b"\0" * (2 * _BLOCK)
 
 
-def _walk(site: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
+def _walk(site: Path) -> Iterator[tuple[str, str, os.stat_result]]:
     """Every directory and file under ``site``, parents first, in name order; anything
     else (a link, a FIFO) is refused: the node would refuse it too."""
-    stack = [("", site)]
+    stack = [("", os.fspath(site))]
     while stack:
         prefix, folder = stack.pop()
         entries = sorted(os.scandir(folder), key=lambda e: e.name, reverse=True)
@@ -120,8 +120,8 @@ def _walk(site: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
             st = entry.stat(follow_symlinks=False)
             if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
                 raise BadSet(f"{entry.path} is neither a file nor a directory")
-            yield rel, Path(entry.path), st
-        stack += [(prefix + e.name + "/", Path(e.path)) for e in entries
+            yield rel, entry.path, st
+        stack += [(prefix + e.name + "/", e.path) for e in entries
                   if e.is_dir(follow_symlinks=False)]
 
 
