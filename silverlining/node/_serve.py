@@ -12,27 +12,61 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import runpy
 import signal
 import stat
-import subprocess
 import sys
 import threading
 import time
+import traceback
 
 APP_OBJECT = "silverlining.node._app:application"
 # hooks that start the first worker alone (node/_gunicorn.py)
 GUNICORN_CONFIG = "python:silverlining.node._gunicorn"
 
 
-def server_command(interface: str, socket: str, workers: int) -> list[str]:
+def server_argv(interface: str, socket: str, workers: int) -> tuple[str, list[str]]:
+    """The server's module and its command line (``python -m MODULE ARGV...``)."""
     if interface == "asgi":
-        return [sys.executable, "-m", "uvicorn", "--uds", socket, "--workers", str(workers),
-                "--proxy-headers", "--forwarded-allow-ips", "*", "--no-access-log",
-                APP_OBJECT]
-    return [sys.executable, "-m", "gunicorn", "--config", GUNICORN_CONFIG,
-            "--bind", f"unix:{socket}", "--workers", str(workers), "--graceful-timeout", "20",
-            "--timeout", "120", "--forwarded-allow-ips", "*", "--error-logfile", "-",
-            APP_OBJECT]
+        return "uvicorn", ["--uds", socket, "--workers", str(workers), "--proxy-headers",
+                           "--forwarded-allow-ips", "*", "--no-access-log", APP_OBJECT]
+    return "gunicorn", ["--config", GUNICORN_CONFIG, "--bind", f"unix:{socket}",
+                        "--workers", str(workers), "--graceful-timeout", "20",
+                        "--timeout", "120", "--forwarded-allow-ips", "*",
+                        "--error-logfile", "-", APP_OBJECT]
+
+
+def start_server(module: str, argv: list[str]) -> tuple[int, int]:
+    """Fork the server, its output on a pipe; its pid and the pipe's read end.
+
+    The child runs it in this very interpreter (``python -m MODULE``), not in a new
+    one: a Python start and the standard library's imports less before the app
+    answers, on every deploy. Called before any thread exists (a fork copies only
+    the calling thread)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write)
+        return pid, read
+    try:
+        os.close(read)
+        fd = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(fd, 0)
+        os.dup2(write, 1)
+        os.dup2(write, 2)
+        for handle in (fd, write):
+            os.close(handle)
+        sys.argv = [module, *argv]
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def remove_stale_socket(path: str) -> None:
@@ -89,19 +123,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-max", type=int, help="bytes a worker may use (app.ini)")
     args = parser.parse_args(argv)
     remove_stale_socket(args.socket)
-    child = subprocess.Popen(server_command(args.interface, args.socket, args.workers),
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL)
+    pid, output = start_server(*server_argv(args.interface, args.socket, args.workers))
 
     def forward(signum, frame):
-        child.send_signal(signum)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, forward)
     out = sys.stdout.buffer
-    assert child.stdout is not None
     lock = threading.Lock()
-    with open(args.log, "ab", buffering=0) as log:
+    with open(args.log, "ab", buffering=0) as log, open(output, "rb") as lines:
         def emit(line: bytes) -> None:
             with lock:
                 out.write(line)
@@ -109,11 +141,11 @@ def main(argv: list[str] | None = None) -> int:
                 log.write(line)
 
         if args.memory_max:
-            threading.Thread(target=watch_memory, args=(child.pid, args.memory_max, emit),
+            threading.Thread(target=watch_memory, args=(pid, args.memory_max, emit),
                              daemon=True).start()
-        for line in child.stdout:
+        for line in lines:
             emit(line)
-    status = child.wait()
+    status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     return 128 - status if status < 0 else status
 
 

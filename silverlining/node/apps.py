@@ -20,8 +20,8 @@ from silverlining.node import deps, haproxy, params, paths
 from silverlining.node._errors import NodeError
 from silverlining.node._state import AppState, app_lock, load_routes
 from silverlining.node._util import check_app, version_number
-from silverlining.node.base import make_dir
-from silverlining.node.instances import has_web, is_active
+from silverlining.node.base import listening, make_dir
+from silverlining.node.instances import has_web, socket_path
 from silverlining.node.disk import check_room
 
 
@@ -62,7 +62,7 @@ def prepare(call: protocol.Prepare) -> protocol.PrepareResult:
 
 def unchanged(app: str, location: str, fingerprint: str) -> str | None:
     """The version live at ``location`` when it was deployed from exactly these files
-    (same ``fingerprint``) and its web instance still runs: redeploying it would change
+    (same ``fingerprint``) and its web instance still serves: redeploying it would change
     nothing. ``location`` is canonical (the CLI sends ``str(Location)``)."""
     entry = load_routes().get(location) or {}
     live = entry.get("version")
@@ -71,7 +71,9 @@ def unchanged(app: str, location: str, fingerprint: str) -> str | None:
     meta = AppState.load(app).versions.get(live, {})
     if meta.get("fingerprint") != fingerprint or meta.get("status") != "ok":
         return None
-    return live if has_web(app, live) and is_active(app, live) else None
+    # its socket taking a connection says it runs, without a systemctl (a tenth of
+    # the answer's time)
+    return live if has_web(app, live) and listening(socket_path(app, live)) else None
 
 
 def upload_root(app: str):
@@ -99,7 +101,10 @@ def reserve(call: protocol.Reserve) -> protocol.ReserveResult:
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         state.save()
         root = make_dir(upload_root(app), deploy.pw_uid, deploy.pw_gid, 0o700)
-        earlier = sorted((p for p in root.iterdir() if p.is_dir() and _is_version(p.name)),
+        # an upload that never arrived (a reservation left by a failed or stopped
+        # update) is no basis: rsync would send every file again
+        earlier = sorted((p for p in root.iterdir() if _is_version(p.name)
+                          and (p / "app" / "app.ini").is_file()),
                          key=lambda p: version_number(p.name))
         upload = make_dir(root / version, deploy.pw_uid, deploy.pw_gid, 0o700)
     basis = earlier[-1] if earlier else None

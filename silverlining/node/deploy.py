@@ -13,6 +13,7 @@ import dataclasses
 import os
 import pwd
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from silverlining import __version__, protocol
@@ -56,11 +57,15 @@ def build_instance(app: str, version: str, source: Path, basis: str | None, gid:
     passes = [(["--chmod=go-w,o-rwx", "--exclude=/static"], source, target, "")]
     if static.is_dir():
         passes.append((["--chmod=go-w,o+rX"], static, target / "static", "/static"))
-    for extra, src, dest, sub in passes:
-        argv = base + extra
-        if basis:
-            argv.append(f"--link-dest={instance_dir(app, basis)}{sub}")
-        run(argv + [f"{src}/", f"{dest}/"], what="building the instance directory")
+    argvs = [base + extra + ([f"--link-dest={instance_dir(app, basis)}{sub}"] if basis else [])
+             + [f"{src}/", f"{dest}/"] for extra, src, dest, sub in passes]
+    # the passes write apart (static/ is excluded from the first) and run at once: on
+    # a redeploy they are mostly two rsync starts; root's alone until both are done
+    target.mkdir(mode=0o700)
+    with ThreadPoolExecutor(len(argvs)) as pool:
+        for done in [pool.submit(run, argv, what="building the instance directory")
+                     for argv in argvs]:
+            done.result()
     os.chown(target, 0, gid)
     os.chmod(target, 0o751)
     return target
@@ -198,7 +203,7 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
         instances.daemon_reload()
     try:
         if web:
-            instances.start(app, version)
+            instances.start_new(app, version)
             instances.wait_ready(app, version, host, prefix, timeout=config.start_timeout)
         run_update_fetch(config, app, version, host, prefix, uid, gid)
         if web:

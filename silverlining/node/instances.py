@@ -128,14 +128,13 @@ def daemon_reload() -> None:
 
 def install_unit(app: str, version: str, interface: str, memory_max: str | None,
                  limits: Limits, reload_all: bool = False) -> None:
-    """Write the instance's unit and make systemd see it (``reload_all``: other new
-    unit files of the version are waiting too)."""
+    """Write a new version's unit (``reload_all``: other new unit files of the version
+    are waiting, which only a ``daemon-reload`` shows systemd). Else nothing more:
+    systemd reads a unit it never loaded from disk on its first start (``start_new``)."""
     write_atomic(paths.SYSTEMD_UNITS / unit_name(app, version),
                  unit_text(app, version, interface, memory_max, limits))
     if reload_all:
         daemon_reload()
-    else:
-        load_units(unit_name(app, version))
 
 
 def load_units(*units: str) -> None:
@@ -182,9 +181,15 @@ def remove_unit(app: str, version: str) -> None:
     (paths.SYSTEMD_UNITS / unit_name(app, version)).unlink(missing_ok=True)
 
 
-def start(app: str, version: str) -> None:
-    cancel_stop(app, version)
-    systemctl("start", unit_name(app, version))
+def start_new(app: str, version: str) -> None:
+    """Start a version's freshly written unit: one ``systemctl start``, which loads it.
+    Should systemd hold an older view of that name (looked up before the file was
+    there), it is made to see the file and the start is tried again."""
+    try:
+        systemctl("start", unit_name(app, version))
+    except NodeError:
+        load_units(unit_name(app, version))
+        systemctl("start", unit_name(app, version))
 
 
 def start_kept(app: str, version: str) -> bool:
@@ -365,7 +370,9 @@ def wait_ready(app: str, version: str, host: str, prefix: str = "",
     deadline = time.monotonic() + timeout
     name = instance_name(app, version)
     last = ["no socket yet"]
-    checked = [0.0]
+    # systemd is asked only once the socket is late: asked at once, while it forks the
+    # unit, it answered after a quarter of a second, longer than the server takes
+    checked = [time.monotonic()]
 
     def answers() -> bool:
         if socket_path(app, version).exists():

@@ -227,6 +227,31 @@ def test_a_change_of_the_same_size_within_the_same_second_is_deployed(node, prob
     assert http_get(node.address, "samesec.test", "/probe.txt")[1] == b"edit-B\n"
 
 
+def test_an_upload_that_never_arrived_is_not_the_next_ones_basis(node, probe_app):
+    """A version reserved and left without files (an update stopped after its first
+    call) must not be the basis rsync compares with: every file would be sent again."""
+    node.update(probe_app, "basis.test")
+    last = json.loads(node.root("cat /var/lib/silverlining/apps/probe/app.json"))["last"]
+    node.root(f"install -d -o silver -g silver -m 0700 "
+              f"/var/lib/silverlining/uploads/probe/v{last + 9}")
+    (probe_app / "changed.txt").write_text("one new file\n")
+    proc = node.silver("-v", "-y", "update", str(probe_app), "basis.test", "--node",
+                       node.name, "--noetchosts", check=True)
+    assert "(1 changed files)" in proc.stderr, proc.stderr
+    assert "--link-dest arg does not exist" not in proc.stderr, proc.stderr
+
+
+def test_an_unchanged_app_whose_instance_stopped_is_deployed_again(node, probe_app):
+    """"Nothing changed" needs the live version to serve: stopped, it is deployed anew."""
+    live = live_version(node.update(probe_app, "stopped.test").stdout)
+    node.root(f"systemctl stop silver-probe-{live}.service")
+    proc = node.silver("-y", "update", str(probe_app), "stopped.test", "--node", node.name,
+                       "--noetchosts", check=True)
+    assert "nothing changed" not in proc.stdout, proc.stdout
+    assert live_version(proc.stdout) != live
+    assert http_get(node.address, "stopped.test", "/")[0] == 200
+
+
 def test_two_apps_and_one_app_at_two_prefixes(node, probe_app, hello):
     node.update(hello, "hello.test")
     a = live_version(node.update(probe_app, "multi.test/a").stdout)
