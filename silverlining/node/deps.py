@@ -116,10 +116,10 @@ def receive(call: protocol.DepsInstall) -> protocol.DepsInstallResult:
     make_dir(paths.DEPS, 0, 0, 0o755)
     work = paths.DEPS / f".{fingerprint}.{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(mode=0o700)
     say(f"installing dependency set {fingerprint}")
     compiler = Compiler()
     try:
+        work.mkdir(mode=0o700)
         try:
             files = depset.unpack(sys.stdin.buffer, work, compiler.add)
             made = depset.verify(work, files, depset.target_key(**target()))
