@@ -25,13 +25,15 @@ import os
 import posixpath
 import stat
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 MANIFEST = ".silver-deps.json"      # in each set: its fingerprint, packages and target
 SDISTS = ".silver-sdists"           # in a set: the sources of what the node compiles
 _CHUNK = 1 << 20
+_PYCACHE = "__pycache__"
+_BATCH = 1 << 18
 _BLOCK = tarfile.BLOCKSIZE
 
 
@@ -73,9 +75,14 @@ class TarStream:
         self.sent = 0
 
     def read1(self, _size: int = -1) -> bytes:
-        chunk = next(self._chunks, b"")
-        self.sent += len(chunk)
-        return chunk
+        """The next ``_BATCH`` bytes or so (b"" at the end): thousands of small files as
+        a write each would cost ssh a packet and a wake-up each."""
+        parts, size = [], 0
+        while size < _BATCH and (chunk := next(self._chunks, b"")):
+            parts.append(chunk)
+            size += len(chunk)
+        self.sent += size
+        return b"".join(parts)
 
 
 def _tar_chunks(site: Path) -> Iterator[bytes]:
@@ -101,10 +108,10 @@ def _tar_chunks(site: Path) -> Iterator[bytes]:
     yield b"\0" * (2 * _BLOCK)
 
 
-def _walk(site: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
+def _walk(site: Path) -> Iterator[tuple[str, str, os.stat_result]]:
     """Every directory and file under ``site``, parents first, in name order; anything
     else (a link, a FIFO) is refused: the node would refuse it too."""
-    stack = [("", site)]
+    stack = [("", os.fspath(site))]
     while stack:
         prefix, folder = stack.pop()
         entries = sorted(os.scandir(folder), key=lambda e: e.name, reverse=True)
@@ -113,8 +120,8 @@ def _walk(site: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
             st = entry.stat(follow_symlinks=False)
             if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
                 raise BadSet(f"{entry.path} is neither a file nor a directory")
-            yield rel, Path(entry.path), st
-        stack += [(prefix + e.name + "/", Path(e.path)) for e in entries
+            yield rel, entry.path, st
+        stack += [(prefix + e.name + "/", e.path) for e in entries
                   if e.is_dir(follow_symlinks=False)]
 
 
@@ -128,58 +135,76 @@ def _member_path(name: str) -> str:
     return path
 
 
-def _make_dir(path: Path, made: set[Path]) -> None:
-    """``path`` and its missing parents as ``0755`` directories, whatever the umask."""
+def _make_dir(path: str, made: set[str]) -> None:
+    """``path`` and its missing parents as ``0755`` directories (the umask is ``022``
+    while ``unpack`` runs)."""
     if path in made:
         return
-    _make_dir(path.parent, made)
+    _make_dir(posixpath.dirname(path), made)
     try:
-        path.mkdir()
+        os.mkdir(path, 0o755)
     except FileExistsError:
-        raise BadSet(f"the set names {path.name} as a file and as a directory") from None
-    os.chmod(path, 0o755)
+        raise BadSet(f"the set names {posixpath.basename(path)} as a file and as a "
+                     "directory") from None
     made.add(path)
 
 
-def unpack(stream: BinaryIO, dest: Path) -> dict[str, tuple[str, int]]:
+def unpack(stream: BinaryIO, dest: Path,
+           written: Callable[[str], None] | None = None) -> dict[str, tuple[str, int]]:
     """Write the tar ``stream`` into ``dest`` (an empty directory only its caller can
     write to): directories and regular files only, ``0755``/``0644``, owned by the
-    caller. Returns each file's RECORD-style sha256 and size. Anything else in the
-    stream (links, devices), a path leaving ``dest`` or a name given twice is
-    refused, and so is a stream that ends early."""
+    caller. Returns each file's RECORD-style sha256 and size; ``written`` is called
+    with the path of each file once it is complete (the node byte-compiles as the
+    set arrives). Anything else in the stream (links, devices), a path leaving
+    ``dest`` or a name given twice is refused, and so is a stream that ends early.
+    What the set brings in ``__pycache__`` directories is checked but not written:
+    the node makes its own for its Python, and a shipped one could only be stale."""
     files: dict[str, tuple[str, int]] = {}
-    made = {dest}               # directories known to exist: one mkdir each at most
+    top = os.fspath(dest)
+    made = {top}                # directories known to exist: one mkdir each at most
+    umask = os.umask(0o022)
     try:
         with tarfile.open(fileobj=stream, mode="r|") as tar:
             for member in tar:
                 if member.isdir() and posixpath.normpath(member.name) == ".":
                     continue            # the set's own top (``tar -C SET -c .``)
                 path = _member_path(member.name)
-                target = dest / path
+                target = f"{top}/{path}"
+                cache = _PYCACHE in path.split("/")
                 if member.isdir():
-                    _make_dir(target, made)
+                    if not cache:
+                        _make_dir(target, made)
                     continue
                 if not member.isreg():
                     raise BadSet(f"{member.name} in the set is not a regular file or a "
                                  "directory")
-                _make_dir(target.parent, made)
+                if path in files:
+                    raise BadSet(f"the set names {path} twice")
                 source = tar.extractfile(member)
                 assert source is not None
                 digest = hashlib.sha256()
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                             0o600)
-                try:
+                if cache:
                     while chunk := source.read(_CHUNK):
                         digest.update(chunk)
-                        os.write(fd, chunk)
-                    os.fchmod(fd, 0o755 if member.mode & 0o111 else 0o644)
-                finally:
-                    os.close(fd)
+                else:
+                    _make_dir(posixpath.dirname(target), made)
+                    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                                 0o755 if member.mode & 0o111 else 0o644)
+                    try:
+                        while chunk := source.read(_CHUNK):
+                            digest.update(chunk)
+                            os.write(fd, chunk)
+                    finally:
+                        os.close(fd)
                 files[path] = (_record_hash(digest.digest()), member.size)
+                if written is not None and not cache:
+                    written(target)
     except FileExistsError as exc:
         raise BadSet(f"the set names {exc.filename} twice") from None
     except tarfile.TarError as exc:
         raise BadSet(f"the set did not arrive whole ({exc})") from None
+    finally:
+        os.umask(umask)
     return files
 
 

@@ -55,6 +55,7 @@ python3 -m pip install --no-deps --no-index --no-cache-dir --no-compile \\
     --disable-pip-version-check --target "$out/site" "$out"/wheels/*.whl
 """
 ENV_VAR = "SILVER_DEPS"
+_COMPILERS = 4              # at most: a set's modules arrive at a few hundred a second
 _FINGERPRINT_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -102,11 +103,12 @@ def installed(fingerprint: str) -> Path:
 
 def receive(call: protocol.DepsInstall) -> protocol.DepsInstallResult:
     """Make the layer ``call.fingerprint`` from the tar stream on stdin: unpacked as
-    root's own read-only files into a directory only root can enter, checked against
-    the fingerprint (every file against its RECORD, for this node's target), its
-    ``build_on_node`` packages compiled, its modules byte-compiled for this Python
-    (the app can never write them, and without them every start compiles its
-    imports anew), and put in place by one rename. Anything wrong: nothing is left."""
+    root's own read-only files into a directory only root can enter, its modules
+    byte-compiled for this Python as they arrive (the app can never write them, and
+    without them every start compiles its imports anew), checked against the
+    fingerprint (every file against its RECORD, for this node's target), its
+    ``build_on_node`` packages compiled, and put in place by one rename. Anything
+    wrong: nothing is left."""
     fingerprint = check_fingerprint(call.fingerprint)
     final = layer(fingerprint)
     if final.is_dir():
@@ -114,11 +116,12 @@ def receive(call: protocol.DepsInstall) -> protocol.DepsInstallResult:
     make_dir(paths.DEPS, 0, 0, 0o755)
     work = paths.DEPS / f".{fingerprint}.{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(mode=0o700)
     say(f"installing dependency set {fingerprint}")
+    compiler = Compiler()
     try:
+        work.mkdir(mode=0o700)
         try:
-            files = depset.unpack(sys.stdin.buffer, work)
+            files = depset.unpack(sys.stdin.buffer, work, compiler.add)
             made = depset.verify(work, files, depset.target_key(**target()))
         except depset.BadSet as exc:
             raise NodeError(f"dependency set {fingerprint}: {exc}; nothing was installed, "
@@ -126,25 +129,88 @@ def receive(call: protocol.DepsInstall) -> protocol.DepsInstallResult:
         if made != fingerprint:
             raise NodeError(f"the dependency set sent as {fingerprint} is {made} here (built "
                             "for another Python or platform?): run silver update again")
+        compiler.finish()
         on_node = json.loads((work / MANIFEST).read_text()).get("build_on_node") or {}
         if on_node:
             build_here(on_node, work / SDISTS, work)
+            byte_compile(work)          # what the build added; the rest is compiled
         shutil.rmtree(work / SDISTS, ignore_errors=True)
-        byte_compile(work)
         os.chmod(work, 0o755)
         try:
             work.rename(final)
         except OSError:                    # another deploy put it there meanwhile
             pass
     finally:
+        compiler.stop()             # before the removal: a worker would make directories
         shutil.rmtree(work, ignore_errors=True)
     return {"fingerprint": fingerprint, "installed": True, "files": len(files)}
 
 
+# a byte-compiling worker: NUL-ended paths of complete modules on stdin, each compiled as
+# it comes; one that does not compile for this Python (a template, test data) stays as it is
+_COMPILER = """import os, py_compile, sys
+os.umask(0o022)
+rest = b""
+while chunk := sys.stdin.buffer.read1(1 << 16):
+    *names, rest = (rest + chunk).split(b"\\0")
+    for name in names:
+        try:
+            py_compile.compile(os.fsdecode(name), quiet=2)
+        except Exception:
+            pass
+"""
+
+
+class Compiler:
+    """Byte-compiles a set's modules while the rest of it still arrives: ``add`` hands
+    each file in turn to one of a worker process per CPU (up to ``_COMPILERS``), so
+    the node's unpacking (mostly the kernel creating files) and the compiling overlap
+    instead of running one after the other. Workers write only ``__pycache__`` next
+    to the modules they are given, all inside the layer's root-only directory."""
+
+    def __init__(self) -> None:
+        argv = [sys.executable, "-I", "-S", "-c", _COMPILER]
+        self._workers = [subprocess.Popen(argv, bufsize=0, stdin=subprocess.PIPE,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                         for _ in range(min(os.cpu_count() or 1, _COMPILERS))]
+        self._turn = 0
+
+    def add(self, path: str) -> None:
+        """``path`` is complete: compile it if it is a module."""
+        if path.endswith(".py"):
+            worker = self._workers[self._turn % len(self._workers)]
+            self._turn += 1
+            assert worker.stdin is not None
+            with contextlib.suppress(BrokenPipeError):  # a worker gone: no .pyc for it
+                worker.stdin.write(os.fsencode(path) + b"\0")
+
+    def finish(self) -> None:
+        """Wait until every module given is compiled (or BUILD_TIMEOUT has passed: the
+        set is whole without its ``.pyc``, only slower to start)."""
+        deadline = time.monotonic() + BUILD_TIMEOUT
+        for worker in self._workers:
+            assert worker.stdin is not None
+            worker.stdin.close()
+        for worker in self._workers:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.wait(max(0.0, deadline - time.monotonic()))
+        self.stop()
+
+    def stop(self) -> None:
+        """End the workers still running, and wait for them."""
+        for worker in self._workers:
+            if worker.poll() is None:
+                worker.kill()
+            worker.wait()
+            if worker.stdin is not None:
+                with contextlib.suppress(BrokenPipeError):
+                    worker.stdin.close()
+
+
 def byte_compile(folder: Path) -> None:
-    """The ``.pyc`` of every module in ``folder`` for this Python, on all CPUs (its own
-    process: compileall's workers start anew from the main module). A file that is
-    not Python 3 (a template, test data) makes compileall fail and stays as it is."""
+    """The ``.pyc`` of every module in ``folder`` not compiled yet, for this Python, on
+    all CPUs (its own process: compileall's workers start anew from the main module).
+    A file that is not Python 3 makes compileall fail and stays as it is."""
     with contextlib.suppress(NodeError):
         run([sys.executable, "-I", "-m", "compileall", "-qq", "-j", "0", str(folder)],
             what="byte-compiling the dependency set", timeout=BUILD_TIMEOUT)

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import subprocess
 
 from silverlining.node.base import node_lock, run
 
@@ -61,4 +62,11 @@ def server_lock(service: str):
 
 
 def systemctl_start(unit: str) -> None:
-    run(["systemctl", "enable", "--now", "--quiet", unit], what=f"starting {unit}")
+    """``unit`` running, and started at boot. ``systemctl enable`` reads every unit
+    file and reloads the manager even when the unit is enabled already (half a
+    second of a new app's first deploy, on a node with a few dozen units), so it runs
+    only for a unit not enabled yet; a ``start`` of a running unit does nothing."""
+    enabled = subprocess.run(["systemctl", "is-enabled", "--quiet", unit],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run(["systemctl", "start", unit] if enabled.returncode == 0 else
+        ["systemctl", "enable", "--now", "--quiet", unit], what=f"starting {unit}")

@@ -157,3 +157,54 @@ def test_the_client_sends_no_links(tmp_path: Path) -> None:
     (site / "pkg" / "link").symlink_to("/etc/passwd")
     with pytest.raises(depset.BadSet, match="neither a file nor a directory"):
         stream_of(site)
+
+
+def test_each_file_is_handed_on_once_complete(tmp_path: Path) -> None:
+    """The node byte-compiles a module as soon as it is written (``written``)."""
+    site, _ = make_site(tmp_path)
+    seen: list[tuple[str, bytes]] = []
+    layer = tmp_path / "layer"
+    layer.mkdir()
+    files = depset.unpack(io.BytesIO(stream_of(site)), layer,
+                          lambda path: seen.append((path, Path(path).read_bytes())))
+    assert sorted(seen) == sorted((str(layer / rel), (site / rel).read_bytes()) for rel in files)
+
+
+def test_a_shipped_bytecode_cache_is_checked_not_written(tmp_path: Path) -> None:
+    """The node writes its own ``__pycache__`` for its Python (while the set arrives): a
+    shipped one is hashed against its RECORD like any file, but never lands in the layer,
+    so it can neither collide with the node's nor stand in for it."""
+    site, _ = make_site(tmp_path)
+    cache = site / "pkg" / "__pycache__"
+    cache.mkdir()
+    (cache / "__init__.cpython-313.pyc").write_bytes(b"shipped")
+    dist = site / "pkg-1.0.dist-info"
+    record = (dist / "RECORD").read_text()
+    (dist / "RECORD").write_text(record_line(site, "pkg/__pycache__/__init__.cpython-313.pyc")
+                                 + "\n" + record)
+    fingerprint = depset.fingerprint(KEY, [(dist.name, (dist / "RECORD").read_bytes())], {})
+    written: list[str] = []
+    layer = tmp_path / "layer"
+    layer.mkdir()
+    files = depset.unpack(io.BytesIO(stream_of(site)), layer, written.append)
+    assert depset.verify(layer, files, KEY) == fingerprint
+    assert not (layer / "pkg" / "__pycache__").exists()
+    assert not any("__pycache__" in path for path in written)
+    (cache / "__init__.cpython-313.pyc").write_bytes(b"altered")
+    with pytest.raises(depset.BadSet, match="not the file its RECORD"):
+        receive(stream_of(site), tmp_path / "again")
+    twice = hostile((tarfile.TarInfo("__pycache__/a.pyc"), b"1"),
+                    (tarfile.TarInfo("__pycache__/a.pyc"), b"2"))
+    with pytest.raises(depset.BadSet, match="twice"):
+        depset.unpack(io.BytesIO(twice), layer)
+
+
+def test_the_stream_comes_in_large_reads(tmp_path: Path) -> None:
+    """Thousands of small files, one ssh write each, cost more than their bytes."""
+    site = tmp_path / "site"
+    site.mkdir()
+    for i in range(300):
+        (site / f"m{i}.py").write_bytes(os.urandom(600))
+    stream = depset.TarStream(site)
+    reads = list(iter(stream.read1, b""))
+    assert len(reads) <= 2 and sum(map(len, reads)) == stream.sent > 300 * 1024
