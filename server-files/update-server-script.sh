@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Set up (or upgrade) a silverlining node. Run as root by `silver setup-node`
-# after it has pushed the server files to /usr/local/share/silverlining/server-files.
+# Set up (or upgrade) a silverlining node. Run as root by `silver setup-node`,
+# which pushes the server files to /usr/local/share/silverlining/server-files.
 #
-#   update-server-script.sh --preflight
-#       check root and the OS, install rsync if missing (the push needs it);
-#       `silver setup-node` feeds the script on stdin for this, before any push.
 #   update-server-script.sh --version HASH --by USER@HOST
 #       bring the node to the state the server files describe.
+#   update-server-script.sh --version HASH --by USER@HOST --pushed DIGEST
+#       the same, fed on stdin by `silver setup-node` before any push: check root
+#       and the OS, then go on only if the pushed copy on the node is DIGEST
+#       (pushed_digest: what an rsync of the server files would find unchanged);
+#       otherwise install rsync if missing (the push needs it), print
+#       {"push": "needed"} and stop, and silver pushes and runs the pushed copy.
 #
 # Idempotent: every step goes through an ensure_* helper that looks first and
 # acts (printing "changed: ...") only when the node differs, so a second run
@@ -52,6 +55,8 @@ CHANGES=0
 CHANGED_FILES=()
 VERSION=""
 BY=""
+PUSHED=""                             # --pushed: the digest silver expects of $SERVER_FILES
+DEPLOY_HOME=""                        # the deploy user's home (getent), once known
 
 changed() {
     CHANGES=$((CHANGES + 1))
@@ -66,17 +71,29 @@ die() {
 # --- checks ------------------------------------------------------------------
 
 check_root() {
-    [ "$(id -u)" = 0 ] || die "setup must run as root (running as $(id -un))"
+    [ "$EUID" = 0 ] || die "setup must run as root (running as $(id -un))"
 }
 
 # Sets NGINX_PKG for the OS; anything but Debian 13 / 12 / Ubuntu 24.04 is refused.
 # Debian 13 has no nginx-light: its nginx is the small core, modules come apart.
 check_os() {
     [ -r /etc/os-release ] || die "unsupported OS: no /etc/os-release (silverlining nodes run Debian 13, Debian 12 or Ubuntu 24.04)"
-    local id version pretty
-    id=$(. /etc/os-release && echo "${ID:-unknown}")
-    version=$(. /etc/os-release && echo "${VERSION_ID:-unknown}")
-    pretty=$(. /etc/os-release && echo "${PRETTY_NAME:-$id $version}")
+    local id=unknown version=unknown pretty="" key value
+    # read, not sourced (that would overwrite $VERSION): KEY=VALUE lines, the value
+    # maybe quoted, with backslash escapes (os-release(5))
+    while IFS='=' read -r key value || [ -n "$key" ]; do
+        case "$value" in
+            \"*\") value=${value:1:-1}; value=${value//\\\"/\"}; value=${value//\\\\/\\} ;;
+            \'*\') value=${value:1:-1} ;;
+        esac
+        case "$key" in
+            ID) id=$value ;;
+            VERSION_ID) version=$value ;;
+            PRETTY_NAME) pretty=$value ;;
+        esac
+    done </etc/os-release
+    id=${id:-unknown} version=${version:-unknown}
+    [ -n "$pretty" ] || pretty="$id $version"
     case "$id $version" in
         "debian 12") NGINX_PKG=nginx-light ;;
         "debian 13" | "ubuntu 24.04") NGINX_PKG=nginx ;;
@@ -101,7 +118,8 @@ apt_get() {
 ensure_packages() {
     local pkg missing=() installed
     # one dpkg-query for all of them (it prints those it knows, and fails if any is unknown)
-    installed=$'\n'$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "$@" 2>/dev/null || true)$'\n'
+    installed=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "$@" 2>/dev/null) || true
+    installed=$'\n'$installed$'\n'
     for pkg in "$@"; do
         if [[ "$installed" != *$'\n'"$pkg installed"$'\n'* ]]; then
             missing+=("$pkg")
@@ -146,25 +164,52 @@ attrs_of() {
     HAVE=${ATTRS[$path]}
 }
 
-# Files of the same content as others, known at once (same_files): ensure_file's
-# cmp is then not needed for them.
-declare -A SAME=()
+# The sha256 of files looked at so far, many read at once (read_sums): two files of
+# the same sum need no cmp. A file the script writes is forgotten.
+declare -A SUM=()
 
-# same_files SRC DEST [SRC DEST ...]: records each DEST whose content is SRC's, with
-# one sha256sum for all (a missing DEST is left out).
-same_files() {
-    local -A sum=()
-    local line i
+# read_sums FILE...: records each FILE's sha256, one sha256sum for all. A file that
+# cannot be read, or whose name sha256sum has to escape, is left out (unknown: not
+# taken for equal to anything).
+read_sums() {
+    local line
     while IFS= read -r line; do
-        sum[${line#*  }]=${line%%  *}
+        case "$line" in \\*) continue ;; esac
+        SUM[${line#*  }]=${line%%  *}
     done < <(sha256sum -- "$@" 2>/dev/null || true)
-    for ((i = 1; i < $#; i += 2)); do
-        local src=${!i} dest_index=$((i + 1))
-        local dest=${!dest_index}
-        if [ -n "${sum[$src]:-}" ] && [ "${sum[$src]}" = "${sum[$dest]:-}" ]; then
-            SAME[$dest]=1
-        fi
+}
+
+same_sum() {
+    [ -n "${SUM[$1]:-}" ] && [ "${SUM[$1]}" = "${SUM[$2]:-}" ]
+}
+
+# serverroot_files: sets SERVERROOT_FILES to the regular files under the pushed
+# serverroot/, hidden ones too (symlinks are not installed). Builtins only.
+SERVERROOT_FILES=()
+serverroot_files() {
+    local p
+    SERVERROOT_FILES=()
+    shopt -s globstar dotglob nullglob
+    for p in "$SERVER_FILES/serverroot"/**; do
+        [ ! -f "$p" ] || [ -L "$p" ] || SERVERROOT_FILES+=("$p")
     done
+    shopt -u globstar dotglob nullglob
+}
+
+# file_is TEXT FILE: whether FILE (a regular file) holds exactly TEXT; builtins only.
+file_is() {
+    local have=""
+    [ -f "$2" ] && [ ! -L "$2" ] || return 1
+    # read stops early at a NUL byte and then succeeds: only a read to the end counts
+    ! IFS= read -r -d '' have <"$2" && [ "$have" = "$1" ]
+}
+
+# write_file FILE MODE TEXT: FILE (root's) gets TEXT, replaced atomically.
+write_file() {
+    printf '%s' "$3" >"$1.silverlining-new"
+    chmod "$2" "$1.silverlining-new"
+    mv -f "$1.silverlining-new" "$1"
+    unset 'ATTRS[$1]' 'SUM[$1]'
 }
 
 # fix_attrs PATH MODE [USER:GROUP]
@@ -196,20 +241,24 @@ ensure_dir() {
 # ensure_file SRC DEST MODE [USER:GROUP]: DEST gets SRC's content, replaced atomically.
 ensure_file() {
     local src=$1 dest=$2 mode=$3 owner=${4:-root:root}
-    if [ -f "$dest" ] && [ ! -L "$dest" ] && { [ -n "${SAME[$dest]:-}" ] || cmp -s "$src" "$dest"; }; then
+    if [ -f "$dest" ] && [ ! -L "$dest" ] && { same_sum "$src" "$dest" || cmp -s "$src" "$dest"; }; then
         fix_attrs "$dest" "$mode" "$owner"
         return 0
     fi
-    mkdir -p "$(dirname "$dest")"
+    [ -d "${dest%/*}" ] || mkdir -p "${dest%/*}"
     install -m "$mode" -o "${owner%%:*}" -g "${owner#*:}" "$src" "$dest.silverlining-new"
     mv -f "$dest.silverlining-new" "$dest"
-    unset 'ATTRS[$dest]' 'SAME[$dest]'
+    unset 'ATTRS[$dest]' 'SUM[$dest]'
     CHANGED_FILES+=("$dest")
     changed "file $dest"
 }
 
-# ensure_text DEST MODE USER:GROUP TEXT
+# ensure_text DEST MODE USER:GROUP TEXT: DEST holds TEXT and a newline.
 ensure_text() {
+    if file_is "$4"$'\n' "$1"; then
+        fix_attrs "$1" "$2" "$3"
+        return 0
+    fi
     local tmp
     tmp=$(mktemp)
     printf '%s\n' "$4" >"$tmp"
@@ -217,11 +266,18 @@ ensure_text() {
     rm -f "$tmp"
 }
 
-ensure_user() {
-    local user=$1
-    if ! id -u "$user" >/dev/null 2>&1; then
-        useradd --create-home --user-group --shell /bin/bash "$user"
-        changed "user $user created"
+# read_deploy_home: sets DEPLOY_HOME to the deploy user's home, empty if no such user.
+read_deploy_home() {
+    local entry
+    entry=$(getent passwd "$DEPLOY_USER") || entry=""
+    IFS=: read -r _ _ _ _ _ DEPLOY_HOME _ <<<"$entry" || true
+}
+
+ensure_deploy_user() {
+    if [ -z "$DEPLOY_HOME" ]; then
+        useradd --create-home --user-group --shell /bin/bash "$DEPLOY_USER"
+        changed "user $DEPLOY_USER created"
+        read_deploy_home
     fi
 }
 
@@ -232,7 +288,8 @@ declare -A UNIT_FILE_STATE=() UNIT_ACTIVE=()
 
 read_unit_states() {
     local id="" active="" file="" line
-    while IFS= read -r line; do
+    # at the end, one more pass with an empty line records the last unit
+    while IFS= read -r line || [ -n "$id" ]; do
         case "$line" in
             Id=*) id=${line#Id=} ;;
             ActiveState=*) active=${line#ActiveState=} ;;
@@ -245,7 +302,7 @@ read_unit_states() {
                 id="" active="" file=""
                 ;;
         esac
-    done < <(systemctl show -p Id -p ActiveState -p UnitFileState "$@" 2>/dev/null || true; echo)
+    done < <(systemctl show -p Id -p ActiveState -p UnitFileState "$@" 2>/dev/null)
 }
 
 unit_active() {
@@ -270,39 +327,84 @@ file_changed_under() {
 
 # --- the steps ---------------------------------------------------------------
 
+# Our directories: path, mode, owner.
+NODE_DIRS=(
+    "$ETC 0755 root:root"
+    "$VAR 0755 root:root"
+    "$APPS 0755 root:root"
+    "$DATA 0755 root:root"
+    "$ENV_DIR 0711 root:root"
+    "$BACKUPS 0700 root:root"
+    "$STATUS 0750 root:www-data"
+    "$TMP 0755 root:root"
+    "$UPLOADS 0755 $DEPLOY_USER:$DEPLOY_USER"
+    "$LOGS 0755 root:root"
+    "$APP_LOGS 0755 root:root"
+    "$NGINX_ROUTES 0755 root:root"
+    "$CERTS 0700 root:root"
+    "$ACME_CA 0755 root:root"
+    "$ACME_WEBROOT 0755 root:root"
+)
+
+# pushed_digest: sets PUSHED_DIGEST to the sha256 of the pushed copy's listing, a
+# line per entry, the copy's own directory too ("TYPE MODE PATH": "d 755 lib", PATH
+# relative), and one more per file ("SHA256  ./PATH", as sha256sum prints it), sorted
+# bytewise. serverfiles.py's pushed_digest computes the same of what silver pushes:
+# when both agree, an rsync of the server files would change nothing here but owners
+# and times, which nothing reads. A file that cannot be read has no SHA256 line.
+PUSHED_DIGEST=""
+pushed_digest() {
+    PUSHED_DIGEST=""
+    [ -d "$SERVER_FILES" ] && [ ! -L "$SERVER_FILES" ] || return 0
+    # a failing find (an unreadable file) fails no step: the file is missing from the listing
+    PUSHED_DIGEST=$(cd "$SERVER_FILES" && find . -printf '%y %m %P\n' -type f \
+        -exec sha256sum -- {} + 2>/dev/null | LC_ALL=C sort | sha256sum) || true
+    PUSHED_DIGEST=${PUSHED_DIGEST%% *}
+}
+
+# What the node has of what the steps below look at, read at once: the sums of
+# the files serverroot/ installs (and of the deploy user's keys), the modes and
+# owners of those and of our directories. Nothing is decided here.
+survey() {
+    local p srcs=() dests=() dirs=() spec
+    read_deploy_home
+    serverroot_files
+    for p in "${SERVERROOT_FILES[@]+"${SERVERROOT_FILES[@]}"}"; do
+        srcs+=("$p")
+        dests+=("/${p#"$SERVER_FILES/serverroot/"}")
+    done
+    for spec in "${NODE_DIRS[@]}"; do
+        dirs+=("${spec%% *}")
+    done
+    [ -z "$DEPLOY_HOME" ] || dests+=(/root/.ssh/authorized_keys "$DEPLOY_HOME/.ssh/authorized_keys")
+    read_sums "${srcs[@]+"${srcs[@]}"}" "${dests[@]+"${dests[@]}"}"
+    read_attrs "${dests[@]+"${dests[@]}"}" "${dirs[@]}" "$SECRET" "$SERVER_VERSION" \
+        ${DEPLOY_HOME:+"$DEPLOY_HOME/.ssh"}
+}
+
 # Every file under serverroot/ goes to the same path under /, owned by root.
 # Files an earlier version installed and this one dropped are removed.
 install_serverroot() {
-    local root=$SERVER_FILES/serverroot rel mode now rels=() pairs=() dests=()
+    local root=$SERVER_FILES/serverroot src rel mode now="" old
+    local -A shipped=()
     [ -d "$root" ] || die "$root is missing: run this through silver setup-node"
-    now=$(mktemp)
-    while IFS= read -r -d '' rel; do
-        rels+=("${rel#./}")
-        pairs+=("$root/${rel#./}" "/${rel#./}")
-        dests+=("/${rel#./}")
-    done < <(cd "$root" && find . -type f -print0 | sort -z)
-    if [ ${#rels[@]} -gt 0 ]; then
-        same_files "${pairs[@]}"
-        read_attrs "${dests[@]}"
-    fi
-    for rel in "${rels[@]}"; do
+    for src in "${SERVERROOT_FILES[@]+"${SERVERROOT_FILES[@]}"}"; do
+        rel=${src#"$root"/}
         case "$rel" in
             usr/local/sbin/* | usr/local/bin/*) mode=0755 ;;
             etc/sudoers.d/*)
                 mode=0440
-                visudo -c -q -f "$root/$rel" >/dev/null || die "$rel: sudoers syntax error"
+                # checked before it is installed: the one installed now was, when it was
+                same_sum "$src" "/$rel" || visudo -c -q -f "$src" >/dev/null \
+                    || die "$rel: sudoers syntax error"
                 ;;
             *) mode=0644 ;;
         esac
-        ensure_file "$root/$rel" "/$rel" "$mode"
-        echo "/$rel" >>"$now"
+        ensure_file "$src" "/$rel" "$mode"
+        now+="/$rel"$'\n'
+        shipped[/$rel]=1
     done
     if [ -f "$MANIFEST" ]; then
-        local old
-        local -A shipped=()
-        for rel in "${rels[@]}"; do
-            shipped[/$rel]=1
-        done
         while IFS= read -r old; do
             if [ -n "$old" ] && [ -z "${shipped[$old]:-}" ]; then
                 rm -f -- "$old"
@@ -311,16 +413,27 @@ install_serverroot() {
             fi
         done <"$MANIFEST"
     fi
-    cmp -s "$now" "$MANIFEST" 2>/dev/null || install -m 0644 "$now" "$MANIFEST"
-    rm -f "$now"
+    file_is "$now" "$MANIFEST" || write_file "$MANIFEST" 0644 "$now"
+}
+
+# Whether $LIB holds what the rsync in install_lib would leave: the pushed lib/'s
+# directories (mode 755) and files (mode 644, the same content), nothing else but
+# __pycache__. One diff and one find, rather than rsync's checksums on both sides.
+lib_current() {
+    diff -rq --no-dereference --exclude=__pycache__ -- "$SERVER_FILES/lib" "$LIB" \
+        >/dev/null 2>&1 || return 1
+    [ -z "$(find "$LIB" -name __pycache__ -prune -o \( -type f ! -perm 644 -o \
+        -type d ! -perm 755 -o ! -type f ! -type d \) -print -quit)" ]
 }
 
 # The node-side Python package, mirrored from the pushed copy.
 install_lib() {
-    local out count
-    out=$(rsync -rlpc --delete --chmod=D755,F644 --exclude=__pycache__ \
-        --itemize-changes "$SERVER_FILES/lib/" "$LIB/")
-    count=$(printf '%s\n' "$out" | grep -c . || true)
+    local out count=0
+    if ! lib_current; then
+        out=$(rsync -rlpc --delete --chmod=D755,F644 --exclude=__pycache__ \
+            --itemize-changes "$SERVER_FILES/lib/" "$LIB/")
+        count=$(printf '%s\n' "$out" | grep -c . || true)
+    fi
     if [ "$count" -gt 0 ]; then
         LIB_CHANGED=1
         changed "node code in $LIB: $count paths updated"
@@ -333,33 +446,22 @@ install_lib() {
 }
 
 install_deploy_user() {
-    local home keys=/root/.ssh/authorized_keys
-    ensure_user "$DEPLOY_USER"
-    home=$(getent passwd "$DEPLOY_USER" | cut -d: -f6)
-    ensure_dir "$home/.ssh" 0700 "$DEPLOY_USER:$DEPLOY_USER"
+    local keys=/root/.ssh/authorized_keys
+    ensure_deploy_user
+    ensure_dir "$DEPLOY_HOME/.ssh" 0700 "$DEPLOY_USER:$DEPLOY_USER"
     if [ -s "$keys" ]; then
-        ensure_file "$keys" "$home/.ssh/authorized_keys" 0600 "$DEPLOY_USER:$DEPLOY_USER"
+        ensure_file "$keys" "$DEPLOY_HOME/.ssh/authorized_keys" 0600 "$DEPLOY_USER:$DEPLOY_USER"
     else
         echo "warning: root has no $keys, so nobody can log in as $DEPLOY_USER" >&2
     fi
 }
 
 install_dirs() {
-    ensure_dir "$ETC" 0755
-    ensure_dir "$VAR" 0755
-    ensure_dir "$APPS" 0755
-    ensure_dir "$DATA" 0755
-    ensure_dir "$ENV_DIR" 0711
-    ensure_dir "$BACKUPS" 0700
-    ensure_dir "$STATUS" 0750 root:www-data
-    ensure_dir "$TMP" 0755
-    ensure_dir "$UPLOADS" 0755 "$DEPLOY_USER:$DEPLOY_USER"
-    ensure_dir "$LOGS" 0755
-    ensure_dir "$APP_LOGS" 0755
-    ensure_dir "$NGINX_ROUTES" 0755
-    ensure_dir "$CERTS" 0700
-    ensure_dir "$ACME_CA" 0755
-    ensure_dir "$ACME_WEBROOT" 0755
+    local spec
+    for spec in "${NODE_DIRS[@]}"; do
+        # shellcheck disable=SC2086  # path, mode and owner, none with spaces
+        ensure_dir $spec
+    done
 }
 
 # /run is emptied at boot: systemd-tmpfiles makes these again from our tmpfiles.d file.
@@ -374,14 +476,26 @@ install_run_dirs() {
 # resolve it; Debian's convention is a 127.0.1.1 line in /etc/hosts (minimal
 # images may have no /etc/hosts at all, so localhost is added the same way).
 # Looked up in the file itself: a resolver lookup would wait for DNS timeouts.
+# Read with builtins: a name counts after an address, before a comment.
 ensure_hostname_resolves() {
-    local name
-    name=$(hostname)
-    if ! grep -qsE '^[^#]*[[:space:]]localhost([[:space:]]|$)' /etc/hosts; then
+    local name=$HOSTNAME line fields i localhost=0 named=0   # bash's gethostname()
+    if [ -r /etc/hosts ]; then
+        set -f
+        while IFS= read -r line || [ -n "$line" ]; do
+            # shellcheck disable=SC2206  # split into fields on purpose (globbing is off)
+            fields=(${line%%#*})
+            for ((i = 1; i < ${#fields[@]}; i++)); do
+                [ "${fields[i]}" != localhost ] || localhost=1
+                [ "${fields[i]}" != "$name" ] || named=1
+            done
+        done </etc/hosts
+        set +f
+    fi
+    if [ "$localhost" = 0 ]; then
         printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >>/etc/hosts
         changed "/etc/hosts: localhost"
     fi
-    if ! awk -v n="$name" '{sub(/#.*/, ""); for (i = 2; i <= NF; i++) if ($i == n) f = 1} END {exit !f}' /etc/hosts; then
+    if [ "$named" = 0 ]; then
         printf '127.0.1.1\t%s\n' "$name" >>/etc/hosts
         changed "/etc/hosts: $name -> 127.0.1.1"
     fi
@@ -500,32 +614,32 @@ install_certs() {
 log_run() {
     local status=$?
     if [ -n "$VERSION" ]; then
-        mkdir -p "$LOGS"
-        printf '%s by=%s version=%s changes=%d status=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
-            "$BY" "$VERSION" "$CHANGES" "$([ "$status" = 0 ] && echo ok || echo "failed")" \
-            >>"$SETUP_LOG"
+        [ -d "$LOGS" ] || mkdir -p "$LOGS"
+        if [ "$status" = 0 ]; then status=ok; else status=failed; fi
+        TZ=UTC printf '%(%Y-%m-%dT%H:%M:%SZ)T by=%s version=%s changes=%d status=%s\n' -1 \
+            "$BY" "$VERSION" "$CHANGES" "$status" >>"$SETUP_LOG"
     fi
-}
-
-preflight() {
-    check_root
-    check_os
-    ensure_packages rsync
-    mkdir -p "$SERVER_FILES"
-    echo "preflight ok: $(. /etc/os-release && echo "$PRETTY_NAME")"
 }
 
 setup() {
     check_root
     check_os
     [[ "$VERSION" =~ ^[0-9a-f]{8,64}$ ]] || die "--version must be a hex hash, got '$VERSION'"
-    mkdir -p /run/silverlining
+    [ -d /run/silverlining ] || mkdir -p /run/silverlining
     exec 9>/run/silverlining/setup-node.lock
     flock -w 600 9 || die "another setup-node is still running on this node"
+    [ -z "$PUSHED" ] || pushed_digest
+    if [ -n "$PUSHED" ] && [ "$PUSHED_DIGEST" != "$PUSHED" ]; then
+        ensure_packages rsync
+        [ -d "$SERVER_FILES" ] || mkdir -p "$SERVER_FILES"
+        echo '{"push": "needed"}'
+        return 0
+    fi
     trap log_run EXIT
 
     command -v nginx >/dev/null 2>&1 || NGINX_FRESH=1
     ensure_packages python3 tzdata python3-gunicorn python3-uvicorn rsync sudo nftables "$NGINX_PKG"
+    survey
     ensure_hostname_resolves
     install_deploy_user
     install_dirs
@@ -552,18 +666,18 @@ setup() {
 
 main() {
     case "${1:-}" in
-        --preflight) preflight ;;
         --version)
             while [ $# -gt 0 ]; do
                 case "$1" in
                     --version) VERSION=${2:-}; shift 2 ;;
                     --by) BY=${2:-}; BY=${BY//[^A-Za-z0-9@._+-]/_}; shift 2 ;;
+                    --pushed) PUSHED=${2:-}; shift 2 ;;
                     *) die "unknown argument: $1" ;;
                 esac
             done
             setup
             ;;
-        *) die "usage: $0 --preflight | --version HASH --by USER@HOST" ;;
+        *) die "usage: $0 --version HASH --by USER@HOST [--pushed DIGEST]" ;;
     esac
 }
 

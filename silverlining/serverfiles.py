@@ -102,9 +102,29 @@ def version() -> str:
     return digest.hexdigest()[:16]
 
 
+def pushed_digest() -> str:
+    """sha256 of the pushed tree's listing as the setup script makes it on the node
+    (its ``pushed_digest``): a line per entry, the tree's own directory too ("TYPE MODE
+    PATH", the modes ``stage`` gives), and one more per file ("SHA256  ./PATH", as
+    sha256sum prints it), sorted bytewise. When the node's copy gives the same, an
+    rsync of the server files would change nothing there but owners and times, so
+    none is run.
+    """
+    lines, dirs = [], {""}
+    for rel, path in pushed_files():
+        lines += [f"f {STAGED_FILE_MODE:o} {rel}",
+                  f"{hashlib.sha256(path.read_bytes()).hexdigest()}  ./{rel}"]
+        parts = rel.split("/")[:-1]
+        dirs.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+    lines += [f"d {STAGED_DIR_MODE:o} {d}" for d in dirs]
+    text = "".join(f"{line}\n" for line in sorted(lines, key=str.encode))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 # Every staged path gets this mtime and a fixed mode: rsync (-a, --checksum)
 # then reports only content changes, not a new staging copy's timestamps.
 _STAGED_MTIME = 946684800  # 2000-01-01
+STAGED_FILE_MODE, STAGED_DIR_MODE = 0o644, 0o755
 
 
 def stage(dest: Path) -> Path:
@@ -117,7 +137,7 @@ def stage(dest: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
     for path in [*dest.rglob("*"), dest]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
+        path.chmod(STAGED_DIR_MODE if path.is_dir() else STAGED_FILE_MODE)
         os.utime(path, (_STAGED_MTIME, _STAGED_MTIME), follow_symlinks=False)
     return dest
 

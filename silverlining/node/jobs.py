@@ -130,6 +130,7 @@ def upgrade_kept(app: str, versions: dict[str, dict], gid: int) -> None:
             finally:
                 os.close(fd)
     rewritten: list[str] = []
+    jobs = installed_by_version(app)
     for version, meta in versions.items():
         unit = paths.SYSTEMD_UNITS / instances.unit_name(app, version)
         if unit.is_file() and instances.outdated(app, unit.read_text()):
@@ -137,7 +138,8 @@ def upgrade_kept(app: str, versions: dict[str, dict], gid: int) -> None:
                 app, version, meta.get("interface", "wsgi"), meta.get("memory_max"),
                 Limits(**meta.get("limits", {}))))
             rewritten.append(unit.name)
-        rewritten += upgrade_units(app, version)
+        if version in jobs:
+            rewritten += upgrade_units(app, version, jobs[version])
     if rewritten:
         if not (paths.SYSTEMD_UNITS / slices.slice_name(app)).is_file():
             slices.install(app, Limits())       # the deploy writes the app's own limits
@@ -147,11 +149,11 @@ def upgrade_kept(app: str, versions: dict[str, dict], gid: int) -> None:
         systemctl("try-restart", *running, check=False)
 
 
-def upgrade_units(app: str, version: str) -> list[str]:
-    """The version's job units written again when one of them is outdated (kept from
-    before the hardening or the slices); returns the names written (the caller
-    reloads systemd and restarts what runs)."""
-    names = [n for n in _installed(app, version) if n.endswith(".service")]
+def upgrade_units(app: str, version: str, installed: list[str]) -> list[str]:
+    """The version's job units (``installed``) written again when one of them is
+    outdated (kept from before the hardening or the slices); returns the names written
+    (the caller reloads systemd and restarts what runs)."""
+    names = [n for n in installed if n.endswith(".service")]
     if not any(instances.outdated(app, (paths.SYSTEMD_UNITS / n).read_text()) for n in names) \
             or not instance_dir(app, version).is_dir():
         return []
@@ -250,9 +252,22 @@ def _state_of(unit: str) -> str:
 
 
 def _installed(app: str, version: str) -> list[str]:
-    prefix = f"silver-{app}-{version}."
-    return sorted(p.name for p in paths.SYSTEMD_UNITS.glob(prefix + "*")
-                  if p.name.startswith((prefix + "process-", prefix + "cron-")))
+    return installed_by_version(app).get(version, [])
+
+
+def installed_by_version(app: str) -> dict[str, list[str]]:
+    """The job unit files of each of the app's versions, from one listing of the unit
+    directory: the app's record keeps every version it ever had, and a look per
+    version made each deploy slower with the app's history."""
+    prefix = f"silver-{app}-"
+    found: dict[str, list[str]] = {}
+    with os.scandir(paths.SYSTEMD_UNITS) as entries:
+        for entry in entries:
+            version, dot, rest = entry.name[len(prefix):].partition(".")
+            if entry.name.startswith(prefix) and version[:1] == "v" and version[1:].isdigit() \
+                    and dot and rest.startswith(("process-", "cron-")):
+                found.setdefault(version, []).append(entry.name)
+    return {version: sorted(names) for version, names in found.items()}
 
 
 def _units_to_run(app: str, version: str) -> tuple[list[str], list[str]]:
@@ -273,8 +288,9 @@ def _systemctl(*args: str) -> None:
 def sync(app: str) -> None:
     """Run the jobs of the app's versions some location serves; stop the others'."""
     live = referenced(load_routes(), app)
+    jobs = installed_by_version(app)
     for version in AppState.load(app).ordered():
-        if not _installed(app, version) or not instance_dir(app, version).is_dir():
+        if version not in jobs or not instance_dir(app, version).is_dir():
             continue
         workers, timers = _units_to_run(app, version)
         units = workers + timers

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 
 from silverlining import serverfiles
+from silverlining.commands.setup_node import script_on_stdin
 from silverlining.errors import SilverError
 from silverlining.node import paths
 from silverlining.providers import get_driver
@@ -109,6 +110,7 @@ def test_second_run_changes_nothing_and_is_quick(nodes, node_env):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "[sn-a] 0 changes" in proc.stderr
     assert "changed:" not in proc.stderr
+    assert "pushed server files" not in proc.stderr       # one round trip, no rsync
     assert "0 changes" in proc.stdout
     assert seconds < 10, f"second run took {seconds:.1f}s"
     with node_env.ssh("sn-a") as ssh:
@@ -181,10 +183,39 @@ def test_unsupported_os_is_refused(nodes, node_env):
         "silver: error: setup-node failed on 1 of 1 node: sn-c"
 
 
+def test_changed_copies_on_the_node_are_pushed_and_put_back(nodes, node_env):
+    tree, lib = paths.SERVER_FILES, paths.LIB / "silverlining"
+    conf = "/etc/nginx/conf.d/silverlining.conf"
+    with node_env.ssh("sn-c") as ssh:
+        expected = ssh.run(["sha256sum", f"{lib}/errors.py", f"{lib}/locations.py", conf]).stdout
+        # the pushed copy: an empty directory left over (nothing else differs)
+        ssh.run(["mkdir", f"{tree}/lib/left-over"])
+        # the node's code: one file edited, one with another mode, one left over
+        ssh.run(["sh", "-c", f"echo '# edited' >> {lib}/errors.py && chmod 600 "
+                             f"{lib}/locations.py && touch {lib}/left-over.py"])
+        # an installed server file, edited
+        ssh.run(["sh", "-c", f"echo '# edited' >> {conf}"])
+    proc = node_env.silver("-v", "setup-node", "sn-c")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[sn-c] pushed server files" in proc.stderr
+    assert f"[sn-c] changed: node code in {paths.LIB}: 3 paths updated" in proc.stderr
+    assert f"[sn-c] changed: file {conf}" in proc.stderr
+    with node_env.ssh("sn-c") as ssh:
+        assert ssh.run(["sha256sum", f"{lib}/errors.py", f"{lib}/locations.py", conf]).stdout \
+            == expected
+        assert ssh.run(["stat", "-c", "%a", f"{lib}/locations.py"]).stdout.strip() == "644"
+        assert ssh.run(["test", "-e", f"{lib}/left-over.py"], check=False).status == 1
+        assert ssh.run(["test", "-e", f"{tree}/lib/left-over"], check=False).status == 1
+    again = node_env.silver("setup-node", "sn-c")
+    assert again.returncode == 0 and "[sn-c] 0 changes" in again.stderr, again.stderr
+    assert "pushed server files" not in again.stderr
+
+
 def test_script_refuses_to_run_as_non_root(nodes, node_env):
     with node_env.ssh("sn-a", user=paths.DEPLOY_USER) as ssh:
-        result = ssh.run(["bash", "-s", "--", "--preflight"], input=serverfiles.script_text(),
-                         check=False)
+        result = ssh.run(script_on_stdin("--version", serverfiles.version(), "--by", "test@here",
+                                         "--pushed", serverfiles.pushed_digest()),
+                         input=serverfiles.script_text(), check=False)
     assert result.status == 1
     assert "error: setup must run as root (running as silver)" in result.stderr
 

@@ -73,3 +73,22 @@ def test_activate_version_specs(tmp_path, monkeypatch):
         resolve("new.test", "v1")
     with pytest.raises(NodeError, match="bad version"):
         resolve("a.test", "latest")
+
+
+def test_job_units_are_listed_per_version_of_their_own_app_only(tmp_path, monkeypatch):
+    """One listing of the unit directory gives each version's job units; an app whose
+    name extends another's (``my`` and ``my-app``) and the web unit are not among them."""
+    from silverlining.node import jobs
+    monkeypatch.setattr(paths, "SYSTEMD_UNITS", tmp_path)
+    for name in ("silver-my-v3.process-web@.service", "silver-my-v3.cron-nightly.timer",
+                 "silver-my-v3.cron-nightly.service", "silver-my-v3.service",
+                 "silver-my-v12.process-q@.service", "silver-my-app-v3.process-web@.service",
+                 "silver-my.slice", "nginx.service"):
+        (tmp_path / name).write_text("")
+    found = jobs.installed_by_version("my")
+    assert found["v3"] == ["silver-my-v3.cron-nightly.service", "silver-my-v3.cron-nightly.timer",
+                           "silver-my-v3.process-web@.service"]
+    assert found["v12"] == ["silver-my-v12.process-q@.service"]
+    assert set(found) == {"v3", "v12"}
+    assert jobs._installed("my", "v4") == []
+    assert jobs.installed_by_version("my-app") == {"v3": ["silver-my-app-v3.process-web@.service"]}

@@ -147,3 +147,37 @@ def test_missing_server_files_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(serverfiles, "SERVER_FILES_LINK", tmp_path / "nowhere")
     with pytest.raises(serverfiles.SilverError, match="server files not found"):
         serverfiles.server_files_dir()
+
+
+def _node_digest(tree) -> str:
+    """The setup script's own digest of ``tree`` as the node's pushed copy (its
+    functions, without its last line, ``main "$@"``)."""
+    text = serverfiles.script_text()
+    body, last = text.rstrip("\n").rsplit("\n", 1)
+    assert last == 'main "$@"'
+    return subprocess.run(
+        ["bash", "-c", 'eval "$(cat)"; SERVER_FILES=$1; pushed_digest; echo "$PUSHED_DIGEST"',
+         "digest", str(tree)],
+        input=body, text=True, capture_output=True, check=True).stdout.strip()
+
+
+def test_the_node_digests_a_pushed_tree_as_the_client_does(tmp_path):
+    staged = serverfiles.stage(tmp_path / "stage")
+    ours = serverfiles.pushed_digest()
+    assert re.fullmatch(r"[0-9a-f]{64}", ours)
+    assert _node_digest(staged) == ours
+    # anything an rsync --delete of the tree would change, the digest sees
+    (staged / "lib" / "extra").mkdir()
+    assert _node_digest(staged) != ours
+    (staged / "lib" / "extra").rmdir()
+    (staged / "lib" / "link").symlink_to(staged / serverfiles.SCRIPT_NAME)
+    assert _node_digest(staged) != ours
+    (staged / "lib" / "link").unlink()
+    script = staged / serverfiles.SCRIPT_NAME
+    script.chmod(0o664)
+    assert _node_digest(staged) != ours
+    script.chmod(0o644)
+    script.write_text(script.read_text() + "# edited\n")
+    assert _node_digest(staged) != ours
+    script.write_text(serverfiles.script_text())
+    assert _node_digest(staged) == ours
