@@ -21,6 +21,7 @@ import os
 import select
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -123,18 +124,35 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o644, uid: int |
     os.replace(tmp, path)
 
 
+def connect_unix(path: Path | str, timeout: float) -> socket.socket:
+    """A connection to the unix socket at ``path``, never through a link there: an
+    instance's socket lies in a directory its app writes, and a link it put there
+    would send root's connection to a socket of its choosing. The socket is opened as
+    a path (``O_PATH|O_NOFOLLOW``), checked, and connected to through /proc."""
+    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW)
+    try:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            raise OSError(errno.ENOTSOCK, f"{path} is not a socket")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(f"/proc/self/fd/{fd}")
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    finally:
+        os.close(fd)
+
+
 def listening(path: Path, timeout: float = 2.0) -> bool:
     """Whether something takes connections on the unix socket ``path`` (a connect and
     nothing more; ``timeout`` bounds it, as a full backlog would block it)."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
     try:
-        sock.connect(str(path))
+        connect_unix(path, timeout).close()
         return True
     except OSError:
         return False
-    finally:
-        sock.close()
 
 
 def point_link(link: Path, target: Path | None) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import grp
 import http.client
 import re
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -23,8 +22,8 @@ from silverlining.node import paths, slices
 from silverlining.node._errors import NodeError
 from silverlining.node._state import instance_dir, instance_name
 from silverlining.node._util import app_user
-from silverlining.node.base import (listening, make_dir, point_link, run, say, tail,
-                                   wait_until, write_atomic)
+from silverlining.node.base import (connect_unix, listening, make_dir, point_link, run, say,
+                                   tail, wait_until, write_atomic)
 from silverlining.node.routing import SCRIPT_NAME_HEADER, UPDATE_HEADER
 
 DRAIN_SECONDS = 10
@@ -308,10 +307,7 @@ class _UnixConnection(http.client.HTTPConnection):
         self._path = path
 
     def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
+        self.sock = connect_unix(self._path, self.timeout)
 
 
 def request(app: str, version: str, path: str, host: str, *, prefix: str = "",

@@ -252,6 +252,23 @@ def test_an_unchanged_app_whose_instance_stopped_is_deployed_again(node, probe_a
     assert http_get(node.address, "stopped.test", "/")[0] == 200
 
 
+def test_root_does_not_follow_a_link_the_app_put_for_its_socket(node, probe_app, hello):
+    """The socket directory is the app's: a hostile app, its instance stopped, puts a
+    link to another app's socket there. Root's look at the instance (here: whether an
+    unchanged upload is still served) must not be answered through it."""
+    other = live_version(node.update(hello, "other.test").stdout)
+    live = live_version(node.update(probe_app, "linked.test").stdout)
+    node.root(f"systemctl stop silver-probe-{live}.service")
+    node.root(f"runuser -u sl-probe -- ln -sfn /run/silverlining/apps/hello/{other}.sock "
+              f"/run/silverlining/apps/probe/{live}.sock")
+    proc = node.silver("-y", "update", str(probe_app), "linked.test", "--node", node.name,
+                       "--noetchosts", check=True)
+    assert "nothing changed" not in proc.stdout, proc.stdout
+    assert live_version(proc.stdout) != live
+    served = json.loads(http_get(node.address, "linked.test", "/")[1])
+    assert served["instance"] == f"probe.{live_version(proc.stdout)}", served
+
+
 def test_two_apps_and_one_app_at_two_prefixes(node, probe_app, hello):
     node.update(hello, "hello.test")
     a = live_version(node.update(probe_app, "multi.test/a").stdout)

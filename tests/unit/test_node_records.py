@@ -92,3 +92,25 @@ def test_job_units_are_listed_per_version_of_their_own_app_only(tmp_path, monkey
     assert set(found) == {"v3", "v12"}
     assert jobs._installed("my", "v4") == []
     assert jobs.installed_by_version("my-app") == {"v3": ["silver-my-app-v3.process-web@.service"]}
+
+
+def test_root_connects_to_a_socket_never_through_a_link(tmp_path):
+    """``connect_unix`` reaches a socket itself, refuses a link to one (an app's socket
+    directory is the app's) and anything that is not a socket."""
+    import socket
+
+    from silverlining.node.base import connect_unix, listening
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(tmp_path / "real.sock"))
+    server.listen(4)
+    try:
+        (tmp_path / "link.sock").symlink_to(tmp_path / "real.sock")
+        (tmp_path / "file.sock").write_text("")
+        connect_unix(tmp_path / "real.sock", 2.0).close()
+        assert listening(tmp_path / "real.sock")
+        for bad in ("link.sock", "file.sock", "missing.sock"):
+            with pytest.raises(OSError):
+                connect_unix(tmp_path / bad, 2.0)
+            assert not listening(tmp_path / bad)
+    finally:
+        server.close()
