@@ -147,17 +147,35 @@ def receive(call: protocol.DepsInstall) -> protocol.DepsInstallResult:
 
 
 # a byte-compiling worker: NUL-ended paths of complete modules on stdin, each compiled as
-# it comes; one that does not compile for this Python (a template, test data) stays as it is
-_COMPILER = """import os, py_compile, sys
+# it comes; one that does not compile for this Python (a template, test data) stays as it
+# is. Its .pyc is what py_compile makes (PEP 552, checked by the source's mtime and size),
+# written straight into the layer's private directory: py_compile's temporary file and
+# rename, there for readers that could see a half-written .pyc, are for a place others
+# read while it is written, which the layer is not before its rename
+_COMPILER = """import marshal, os, struct, sys
+from importlib.util import MAGIC_NUMBER, cache_from_source
 os.umask(0o022)
 rest = b""
 while chunk := sys.stdin.buffer.read1(1 << 16):
     *names, rest = (rest + chunk).split(b"\\0")
     for name in names:
+        path = os.fsdecode(name)
         try:
-            py_compile.compile(os.fsdecode(name), quiet=2)
+            with open(path, "rb") as source:
+                st = os.fstat(source.fileno())
+                code = compile(source.read(), path, "exec", dont_inherit=True)
+            data = MAGIC_NUMBER + struct.pack("<III", 0, int(st.st_mtime) & 0xFFFFFFFF,
+                                              st.st_size & 0xFFFFFFFF) + marshal.dumps(code)
+            pyc = cache_from_source(path)
+            os.makedirs(os.path.dirname(pyc), 0o755, exist_ok=True)
+            out = open(pyc, "xb")
         except Exception:
-            pass
+            continue
+        try:
+            with out:
+                out.write(data)
+        except Exception:       # a part of a .pyc would fail the import: none at all
+            os.unlink(pyc)
 """
 
 

@@ -1,12 +1,14 @@
 """The node byte-compiles a dependency set while it arrives (node/deps.py ``Compiler``):
-each module handed on gets its ``.pyc`` for this Python, readable by the apps whatever
-root's umask, and what does not compile stays as it is."""
+each module handed on gets its ``.pyc`` for this Python, one Python takes as it is,
+readable by the apps whatever root's umask, and what does not compile stays as it is."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 from silverlining.node.deps import Compiler
@@ -31,6 +33,14 @@ def test_modules_are_compiled_as_they_are_handed_on(tmp_path: Path) -> None:
     assert stat.S_IMODE(pyc.parent.stat().st_mode) == 0o755
     assert not Path(importlib.util.cache_from_source(str(bad))).exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.py", "data.txt", "pkg"]
+    # the .pyc is one Python takes as it is: a source of the same size and mtime but
+    # another text still imports as compiled (a .pyc it refused would be made anew)
+    st = good.stat()
+    good.write_text("VALUE = 7\n")
+    os.utime(good, ns=(st.st_atime_ns, st.st_mtime_ns))
+    out = subprocess.run([sys.executable, "-B", "-c", "import good; print(good.VALUE)"],
+                         cwd=good.parent, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"
 
 
 def test_a_worker_that_died_costs_its_pyc_only(tmp_path: Path) -> None:
