@@ -149,16 +149,21 @@ def _make_dir(path: str, made: set[str]) -> None:
     made.add(path)
 
 
-def unpack(stream: BinaryIO, dest: Path,
-           written: Callable[[str], None] | None = None) -> dict[str, tuple[str, int]]:
+def unpack(stream: BinaryIO, dest: Path, written: Callable[[str], None] | None = None,
+           reuse: Callable[[str, str, str, int, int], bool] | None = None
+           ) -> dict[str, tuple[str, int]]:
     """Write the tar ``stream`` into ``dest`` (an empty directory only its caller can
     write to): directories and regular files only, ``0755``/``0644``, owned by the
     caller. Returns each file's RECORD-style sha256 and size; ``written`` is called
     with the path of each file once it is complete (the node byte-compiles as the
-    set arrives). Anything else in the stream (links, devices), a path leaving
-    ``dest`` or a name given twice is refused, and so is a stream that ends early.
-    What the set brings in ``__pycache__`` directories is checked but not written:
-    the node makes its own for its Python, and a shipped one could only be stale."""
+    set arrives). ``reuse(path, target, sha256, size, mode)``, asked about each file
+    up to ``_CHUNK`` once its bytes are in hand, may make ``target`` itself (the node
+    links the same file of another of its sets) and say so: it is then not written,
+    nor handed to ``written``. Anything else in the stream (links, devices), a path
+    leaving ``dest`` or a name given twice is refused, and so is a stream that ends
+    early. What the set brings in ``__pycache__`` directories is checked but not
+    written: the node makes its own for its Python, and a shipped one could only be
+    stale."""
     files: dict[str, tuple[str, int]] = {}
     top = os.fspath(dest)
     made = {top}                # directories known to exist: one mkdir each at most
@@ -183,21 +188,30 @@ def unpack(stream: BinaryIO, dest: Path,
                 source = tar.extractfile(member)
                 assert source is not None
                 digest = hashlib.sha256()
+                mode = 0o755 if member.mode & 0o111 else 0o644
                 if cache:
                     while chunk := source.read(_CHUNK):
                         digest.update(chunk)
-                else:
-                    _make_dir(posixpath.dirname(target), made)
-                    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                                 0o755 if member.mode & 0o111 else 0o644)
-                    try:
-                        while chunk := source.read(_CHUNK):
-                            digest.update(chunk)
-                            os.write(fd, chunk)
-                    finally:
-                        os.close(fd)
+                    files[path] = (_record_hash(digest.digest()), member.size)
+                    continue
+                _make_dir(posixpath.dirname(target), made)
+                whole = source.read() if reuse is not None and member.size <= _CHUNK else None
+                if whole is not None:
+                    digest.update(whole)
+                    files[path] = (_record_hash(digest.digest()), member.size)
+                    if reuse(path, target, files[path][0], member.size, mode):
+                        continue
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+                try:
+                    if whole is not None:
+                        os.write(fd, whole)
+                    while chunk := source.read(_CHUNK):
+                        digest.update(chunk)
+                        os.write(fd, chunk)
+                finally:
+                    os.close(fd)
                 files[path] = (_record_hash(digest.digest()), member.size)
-                if written is not None and not cache:
+                if written is not None:
                     written(target)
     except FileExistsError as exc:
         raise BadSet(f"the set names {exc.filename} twice") from None

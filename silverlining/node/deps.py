@@ -21,16 +21,21 @@ code), then copied into the layer as root's files like the rest.
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
+import importlib.util
 import json
 import os
 import platform
+import posixpath
 import pwd
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from silverlining import depset, protocol
@@ -55,6 +60,7 @@ python3 -m pip install --no-deps --no-index --no-cache-dir --no-compile \\
     --disable-pip-version-check --target "$out/site" "$out"/wheels/*.whl
 """
 ENV_VAR = "SILVER_DEPS"
+_REUSE_LAYERS = 8           # the newest layers a new set may link files from
 _COMPILERS = 4              # at most: a set's modules arrive at a few hundred a second
 _FINGERPRINT_RE = re.compile(r"^[0-9a-f]{32}$")
 
@@ -118,10 +124,11 @@ def receive(call: protocol.DepsInstall) -> protocol.DepsInstallResult:
     shutil.rmtree(work, ignore_errors=True)
     say(f"installing dependency set {fingerprint}")
     compiler = Compiler()
+    reuse = Reuse([paths.DEPS / name for name in present()], compiler.add)
     try:
         work.mkdir(mode=0o700)
         try:
-            files = depset.unpack(sys.stdin.buffer, work, compiler.add)
+            files = depset.unpack(sys.stdin.buffer, work, compiler.add, reuse)
             made = depset.verify(work, files, depset.target_key(**target()))
         except depset.BadSet as exc:
             raise NodeError(f"dependency set {fingerprint}: {exc}; nothing was installed, "
@@ -130,6 +137,9 @@ def receive(call: protocol.DepsInstall) -> protocol.DepsInstallResult:
             raise NodeError(f"the dependency set sent as {fingerprint} is {made} here (built "
                             "for another Python or platform?): run silver update again")
         compiler.finish()
+        if reuse.linked:
+            say(f"{reuse.linked} of {len(files)} files were in this node's other sets: "
+                "linked, not written again")
         on_node = json.loads((work / MANIFEST).read_text()).get("build_on_node") or {}
         if on_node:
             build_here(on_node, work / SDISTS, work)
@@ -223,6 +233,69 @@ class Compiler:
             if worker.stdin is not None:
                 with contextlib.suppress(BrokenPipeError):
                     worker.stdin.close()
+
+
+class Reuse:
+    """What the node's other layers hold, by path and RECORD hash: a file of a new set
+    that one of them has (same path, bytes and mode) is made a hard link to it, and so
+    is its ``.pyc`` (the same inode: the source's mtime and size the ``.pyc`` records
+    still hold), instead of being written and compiled again. A new version of one
+    package then costs the node that package's files only. Layers are root's and never
+    change once in place; a link only adds a name, so pruning one layer leaves the
+    other whole. The newest ``_REUSE_LAYERS`` layers are read (their RECORDs)."""
+
+    def __init__(self, layers: list[Path], compile_: Callable[[str], None]) -> None:
+        self._known: dict[str, tuple[str, str, Path]] = {}
+        self._compile = compile_
+        self.linked = 0
+        newest = sorted(layers, key=_mtime, reverse=True)[:_REUSE_LAYERS]
+        for layer in newest:
+            for dist in sorted(layer.glob("*.dist-info")):
+                try:
+                    record = (dist / "RECORD").read_text(errors="replace")
+                except OSError:
+                    continue
+                for row in csv.reader(record.splitlines()):
+                    if len(row) < 3 or not row[1].startswith("sha256="):
+                        continue
+                    path = posixpath.normpath(row[0])
+                    if not (path.startswith("/") or path == ".." or path.startswith("../")):
+                        self._known.setdefault(path, (row[1], row[2], layer))
+
+    def __call__(self, path: str, target: str, digest: str, size: int, mode: int) -> bool:
+        """Whether ``target`` (``path`` in the new set) was made a link to the same file
+        of another layer."""
+        known = self._known.get(path)
+        if known is None or known[:2] != (digest, str(size)):
+            return False
+        source = known[2] / path
+        try:
+            st = os.lstat(source)
+            if not (stat.S_ISREG(st.st_mode) and st.st_uid == 0 and st.st_size == size
+                    and stat.S_IMODE(st.st_mode) == mode):
+                return False
+            os.link(source, target, follow_symlinks=False)
+        except FileExistsError:
+            raise                   # the set names it twice: refused by ``unpack``
+        except OSError:             # gone meanwhile (pruned), or too many links
+            return False
+        self.linked += 1
+        if path.endswith(".py"):
+            pyc = Path(importlib.util.cache_from_source(target))
+            try:
+                pyc.parent.mkdir(mode=0o755, exist_ok=True)
+                os.link(importlib.util.cache_from_source(str(source)), pyc,
+                        follow_symlinks=False)
+            except OSError:         # none there (it did not compile): compiled here
+                self._compile(target)
+        return True
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def byte_compile(folder: Path) -> None:

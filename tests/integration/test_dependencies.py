@@ -241,6 +241,21 @@ def test_an_unchanged_set_is_not_sent(node, tmp_path, tiny_wheels):  # noqa: F81
     assert diff.returncode == 1, diff.stderr
     assert "  ~ tiny 1.0 -> 2.0" in diff.stdout.splitlines(), diff.stdout
 
+    # a package added: the new set's files the old one has are links to them, .pyc
+    # included (the package is this test's own, so is the set)
+    more = make_wheel(tmp_path / "more", "addedpkg").parent
+    (app / "requirements.txt").write_text(f"--find-links {more}\naddedpkg\n" + (
+        app / "requirements.txt").read_text().replace("tiny==2.0", "tiny==1.0"))
+    bumped = node.update(app, "tiny.test")
+    assert "sending dependency set" in bumped.stderr
+    assert "files were in this node's other sets: linked" in bumped.stderr, bumped.stderr
+    new_layer = get_json(node, "tiny.test")["deps"]
+    assert new_layer != layer
+    inodes = node.root("stat -c %i " + " ".join(
+        f"{d}/needsold/{rel}" for rel in ("__init__.py", "__pycache__/*.pyc")
+        for d in (layer, new_layer))).split()
+    assert inodes[0] == inodes[1] and inodes[2] == inodes[3], inodes
+
 
 def test_pip_installed_packages_are_not_uploaded(node, tmp_path, tiny_wheels):  # noqa: F811
     """What bin/pip put into lib/python for silver serve stays here; a package

@@ -1,0 +1,74 @@
+"""A new dependency set reuses what the node's other sets hold (node/deps.py ``Reuse``):
+a file with the same path, bytes and mode is a hard link to the other layer's, its
+``.pyc`` too; anything else is written (and compiled) as before, and the set still
+checks against its fingerprint."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import os
+import py_compile
+from pathlib import Path
+
+import pytest
+
+from silverlining import depset
+from silverlining.node.deps import Reuse
+from tests.unit.test_depset import KEY, make_site, record_line, stream_of
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="layers are root's")
+
+
+def layer_of(site: Path, dest: Path, reuse: Reuse | None = None,
+             compiled: list[str] | None = None) -> str:
+    """``site`` unpacked into ``dest`` as the node does; its fingerprint."""
+    dest.mkdir(mode=0o700)
+    handed = compiled.append if compiled is not None else None
+    return depset.verify(dest, depset.unpack(io.BytesIO(stream_of(site)), dest, handed,
+                                             reuse), KEY)
+
+
+def test_files_another_set_has_are_linked_with_their_pyc(tmp_path: Path) -> None:
+    site, fingerprint = make_site(tmp_path)
+    old = tmp_path / "old"
+    assert layer_of(site, old) == fingerprint
+    py_compile.compile(str(old / "pkg" / "__init__.py"))
+    # the new set: one file changed, the rest the same
+    (site / "pkg" / "sub" / "data.bin").write_bytes(b"changed")
+    dist = site / "pkg-1.0.dist-info"
+    rows = [record_line(site, rel) for rel in ("pkg/__init__.py", "pkg/sub/data.bin",
+                                               "bin/tool", "pkg-1.0.dist-info/METADATA")]
+    (dist / "RECORD").write_text("\n".join(rows + ["pkg-1.0.dist-info/RECORD,,"]) + "\n")
+    changed = depset.fingerprint(KEY, [(dist.name, (dist / "RECORD").read_bytes())], {})
+
+    compiled: list[str] = []
+    reuse = Reuse([old], compiled.append)
+    new = tmp_path / "new"
+    assert layer_of(site, new, reuse, compiled) == changed
+    same = lambda rel: (old / rel).stat().st_ino == (new / rel).stat().st_ino  # noqa: E731
+    assert same("pkg/__init__.py") and same("bin/tool") and same("pkg-1.0.dist-info/METADATA")
+    assert not same("pkg/sub/data.bin")
+    assert (new / "pkg" / "sub" / "data.bin").read_bytes() == b"changed"
+    pyc = importlib.util.cache_from_source(str(new / "pkg" / "__init__.py"))
+    assert os.stat(pyc).st_ino == os.stat(
+        importlib.util.cache_from_source(str(old / "pkg" / "__init__.py"))).st_ino
+    assert reuse.linked == 3 and str(new / "pkg" / "__init__.py") not in compiled
+
+
+def test_what_differs_is_written_and_compiled(tmp_path: Path) -> None:
+    site, fingerprint = make_site(tmp_path)
+    old = tmp_path / "old"
+    layer_of(site, old)
+    (old / "bin" / "tool").chmod(0o644)           # another mode: not the same file
+    compiled: list[str] = []
+    reuse = Reuse([old], compiled.append)
+    new = tmp_path / "new"
+    assert layer_of(site, new, reuse, compiled) == fingerprint
+    assert (new / "bin" / "tool").stat().st_ino != (old / "bin" / "tool").stat().st_ino
+    assert os.stat(new / "bin" / "tool").st_mode & 0o777 == 0o755
+    # linked, but the old layer had no .pyc for it: compiled here
+    assert (new / "pkg" / "__init__.py").stat().st_ino == \
+        (old / "pkg" / "__init__.py").stat().st_ino
+    assert [p for p in compiled if p.endswith(".py")] == [str(new / "pkg" / "__init__.py")]
+    assert str(new / "bin" / "tool") in compiled           # written: handed on as before
