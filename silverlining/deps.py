@@ -276,12 +276,45 @@ def cached(decl: Declared, target: Target) -> Build | None:
                  data["packages"])
 
 
-def uv_bin() -> str:
+def base_for(build: Build, present: list[str]) -> Build | None:
+    """Of the sets built here before that the node has (``present``: its layers), the
+    one sharing the most packages (same versions) with ``build``: what it need not be
+    sent again. Their fingerprints name the target too, so it is one built for it."""
+    best: tuple[int, Build] | None = None
+    wanted = set(build.packages.items())
+    for manifest in sorted(cache_root().glob(f"*/site/{MANIFEST}")):
+        try:
+            data = json.loads(manifest.read_text())
+            found = Build(data["fingerprint"], manifest.parent, data["packages"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if found.fingerprint == build.fingerprint or found.fingerprint not in present:
+            continue
+        shared = len(wanted & set(found.packages.items()))
+        if shared and (best is None or shared > best[0]):
+            best = (shared, found)
+    return best[1] if best else None
+
+
+_UV_LOCK = threading.Lock()
+
+
+@functools.cache
+def _uv_bin() -> str:
     try:
         import uv
     except ImportError:
         raise SilverError("uv is not installed with silverlining (pip install uv)") from None
     return uv.find_uv_bin()
+
+
+def uv_bin() -> str:
+    """uv's executable, looked up once per process under a lock: an update to several
+    nodes builds their sets in threads, and uv's lookup reads ``sysconfig``, whose
+    first use is not thread-safe (a thread saw ``EXE`` as None and the update failed
+    with a traceback)."""
+    with _UV_LOCK:
+        return _uv_bin()
 
 
 def _uv_platforms(target: Target) -> list[str]:

@@ -68,10 +68,11 @@ def _record_hash(digest: bytes) -> str:
 class TarStream:
     """The set in ``site`` as a tar stream, made as it is read: ``read1`` is what the
     transport feeds a command's stdin from, so nothing is written to disk first and
-    a node that stops reading stops the reading of files here."""
+    a node that stops reading stops the reading of files here. The files in ``skip``
+    are left out: the node takes them from a layer it has (``shared_files``)."""
 
-    def __init__(self, site: Path) -> None:
-        self._chunks = _tar_chunks(site)
+    def __init__(self, site: Path, skip: frozenset[str] = frozenset()) -> None:
+        self._chunks = _tar_chunks(site, skip)
         self.sent = 0
 
     def read1(self, _size: int = -1) -> bytes:
@@ -85,8 +86,11 @@ class TarStream:
         return b"".join(parts)
 
 
-def _tar_chunks(site: Path) -> Iterator[bytes]:
+def _tar_chunks(site: Path, skip: frozenset[str]) -> Iterator[bytes]:
+    """The tar of ``site``, without the files named in ``skip`` (the node has them)."""
     for rel, path, st in _walk(site):
+        if rel in skip:
+            continue
         info = tarfile.TarInfo(rel)
         info.mtime = int(st.st_mtime)
         if stat.S_ISDIR(st.st_mode):
@@ -123,6 +127,44 @@ def _walk(site: Path) -> Iterator[tuple[str, str, os.stat_result]]:
             yield rel, entry.path, st
         stack += [(prefix + e.name + "/", e.path) for e in entries
                   if e.is_dir(follow_symlinks=False)]
+
+
+def records(site: Path) -> dict[str, tuple[str, str]]:
+    """Every file the RECORDs in ``site`` list with a sha256: path -> (hash, size)."""
+    found: dict[str, tuple[str, str]] = {}
+    for dist in sorted(site.glob("*.dist-info")):
+        try:
+            text = (dist / "RECORD").read_text(errors="replace")
+        except OSError:
+            continue
+        for row in csv.reader(text.splitlines()):
+            if len(row) < 3 or not row[1].startswith("sha256="):
+                continue
+            path = posixpath.normpath(row[0])
+            if not (path.startswith("/") or path == ".." or path.startswith("../")):
+                found.setdefault(path, (row[1], row[2]))
+    return found
+
+
+def shared_files(site: Path, base: Path) -> frozenset[str]:
+    """The files of the set in ``site`` that the set in ``base`` holds the same (path,
+    sha256, size, executable or not, by both RECORDs and the files here): what a
+    node with ``base``'s layer need not be sent. None from a set that has packages
+    built on the node, or in a ``__pycache__``."""
+    if any((s / SDISTS).exists() for s in (site, base)):
+        return frozenset()
+    theirs = records(base)
+    shared = set()
+    for path, row in records(site).items():
+        if theirs.get(path) != row or _PYCACHE in path.split("/"):
+            continue
+        try:
+            if (os.stat(site / path).st_mode ^ os.stat(base / path).st_mode) & 0o111:
+                continue
+        except OSError:
+            continue
+        shared.add(path)
+    return frozenset(shared)
 
 
 # --- the node's side --------------------------------------------------------------

@@ -242,6 +242,7 @@ class DepsInstall(Command):
     Result = DepsInstallResult
     STDIN = "the dependency set as a tar stream (silverlining/depset.py)"
     fingerprint: str
+    base: str | None = None           # a layer here whose files the stream leaves out
 
 
 class DeployResult(TypedDict):

@@ -346,14 +346,32 @@ def upload(session: NodeSession, plan: Plan, reserved: dict) -> RsyncStats:
     return stats
 
 
-def send_deps(session: NodeSession, build: deps.Build) -> tuple[int, int]:
+def send_deps(session: NodeSession, build: deps.Build, present: list[str]
+              ) -> tuple[int, int]:
     """Stream the dependency set the node lacks to ``deps-install``, which checks it
-    against its fingerprint and makes the layer of it; returns bytes and files sent."""
+    against its fingerprint and makes the layer of it; returns bytes and files sent.
+    The files one of the node's layers (``present``) holds the same, as this machine's
+    cached build of that set says, are left out: the node links them from there. A
+    node that no longer has that layer (cleaned meanwhile) is sent the whole set."""
+    base = deps.base_for(build, present)
+    skip = depset.shared_files(build.site, base.site) if base else frozenset()
     session.console.step(session.name, f"sending dependency set {build.fingerprint} "
-                         f"({build.count} packages)")
-    stream = depset.TarStream(build.site)
-    answer = session.send(protocol.DepsInstall(fingerprint=build.fingerprint),
-                          input=stream)     # type: ignore[arg-type]
+                         f"({build.count} packages)" + (
+                             f"; {len(skip)} of its files are in {base.fingerprint} "
+                             "there: not sent" if base and skip else ""))
+    stream = depset.TarStream(build.site, skip)
+    try:
+        answer = session.send(protocol.DepsInstall(
+            fingerprint=build.fingerprint, base=base.fingerprint if base and skip else None),
+            input=stream)     # type: ignore[arg-type]
+    except SilverError as exc:
+        if not skip or "missing from the set" not in exc.message:
+            raise
+        session.console.step(session.name, f"{base.fingerprint if base else 'its base'} "
+                             "is gone from the node: sending the whole set")
+        stream = depset.TarStream(build.site)
+        answer = session.send(protocol.DepsInstall(fingerprint=build.fingerprint),
+                              input=stream)     # type: ignore[arg-type]
     session.console.detail(f"[{session.name}] dependency set: {stream.sent} bytes sent")
     return stream.sent, answer["files"]
 
@@ -408,7 +426,8 @@ def upload_and_deploy(session: NodeSession, plan: Plan, reserved: dict,
     at the same time (``send_deps``); the deploy waits for it only where it needs the
     layer."""
     console, version = session.console, reserved["version"]
-    sending = build is not None and build.fingerprint not in reserved.get("deps", [])
+    present = reserved.get("deps", [])
+    sending = build is not None and build.fingerprint not in present
     command = protocol.Deploy(app=plan.app, version=version, location=str(plan.location),
                               who=plan.who, lock_wait=plan.lock_wait, clear=plan.clear,
                               backup=plan.backup, params_stdin=True, wait_upload=True,
@@ -423,7 +442,7 @@ def upload_and_deploy(session: NodeSession, plan: Plan, reserved: dict,
         try:
             # a set the node lacks travels next to the app's files, into its layer; the
             # deploy's first steps (the app's user, its database) overlap it
-            layer = _in_background(lambda: send_deps(session, build)) \
+            layer = _in_background(lambda: send_deps(session, build, present)) \
                 if sending and build is not None else None
             if build is not None and not sending:
                 console.step(session.name, f"dependency set {build.fingerprint} "

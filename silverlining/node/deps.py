@@ -21,13 +21,11 @@ code), then copied into the layer as root's files like the rest.
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
 import importlib.util
 import json
 import os
 import platform
-import posixpath
 import pwd
 import re
 import shutil
@@ -124,11 +122,13 @@ def receive(call: protocol.DepsInstall) -> protocol.DepsInstallResult:
     shutil.rmtree(work, ignore_errors=True)
     say(f"installing dependency set {fingerprint}")
     compiler = Compiler()
-    reuse = Reuse([paths.DEPS / name for name in present()], compiler.add)
+    base = layer(check_fingerprint(call.base)) if call.base else None
+    reuse = Reuse([paths.DEPS / name for name in present()], compiler.add, base)
     try:
         work.mkdir(mode=0o700)
         try:
             files = depset.unpack(sys.stdin.buffer, work, compiler.add, reuse)
+            reuse.fill(work, files)
             made = depset.verify(work, files, depset.target_key(**target()))
         except depset.BadSet as exc:
             raise NodeError(f"dependency set {fingerprint}: {exc}; nothing was installed, "
@@ -240,27 +240,23 @@ class Reuse:
     that one of them has (same path, bytes and mode) is made a hard link to it, and so
     is its ``.pyc`` (the same inode: the source's mtime and size the ``.pyc`` records
     still hold), instead of being written and compiled again. A new version of one
-    package then costs the node that package's files only. Layers are root's and never
-    change once in place; a link only adds a name, so pruning one layer leaves the
-    other whole. The newest ``_REUSE_LAYERS`` layers are read (their RECORDs)."""
+    package then costs the node that package's files only; the files the client left
+    out of the stream, knowing the node has them in ``base``, are taken the same way
+    (``fill``). Layers are root's and never change once in place; a link only adds a
+    name, so pruning one layer leaves the other whole. ``base`` and the newest
+    ``_REUSE_LAYERS`` layers are read (their RECORDs)."""
 
-    def __init__(self, layers: list[Path], compile_: Callable[[str], None]) -> None:
+    def __init__(self, layers: list[Path], compile_: Callable[[str], None],
+                 base: Path | None = None) -> None:
         self._known: dict[str, tuple[str, str, Path]] = {}
         self._compile = compile_
         self.linked = 0
         newest = sorted(layers, key=_mtime, reverse=True)[:_REUSE_LAYERS]
+        if base is not None:        # the one the client left files out for: first
+            newest = [base, *(n for n in newest if n != base)]
         for layer in newest:
-            for dist in sorted(layer.glob("*.dist-info")):
-                try:
-                    record = (dist / "RECORD").read_text(errors="replace")
-                except OSError:
-                    continue
-                for row in csv.reader(record.splitlines()):
-                    if len(row) < 3 or not row[1].startswith("sha256="):
-                        continue
-                    path = posixpath.normpath(row[0])
-                    if not (path.startswith("/") or path == ".." or path.startswith("../")):
-                        self._known.setdefault(path, (row[1], row[2], layer))
+            for path, (digest, size) in depset.records(layer).items():
+                self._known.setdefault(path, (digest, size, layer))
 
     def __call__(self, path: str, target: str, digest: str, size: int, mode: int) -> bool:
         """Whether ``target`` (``path`` in the new set) was made a link to the same file
@@ -279,6 +275,32 @@ class Reuse:
             raise                   # the set names it twice: refused by ``unpack``
         except OSError:             # gone meanwhile (pruned), or too many links
             return False
+        self._linked(path, source, target)
+        return True
+
+    def fill(self, site: Path, files: dict[str, tuple[str, int]]) -> None:
+        """The files the new set's RECORDs list that its stream left out (the client
+        knew this node had them: ``base``), linked from the layer that holds them and
+        added to ``files`` for the check against the fingerprint; one no layer here
+        holds stays missing (and the set is refused for it)."""
+        for path, (digest, size) in depset.records(site).items():
+            known = self._known.get(path)
+            if path in files or known is None or known[:2] != (digest, size):
+                continue
+            source, target = known[2] / path, site / path
+            try:
+                if not stat.S_ISREG(os.lstat(source).st_mode):
+                    continue
+                target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+                os.link(source, target, follow_symlinks=False)
+            except OSError:
+                continue
+            files[path] = (digest, int(size))
+            self._linked(path, source, str(target))
+
+    def _linked(self, path: str, source: Path, target: str) -> None:
+        """``target`` was made a link to ``source``: so is its ``.pyc``, or it is
+        compiled here when ``source`` has none."""
         self.linked += 1
         if path.endswith(".py"):
             pyc = Path(importlib.util.cache_from_source(target))
@@ -288,7 +310,6 @@ class Reuse:
                         follow_symlinks=False)
             except OSError:         # none there (it did not compile): compiled here
                 self._compile(target)
-        return True
 
 
 def _mtime(path: Path) -> float:

@@ -400,3 +400,37 @@ def test_an_empty_declaration_leaves_lib_python_as_it_is(tmp_path):
     (app / "requirements.txt").write_text("Django\n")
     decl, excludes, local = deps.upload_excludes(app)
     assert local == {"django": "1.0"} and "/lib/python/django" in excludes
+
+
+RACE = """
+import threading
+from silverlining import deps
+start, failed = threading.Barrier(8), []
+
+def look():
+    start.wait()
+    try:
+        deps.uv_bin()
+    except Exception as exc:
+        failed.append(repr(exc))
+
+threads = [threading.Thread(target=look) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(failed)
+"""
+
+
+def test_uv_is_found_by_several_threads_at_once():
+    """An update to several nodes builds their sets in threads: uv's lookup, through
+    sysconfig's first use (not thread-safe), gave one of them None for ``EXE`` (a
+    traceback). Each run is a fresh interpreter, where sysconfig is not read yet."""
+    import subprocess
+    import sys
+
+    for _ in range(5):
+        out = subprocess.run([sys.executable, "-c", RACE], capture_output=True, text=True,
+                             check=True, cwd=Path(deps.__file__).parents[1]).stdout
+        assert out.strip() == "[]", out

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 import os
 import py_compile
 from pathlib import Path
@@ -72,3 +73,60 @@ def test_what_differs_is_written_and_compiled(tmp_path: Path) -> None:
         (old / "pkg" / "__init__.py").stat().st_ino
     assert [p for p in compiled if p.endswith(".py")] == [str(new / "pkg" / "__init__.py")]
     assert str(new / "bin" / "tool") in compiled           # written: handed on as before
+
+
+def test_the_files_a_node_has_are_not_sent(tmp_path: Path) -> None:
+    """The client leaves out what the node's layer of another set holds the same
+    (``shared_files``); the node links those from that layer (``fill``), and the set
+    checks against its fingerprint as if it had come whole."""
+    base_site, _ = make_site(tmp_path / "a")
+    site, _ = make_site(tmp_path / "b")
+    (site / "pkg" / "sub" / "data.bin").write_bytes(b"changed")
+    (site / "bin" / "tool").chmod(0o644)                  # the same bytes, not executable
+    dist = site / "pkg-1.0.dist-info"
+    rows = [record_line(site, rel) for rel in ("pkg/__init__.py", "pkg/sub/data.bin",
+                                               "bin/tool", "pkg-1.0.dist-info/METADATA")]
+    (dist / "RECORD").write_text("\n".join(rows + ["pkg-1.0.dist-info/RECORD,,"]) + "\n")
+    fingerprint = depset.fingerprint(KEY, [(dist.name, (dist / "RECORD").read_bytes())], {})
+    skip = depset.shared_files(site, base_site)
+    assert skip == {"pkg/__init__.py", "pkg-1.0.dist-info/METADATA"}
+
+    old = tmp_path / "old"
+    layer_of(base_site, old)
+    py_compile.compile(str(old / "pkg" / "__init__.py"))
+    data = b"".join(iter(depset.TarStream(site, skip).read1, b""))
+    assert b"VALUE = 1" not in data and b"changed" in data
+    compiled: list[str] = []
+    reuse = Reuse([], compiled.append, base=old)
+    new = tmp_path / "new"
+    new.mkdir(mode=0o700)
+    files = depset.unpack(io.BytesIO(data), new, compiled.append, reuse)
+    reuse.fill(new, files)
+    assert depset.verify(new, files, KEY) == fingerprint
+    assert (new / "pkg" / "__init__.py").stat().st_ino == \
+        (old / "pkg" / "__init__.py").stat().st_ino
+    assert os.path.exists(importlib.util.cache_from_source(str(new / "pkg" / "__init__.py")))
+    # without that layer, what was left out is missing: the set is refused
+    alone = tmp_path / "alone"
+    alone.mkdir(mode=0o700)
+    files = depset.unpack(io.BytesIO(data), alone)
+    Reuse([], compiled.append).fill(alone, files)
+    with pytest.raises(depset.BadSet, match="missing"):
+        depset.verify(alone, files, KEY)
+
+
+def test_the_cached_set_sharing_most_packages_is_the_base(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from silverlining import deps
+
+    monkeypatch.setattr(deps, "cache_root", lambda: tmp_path)
+    for key, fingerprint, packages in (("k1", "f1", {"a": "1", "b": "1"}),
+                                       ("k2", "f2", {"a": "1", "b": "1", "c": "1"}),
+                                       ("k3", "f3", {"a": "1", "b": "1", "c": "1", "d": "1"}),
+                                       ("k4", "f4", {"a": "2"})):
+        (tmp_path / key / "site").mkdir(parents=True)
+        (tmp_path / key / "site" / depset.MANIFEST).write_text(json.dumps(
+            {"fingerprint": fingerprint, "packages": packages}))
+    build = deps.Build("new", tmp_path / "new", {"a": "1", "b": "1", "c": "1", "d": "2"})
+    assert deps.base_for(build, ["f1", "f2", "f4"]).fingerprint == "f2"   # f3: not there
+    assert deps.base_for(build, ["f4"]) is None                          # nothing shared
