@@ -656,6 +656,11 @@ print(time.monotonic() - start)
 """
 
 
+# pure-Python wheels in DEPS_WHEELS, added to the Django project's requirements in
+# another combination each run (the bits of the run's number): a set the node lacks
+ADDED_PACKAGES = ("packaging", "typing_extensions", "annotated_types", "wheel")
+
+
 def django_app(ctx: Context, name: str) -> Path:
     """A Django project as startproject makes it (admin on, PostgreSQL), under src/
     as docs/django.md lays it out, declaring Django, psycopg and pillow."""
@@ -694,7 +699,8 @@ def case_django(ctx: Context) -> list[Figure]:
     one-file redeploy until served, against its own cold start on the node; the
     first deploy of a new app of it to a node without its dependency set, with the
     local dependency cache warm, and with it (and uv's cache) empty, until served,
-    against a plain ``pip install --target`` of the same set here."""
+    against a plain ``pip install --target`` of the same set here; and its redeploy
+    with a package added to its requirements, against its one-file redeploy."""
     location = "django.bench"
     app = django_app(ctx, "django")
     ctx.env.silver(*ctx.env.update_args(app, location, [ctx.first]))
@@ -709,7 +715,7 @@ def case_django(ctx: Context) -> list[Figure]:
         cold.append(float(ctx.env.as_root(
             ctx.first, f"python3 - {shlex.quote(live['app'] + '/lib/python')} "
                        f"{shlex.quote(live['deps'])}", stdin=DJANGO_COLD)))
-    warm, empty, pip, untar = [], [], [], []
+    warm, empty, pip, untar, changed = [], [], [], [], []
     home_deps = Path(ctx.env.env["SILVER_HOME"]) / "deps"
     # Nothing is deleted until the timings are over: what a run leaves (the layer it
     # replaced, the floor's files, the caches) goes into a trash, removed at the end. On
@@ -758,6 +764,19 @@ def case_django(ctx: Context) -> list[Figure]:
                             str(DJANGO_WHEELS), "--find-links", str(DEPS_WHEELS), "--target",
                             str(target), *DJANGO_REQUIREMENTS.split()], check=True)
             pip.append(time.monotonic() - start)
+        # a package added to its requirements (another set of them each run): only
+        # what the node lacks travels and is written, against the one-file redeploy
+        requirements = (app / "requirements.txt").read_text()
+        for run in range(ctx.runs):
+            extra = [name for bit, name in enumerate(ADDED_PACKAGES) if (run + 1) >> bit & 1]
+            (app / "requirements.txt").write_text(requirements + "\n".join(extra) + "\n")
+            marker = ctx.marker()
+            set_django_marker(app, marker)
+            seconds, out = ctx.env.timed_until(
+                ctx.env.update_args(app, location, [ctx.first]), ctx.address, location, marker)
+            if "sending dependency set" not in out:
+                raise BenchError(f"the changed requirements sent no set:\n{out}")
+            changed.append(seconds)
     finally:
         ctx.env.as_root(ctx.first, f"rm -rf {trash}")
         shutil.rmtree(local_trash, ignore_errors=True)
@@ -765,6 +784,8 @@ def case_django(ctx: Context) -> list[Figure]:
         Figure("django", "Django (PostgreSQL, admin) one-file redeploy, until served",
                redeploy, floor=Floor("its cold start on the node", cold), target=0.5,
                target_on="over"),
+        Figure("django", "the same with a package added to its requirements, until served",
+               changed, floor=Floor("its one-file redeploy", redeploy)),
         Figure("django", "first deploy of Django+psycopg+pillow, warm local cache, "
                          "until served (floor: the set's files written on the node)", warm,
                floor=Floor("tar -x of the set on the node", untar), target=3.0),
