@@ -61,6 +61,7 @@ ENV_VAR = "SILVER_DEPS"
 _REUSE_LAYERS = 8           # the newest layers a new set may link files from
 _COMPILERS = 4              # at most: a set's modules arrive at a few hundred a second
 _FINGERPRINT_RE = re.compile(r"^[0-9a-f]{32}$")
+_WORK_RE = re.compile(r"^\.[0-9a-f]{32}\.([0-9]+)\Z")     # receive's, by its pid
 
 
 def target() -> dict[str, str]:
@@ -118,6 +119,7 @@ def receive(call: protocol.DepsInstall) -> protocol.DepsInstallResult:
     if final.is_dir():
         return {"fingerprint": fingerprint, "installed": False, "files": 0}
     make_dir(paths.DEPS, 0, 0, 0o755)
+    sweep_work()
     work = paths.DEPS / f".{fingerprint}.{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     say(f"installing dependency set {fingerprint}")
@@ -440,9 +442,26 @@ def in_use() -> set[str]:
     return used
 
 
+def sweep_work() -> None:
+    """Remove the work directories ``receive`` left when it was killed outright (its
+    cleanup never ran): each is named after its process, and goes once no process has
+    that pid."""
+    try:
+        names = os.listdir(paths.DEPS)
+    except FileNotFoundError:
+        return
+    for name in names:
+        found = _WORK_RE.match(name)
+        if found and not os.path.exists(f"/proc/{found.group(1)}"):
+            shutil.rmtree(paths.DEPS / name, ignore_errors=True)
+
+
 def prune(dry_run: bool = False, grace: float = 3600) -> list[str]:
     """Remove the layers no kept version uses (``silver clean-node``), except those
-    installed within ``grace`` seconds: a deploy still on its way to recording one."""
+    installed within ``grace`` seconds: a deploy still on its way to recording one;
+    and what killed installs left."""
+    if not dry_run:
+        sweep_work()
     used = in_use()
     removed = []
     for name in present():

@@ -130,3 +130,24 @@ def test_the_cached_set_sharing_most_packages_is_the_base(
     build = deps.Build("new", tmp_path / "new", {"a": "1", "b": "1", "c": "1", "d": "2"})
     assert deps.base_for(build, ["f1", "f2", "f4"]).fingerprint == "f2"   # f3: not there
     assert deps.base_for(build, ["f4"]) is None                          # nothing shared
+
+
+def test_what_a_killed_install_left_is_swept(monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path: Path) -> None:
+    """``deps-install`` killed outright leaves its work directory (named after its pid);
+    the next install, or clean-node, removes it once that process is gone, and nothing
+    else: not a running install's, not a layer."""
+    import subprocess
+    import sys
+
+    from silverlining.node import deps, paths
+
+    monkeypatch.setattr(paths, "DEPS", tmp_path)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stale, running, layer = (tmp_path / f".{'a' * 32}.{gone}",
+                             tmp_path / f".{'b' * 32}.{os.getpid()}", tmp_path / ("c" * 32))
+    for folder in (stale, running, layer):
+        (folder / "pkg").mkdir(parents=True)
+    deps.sweep_work()
+    assert not stale.exists() and running.is_dir() and layer.is_dir()
