@@ -284,12 +284,17 @@ def test_clean_node_removes_sets_no_version_uses(node, tmp_path, tiny_wheels):  
     used = get_json(node, "tiny3.test")["deps"]
     stale = "/var/lib/silverlining/deps/" + "0" * 32
     fresh = "/var/lib/silverlining/deps/" + "1" * 32
-    node.root(f"mkdir -p {stale} {fresh} && touch -d '2 hours ago' {stale}")
+    # what an install killed outright left (its pid gone) and a running one's (pid 1)
+    killed, running = (f"/var/lib/silverlining/deps/.{'2' * 32}.{pid}" for pid in
+                       (node.root("sh -c 'echo $$'").strip(), 1))
+    node.root(f"mkdir -p {stale} {fresh} {killed}/pkg {running} && "
+              f"touch -d '2 hours ago' {stale}")
     out = node.silver("clean-node", node.name, "--keep", "100", check=True).stdout
     assert f"deleted dependency set {'0' * 32}" in out, out
-    left = node.root("ls /var/lib/silverlining/deps").split()
+    left = node.root("ls -A /var/lib/silverlining/deps").split()
     assert "0" * 32 not in left and "1" * 32 in left and used.rsplit("/", 1)[1] in left
-    node.root(f"rmdir {fresh}")
+    assert killed.rsplit("/", 1)[1] not in left and running.rsplit("/", 1)[1] in left, left
+    node.root(f"rmdir {fresh} {running}")
 
 
 C_PAGE = '''\
