@@ -31,6 +31,7 @@ APP_LOGS = LOGS / "apps"
 SETUP_LOG = LOGS / "setup-node.log"
 AUDIT_LOG = LOGS / "audit.log"
 NGINX_ROUTES = Path("/etc/nginx/silverlining")       # generated routing, included by nginx
+NGINX_PID = Path("/run/nginx.pid")                   # nginx's main process (Debian's nginx.conf)
 DEPLOY_USER = "silver"                               # the account `silver update` logs in as
 APP_USER_PREFIX = "sl-"                              # each app runs as sl-<app_name>
 UPLOADS = VAR / "uploads"                            # UPLOADS/APP/vN: rsync staging, owned by DEPLOY_USER

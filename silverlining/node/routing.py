@@ -388,17 +388,30 @@ def installed_certs() -> dict[str, str]:
             if (d / "fullchain.pem").is_file() and (d / "privkey.pem").is_file()}
 
 
-def _is_worker(pid: str) -> bool:
+def _nginx_main() -> str:
+    """The pid of nginx's main process, from its pid file (root's, in /run)."""
     try:
-        title = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return paths.NGINX_PID.read_text().strip()
     except OSError:
+        return ""
+
+
+def _is_worker(pid: str, main: str) -> bool:
+    """Whether ``pid`` is one of nginx's workers: a child of its main process with
+    their title. The title alone is not enough: an app may call its own processes
+    anything, but none of them can be nginx's child."""
+    try:
+        ppid = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1]
+        title = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, IndexError):
         return False
-    return title.replace(b"\0", b" ").strip() == b"nginx: worker process"
+    return ppid == main and title.replace(b"\0", b" ").strip() == b"nginx: worker process"
 
 
 def _worker_pids() -> set[str]:
+    main = _nginx_main()
     return {entry.name for entry in os.scandir("/proc")
-            if entry.name.isdigit() and _is_worker(entry.name)}
+            if main and entry.name.isdigit() and _is_worker(entry.name, main)}
 
 
 def reload_nginx(refused: str) -> None:
@@ -423,7 +436,8 @@ def reload_nginx(refused: str) -> None:
                             f"{proc.stderr.strip() or proc.stdout.strip()}")
 
     def new_workers() -> bool:      # the old ones gone (a look at each), new ones there
-        return not any(_is_worker(pid) for pid in before) and bool(_worker_pids())
+        main = _nginx_main()
+        return not any(_is_worker(pid, main) for pid in before) and bool(_worker_pids())
 
     wait_until(new_workers, 10, 0.01,
                failed=lambda: NodeError("nginx did not start new workers within 10s after "

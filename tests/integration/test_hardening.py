@@ -485,3 +485,21 @@ def test_versions_kept_from_before_the_hardening_are_upgraded(node, victim):
     assert "ExecStartPre=+" not in node.root(f"cat {unit}")
     node.silver("activate", "--node", node.name, "victim.test", old, check=True)
     assert probe(node.address, "victim.test")["instance"] == f"probe.{old}"
+
+
+def test_a_process_titled_like_an_nginx_worker_stalls_no_reload(node, victim):
+    """An app's process may call itself anything. One titled "nginx: worker process"
+    was counted among nginx's workers: every reload waited for it to end, 10 s, and
+    then failed, so no other app could go live at a new location meanwhile."""
+    fake = "exec -a 'nginx: worker process' python3"          # reads a script: never ends
+    node.root("setsid setpriv --reuid=sl-probe --regid=sl-probe --clear-groups "
+              f"bash -c \"tail -f /dev/null | {fake}\" </dev/null >/dev/null 2>&1 &")
+    try:
+        assert node.root("pgrep -u sl-probe -x -f 'nginx: worker process'").strip()
+        started = time.monotonic()
+        proc = node.update(victim, "victim-second.test", check=False)
+        assert proc.returncode == 0, proc.stderr
+        assert "reloading nginx" in proc.stderr and time.monotonic() - started < 8, proc.stderr
+    finally:
+        node.root("pkill -u sl-probe -x -f 'nginx: worker process'", check=False)
+        node.silver("deactivate", "--node", node.name, "victim-second.test")
