@@ -27,6 +27,7 @@ HTTP to HTTPS (status pages and challenges excepted) and its host sends HSTS.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -414,6 +415,18 @@ def _worker_pids() -> set[str]:
             if main and entry.name.isdigit() and _is_worker(entry.name, main)}
 
 
+def _signal_reload() -> None:
+    """SIGHUP to nginx's main process, or nginx started if it does not run."""
+    hup = subprocess.run(["systemctl", "kill", "--kill-whom=main", "--signal=HUP", "nginx"],
+                         capture_output=True, text=True)
+    if hup.returncode != 0:             # not running: started, with the new routing
+        proc = subprocess.run(["systemctl", "start", "nginx"], capture_output=True,
+                              text=True)
+        if proc.returncode != 0:
+            raise NodeError("nginx reload failed: "
+                            f"{proc.stderr.strip() or proc.stdout.strip()}")
+
+
 def reload_nginx(refused: str) -> None:
     """``nginx -t``, then reload gracefully and wait until the old workers stopped taking
     requests. A configuration nginx refuses is never loaded: ``NodeError(refused: why)``.
@@ -426,14 +439,7 @@ def reload_nginx(refused: str) -> None:
         message = " | ".join(ln for ln in check.stderr.splitlines() if ln.strip())
         raise NodeError(f"{refused}: {message}")
     before = _worker_pids()
-    hup = subprocess.run(["systemctl", "kill", "--kill-whom=main", "--signal=HUP", "nginx"],
-                         capture_output=True, text=True)
-    if hup.returncode != 0:             # not running: started, with the new routing
-        proc = subprocess.run(["systemctl", "start", "nginx"], capture_output=True,
-                              text=True)
-        if proc.returncode != 0:
-            raise NodeError("nginx reload failed: "
-                            f"{proc.stderr.strip() or proc.stdout.strip()}")
+    _signal_reload()
 
     def new_workers() -> bool:      # the old ones gone (a look at each), new ones there
         main = _nginx_main()
@@ -488,7 +494,8 @@ def _load(target: Path, old: bytes | None, text: bytes) -> bool:
         else:
             write_atomic(target, old)
         # nginx may have taken the new file: give it the old one again
-        subprocess.run(["systemctl", "reload", "nginx"], capture_output=True)
+        with contextlib.suppress(NodeError):
+            _signal_reload()
         raise
     return True
 
