@@ -151,3 +151,40 @@ def test_what_a_killed_install_left_is_swept(monkeypatch: pytest.MonkeyPatch,
         (folder / "pkg").mkdir(parents=True)
     deps.sweep_work()
     assert not stale.exists() and running.is_dir() and layer.is_dir()
+
+
+def test_a_node_that_lost_the_base_is_sent_the_whole_set(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The client leaves out what the node's layer of another set holds; should the node
+    have removed that layer meanwhile (``clean-node``), it refuses the set as missing
+    files (``test_the_files_a_node_has_are_not_sent``), and the client sends it whole."""
+    from types import SimpleNamespace
+
+    from silverlining import deps, protocol
+    from silverlining.commands.update import send_deps
+    from silverlining.errors import SilverError
+
+    monkeypatch.setattr(deps, "cache_root", lambda: tmp_path / "cache")
+    base_site, _ = make_site(tmp_path / "cache" / "k1")
+    site, fingerprint = make_site(tmp_path / "cache" / "k2")
+    (site / depset.MANIFEST).write_text(json.dumps({"fingerprint": fingerprint,
+                                                    "packages": {"pkg": "1.0"}}))
+    (base_site / depset.MANIFEST).write_text(json.dumps({"fingerprint": "f" * 32,
+                                                         "packages": {"pkg": "1.0"}}))
+    calls: list[tuple[str | None, bytes]] = []
+
+    def send(call: protocol.DepsInstall, input) -> dict:
+        calls.append((call.base, b"".join(iter(input.read1, b""))))
+        if call.base:
+            raise SilverError(f"dependency set {fingerprint}: pkg/__init__.py is missing "
+                              "from the set; nothing was installed, run silver update again")
+        return {"files": 5}
+
+    console = SimpleNamespace(step=lambda *a: None, detail=lambda *a: None)
+    session = SimpleNamespace(name="n1", console=console, send=send)
+    build = deps.Build(fingerprint, site, {"pkg": "1.0"})
+    sent, files = send_deps(session, build, ["f" * 32])        # type: ignore[arg-type]
+    (base, partial), (again, whole) = calls
+    assert base == "f" * 32 and again is None
+    assert b"VALUE = 1" not in partial and b"VALUE = 1" in whole
+    assert (sent, files) == (len(whole), 5)
