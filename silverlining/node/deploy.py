@@ -9,17 +9,20 @@ before the switch stops the new instance and leaves routing untouched.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pwd
 import traceback
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from silverlining import __version__, protocol
 from silverlining.appconfig import AppConfig
 from silverlining.errors import SilverError
-from silverlining.node import apps, audit, certs, deps, instances, jobs, params, paths, slices
+from silverlining.node import (apps, audit, certs, deps, instances, jobs, params, paths, routing,
+                               slices)
 from silverlining.node._env import write_env
 from silverlining.node._errors import NodeError
 from silverlining.node._state import (AppState, app_lock, canonical_hostname, instance_dir,
@@ -171,58 +174,83 @@ def _deploy(app: str, version: str, location: str, clear: bool, state: AppState,
         state.save()
     service_env = install_services(config, clear)
     service_env[SECRET_ENV] = str(write_app_secret(app, gid))
-    env = instance_env(config, app, version, location, service_env, config_dir)
-    env.update(param_env)
-    if deps_set:
-        if deps_sent:       # the set came next to the upload; the steps above overlapped it
-            params.wait_line(params.DEPS_INSTALLED, f"dependency set {deps_set} did not "
-                             "arrive: nothing was deployed")
-        env[deps.ENV_VAR] = str(deps.installed(deps_set))
-        meta["deps"] = deps.summary(deps_set)
-    write_env(instances.env_path(app, version), env, gid)
-    ports = jobs.install_units(app, version, config)
-    meta.update(services=sorted(config.services), interface=config.interface, web=web,
-                runner=config.runner.spec if web else None, health_check=config.health_check,
-                start_timeout=config.start_timeout, memory_max=config.memory_max,
-                limits=dataclasses.asdict(config.limits),
-                processes={n: p.instances for n, p in config.processes.items()},
-                params_changed=sorted(n for n in values.keys() | stored.keys()
-                                      if values.get(n) != stored.get(n)),
-                worker_checks={key: [port, config.processes[key.split("@")[0]].health_check]
-                               for key, port in ports.items()})
-    state.save()                     # the routing and the status pages read the record
-    host, prefix = env["SILVER_CANONICAL_HOSTNAME"], env["SILVER_MATCH_PATH"]
-    if slices.install(app, config.limits):
-        instances.load_units(slices.slice_name(app))
-    if web:
-        say(f"starting {instance_name(app, version)} ({config.interface}, "
-            f"{'gunicorn' if config.interface == 'wsgi' else 'uvicorn'})")
-        instances.install_unit(app, version, config.interface, config.memory_max,
-                               config.limits, reload_all=bool(config.processes or config.crons))
-    else:
-        instances.daemon_reload()
+    meta["services"] = sorted(config.services)      # what nginx's route reads
+    state.save()
+    with _routed_ahead(app, version, location, web) as routed:
+        env = instance_env(config, app, version, location, service_env, config_dir)
+        env.update(param_env)
+        if deps_set:
+            if deps_sent:       # the set came next to the upload; the steps above overlapped it
+                params.wait_line(params.DEPS_INSTALLED, f"dependency set {deps_set} did not "
+                                 "arrive: nothing was deployed")
+            env[deps.ENV_VAR] = str(deps.installed(deps_set))
+            meta["deps"] = deps.summary(deps_set)
+        write_env(instances.env_path(app, version), env, gid)
+        ports = jobs.install_units(app, version, config)
+        meta.update(interface=config.interface, web=web,
+                    runner=config.runner.spec if web else None, health_check=config.health_check,
+                    start_timeout=config.start_timeout, memory_max=config.memory_max,
+                    limits=dataclasses.asdict(config.limits),
+                    processes={n: p.instances for n, p in config.processes.items()},
+                    params_changed=sorted(n for n in values.keys() | stored.keys()
+                                          if values.get(n) != stored.get(n)),
+                    worker_checks={key: [port, config.processes[key.split("@")[0]].health_check]
+                                   for key, port in ports.items()})
+        state.save()                     # the routing and the status pages read the record
+        host, prefix = env["SILVER_CANONICAL_HOSTNAME"], env["SILVER_MATCH_PATH"]
+        if slices.install(app, config.limits):
+            instances.load_units(slices.slice_name(app))
+        if web:
+            say(f"starting {instance_name(app, version)} ({config.interface}, "
+                f"{'gunicorn' if config.interface == 'wsgi' else 'uvicorn'})")
+            instances.install_unit(app, version, config.interface, config.memory_max,
+                                   config.limits, reload_all=bool(config.processes or config.crons))
+        else:
+            instances.daemon_reload()
+        try:
+            if web:
+                instances.start_new(app, version)
+                instances.wait_ready(app, version, host, prefix, timeout=config.start_timeout)
+            run_update_fetch(config, app, version, host, prefix, uid, gid)
+            if web:
+                instances.health_gate(app, version, host, config.health_check, prefix)
+            jobs.start_workers(app, version, config, ports, config.start_timeout)
+            if client_gone():
+                raise NodeError(f"the client disconnected before the switch: "
+                                f"{instance_name(app, version)} was stopped, the old version "
+                                "keeps serving")
+            routed()
+            previous = switch(app, version, location)
+        except BaseException:
+            if version not in referenced(load_routes(), app):    # never stop what now serves
+                instances.stop_now(app, version)
+                jobs.sync(app)
+            raise
+        if values != stored:        # kept only once a version using them is live
+            params.save(app, values, gid)
+        return {"app": app, "version": version, "location": location, "previous": previous,
+                "instance": instance_name(app, version), "host": host}
+
+
+@contextlib.contextmanager
+def _routed_ahead(app: str, version: str, location: str, web: bool
+                  ) -> Iterator[Callable[[], object]]:
+    """``routing.preroute`` in a thread of its own while the version starts; the
+    caller calls what this yields before its switch (the route is then in place, or
+    its error raised). A deploy that fails takes the route back."""
+    if not web:
+        yield lambda: None
+        return
+    pool = ThreadPoolExecutor(1)
+    routing_ahead = pool.submit(routing.preroute, app, version, location)
+    pool.shutdown(wait=False)
     try:
-        if web:
-            instances.start_new(app, version)
-            instances.wait_ready(app, version, host, prefix, timeout=config.start_timeout)
-        run_update_fetch(config, app, version, host, prefix, uid, gid)
-        if web:
-            instances.health_gate(app, version, host, config.health_check, prefix)
-        jobs.start_workers(app, version, config, ports, config.start_timeout)
-        if client_gone():
-            raise NodeError(f"the client disconnected before the switch: "
-                            f"{instance_name(app, version)} was stopped, the old version "
-                            "keeps serving")
-        previous = switch(app, version, location)
+        yield routing_ahead.result
     except BaseException:
-        if version not in referenced(load_routes(), app):    # never stop what now serves
-            instances.stop_now(app, version)
-            jobs.sync(app)
+        with contextlib.suppress(Exception):
+            if routing_ahead.result():
+                routing.drop_pending()
         raise
-    if values != stored:        # kept only once a version using them is live
-        params.save(app, values, gid)
-    return {"app": app, "version": version, "location": location, "previous": previous,
-            "instance": instance_name(app, version), "host": host}
 
 
 def deploy(args: protocol.Deploy) -> protocol.DeployResult:

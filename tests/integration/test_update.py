@@ -164,6 +164,27 @@ def test_crash_on_import_keeps_the_old_version(node, probe_app):
     assert probe(node.address, "gate.test")["instance"] == f"probe.{good}"
 
 
+def test_a_new_location_is_routed_while_its_first_version_starts(node, probe_app):
+    """A first deploy gives nginx the new location's route beside the app's start, so
+    the switch waits for no reload; a first deploy that fails takes that route back."""
+    main = probe_app / "main.py"
+    good = main.read_text()
+    main.write_text(good + "\nraise RuntimeError('boom-first')\n")
+    proc = node.update(probe_app, "ahead.test", check=False)
+    assert proc.returncode == 1 and "boom-first" in proc.stderr, proc.stderr
+    assert "routing ahead.test in nginx ahead of the switch" in proc.stderr
+    assert http_get(node.address, "ahead.test")[0] == 404          # unknown again
+    assert "ahead.test" not in node.root("cat /etc/nginx/silverlining/routes.conf")
+    main.write_text(good)
+    proc = node.update(probe_app, "ahead.test")
+    lines = proc.stderr.splitlines()
+    ahead = [i for i, line in enumerate(lines) if "routing ahead.test in nginx ahead" in line]
+    switch = [i for i, line in enumerate(lines) if "switching ahead.test" in line]
+    assert ahead and switch and ahead[0] < switch[0], proc.stderr
+    assert not any("reloading nginx" in line for line in lines[switch[0]:]), proc.stderr
+    assert probe(node.address, "ahead.test")["instance"] == f"probe.{live_version(proc.stdout)}"
+
+
 def test_a_service_value_is_refused_before_anything_changes(node, probe_app):
     good = live_version(node.update(probe_app, "svc.test").stdout)
     ini = probe_app / "app.ini"
