@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 
 from silverlining.apploader import load_app
-from silverlining.node.routing import REAL_IP_HEADER, SCRIPT_NAME_HEADER, UPDATE_HEADER
+from silverlining.node.headers import REAL_IP_HEADER, SCRIPT_NAME_HEADER, UPDATE_HEADER
 
 _PREFIX_KEY = SCRIPT_NAME_HEADER.lower().encode()
 _UPDATE_KEY = UPDATE_HEADER.lower().encode()

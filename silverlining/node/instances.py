@@ -24,7 +24,7 @@ from silverlining.node._state import instance_dir, instance_name
 from silverlining.node._util import app_user
 from silverlining.node.base import (connect_unix, listening, make_dir, point_link, run, say,
                                    tail, wait_until, write_atomic)
-from silverlining.node.routing import SCRIPT_NAME_HEADER, UPDATE_HEADER
+from silverlining.node.headers import SCRIPT_NAME_HEADER, UPDATE_HEADER
 
 DRAIN_SECONDS = 10
 WANTED_BY = "multi-user.target"     # started at boot with it (``boot_links``)

@@ -45,12 +45,10 @@ from silverlining.node._errors import NodeError
 from silverlining.node._state import (AppState, instance_dir, load_routes, location_key,
                                       routing_lock)
 from silverlining.node.base import make_dir, point_link, say, wait_until, write_atomic
+from silverlining.node.headers import (REAL_IP_HEADER, SCRIPT_NAME_HEADER,
+                                      STATUS_LOCATION_HEADER, UPDATE_HEADER)
 
 CONF_NAME = "routes.conf"
-UPDATE_HEADER = "X-Silverlining-Update"
-REAL_IP_HEADER = "X-Real-IP"
-SCRIPT_NAME_HEADER = "X-Script-Name"
-STATUS_LOCATION_HEADER = "X-Silver-Location"
 _CATCH_ALL = "~^.+$"
 LISTEN = ("    listen 80;", "    listen [::]:80;")
 # In each server, not once for http: Debian 13's nginx.conf already sets it there

@@ -29,7 +29,7 @@ from http.server import BaseHTTPRequestHandler
 from silverlining.node import instances, jobs, paths
 from silverlining.node._state import canonical_hostname, load_routes
 from silverlining.node.base import write_atomic
-from silverlining.node.routing import STATUS_LOCATION_HEADER
+from silverlining.node.headers import STATUS_LOCATION_HEADER
 
 LISTEN_FD = 3                          # systemd socket activation
 
