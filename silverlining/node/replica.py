@@ -19,7 +19,6 @@ import ipaddress
 import pwd
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 from silverlining import protocol
@@ -31,7 +30,7 @@ from silverlining.node.base import apt_install, make_dir, run, say, wait_until, 
 from silverlining.services import get_service
 from silverlining.services._system import db_name, scram_verifier, server_lock, systemctl_start
 from silverlining.services.postgresql import REPLICATION_ROLE, SERVICE as POSTGRESQL
-from silverlining.services.postgresql import psql, run_role
+from silverlining.services.postgresql import pg_ready, psql, run_role
 
 PASSFILE = Path("/var/lib/postgresql/.silver-replica.pgpass")
 
@@ -137,7 +136,7 @@ def follow(call: protocol.ReplicaFollow) -> protocol.ReplicaFollowResult:
         for path in (auto, data_dir / "standby.signal"):
             shutil.chown(path, "postgres", "postgres")
         systemctl_start("postgresql")
-        wait_until(lambda: subprocess.run(["pg_isready", "-q"]).returncode == 0, 90,
+        wait_until(pg_ready, 90,
                    failed="PostgreSQL did not come up as a replica")
         POSTGRESQL.serve_tls(paths, given["cert"], given["key"])
     hosting.admit()

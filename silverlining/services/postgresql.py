@@ -42,6 +42,7 @@ from silverlining.services._system import (db_name, new_password, scram_verifier
                                           server_lock, systemctl_start)
 
 KEYS = ("dbname", "user", "password", "host", "port")
+PG_LIB = "/usr/lib/postgresql"       # VERSION/bin/ of each version installed
 TLS_KEYS = ("sslmode", "sslrootcert")     # set when the database is on a services node
 CONNECT_TIMEOUT = "10"      # seconds libpq waits for a services node (PGCONNECT_TIMEOUT)
 HBA_MARK = "# silverlining: passwords only (scram-sha-256), no trust"
@@ -172,7 +173,7 @@ class PostgresqlService(Service):
     def server_up(self) -> None:
         """The cluster running, with our pg_hba.conf."""
         systemctl_start("postgresql")
-        wait_until(lambda: subprocess.run(["pg_isready", "-q"]).returncode == 0, 90,
+        wait_until(pg_ready, 90,
                    failed="PostgreSQL did not come up")
         hba = Path(psql("postgres", "SHOW hba_file;").strip())
         if not hba.read_text().startswith(HBA_MARK):
@@ -223,7 +224,7 @@ class PostgresqlService(Service):
         if psql("postgres", "SHOW listen_addresses;").strip() != "*":
             say("PostgreSQL: listening on the nodes' network (TLS only)")
             run(["systemctl", "restart", "postgresql"], what="restarting PostgreSQL")
-            wait_until(lambda: subprocess.run(["pg_isready", "-q"]).returncode == 0, 90,
+            wait_until(pg_ready, 90,
                        failed="PostgreSQL did not come back")
         else:
             psql("postgres", "SELECT pg_reload_conf();")      # a new certificate
@@ -290,7 +291,7 @@ class PostgresqlService(Service):
             ["pg_restore", "--no-owner", "--no-acl", "--use-list", str(src_dir / "restore.list"),
              "--file=-", str(dump)], stdout=subprocess.PIPE)
         try:
-            run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
+            run([pg_bin("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
                      "-d", role, "-c", f'SET ROLE "{role}"', "-f", "-"],
                     user="postgres", stdin=script.stdout, stdout=subprocess.DEVNULL,
                     what="restoring the database", timeout=7200)
@@ -307,13 +308,29 @@ def run_role(role: str) -> str:
     return "slrun_" + role.removeprefix("sl_")
 
 
+def pg_bin(name: str) -> str:
+    """PostgreSQL's client program ``name`` of the newest version installed, called
+    straight. Debian's ``/usr/bin/NAME`` is pg_wrapper, a Perl script that picks that
+    same program (clients work with every older server) and costs each call 35 ms,
+    three quarters of a ``psql`` (one runs in every deploy of an app with a
+    database). Before PostgreSQL is installed: ``name`` as it is."""
+    found = [(int(path.parts[-3]), path) for path in Path(PG_LIB).glob(f"*/bin/{name}")
+             if path.parts[-3].isdigit()]
+    return str(max(found)[1]) if found else name
+
+
+def pg_ready() -> bool:
+    """Whether the local server takes connections (``pg_isready``)."""
+    return subprocess.run([pg_bin("pg_isready"), "-q"]).returncode == 0
+
+
 def psql(dbname: str, sql: str, **variables: str) -> str:
     """Run SQL (on stdin) as the ``postgres`` superuser; ``variables`` become psql
     variables (use ``:'name'`` / ``:"name"`` to quote them). Unaligned output."""
     if any("'" in v or "\\" in v or "\n" in v for v in variables.values()):
         raise SilverError("bad psql variable")
     head = "".join(f"\\set {key} '{value}'\n" for key, value in variables.items())
-    return run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", dbname],
+    return run([pg_bin("psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", dbname],
                    input=head + sql, user="postgres", what="psql")
 
 
