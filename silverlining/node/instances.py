@@ -388,7 +388,9 @@ def wait_ready(app: str, version: str, host: str, prefix: str = "",
                             f"{state.sub}); the old version keeps serving")
         return False
 
-    wait_until(answers, timeout, 0.02, failed=lambda: _fail(
+    # a look every 5 ms: until the socket is there a look is one stat, and once it is
+    # the request waits in the socket's backlog until a worker takes it
+    wait_until(answers, timeout, 0.005, failed=lambda: _fail(
         app, version, f"{name} did not answer on its socket within {timeout:g}s "
         f"({last[0]}); the old version keeps serving"))
 
