@@ -112,7 +112,14 @@ def _load_config(sites: dict[str, dict]) -> None:
         run(["systemctl", "disable", "--now", "nginx"], what="systemctl disable nginx")
     if _active("haproxy"):
         say("reloading HAProxy (connections in flight finish on the old worker)")
+        old = haproxy.worker_pid()
         run(["systemctl", "reload", "haproxy"], what="systemctl reload haproxy")
+        # the reload returns once the master has the signal; until the new worker is
+        # ready the old one serves, with the old configuration and certificates, and
+        # takes what the runtime API is told (the drain states below)
+        wait_until(lambda: haproxy.worker_pid() not in (None, old)
+                   and not haproxy.still_listening(old), 10, 0.02,
+                   failed="HAProxy's new worker did not take over")
     else:
         run(["systemctl", "enable", "--now", "haproxy"], what="systemctl start haproxy")
     wait_until(_runtime_ready, 10, 0.1, failed="HAProxy's runtime API did not answer")

@@ -25,9 +25,11 @@ nodes' network:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
+import os
 import re
 import socket
 from dataclasses import dataclass
@@ -233,3 +235,44 @@ def runtime(command: str, timeout: float = 5.0) -> str:
         while chunk := sock.recv(65536):
             chunks.append(chunk)
     return b"".join(chunks).decode(errors="replace")
+
+
+def worker_pid() -> str | None:
+    """The pid of the worker that answers the runtime API (``show info``), None when
+    none answers."""
+    try:
+        info = runtime("show info")
+    except OSError:
+        return None
+    for line in info.splitlines():
+        if line.startswith("Pid:"):
+            return line.partition(":")[2].strip()
+    return None
+
+
+def still_listening(pid: str | None) -> bool:
+    """Whether process ``pid`` still holds a listening TCP socket: an old worker after a
+    reload keeps accepting (with the old configuration and certificates) until its
+    soft stop closes its listeners."""
+    if pid is None:
+        return False
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:             # gone: it listens no more
+        return False
+    inodes = set()
+    for fd in fds:
+        with contextlib.suppress(OSError):      # closed meanwhile
+            inodes.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as fh:
+                rows = fh.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 9 and fields[3] == "0A" and f"socket:[{fields[9]}]" in inodes:
+                return True
+    return False
+

@@ -301,3 +301,22 @@ def test_a_destroyed_node_leaves_the_topology(tmp_path, monkeypatch):
     assert topology.get("blog.test") is None
     assert topology.forget_node("lb1") == ["forgot balanced location shop.test"]
     assert topology.forget_node("lb1") == []
+
+
+def test_an_old_worker_counts_until_it_stops_listening():
+    """After a reload the old worker still accepts until its listeners close: the
+    reload waits for that (this process stands for the old worker)."""
+    import os
+    import socket
+
+    from silverlining.node import haproxy
+
+    me = str(os.getpid())
+    assert not haproxy.still_listening(me) and not haproxy.still_listening(None)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        assert not haproxy.still_listening(me)          # bound, not listening yet
+        listener.listen(1)
+        assert haproxy.still_listening(me)
+    assert not haproxy.still_listening(me)
+    assert not haproxy.still_listening("999999999")     # gone
