@@ -247,9 +247,16 @@ def _routed_ahead(app: str, version: str, location: str, web: bool
     try:
         yield routing_ahead.result
     except BaseException:
-        with contextlib.suppress(Exception):
-            if routing_ahead.result():
-                routing.drop_pending()
+        try:
+            routed = routing_ahead.result()
+        except Exception:       # refused: nginx kept the routing it had
+            routed = False
+        if routed:
+            try:
+                routing.reapply()
+            except Exception as exc:
+                say(f"nginx still routes {location} (502) until the node's routing changes "
+                    f"again: taking its route back failed: {exc}")
         raise
 
 

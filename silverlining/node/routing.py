@@ -464,10 +464,8 @@ def apply(table: dict[str, dict]) -> bool:
     for link, front in wanted.items():
         if before.get(link) != front:
             point_link(link, front)
-    target = paths.NGINX_ROUTES / CONF_NAME
-    old = target.read_bytes() if target.exists() else None
     try:
-        reloaded = old != text and _load(target, old, text)
+        reloaded = _put(text)
     except BaseException:
         for link in wanted.keys() | before.keys():
             point_link(link, before.get(link))
@@ -478,36 +476,61 @@ def apply(table: dict[str, dict]) -> bool:
     return reloaded
 
 
+def hides(location: str, table: Mapping[str, dict]) -> bool:
+    """Whether a route for ``location`` would take requests that something ``table``
+    serves answers now: a special location, a host already served (a new path takes
+    part of its requests), the catch-all ``*`` or a ``.suffix`` covering the host (a new
+    exact host takes its requests and its ``www.`` twin's), or the ``www.`` twin of a
+    served host (redirected there now)."""
+    host = location.partition("/")[0]
+    if host in ("not-found", "disabled", "*"):
+        return True
+    for served, entry in table.items():
+        other = served.partition("/")[0]
+        if not entry.get("version") or served.startswith("@"):
+            continue
+        if other in (host, "*") or host == f"www.{other}":
+            return True
+        if other.startswith(".") and (host == other[1:] or host.endswith(other)):
+            return True
+    return False
+
+
 def preroute(app: str, version: str, location: str) -> bool:
-    """A deploy to a location no version serves yet: nginx is given its route while
-    the new version is still on its way (``deploy`` runs this beside the app's start),
-    so that the switch only makes the location's link, with no reload (the new text
-    is the same), instead of waiting for one (a fifth of a second, most of it nginx's
-    own pause before it retires the old workers). The link is not made here: until
-    the switch nginx finds no socket there and answers 502 where it answered 404,
-    and the version is never reached before its health gate. Returns whether nginx
-    was given a route; ``drop_pending`` takes it back when the deploy fails."""
+    """A deploy to a location that hides nothing served (``hides``): nginx is given its
+    route while the new version is still on its way (``deploy`` runs this beside the
+    app's start), so that the switch only makes the location's link, with no reload
+    (the new text is the same), instead of waiting for one (a fifth of a second, most
+    of it nginx's own pause before it retires the old workers). The link is not made
+    here: until the switch nginx finds no socket there and answers 502 where it
+    answered 404 (an unknown host or path), and the version is never reached before
+    its health gate. Returns whether nginx was given a route; ``reapply`` takes it
+    back when the deploy fails."""
     with routing_lock():
         table = load_routes()
-        if (table.get(location) or {}).get("version"):
+        if hides(location, table):
             return False
         pending = {**table, location: {"app": app, "version": version, "prev": None}}
-        text = generate(routes_from_table(pending), certs=installed_certs()).encode()
-        target = paths.NGINX_ROUTES / CONF_NAME
-        old = target.read_bytes() if target.exists() else None
-        return old != text and _load(target, old, text, f"routing {location} in nginx "
-                                     "ahead of the switch")
+        return _put(generate(routes_from_table(pending), certs=installed_certs()).encode(),
+                    f"routing {location} in nginx ahead of the switch")
 
 
-def drop_pending() -> None:
-    """nginx's routing made again from the routing table (the route ``preroute`` gave a
-    deploy that failed goes)."""
+def reapply() -> bool:
+    """nginx's routing made again from the routing table (a route ``preroute`` gave a
+    deploy that failed goes); returns whether nginx was reloaded."""
     with routing_lock():
-        apply(load_routes())
+        return apply(load_routes())
 
 
-def _load(target: Path, old: bytes | None, text: bytes,
-          why: str = "requests in flight finish on the old workers") -> bool:
+def _put(text: bytes, why: str = "requests in flight finish on the old workers") -> bool:
+    """The routing file with ``text``, nginx reloaded, if it differs from the file in
+    place; returns whether it did."""
+    target = paths.NGINX_ROUTES / CONF_NAME
+    old = target.read_bytes() if target.exists() else None
+    return old != text and _load(target, old, text, why)
+
+
+def _load(target: Path, old: bytes | None, text: bytes, why: str) -> bool:
     """Put the new routing file in place, check it and reload nginx, or put the old
     one back."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -529,9 +552,7 @@ def _load(target: Path, old: bytes | None, text: bytes,
 
 def apply_table(call: protocol.RoutingApply) -> protocol.RoutingApplyResult:
     """``routing-apply``: the nginx routing made again from the routing table."""
-    with routing_lock():
-        changed = apply(load_routes())
-    return {"changed": changed}
+    return {"changed": reapply()}
 
 
 def balanced(call: protocol.Balanced) -> protocol.BalancedResult:

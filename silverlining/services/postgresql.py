@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import getpass
 import pwd
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,9 @@ from silverlining.services._system import (db_name, new_password, scram_verifier
 
 KEYS = ("dbname", "user", "password", "host", "port")
 PG_LIB = "/usr/lib/postgresql"       # VERSION/bin/ of each version installed
+PG_CONF = "/etc/postgresql"         # VERSION/CLUSTER/postgresql.conf of each cluster
+DEFAULT_PORT = 5432
+_PORT_RE = re.compile(r"^\s*port\s*=\s*(\d+)", re.M)
 TLS_KEYS = ("sslmode", "sslrootcert")     # set when the database is on a services node
 CONNECT_TIMEOUT = "10"      # seconds libpq waits for a services node (PGCONNECT_TIMEOUT)
 HBA_MARK = "# silverlining: passwords only (scram-sha-256), no trust"
@@ -316,7 +320,21 @@ def pg_bin(name: str) -> str:
     database). Before PostgreSQL is installed: ``name`` as it is."""
     found = [(int(path.parts[-3]), path) for path in Path(PG_LIB).glob(f"*/bin/{name}")
              if path.parts[-3].isdigit()]
-    return str(max(found)[1]) if found else name
+    return str(max(found)[1]) if found and _cluster_on_default_port() else name
+
+
+def _cluster_on_default_port() -> bool:
+    """Whether a local cluster is set to port 5432: the one pg_wrapper picks when there
+    is one, and the one a client called straight reaches. Otherwise the wrapper stays
+    (it finds a node's only cluster on another port)."""
+    for conf in Path(PG_CONF).glob("*/*/postgresql.conf"):
+        try:
+            found = _PORT_RE.search(conf.read_text())
+        except OSError:
+            continue
+        if found is None or int(found.group(1)) == DEFAULT_PORT:
+            return True
+    return False
 
 
 def pg_ready() -> bool:

@@ -182,7 +182,12 @@ def test_a_new_location_is_routed_while_its_first_version_starts(node, probe_app
     switch = [i for i, line in enumerate(lines) if "switching ahead.test" in line]
     assert ahead and switch and ahead[0] < switch[0], proc.stderr
     assert not any("reloading nginx" in line for line in lines[switch[0]:]), proc.stderr
-    assert probe(node.address, "ahead.test")["instance"] == f"probe.{live_version(proc.stdout)}"
+    live = f"probe.{live_version(proc.stdout)}"
+    assert probe(node.address, "ahead.test")["instance"] == live
+    # a new path of a served host would hide part of it meanwhile: routed at the switch
+    proc = node.update(probe_app, "ahead.test/sub", "--name", "probe-sub")
+    assert "ahead of the switch" not in proc.stderr and "reloading nginx" in proc.stderr
+    assert probe(node.address, "ahead.test", "/x")["instance"] == live
 
 
 def test_a_service_value_is_refused_before_anything_changes(node, probe_app):

@@ -12,6 +12,7 @@ import subprocess
 
 import pytest
 
+from silverlining.node import routing
 from silverlining.node.routing import Route, generate
 
 PAGES = "/usr/local/share/silverlining/pages"
@@ -153,3 +154,25 @@ def test_nginx_accepts_the_generated_config(tmp_path):
                            "-p", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "conflicting server name" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("served, new, hidden", [
+    ({}, "shop.test", False),
+    ({"a.test": "v1"}, "shop.test", False),
+    ({"a.test": "v1"}, "a.test/api", True),              # a path of a served host
+    ({"a.test/api": "v1"}, "a.test", True),
+    ({"a.test": "v1"}, "www.a.test", True),              # redirected to a.test now
+    ({"www.a.test": "v1"}, "a.test", False),
+    ({".a.test": "v1"}, "shop.a.test", True),            # the wildcard serves it now
+    ({".a.test": "v1"}, "a.test", True),
+    ({".a.test": "v1"}, "b.test", False),
+    ({"*": "v1"}, "shop.test", True),                    # the catch-all serves it now
+    ({"a.test": None}, "a.test", False),                 # deactivated: nothing served
+    ({"@worker": "v1"}, "shop.test", False),
+    ({}, "not-found", True),                             # every unknown host's page
+    ({}, "disabled", True),
+    ({}, "*", True),
+])
+def test_a_route_is_given_ahead_only_where_it_hides_nothing_served(served, new, hidden):
+    table = {loc: {"app": "x", "version": version} for loc, version in served.items()}
+    assert routing.hides(new, table) is hidden
