@@ -129,8 +129,6 @@ def ensure_running(name: str, timeout: float = 120) -> None:
     if address and local_node_is_up(nodes_dir / "nodes" / name):
         # the usual case, without loading libcloud (a third of a command's time); a
         # node going down (a reboot from inside) fails this and is started below
-        if transport.master_alive(address):
-            return
         try:
             transport.wait_for_ssh(address, 10.0, label=name)
             return

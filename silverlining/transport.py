@@ -345,20 +345,6 @@ def _control_sockets(address: str) -> list[Path]:
         return []
 
 
-def master_alive(address: str) -> bool:
-    """Whether a master connection to ``address`` runs (its control socket takes a
-    connection): the node's SSH answered it, and it ends when the node goes away
-    (``ServerAliveInterval``), so there is nothing to probe."""
-    for path in _control_sockets(address):
-        with socket.socket(socket.AF_UNIX) as sock:
-            try:
-                sock.connect(str(path))
-                return True
-            except OSError:
-                continue
-    return False
-
-
 def disconnect(address: str) -> None:
     """Close every master to ``address`` (its key changed, or the node is gone):
     the next command logs in again."""

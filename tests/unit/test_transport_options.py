@@ -113,22 +113,3 @@ def test_the_passwd_home_adds_no_key(monkeypatch):
         assert transport._home_keys() == ()
     finally:
         transport._home_keys.cache_clear()
-
-
-def test_a_master_is_alive_while_its_socket_takes_connections(monkeypatch, tmp_path):
-    """A live master spares a local node's SSH probe; a socket file its master left
-    behind (gone, or killed) does not count."""
-    import socket
-
-    monkeypatch.setenv("SILVER_HOME", str(tmp_path / "home"))
-    assert not transport.master_alive("10.213.7.2")
-    path = transport.control_path("silver", "10.213.7.2")
-    listener = socket.socket(socket.AF_UNIX)
-    listener.bind(str(path))
-    listener.listen(1)
-    try:
-        assert transport.master_alive("10.213.7.2")
-        assert not transport.master_alive("10.213.7.3")
-    finally:
-        listener.close()
-    assert path.exists() and not transport.master_alive("10.213.7.2")
