@@ -774,15 +774,23 @@ def _send_all(pipe: BinaryIO, data: bytes | BinaryIO) -> None:
     """Feed stdin from a thread so a command that talks before reading cannot deadlock.
 
     ``data`` may be a stream (our own stdin piped to ``silver run``): it is
-    sent as it arrives, until its end.
+    sent as it arrives, until its end. A stream with a file descriptor is read at
+    the descriptor: the thread may still wait on a pipe that never ends when the
+    command is over, and waiting inside the stream's buffer would hold its lock, which
+    Python's exit then cannot take (a "Fatal Python error", exit status -6, after a
+    command that succeeded). Nothing reads our stdin through its buffer before this.
     """
     try:
         if isinstance(data, bytes):
             pipe.write(data)
-        else:
-            while chunk := data.read1(65536):
-                pipe.write(chunk)
-                pipe.flush()
+            return
+        try:
+            fd = data.fileno()
+        except (AttributeError, OSError, ValueError):
+            fd = None
+        while chunk := os.read(fd, 65536) if fd is not None else data.read1(65536):
+            pipe.write(chunk)
+            pipe.flush()
     except (OSError, ValueError):
         pass  # the command exited without reading all of it; its status says what happened
     finally:

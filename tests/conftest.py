@@ -35,11 +35,13 @@ def silver_env(tmp_path_factory, monkeypatch):
 def run_silver(*args: str, cwd: Path | None = None, env: dict | None = None,
                input: str | None = None, timeout: float = 600,
                check: bool = False) -> subprocess.CompletedProcess:
-    """Run the real CLI in a subprocess, as a user would."""
+    """Run the real CLI in a subprocess, as a user would. Without ``input`` its stdin is
+    /dev/null, not the test process's (under xdist, the pipe the worker talks on)."""
     full_env = {**os.environ, **(env or {})}
     proc = subprocess.run([sys.executable, "-m", "silverlining", *args], cwd=cwd,
                           env=full_env, input=input, text=True, capture_output=True,
-                          timeout=timeout)
+                          timeout=timeout,
+                          stdin=subprocess.DEVNULL if input is None else None)
     if check and proc.returncode != 0:
         raise AssertionError(f"silver {' '.join(args)} exited {proc.returncode}\n"
                              f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")

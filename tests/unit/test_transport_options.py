@@ -113,3 +113,29 @@ def test_the_passwd_home_adds_no_key(monkeypatch):
         assert transport._home_keys() == ()
     finally:
         transport._home_keys.cache_clear()
+
+
+def test_a_stdin_that_never_ends_does_not_abort_the_exit():
+    """``silver run`` feeds our stdin to the command from a thread; when the command is
+    over while that pipe stays open, the thread still waits on it, and Python's exit
+    must not need what it holds (it aborted with a fatal error, status -6)."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys, threading, time\n"
+            "from silverlining.transport import _send_all\n"
+            "r, w = os.pipe()\n"
+            "threading.Thread(target=_send_all, args=(os.fdopen(w, 'wb'), sys.stdin.buffer),"
+            " daemon=True).start()\n"
+            "time.sleep(0.2)\n"
+            "print('over')\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        status = proc.wait(timeout=30)      # our end of its stdin stays open meanwhile
+        assert status == 0 and proc.stdout.read() == b"over\n", proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            pipe.close()
