@@ -479,9 +479,10 @@ def apply(table: dict[str, dict]) -> bool:
 def hides(location: str, table: Mapping[str, dict]) -> bool:
     """Whether a route for ``location`` would take requests that something ``table``
     serves answers now: a special location, a host already served (a new path takes
-    part of its requests), the catch-all ``*`` or a ``.suffix`` covering the host (a new
-    exact host takes its requests and its ``www.`` twin's), or the ``www.`` twin of a
-    served host (redirected there now)."""
+    part of its requests), the catch-all ``*``, an app serving ``not-found`` (it answers
+    unknown hosts) or a ``.suffix`` covering the host (a new exact host takes its
+    requests and its ``www.`` twin's), or the ``www.`` twin of a served host
+    (redirected there now)."""
     host = location.partition("/")[0]
     if host in ("not-found", "disabled", "*"):
         return True
@@ -489,7 +490,7 @@ def hides(location: str, table: Mapping[str, dict]) -> bool:
         other = served.partition("/")[0]
         if not entry.get("version") or served.startswith("@"):
             continue
-        if other in (host, "*") or host == f"www.{other}":
+        if other in (host, "*", "not-found") or host == f"www.{other}":
             return True
         if other.startswith(".") and (host == other[1:] or host.endswith(other)):
             return True

@@ -167,6 +167,7 @@ def test_nginx_accepts_the_generated_config(tmp_path):
     ({".a.test": "v1"}, "a.test", True),
     ({".a.test": "v1"}, "b.test", False),
     ({"*": "v1"}, "shop.test", True),                    # the catch-all serves it now
+    ({"not-found": "v1"}, "shop.test", True),            # an app answers unknown hosts
     ({"a.test": None}, "a.test", False),                 # deactivated: nothing served
     ({"@worker": "v1"}, "shop.test", False),
     ({}, "not-found", True),                             # every unknown host's page
